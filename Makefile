@@ -1,0 +1,50 @@
+# fintag: `make demo` builds the data, trains the offline default, evaluates it and tags the sample
+# reports; `make test` runs the test suite. Both set up a virtual environment first unless one is active.
+SHELL := /bin/bash
+VENV ?= .venv
+ifdef VIRTUAL_ENV
+PY := python
+else
+PY := $(VENV)/bin/python
+endif
+FINTAG := $(PY) -m fintag.serve.cli
+TORCH_VERSION ?= 2.13.0
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-slow lint bench clean
+
+setup: $(if $(VIRTUAL_ENV),,$(VENV)/.installed)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	# The pinned CPU torch first: an unpinned one would pull gigabytes of CUDA wheels.
+	$(VENV)/bin/python -m pip install -q torch==$(TORCH_VERSION)
+	$(VENV)/bin/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(FINTAG) data build
+	$(FINTAG) data validate
+	$(FINTAG) data stats
+	$(FINTAG) train --output_dir artifacts/model
+	$(FINTAG) evaluate --model artifacts/model --output_dir eval
+	$(FINTAG) tag data/corpus/*.txt --model artifacts/model --out artifacts/tags.jsonl --summary-only
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: setup
+	$(PY) bench/tagging_throughput.py
+	$(PY) bench/server_load.py
+
+clean:
+	rm -rf artifacts eval data/dataset

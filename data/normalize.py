@@ -1,0 +1,174 @@
+"""The one text normaliser of fintag, used by dataset building, batch tagging and the server.
+
+`normalize` applies, in order: NFKC (full-width to half-width) per grapheme, removal of control and
+format characters (zero-width spaces, BOMs, bidi marks, lone surrogates), traditional to simplified
+Chinese (OpenCC ``t2s``), removal of citation markers such as ``[5][26]``, and whitespace collapsing.
+Every output character remembers the index of the original character it came from, so a span of the
+normalised text maps back to the original text.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import opencc
+
+logger = logging.getLogger(__name__)
+
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+CJK_RE = re.compile(f"[{CJK}]")
+# One or more bracketed reference numbers: [5], [5][26], [3,4], [12-14].
+CITATION_RE = re.compile(r"(?:\[\d{1,3}(?:\s*[,\-–]\s*\d{1,3})*\])+")
+_SUMMARY_BREAK_RE = re.compile(r"[ \n]+[A-Z0-9•\-]")
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """Normalised text plus, for each of its characters, the index of its source character."""
+
+    text: str
+    offsets: tuple[int, ...]
+    original: str
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """Map the half-open span [start, end) of `text` to a half-open span of `original`."""
+        if not 0 <= start < end <= len(self.text):
+            raise ValueError(f"span ({start}, {end}) is outside the normalised text of length {len(self.text)}")
+        return self.offsets[start], self.offsets[end - 1] + 1
+
+
+@functools.lru_cache(maxsize=1)
+def _converter() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    """Traditional to simplified Chinese with OpenCC (phrase-aware)."""
+    return _converter().convert(text)
+
+
+def _graphemes(text: str) -> list[tuple[str, int]]:
+    """Group each base character with the combining marks that follow it, with the base's index."""
+    groups: list[tuple[str, int]] = []
+    for i, ch in enumerate(text):
+        if groups and unicodedata.combining(ch) and groups[-1][1] + len(groups[-1][0]) == i:
+            groups[-1] = (groups[-1][0] + ch, groups[-1][1])
+        else:
+            groups.append((ch, i))
+    return groups
+
+
+def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
+    chars: list[str] = []
+    idx: list[int] = []
+    for group, i in _graphemes(text):
+        if group == "\r":
+            # "\r\n" becomes the "\n" that follows; a lone "\r" is a line break of its own.
+            if text[i + 1 : i + 2] != "\n":
+                chars.append("\n")
+                idx.append(i)
+            continue
+        for ch in unicodedata.normalize("NFKC", group):
+            cat = unicodedata.category(ch)
+            if ch == "\n" or cat in ("Zl", "Zp"):
+                chars.append("\n")
+            elif ch == "\t" or cat == "Zs":
+                chars.append(" ")
+            elif cat[0] == "C":  # control, format (ZWSP, BOM, bidi marks), surrogate, private use, unassigned
+                continue
+            else:
+                chars.append(ch)
+            idx.append(i)
+    return chars, idx
+
+
+def _to_simplified_chars(chars: list[str]) -> list[str]:
+    joined = "".join(chars)
+    converted = to_simplified(joined)
+    if len(converted) == len(joined):
+        return list(converted)
+    # A phrase conversion changed the length: fall back to character-by-character conversion,
+    # which keeps the one-to-one offset map.
+    out: list[str] = []
+    for ch in chars:
+        c = to_simplified(ch) if CJK_RE.match(ch) else ch
+        out.append(c if len(c) == 1 else ch)
+    return out
+
+
+def _drop_spans(chars: list[str], idx: list[int], pattern: re.Pattern[str], repl_newline: bool) -> None:
+    text = "".join(chars)
+    for m in reversed(list(pattern.finditer(text))):
+        start, end = m.span()
+        breaks = repl_newline and _SUMMARY_BREAK_RE.match(text, end) is not None
+        del chars[start:end]
+        del idx[start:end]
+        if breaks:
+            # English summaries end a sentence with a marker, a space and a capital or a bullet
+            # ("...demand [5][26] The ..."): the marker is the only sentence boundary there.
+            chars[start] = "\n"
+
+
+def _collapse_whitespace(chars: list[str], idx: list[int]) -> tuple[list[str], list[int]]:
+    out_c: list[str] = []
+    out_i: list[int] = []
+    for ch, i in zip(chars, idx):
+        if ch == " ":
+            if not out_c or out_c[-1] in (" ", "\n"):
+                continue
+        elif ch == "\n":
+            while out_c and out_c[-1] == " ":
+                out_c.pop()
+                out_i.pop()
+            if not out_c or out_c[-1] == "\n":
+                continue
+        out_c.append(ch)
+        out_i.append(i)
+    while out_c and out_c[-1] in (" ", "\n"):
+        out_c.pop()
+        out_i.pop()
+    # A space between two CJK characters is layout, not content (PDF extraction, justified text).
+    keep = [
+        not (
+            c == " "
+            and 0 < k < len(out_c) - 1
+            and CJK_RE.match(out_c[k - 1]) is not None
+            and CJK_RE.match(out_c[k + 1]) is not None
+        )
+        for k, c in enumerate(out_c)
+    ]
+    return [c for c, k in zip(out_c, keep) if k], [i for i, k in zip(out_i, keep) if k]
+
+
+def normalize(text: str) -> Normalized:
+    """Normalise `text` (see the module docstring); idempotent: normalize(normalize(t).text).text == normalize(t).text."""
+    if not isinstance(text, str):
+        raise TypeError(f"normalize expects str, got {type(text).__name__}")
+    chars, idx = _nfkc_and_clean(text)
+    chars = _to_simplified_chars(chars)
+    _drop_spans(chars, idx, CITATION_RE, repl_newline=True)
+    chars, idx = _collapse_whitespace(chars, idx)
+    return Normalized(text="".join(chars), offsets=tuple(idx), original=text)
+
+
+def normalize_text(text: str) -> str:
+    """Shorthand for ``normalize(text).text``."""
+    return normalize(text).text
+
+
+def detect_lang(original: str) -> str:
+    """'en', 'zh-Hant' or 'zh-Hans' for a sentence, from its original (un-normalised) text."""
+    folded = unicodedata.normalize("NFKC", original)
+    cjk = CJK_RE.findall(folded)
+    latin = sum(1 for ch in folded if ch.isascii() and ch.isalpha())
+    if latin > 2 * len(cjk):
+        return "en"
+    if not cjk:
+        return "zh-Hans" if not latin else "en"
+    simplified = to_simplified("".join(cjk))
+    changed = sum(1 for a, b in zip(cjk, simplified) if a != b) if len(simplified) == len(cjk) else 1
+    return "zh-Hant" if changed and changed / len(cjk) >= 0.04 else "zh-Hans"

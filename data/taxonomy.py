@@ -1,0 +1,77 @@
+"""The label taxonomy: the one place that names the label groups and their labels.
+
+The data card, the model config and the HTTP schema are all generated from `TAXONOMY`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LabelGroup:
+    """One label group: a single-choice group (exactly one label) or a multi-label group (zero or more)."""
+
+    name: str
+    labels: tuple[str, ...]
+    multi_label: bool
+    description: str
+    default: str | None = None  # the label given when nothing else applies (single-choice groups)
+
+    def index(self, label: str) -> int:
+        try:
+            return self.labels.index(label)
+        except ValueError:
+            raise ValueError(
+                f"{label!r} is not a {self.name} label; expected one of {', '.join(self.labels)}"
+            ) from None
+
+
+SENTIMENT = LabelGroup(
+    name="sentiment",
+    labels=("positive", "neutral", "negative"),
+    multi_label=False,
+    description="stance of the sentence towards its subject",
+    default="neutral",
+)
+THEMES = LabelGroup(
+    name="themes",
+    labels=("compute", "domestic_substitution", "robotaxi"),
+    multi_label=True,
+    description="investment themes the sentence is about (zero or more)",
+)
+RATING = LabelGroup(
+    name="rating",
+    labels=("buy", "outperform", "neutral", "underperform", "sell", "none"),
+    multi_label=False,
+    description="formal investment rating stated by the sentence",
+    default="none",
+)
+
+TAXONOMY: tuple[LabelGroup, ...] = (SENTIMENT, THEMES, RATING)
+GROUPS: dict[str, LabelGroup] = {g.name: g for g in TAXONOMY}
+
+ORIGINS = ("report", "authored")
+LANGS = ("zh-Hans", "zh-Hant", "en")
+
+
+def check_labels(record: dict) -> list[str]:
+    """Return one message per label problem in `record` (empty when the labels are valid)."""
+    problems: list[str] = []
+    for group in TAXONOMY:
+        if group.name not in record:
+            problems.append(f"missing field {group.name!r}")
+            continue
+        value = record[group.name]
+        if group.multi_label:
+            if not isinstance(value, list):
+                problems.append(f"{group.name} must be a list, got {value!r}")
+                continue
+            bad = [v for v in value if v not in group.labels]
+            if bad:
+                problems.append(f"{group.name} has unknown label(s) {bad!r}; allowed: {list(group.labels)}")
+            if len(set(value)) != len(value):
+                problems.append(f"{group.name} repeats a label: {value!r}")
+        elif value not in group.labels:
+            problems.append(f"{group.name} is {value!r}; allowed: {list(group.labels)}")
+    return problems
