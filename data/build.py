@@ -1,0 +1,241 @@
+"""`fintag data build`: report files + hand labels -> a de-duplicated, split, labelled dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from fintag.data.dedup import NEAR_DUP_THRESHOLD, duplicate_clusters
+from fintag.data.fsutil import atomic_directory, read_jsonl, write_json, write_jsonl
+from fintag.data.normalize import detect_lang, normalize
+from fintag.data.reader import ReportReadError, iter_report_paths, read_report
+from fintag.data.split import segment, sentence_id
+from fintag.data.taxonomy import GROUPS, LANGS, ORIGINS, TAXONOMY, check_labels
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+PROJECT_DATA = Path(__file__).resolve().parent
+
+
+@dataclass
+class BuildConfig:
+    corpus_dir: str = field(default=str(PROJECT_DATA / "corpus"), metadata={"help": "folder of report files"})
+    labels_dir: str = field(
+        default=str(PROJECT_DATA / "labels"),
+        metadata={"help": "folder with reports*.jsonl gold labels and authored/*.jsonl sentences"},
+    )
+    output_dir: str = field(default="data/dataset", metadata={"help": "where the dataset is written"})
+    seed: int = field(default=13, metadata={"help": "seed of the hash that assigns report sentences to splits"})
+    report_train_share: float = field(default=0.5, metadata={"help": "share of report sentences in train"})
+    near_dup_threshold: float = field(default=NEAR_DUP_THRESHOLD, metadata={"help": "bigram Jaccard threshold"})
+    allow_unlabeled: bool = field(
+        default=False, metadata={"help": "skip report sentences without gold labels instead of failing"}
+    )
+
+
+class BuildError(Exception):
+    pass
+
+
+def _bucket(key: str, seed: int) -> float:
+    digest = hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()
+    return int(digest[:8], 16) / 0xFFFFFFFF
+
+
+def load_gold(labels_dir: Path) -> dict[str, dict[str, Any]]:
+    gold: dict[str, dict[str, Any]] = {}
+    for path in sorted(labels_dir.glob("reports*.jsonl")):
+        for row in read_jsonl(path):
+            gold[row["id"]] = row
+    return gold
+
+
+def report_records(cfg: BuildConfig) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Sentences of every report in the corpus (exact duplicates removed), with their drop counts."""
+    paths = iter_report_paths([cfg.corpus_dir])
+    if not paths:
+        raise BuildError(f"no report files in {cfg.corpus_dir}; pass --corpus_dir with .txt/.md/.pdf reports")
+    dropped: Counter[str] = Counter()
+    records: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    failures: list[str] = []
+    for path in tqdm(paths, desc="reading reports", unit="report"):
+        try:
+            report = read_report(path)
+        except ReportReadError as exc:
+            failures.append(str(exc))
+            continue
+        seg = segment(report.text)
+        dropped.update({f"not_a_sentence/{k}": v for k, v in seg.dropped.items()})
+        for s in seg.sentences:
+            if s.id in seen:
+                dropped["exact_duplicate"] += 1
+                continue
+            seen.add(s.id)
+            records.append(
+                {
+                    "id": s.id,
+                    "text": s.text,
+                    "text_original": s.original,
+                    "origin": "report",
+                    "lang": s.lang,
+                    "report_id": report.report_id,
+                    "start": s.start,
+                    "end": s.end,
+                    "kind": s.kind,
+                }
+            )
+    if failures:
+        raise BuildError("cannot read some reports:\n  " + "\n  ".join(failures))
+    return records, dropped
+
+
+def authored_records(labels_dir: Path) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for path in sorted((labels_dir / "authored").glob("*.jsonl")):
+        for line_no, row in enumerate(read_jsonl(path), 1):
+            problems = check_labels(row)
+            if row.get("lang") not in LANGS:
+                problems.append(f"lang is {row.get('lang')!r}; allowed: {list(LANGS)}")
+            if problems:
+                raise BuildError(f"{path}:{line_no}: " + "; ".join(problems) + " (run `fintag data validate`)")
+            norm = normalize(row["text"]).text
+            records.append(
+                {
+                    "id": sentence_id(norm),
+                    "text": norm,
+                    "text_original": row["text"],
+                    "origin": "authored",
+                    "lang": row["lang"],
+                    "report_id": f"authored/{path.stem}",
+                    "start": -1,
+                    "end": -1,
+                    "kind": "sentence",
+                    "heldout": path.stem.startswith("heldout"),
+                    **{g.name: row[g.name] for g in TAXONOMY},
+                }
+            )
+    return records
+
+
+def assign_split(record: dict[str, Any], cfg: BuildConfig) -> str:
+    if record["origin"] == "authored":
+        if not record.pop("heldout"):
+            return "train"
+        return "validation" if _bucket(record["id"], cfg.seed) < 0.5 else "test"
+    b = _bucket(record["id"], cfg.seed)
+    if b < cfg.report_train_share:
+        return "train"
+    return "validation" if b < cfg.report_train_share + (1 - cfg.report_train_share) / 2 else "test"
+
+
+def hf_features() -> Any:
+    from datasets import ClassLabel, Features, List, Value
+
+    feats: dict[str, Any] = {
+        "id": Value("string"),
+        "text": Value("string"),
+        "text_original": Value("string"),
+        "origin": ClassLabel(names=list(ORIGINS)),
+        "lang": ClassLabel(names=list(LANGS)),
+        "report_id": Value("string"),
+        "start": Value("int32"),
+        "end": Value("int32"),
+        "kind": Value("string"),
+    }
+    for g in TAXONOMY:
+        label = ClassLabel(names=list(g.labels))
+        feats[g.name] = List(label) if g.multi_label else label
+    return Features(feats)
+
+
+def build(cfg: BuildConfig) -> dict[str, Any]:
+    """Build the dataset; return the build statistics."""
+    labels_dir = Path(cfg.labels_dir)
+    reports, dropped = report_records(cfg)
+    gold = load_gold(labels_dir)
+    missing = [r for r in reports if r["id"] not in gold]
+    authored = authored_records(labels_dir)
+
+    # Near duplicates: keep the first of each cluster (report sentences come first), so no two
+    # near-duplicate sentences exist anywhere in the dataset and none can straddle two splits.
+    records = reports + authored
+    clusters = duplicate_clusters([r["text"] for r in records], cfg.near_dup_threshold)
+    kept: list[dict[str, Any]] = []
+    for i, r in enumerate(records):
+        if clusters[i] != i:
+            dropped[f"near_duplicate/{r['origin']}"] += 1
+            continue
+        kept.append(r)
+    missing_ids = {r["id"] for r in missing}
+    still_missing = [r for r in kept if r["id"] in missing_ids]
+    if still_missing and not cfg.allow_unlabeled:
+        pending = Path(cfg.output_dir) / "pending_labels.jsonl"
+        write_jsonl(pending, ({"id": r["id"], "report_id": r["report_id"], "text": r["text"]} for r in still_missing))
+        raise BuildError(
+            f"{len(still_missing)} report sentences have no gold label (listed in {pending}); label them in "
+            f"{labels_dir}/reports*.jsonl or pass --allow_unlabeled"
+        )
+    splits: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    for r in kept:
+        if r["origin"] == "report":
+            if r["id"] in missing_ids:
+                dropped["unlabeled"] += 1
+                continue
+            problems = check_labels(gold[r["id"]])
+            if problems:
+                raise BuildError(f"gold label of {r['id']} is invalid: {'; '.join(problems)}")
+            r.update({g.name: gold[r["id"]][g.name] for g in TAXONOMY})
+        splits[assign_split(r, cfg)].append(r)
+    write_outputs(splits, cfg.output_dir)
+    stats = {"dropped": dict(sorted(dropped.items())), "sizes": {k: len(v) for k, v in splits.items()}}
+    write_json(Path(cfg.output_dir) / "build_stats.json", stats)
+    logger.info("built %s; dropped %s", stats["sizes"], stats["dropped"])
+    return stats
+
+
+def write_outputs(splits: dict[str, list[dict[str, Any]]], output_dir: str) -> None:
+    from datasets import Dataset, DatasetDict
+
+    features = hf_features()
+    out = Path(output_dir)
+    for name, rows in splits.items():
+        write_jsonl(out / f"{name}.jsonl", rows)
+    encoded = {
+        name: Dataset.from_list(
+            [
+                {
+                    **r,
+                    **{
+                        g.name: [g.index(x) for x in r[g.name]] if g.multi_label else g.index(r[g.name])
+                        for g in TAXONOMY
+                    },
+                    "origin": ORIGINS.index(r["origin"]),
+                    "lang": LANGS.index(r["lang"]),
+                }
+                for r in rows
+            ],
+            features=features,
+        )
+        for name, rows in splits.items()
+    }
+    with atomic_directory(out / "hf") as tmp:
+        DatasetDict(encoded).save_to_disk(str(tmp))
+
+
+def load_split(dataset_dir: str | Path, split: str) -> list[dict[str, Any]]:
+    """The records of one split, labels as names (what training and evaluation read)."""
+    path = Path(dataset_dir) / f"{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; run `fintag data build` first")
+    return read_jsonl(path)
+
+
+__all__ = ["GROUPS", "SPLITS", "BuildConfig", "BuildError", "build", "detect_lang", "load_split"]

@@ -1,0 +1,156 @@
+"""Build, save and load tagger checkpoints: standard Hugging Face folders with safetensors weights.
+
+Loading refuses what it should, each time naming the problem and the fix: a folder without weights,
+pickled `.bin` weights (unless `allow_pickle=True`), a config that asks for remote code, and a
+checkpoint whose labels do not match the taxonomy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fintag.data.fsutil import atomic_directory
+from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY
+from fintag.model.presets import get_preset
+
+logger = logging.getLogger(__name__)
+
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot or must not be loaded; the message says why and what to do."""
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    source: str
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return dict(getattr(self.model.config, THRESHOLDS_KEY, {}) or {})
+
+
+def _check_local_folder(path: Path, allow_pickle: bool) -> None:
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a folder; pass a checkpoint folder or a hub id")
+    config_path = path / "config.json"
+    if not config_path.exists():
+        raise CheckpointError(
+            f"{path} has no config.json: it is not a Hugging Face checkpoint (train one with `fintag train`)"
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_path} is not valid JSON ({exc}); the checkpoint is damaged") from exc
+    if "auto_map" in config or config.get("trust_remote_code"):
+        raise CheckpointError(
+            f"{config_path} asks for remote code (auto_map); fintag never runs code from a checkpoint. "
+            "Use a checkpoint of a standard architecture"
+        )
+    has_safe = any((path / w).exists() for w in SAFE_WEIGHTS)
+    has_pickle = any((path / w).exists() for w in PICKLE_WEIGHTS)
+    if not has_safe and not has_pickle:
+        raise CheckpointError(
+            f"{path} has no weights (expected model.safetensors); the folder is incomplete or the training "
+            "run did not finish: re-run `fintag train` (with --resume to continue it)"
+        )
+    if not has_safe and not allow_pickle:
+        raise CheckpointError(
+            f"{path} holds only pickled weights (pytorch_model.bin), which can run arbitrary code when "
+            "loaded. Convert them to safetensors, or pass --allow_pickle if you trust the file"
+        )
+
+
+def load_tagger(name_or_path: str | os.PathLike[str], allow_pickle: bool = False, device: str | None = None) -> Loaded:
+    """Load a trained fintag checkpoint (local folder or hub id) for inference."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = str(name_or_path)
+    path = Path(source)
+    if path.exists() or source.startswith((".", "/", "~")):
+        _check_local_folder(path.expanduser(), allow_pickle)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, trust_remote_code=False, use_safetensors=None if allow_pickle else True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot load {source!r}: {exc}. Pass a local checkpoint folder, or a hub id on a machine that "
+            "reaches the hub (HF_HUB_OFFLINE must be unset)"
+        ) from exc
+    LABEL_SPACE.check_config(model.config)
+    model.eval()
+    if device:
+        model.to(device)
+    return Loaded(model=model, tokenizer=tokenizer, source=source)
+
+
+def build_from_scratch(preset: str, tokenizer: Any, max_position_embeddings: int | None = None) -> Any:
+    """A BERT of the preset's size with random weights and the tagger head."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    kwargs = get_preset(preset).bert_kwargs()
+    if max_position_embeddings:
+        kwargs["max_position_embeddings"] = max_position_embeddings
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
+        **LABEL_SPACE.config_fields(),
+    )
+    return BertForSequenceClassification(config)
+
+
+def build_from_pretrained(name_or_path: str, allow_pickle: bool = False) -> tuple[Any, Any]:
+    """A BERT-family encoder from the hub or a folder, with a fresh tagger head; and its tokenizer."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(name_or_path)
+    if path.exists():
+        _check_local_folder(path, allow_pickle)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False, **LABEL_SPACE.config_fields())
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path,
+            config=config,
+            trust_remote_code=False,
+            use_safetensors=None if allow_pickle else True,
+            ignore_mismatched_sizes=True,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+    except OSError as exc:
+        hint = (
+            " If the repository only has pytorch_model.bin, pass --allow_pickle."
+            if not allow_pickle
+            else ""
+        )
+        raise CheckpointError(
+            f"cannot load base model {name_or_path!r}: {exc}. This machine may not reach the hub "
+            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}); download it elsewhere and pass the "
+            f"folder.{hint}"
+        ) from exc
+    return model, tokenizer
+
+
+def save_tagger(model: Any, tokenizer: Any, path: str | os.PathLike[str], card: str | None = None) -> Path:
+    """Write the checkpoint atomically: config.json (labels), model.safetensors, tokenizer, README.md."""
+    target = Path(path)
+    unwrapped = getattr(model, "module", model)
+    with atomic_directory(target) as tmp:
+        unwrapped.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if card:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
+        if not (tmp / "model.safetensors").exists() and not (tmp / "model.safetensors.index.json").exists():
+            raise CheckpointError(f"save_pretrained did not write safetensors weights into {tmp}")
+    return target

@@ -1,0 +1,151 @@
+"""The grouped label space: one classification head over all labels, decoded per group.
+
+Logit layout (derived from `fintag.data.taxonomy.TAXONOMY`): the labels of each group, in taxonomy
+order, concatenated. Single-choice groups are decoded with a softmax inside the group, the multi-label
+group (themes) with a sigmoid per label and a tuned threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from fintag.data.taxonomy import TAXONOMY, LabelGroup
+
+CONFIG_KEY = "fintag_label_groups"
+THRESHOLDS_KEY = "fintag_thresholds"
+DEFAULT_THRESHOLD = 0.5
+
+
+class LabelMismatchError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    groups: tuple[LabelGroup, ...] = TAXONOMY
+
+    @property
+    def names(self) -> list[str]:
+        """Flat label names, e.g. 'sentiment:positive', in logit order."""
+        return [f"{g.name}:{label}" for g in self.groups for label in g.labels]
+
+    @property
+    def size(self) -> int:
+        return sum(len(g.labels) for g in self.groups)
+
+    def slices(self) -> dict[str, slice]:
+        out: dict[str, slice] = {}
+        start = 0
+        for g in self.groups:
+            out[g.name] = slice(start, start + len(g.labels))
+            start += len(g.labels)
+        return out
+
+    def config_fields(self, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+        """What a model config needs to explain its own outputs."""
+        id2label = dict(enumerate(self.names))
+        groups = {
+            g.name: {"labels": list(g.labels), "multi_label": g.multi_label, "offset": s.start}
+            for g, s in zip(self.groups, self.slices().values())
+        }
+        multi = [g for g in self.groups if g.multi_label]
+        th = {f"{g.name}:{label}": DEFAULT_THRESHOLD for g in multi for label in g.labels}
+        th.update(thresholds or {})
+        return {
+            "id2label": id2label,
+            "label2id": {v: k for k, v in id2label.items()},
+            "num_labels": self.size,
+            "problem_type": "multi_label_classification",
+            CONFIG_KEY: groups,
+            THRESHOLDS_KEY: th,
+        }
+
+    def check_config(self, config: Any) -> None:
+        """Refuse a model config whose labels do not match the taxonomy."""
+        groups = getattr(config, CONFIG_KEY, None)
+        expected = self.config_fields()[CONFIG_KEY]
+        if groups is None:
+            raise LabelMismatchError(
+                f"the checkpoint's config has no {CONFIG_KEY!r}: it is not a fintag tagger. To fine-tune a "
+                "base model pass it to `fintag train --model`, not to tagging"
+            )
+        if groups != expected:
+            raise LabelMismatchError(
+                f"the checkpoint's labels {groups} do not match this fintag's taxonomy {expected}; "
+                "retrain it with this version of fintag"
+            )
+        id2label = {int(k): v for k, v in getattr(config, "id2label", {}).items()}
+        if id2label != dict(enumerate(self.names)):
+            raise LabelMismatchError(f"the checkpoint's id2label {id2label} does not match {self.names}")
+
+    def encode(self, records: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Targets per group: class indices for single-choice groups, multi-hot floats for multi-label ones."""
+        out: dict[str, torch.Tensor] = {}
+        for g in self.groups:
+            if g.multi_label:
+                t = torch.zeros(len(records), len(g.labels))
+                for i, r in enumerate(records):
+                    for label in r[g.name]:
+                        t[i, g.index(label)] = 1.0
+                out[g.name] = t
+            else:
+                out[g.name] = torch.tensor([g.index(r[g.name]) for r in records], dtype=torch.long)
+        return out
+
+    def loss(
+        self,
+        logits: torch.Tensor,
+        targets: dict[str, torch.Tensor],
+        weights: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Sum over groups: weighted cross-entropy for single-choice, BCE (pos_weight) for multi-label."""
+        total = logits.new_zeros(())
+        logits = logits.float()
+        for g, s in zip(self.groups, self.slices().values()):
+            w = None if weights is None else weights.get(g.name)
+            if w is not None:
+                w = w.to(logits.device)
+            y = targets[g.name].to(logits.device)
+            if g.multi_label:
+                total = total + F.binary_cross_entropy_with_logits(logits[:, s], y, pos_weight=w)
+            else:
+                total = total + F.cross_entropy(logits[:, s], y, weight=w)
+        return total
+
+    def probabilities(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = logits.float()
+        return {
+            g.name: torch.sigmoid(logits[:, s]) if g.multi_label else torch.softmax(logits[:, s], dim=-1)
+            for g, s in zip(self.groups, self.slices().values())
+        }
+
+    def decode(self, logits: torch.Tensor, thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
+        """Per-row predictions: {group: {"label", "score", "scores"}} or, for themes, {"labels", "scores"}."""
+        probs = {k: v.cpu().tolist() for k, v in self.probabilities(logits).items()}
+        thresholds = thresholds or {}
+        rows: list[dict[str, Any]] = []
+        for i in range(logits.shape[0]):
+            row: dict[str, Any] = {}
+            for g in self.groups:
+                p = probs[g.name][i]
+                scores = {label: round(float(v), 6) for label, v in zip(g.labels, p)}
+                if g.multi_label:
+                    labels = [
+                        label
+                        for label, v in zip(g.labels, p)
+                        if v >= thresholds.get(f"{g.name}:{label}", DEFAULT_THRESHOLD)
+                    ]
+                    row[g.name] = {"labels": labels, "scores": scores}
+                else:
+                    k = max(range(len(p)), key=p.__getitem__)
+                    row[g.name] = {"label": g.labels[k], "score": round(float(p[k]), 6), "scores": scores}
+            rows.append(row)
+        return rows
+
+
+LABEL_SPACE = LabelSpace()

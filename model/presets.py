@@ -1,0 +1,35 @@
+"""Sizes of the offline-default BERT built from a config (no pre-trained weights needed)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int = 512
+
+    def bert_kwargs(self) -> dict[str, int]:
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    # For tests: trains in seconds.
+    "tiny": Preset(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=256),
+    # The offline default: trains on a 2-core CPU in a few minutes.
+    "small": Preset(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "medium": Preset(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=2048),
+    # bert-base-chinese's shape.
+    "base": Preset(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
