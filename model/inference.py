@@ -1,0 +1,56 @@
+"""Batched inference: the one place that turns sentences into logits (used by training, evaluation,
+batch tagging and the server). Sentences are sorted by length, padded per batch, batched by count and
+by tokens, and run under `torch.inference_mode`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length, each under `batch_size` rows and `max_tokens` padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batch: list[int] = []
+    width = 0
+    for i in order:
+        w = max(width, lengths[i])
+        if batch and (len(batch) >= batch_size or w * (len(batch) + 1) > max_tokens):
+            yield batch
+            batch, w = [], lengths[i]
+        batch.append(i)
+        width = w
+    if batch:
+        yield batch
+
+
+@torch.inference_mode()
+def batched_logits(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    max_length: int = 128,
+    max_tokens: int = 8192,
+) -> torch.Tensor:
+    """Logits for `texts`, in input order, shape (len(texts), num_labels)."""
+    num_labels = model.config.num_labels
+    if not texts:
+        return torch.empty(0, num_labels)
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    lengths = [len(x) for x in enc]
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id or 0
+    out = torch.empty(len(texts), num_labels)
+    for idx in length_batches(lengths, batch_size, max_tokens):
+        width = max(lengths[i] for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for k, i in enumerate(idx):
+            ids[k, : lengths[i]] = torch.tensor(enc[i])
+            mask[k, : lengths[i]] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        out[torch.tensor(idx)] = logits.float().cpu()
+    return out

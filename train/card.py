@@ -1,0 +1,70 @@
+"""The model card (README.md) written into every exported checkpoint, generated from the taxonomy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from fintag.data.taxonomy import TAXONOMY
+from fintag.train.config import TrainConfig
+
+
+def model_card(cfg: TrainConfig, summary: dict[str, Any]) -> str:
+    base = cfg.model or f"BERT '{cfg.preset}' preset built from a config (random init) + masked-LM pre-training ({cfg.mlm_epochs} epochs) on the training text"
+    lines = [
+        "---",
+        "language: [zh, en]",
+        "library_name: transformers",
+        "pipeline_tag: text-classification",
+        "tags: [fintag, finance, chinese, broker-research]",
+        "---",
+        "# fintag sentence tagger",
+        "",
+        "Tags a sentence of a Chinese broker research report with sentiment, themes and investment rating.",
+        "One classification head over the grouped label space; `config.json` explains it:",
+        "`id2label` names each logit `group:label`, `fintag_label_groups` gives each group's labels,",
+        "offset and kind, `fintag_thresholds` the tuned sigmoid threshold of each theme.",
+        "",
+        "| group | decoding | labels |",
+        "| --- | --- | --- |",
+    ]
+    for g in TAXONOMY:
+        dec = "sigmoid per label, threshold per label" if g.multi_label else "softmax within the group"
+        lines.append(f"| {g.name} | {dec} | {', '.join(g.labels)} |")
+    lines += [
+        "",
+        "## Use",
+        "```python",
+        "from fintag.serve.tagger import Tagger",
+        "tagger = Tagger.load('path/to/this/folder')",
+        "tagger.tag('投资评级:优于大市(维持)')",
+        "```",
+        "Plain transformers also loads it (`AutoModelForSequenceClassification`, `AutoTokenizer`).",
+        "",
+        "## Training",
+        f"- Base: {base}",
+        f"- Data: `{cfg.dataset_dir}` (see the data card, `data/README.md`)",
+        f"- Best epoch: {summary['best_epoch']}, optimiser steps: {summary['global_step']}",
+        "",
+        "Settings:",
+        "```json",
+        json.dumps(asdict(cfg), indent=2, ensure_ascii=False),
+        "```",
+        "",
+        "## Validation metrics (macro-F1, after threshold tuning)",
+        "",
+    ]
+    for g in TAXONOMY:
+        lines.append(f"- {g.name}: {summary['validation'][g.name]['macro_f1']:.4f}")
+    lines += [
+        "",
+        "Test-split results, per origin and language and against the TF-IDF baseline, are written by",
+        "`fintag evaluate` (eval/report.md).",
+        "",
+        "## Limitations",
+        "Trained on a few thousand sentences (five real reports plus hand-written ones); expect errors on",
+        "sectors, phrasing and rating wordings it has not seen. Not investment advice.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""`fintag train` and `fintag evaluate` entry points (flags generated from the settings dataclasses)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from fintag.serve.cli import _parse
+
+logger = logging.getLogger(__name__)
+
+
+def train_main(argv: list[str]) -> int:
+    from fintag.model.checkpoint import CheckpointError
+    from fintag.train.config import TrainConfig
+    from fintag.train.loop import RunError, train
+
+    (cfg,) = _parse((TrainConfig,), argv)
+    try:
+        path = train(cfg)
+    except (RunError, CheckpointError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 1
+    logger.info("model written to %s", path)
+    return 0
+
+
+def evaluate_main(argv: list[str]) -> int:
+    from fintag.model.checkpoint import CheckpointError
+    from fintag.train.evaluate import EvalConfig, evaluate, side_by_side
+
+    (cfg,) = _parse((EvalConfig,), argv)
+    try:
+        results = evaluate(cfg)
+    except (CheckpointError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 1
+    for split in results:
+        sys.stdout.write(side_by_side(results, split) + "\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main(sys.argv[1:]))

@@ -1,0 +1,110 @@
+"""Batches for training and evaluation: tokenised once, grouped by length, padded per batch."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from fintag.model.labels import LABEL_SPACE
+
+
+class SentenceDataset(Dataset):
+    def __init__(self, records: Sequence[dict[str, Any]], tokenizer: Any, max_length: int) -> None:
+        self.records = list(records)
+        enc = tokenizer([r["text"] for r in self.records], truncation=True, max_length=max_length)
+        self.input_ids: list[list[int]] = enc["input_ids"]
+        self.targets = LABEL_SPACE.encode(self.records) if self.records and "sentiment" in self.records[0] else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"input_ids": self.input_ids[i], "index": i}
+        if self.targets is not None:
+            item["targets"] = {k: v[i] for k, v in self.targets.items()}
+        return item
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar length: sort inside shuffled mega-batches, then shuffle the batches.
+
+    The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, mega: int = 50) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.mega = mega
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        idx = list(range(len(self.lengths)))
+        rng = random.Random(self.seed * 1000 + self.epoch)
+        if self.shuffle:
+            rng.shuffle(idx)
+        span = self.batch_size * self.mega if self.shuffle else len(idx)
+        batches: list[list[int]] = []
+        for s in range(0, len(idx), span):
+            chunk = sorted(idx[s : s + span], key=lambda i: self.lengths[i], reverse=True)
+            batches += [chunk[k : k + self.batch_size] for k in range(0, len(chunk), self.batch_size)]
+        if self.shuffle:
+            rng.shuffle(batches)
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+class Collator:
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad = pad_token_id
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for k, it in enumerate(items):
+            n = len(it["input_ids"])
+            ids[k, :n] = torch.tensor(it["input_ids"])
+            mask[k, :n] = 1
+        batch: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "index": torch.tensor([it["index"] for it in items]),
+        }
+        if "targets" in items[0]:
+            for name in items[0]["targets"]:
+                batch[f"y_{name}"] = torch.stack([it["targets"][name] for it in items])
+        return batch
+
+
+def class_weights(records: Sequence[dict[str, Any]], scheme: str) -> dict[str, torch.Tensor] | None:
+    """Per-group loss weights for rare classes (mean weight 1); pos_weight for multi-label groups."""
+    if scheme == "none":
+        return None
+    power = 0.5 if scheme == "sqrt" else 1.0
+    targets = LABEL_SPACE.encode(records)
+    weights: dict[str, torch.Tensor] = {}
+    for g in LABEL_SPACE.groups:
+        y = targets[g.name]
+        if g.multi_label:
+            pos = y.sum(0).clamp(min=1)
+            neg = (len(records) - y.sum(0)).clamp(min=1)
+            weights[g.name] = (neg / pos) ** power
+        else:
+            counts = torch.bincount(y, minlength=len(g.labels)).float().clamp(min=1)
+            w = (counts.sum() / counts) ** power
+            weights[g.name] = w / w.mean()
+    return weights

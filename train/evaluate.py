@@ -1,0 +1,147 @@
+"""`fintag evaluate`: the tagger against the TF-IDF baseline, per group, split, origin and language.
+
+Writes `eval/metrics.json`, `eval/report.md` and confusion matrices as PNG, so runs can be compared."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fintag.data.build import load_split
+from fintag.data.fsutil import write_json, write_text
+from fintag.data.taxonomy import TAXONOMY, LabelGroup
+from fintag.train.baseline import TfidfBaseline
+from fintag.train.metrics import all_metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    model: str = field(default="artifacts/run/model", metadata={"help": "trained checkpoint folder or hub id"})
+    dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
+    output_dir: str = field(default="eval", metadata={"help": "where metrics.json, report.md and PNGs go"})
+    splits: str = field(default="validation,test", metadata={"help": "comma-separated splits to evaluate"})
+    batch_size: int = field(default=64, metadata={"help": "sentences per forward pass"})
+    allow_pickle: bool = field(default=False, metadata={"help": "accept pickled .bin weights (unsafe)"})
+
+
+def _slices(records: list[dict[str, Any]]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {"all": list(range(len(records)))}
+    for key in ("origin", "lang"):
+        for i, r in enumerate(records):
+            out.setdefault(f"{key}={r[key]}", []).append(i)
+    return out
+
+
+def _plot_confusions(metrics: dict[str, Any], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 5, figsize=(22, 4.5))
+    panels: list[tuple[LabelGroup, str, np.ndarray, list[str]]] = []
+    for g in TAXONOMY:
+        m = metrics[g.name]["confusion"]
+        if g.multi_label:
+            for label in g.labels:
+                panels.append((g, f"themes: {label}", np.array(m[label]), ["no", "yes"]))
+        else:
+            panels.append((g, g.name, np.array(m), list(g.labels)))
+    for ax, (_, name, cm, ticks) in zip(axes, panels):
+        ax.imshow(cm, cmap="Blues")
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(ticks)), ticks, fontsize=8)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("gold", fontsize=8)
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="black" if v < cm.max() / 2 else "white")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def side_by_side(results: dict[str, Any], split: str) -> str:
+    rows = [
+        f"| {split} | model macro-F1 | baseline macro-F1 | Δ |",
+        "| --- | --- | --- | --- |",
+    ]
+    m, b = results[split]["model"]["all"], results[split]["baseline"]["all"]
+    for g in TAXONOMY:
+        rows.append(f"| {g.name} | {m[g.name]['macro_f1']:.4f} | {b[g.name]['macro_f1']:.4f} | {m[g.name]['macro_f1'] - b[g.name]['macro_f1']:+.4f} |")
+    rows.append(f"| themes micro-F1 | {m['themes']['micro_f1']:.4f} | {b['themes']['micro_f1']:.4f} | {m['themes']['micro_f1'] - b['themes']['micro_f1']:+.4f} |")
+    rows.append(f"| mean | {m['mean_macro_f1']:.4f} | {b['mean_macro_f1']:.4f} | {m['mean_macro_f1'] - b['mean_macro_f1']:+.4f} |")
+    return "\n".join(rows)
+
+
+def _report(results: dict[str, Any], cfg: EvalConfig, splits: list[str]) -> str:
+    lines = [
+        "# fintag evaluation",
+        "",
+        f"Model: `{cfg.model}`. Baseline: {TfidfBaseline.name}, trained on the same train split.",
+        f"Dataset: `{cfg.dataset_dir}`. Generated {time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+    ]
+    for split in splits:
+        lines += [f"## {split}", "", side_by_side(results, split), ""]
+        lines += ["### By slice (macro-F1: sentiment / themes / rating; model vs baseline)", ""]
+        lines += ["| slice | n | model | baseline |", "| --- | --- | --- | --- |"]
+        for name, m in results[split]["model"].items():
+            b = results[split]["baseline"][name]
+            fm = " / ".join(f"{m[g.name]['macro_f1']:.3f}" for g in TAXONOMY)
+            fb = " / ".join(f"{b[g.name]['macro_f1']:.3f}" for g in TAXONOMY)
+            lines.append(f"| {name} | {m['sentiment']['n']} | {fm} | {fb} |")
+        lines += ["", "### Per class (model)", "", "| group | label | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- | --- |"]
+        for g in TAXONOMY:
+            for label, pc in results[split]["model"]["all"][g.name]["per_class"].items():
+                lines.append(f"| {g.name} | {label} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |")
+        lines += ["", "### Calibration (expected calibration error, 10 bins)", ""]
+        for g in TAXONOMY:
+            lines.append(
+                f"- {g.name}: model {results[split]['model']['all'][g.name]['ece']:.4f}, "
+                f"baseline {results[split]['baseline']['all'][g.name]['ece']:.4f}"
+            )
+        lines += ["", f"![confusion matrices, model, {split}](confusion_{split}_model.png)", ""]
+        lines += [f"![confusion matrices, baseline, {split}](confusion_{split}_baseline.png)", ""]
+    return "\n".join(lines)
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    from fintag.model.checkpoint import load_tagger
+    from fintag.model.inference import batched_logits
+    from fintag.train.loop import decode_records
+
+    splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
+    loaded = load_tagger(cfg.model, allow_pickle=cfg.allow_pickle)
+    train_records = load_split(cfg.dataset_dir, "train")
+    baseline = TfidfBaseline().fit(train_records)
+    out = Path(cfg.output_dir)
+    results: dict[str, Any] = {}
+    for split in splits:
+        records = load_split(cfg.dataset_dir, split)
+        texts = [r["text"] for r in records]
+        logits = batched_logits(loaded.model, loaded.tokenizer, texts, batch_size=cfg.batch_size)
+        m_pred, m_prob = decode_records(logits.numpy(), loaded.thresholds)
+        b_pred, b_prob = baseline.predict(texts)
+        results[split] = {}
+        for who, pred, prob in (("model", m_pred, m_prob), ("baseline", b_pred, b_prob)):
+            results[split][who] = {
+                name: all_metrics(
+                    [records[i] for i in idx], [pred[i] for i in idx], {k: v[idx] for k, v in prob.items()}
+                )
+                for name, idx in _slices(records).items()
+            }
+            _plot_confusions(results[split][who]["all"], f"{who} on {split}", out / f"confusion_{split}_{who}.png")
+    write_json(out / "metrics.json", {"model": cfg.model, "baseline": TfidfBaseline.name, "results": results})
+    write_text(out / "report.md", _report(results, cfg, splits))
+    logger.info("wrote %s and %s", out / "metrics.json", out / "report.md")
+    return results

@@ -1,0 +1,317 @@
+"""The fine-tuning loop: one Accelerator, the same code on CPU, one GPU or many (`accelerate launch`).
+
+Run layout under `output_dir`:
+  tokenizer/        the WordPiece tokenizer (from-scratch models)
+  mlm/              encoder after masked-LM pre-training (from-scratch models)
+  state/ckpt-N/     resume checkpoints (accelerate state + trainer_state.json), written atomically
+  best/             best model so far by validation macro-F1
+  model/            the exported tagger: config.json with labels, model.safetensors, tokenizer, README.md
+  metrics.jsonl     one line per logged step and per epoch
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from fintag.data.build import load_split
+from fintag.data.fsutil import atomic_directory, write_json
+from fintag.model.checkpoint import build_from_pretrained, build_from_scratch, save_tagger
+from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY
+from fintag.train.config import TrainConfig
+from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
+from fintag.train.metrics import all_metrics, tune_thresholds
+
+logger = logging.getLogger(__name__)
+
+
+class RunError(Exception):
+    pass
+
+
+@dataclass
+class TrainerState:
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # optimiser steps done inside the current epoch
+    global_step: int = 0
+    best_score: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    finished: bool = False
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _latest_checkpoint(state_dir: Path) -> Path | None:
+    ckpts = [p for p in state_dir.glob("ckpt-*") if (p / "trainer_state.json").exists()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _load_tokenizer_and_model(cfg: TrainConfig, accelerator: Any, train_texts: list[str], run: Path) -> tuple[Any, Any]:
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    if cfg.model:
+        model, tokenizer = build_from_pretrained(cfg.model, allow_pickle=cfg.allow_pickle)
+        return tokenizer, model
+
+    from fintag.model.tokenizer import train_wordpiece
+
+    tok_dir = run / "tokenizer"
+    with accelerator.main_process_first():
+        if accelerator.is_main_process and not (tok_dir / "tokenizer.json").exists():
+            tokenizer = train_wordpiece(train_texts, vocab_size=cfg.vocab_size)
+            with atomic_directory(tok_dir) as tmp:
+                tokenizer.save_pretrained(tmp)
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    model = build_from_scratch(cfg.preset, tokenizer)
+    if cfg.mlm_epochs > 0:
+        mlm_dir = run / "mlm"
+        if not (mlm_dir / "model.safetensors").exists():
+            from fintag.train.mlm import pretrain_mlm
+
+            encoder = pretrain_mlm(
+                model.config, tokenizer, train_texts, accelerator, cfg.mlm_epochs, cfg.batch_size,
+                cfg.max_length, cfg.learning_rate, cfg.seed,
+            )
+            model.load_state_dict(encoder, strict=False)
+            if accelerator.is_main_process:
+                with atomic_directory(mlm_dir) as tmp:
+                    model.save_pretrained(tmp)
+            accelerator.wait_for_everyone()
+        else:
+            logger.info("reusing the masked-LM encoder in %s", mlm_dir)
+        model = BertForSequenceClassification.from_pretrained(mlm_dir)
+    return tokenizer, model
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(p)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+    )
+
+
+def predict(model: Any, loader: DataLoader, accelerator: Any, n: int) -> np.ndarray:
+    """Logits for every row of the loader's dataset, in dataset order (gathered across processes)."""
+    model.eval()
+    out = np.zeros((n, LABEL_SPACE.size), dtype=np.float32)
+    with torch.inference_mode():
+        for batch in loader:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits, index = accelerator.gather_for_metrics((logits.float(), batch["index"]))
+            out[index.cpu().numpy()] = logits.cpu().numpy()
+    return out
+
+
+def decode_records(logits: np.ndarray, thresholds: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    t = torch.from_numpy(logits)
+    rows = LABEL_SPACE.decode(t, thresholds)
+    preds = [
+        {g.name: (r[g.name]["labels"] if g.multi_label else r[g.name]["label"]) for g in LABEL_SPACE.groups}
+        for r in rows
+    ]
+    probs = {k: v.numpy() for k, v in LABEL_SPACE.probabilities(t).items()}
+    return preds, probs
+
+
+class MetricsLog:
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path = path
+        self.enabled = enabled
+
+    def write(self, **row: Any) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"time": round(time.time(), 3), **row}) + "\n")
+
+
+def _save_state(accelerator: Any, state: TrainerState, state_dir: Path, keep: int = 2) -> None:
+    """Write a resume checkpoint: into a temporary folder, then renamed; a partial one never has trainer_state.json."""
+    final = state_dir / f"ckpt-{state.global_step}"
+    tmp = state_dir / f".tmp-ckpt-{state.global_step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(tmp / "trainer_state.json", asdict(state))
+        os.replace(tmp, final)
+        old = sorted(
+            (p for p in state_dir.glob("ckpt-*") if p != final), key=lambda p: int(p.name.split("-")[1])
+        )
+        for p in old[: max(0, len(old) - (keep - 1))]:
+            shutil.rmtree(p, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, early-stop on validation macro-F1, tune theme thresholds, export `output_dir/model`."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    run = Path(cfg.output_dir)
+    state_dir = run / "state"
+    if not cfg.resume and (_latest_checkpoint(state_dir) or (run / "model" / "config.json").exists()):
+        raise RunError(f"{run} already holds a run; pass --resume to continue it or choose another --output_dir")
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+    )
+    set_seed(cfg.seed)
+    if accelerator.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(exist_ok=True)
+        write_json(run / "train_config.json", asdict(cfg))
+    accelerator.wait_for_everyone()
+    log = MetricsLog(run / "metrics.jsonl", accelerator.is_main_process)
+
+    train_records = load_split(cfg.dataset_dir, "train")
+    val_records = load_split(cfg.dataset_dir, "validation")
+    logger.info("%d training and %d validation sentences; %s", len(train_records), len(val_records), accelerator.state)
+    tokenizer, model = _load_tokenizer_and_model(cfg, accelerator, [r["text"] for r in train_records], run)
+
+    train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
+    val_ds = SentenceDataset(val_records, tokenizer, cfg.max_length)
+    sampler = LengthGroupedBatchSampler(train_ds.lengths(), cfg.batch_size, cfg.seed)
+    collate = Collator(tokenizer.pad_token_id)
+    train_dl = DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate)
+    val_dl = DataLoader(
+        val_ds,
+        batch_sampler=LengthGroupedBatchSampler(val_ds.lengths(), cfg.batch_size * 2, cfg.seed, shuffle=False),
+        collate_fn=collate,
+    )
+    weights = class_weights(train_records, cfg.class_weighting)
+    optimizer = _optimizer(model, cfg)
+    # Scheduler length from the un-sharded loader: accelerate steps it once per process.
+    steps_per_epoch = math.ceil(len(train_dl) / cfg.gradient_accumulation_steps)
+    total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps < 0 else cfg.max_steps
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer, train_dl, val_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, val_dl, scheduler)
+
+    state = TrainerState()
+    latest = _latest_checkpoint(state_dir) if cfg.resume else None
+    if latest is not None:
+        accelerator.load_state(str(latest))
+        state = TrainerState(**json.loads((latest / "trainer_state.json").read_text()))
+        logger.info("resumed from %s (epoch %d, step %d)", latest, state.epoch, state.global_step)
+
+    while not state.finished and state.epoch < cfg.epochs:
+        epoch = state.epoch
+        sampler.set_epoch(epoch)
+        model.train()
+        loader = train_dl
+        if state.step_in_epoch:
+            loader = accelerator.skip_first_batches(train_dl, state.step_in_epoch * cfg.gradient_accumulation_steps)
+        bar = tqdm(
+            total=len(train_dl), initial=state.step_in_epoch * cfg.gradient_accumulation_steps,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process,
+        )
+        running, seen = 0.0, 0
+        for batch in loader:
+            with accelerator.accumulate(model):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                targets = {g.name: batch[f"y_{g.name}"] for g in LABEL_SPACE.groups}
+                loss = LABEL_SPACE.loss(logits, targets, weights)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            bar.update(1)
+            running += loss.item()
+            seen += 1
+            if accelerator.sync_gradients:
+                state.global_step += 1
+                state.step_in_epoch += 1
+                if state.global_step % 10 == 0:
+                    log.write(step=state.global_step, epoch=epoch, loss=running / seen, lr=scheduler.get_last_lr()[0])
+                if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
+                    _save_state(accelerator, state, state_dir)
+                if 0 < cfg.max_steps <= state.global_step:
+                    state.finished = True
+                    break
+        bar.close()
+        state.epoch = epoch + 1
+        state.step_in_epoch = 0
+
+        # Validation decides early stopping and which weights are exported.
+        preds, _ = decode_records(predict(model, val_dl, accelerator, len(val_ds)))
+        metrics = all_metrics(val_records, preds)
+        score = metrics["mean_macro_f1"]
+        log.write(
+            epoch=state.epoch, step=state.global_step, train_loss=running / max(1, seen), val_mean_macro_f1=score,
+            **{f"val_{g.name}_macro_f1": metrics[g.name]["macro_f1"] for g in LABEL_SPACE.groups},
+        )
+        logger.info("epoch %d: train loss %.4f, validation mean macro-F1 %.4f", state.epoch, running / max(1, seen), score)
+        if score > state.best_score:
+            state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
+            if accelerator.is_main_process:
+                save_tagger(accelerator.unwrap_model(model), tokenizer, run / "best")
+        else:
+            state.bad_epochs += 1
+            if state.bad_epochs >= cfg.patience:
+                logger.info("no validation gain for %d epochs: stopping early", cfg.patience)
+                state.finished = True
+        if state.epoch >= cfg.epochs:
+            state.finished = True
+        _save_state(accelerator, state, state_dir)
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        export(run, val_records, cfg, state)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return run / "model"
+
+
+def export(run: Path, val_records: list[dict[str, Any]], cfg: TrainConfig, state: TrainerState) -> None:
+    """Load the best weights, tune theme thresholds on validation, write the final checkpoint + card."""
+    from fintag.model.checkpoint import load_tagger
+    from fintag.model.inference import batched_logits
+    from fintag.train.card import model_card
+
+    best = load_tagger(run / "best")
+    logits = batched_logits(best.model, best.tokenizer, [r["text"] for r in val_records], max_length=cfg.max_length)
+    probs = LABEL_SPACE.probabilities(logits)
+    thresholds: dict[str, float] = {}
+    for g in LABEL_SPACE.groups:
+        if g.multi_label:
+            thresholds.update(tune_thresholds(g, [r[g.name] for r in val_records], probs[g.name].numpy()))
+    setattr(best.model.config, THRESHOLDS_KEY, thresholds)
+    preds, probs_np = decode_records(logits.numpy(), thresholds)
+    metrics = all_metrics(val_records, preds, probs_np)
+    summary = {
+        "best_epoch": state.best_epoch,
+        "global_step": state.global_step,
+        "validation": {g.name: {"macro_f1": metrics[g.name]["macro_f1"]} for g in LABEL_SPACE.groups},
+        "validation_mean_macro_f1": metrics["mean_macro_f1"],
+        "thresholds": thresholds,
+    }
+    save_tagger(best.model, best.tokenizer, run / "model", card=model_card(cfg, summary))
+    write_json(run / "model" / "training_summary.json", summary)
+    logger.info("exported %s (validation mean macro-F1 %.4f)", run / "model", metrics["mean_macro_f1"])
