@@ -27,8 +27,8 @@ _BULLET_RE = re.compile(
 _INLINE_BULLET_RE = re.compile(r"\s+(?:[-•]|\d{1,2}\.)\s+(?=\S)")
 _ABBREV = {
     "u.s", "u.k", "e.g", "i.e", "inc", "ltd", "co", "corp", "no", "vs", "mr", "ms", "dr", "st", "jr",
-    "etc", "approx", "est", "fig", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
-    "nov", "dec", "yoy", "qoq", "bn", "mn", "p.a",
+    "approx", "est", "fig", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
+    "nov", "dec", "p.a",
 }
 _DEBRIS_RE = re.compile(
     r"(加载中|返回顶部|扫描二维码|点击(查看|进入|阅读)|APP专享|VIP课程|热门推荐|股市直播|图文直播间|视频直播间|"
@@ -143,7 +143,7 @@ def _units(text: str) -> list[tuple[int, int, str]]:
                     lead = len(seg) - len(seg.lstrip())
                     trail = len(seg.rstrip())
                     if trail > lead:
-                        u_kind = "heading" if _is_heading(seg.strip()) else kind
+                        u_kind = "heading" if kind == "sentence" and _is_heading(seg.strip()) else kind
                         spans.append((line_start + a + lead, line_start + a + trail, u_kind))
                 s = p_start + e
     return spans

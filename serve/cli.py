@@ -97,6 +97,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # accelerate logs every file of every checkpoint at INFO; keep its warnings only.
+    for noisy in ("accelerate.checkpointing", "accelerate.accelerator", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

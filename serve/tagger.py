@@ -1,0 +1,119 @@
+"""The Python API: `Tagger.load(path_or_hub_id)`, `tag(str | list[str])`, `tag_report(text)`.
+
+Inputs are normalised with the project's one normaliser and reports split with its one splitter
+(`fintag.data`), so tagging sees text exactly as training did.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, overload
+
+import torch
+
+from fintag.data.normalize import normalize_text
+from fintag.data.split import Sentence, segment
+from fintag.model.checkpoint import load_tagger
+from fintag.model.inference import batched_logits
+from fintag.model.labels import LABEL_SPACE
+from fintag.serve.summary import summarize
+
+logger = logging.getLogger(__name__)
+
+
+class EmptyReportError(ValueError):
+    """A report with no sentence left after normalisation and filtering."""
+
+
+class Tagger:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        thresholds: dict[str, float] | None = None,
+        batch_size: int = 64,
+        max_length: int = 128,
+        max_tokens: int = 16384,
+        source: str = "<memory>",
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.thresholds = dict(thresholds or {})
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.max_tokens = max_tokens
+        self.source = source
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        allow_pickle: bool = False,
+        device: str | None = None,
+        num_threads: int | None = None,
+        **kwargs: Any,
+    ) -> Tagger:
+        """Load a trained checkpoint (folder or hub id); refuses pickled weights and remote code."""
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        loaded = load_tagger(name_or_path, allow_pickle=allow_pickle, device=device)
+        return cls(loaded.model, loaded.tokenizer, loaded.thresholds, source=loaded.source, **kwargs)
+
+    def _predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        logits = batched_logits(
+            self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length,
+            max_tokens=self.max_tokens,
+        )
+        return LABEL_SPACE.decode(logits, self.thresholds)
+
+    @overload
+    def tag(self, inputs: str) -> dict[str, Any]: ...
+    @overload
+    def tag(self, inputs: list[str]) -> list[dict[str, Any]]: ...
+
+    def tag(self, inputs: str | list[str]) -> dict[str, Any] | list[dict[str, Any]]:
+        """Labels of one sentence (a dict) or of a list of sentences (a list of dicts, same order)."""
+        single = isinstance(inputs, str)
+        items = [inputs] if single else inputs
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise TypeError("tag() takes a str or a list of str")
+        texts = [normalize_text(x) for x in items]
+        empty = [i for i, t in enumerate(texts) if not t]
+        if empty:
+            raise ValueError(f"input(s) {empty[:10]} are empty after normalisation; pass sentences with text")
+        out = self._predict(texts)
+        return out[0] if single else out
+
+    def tag_sentences(self, sentences: list[Sentence]) -> list[dict[str, Any]]:
+        """Tag split sentences; each result carries its text, kind and offsets in the original report."""
+        preds = self._predict([s.text for s in sentences])
+        return [
+            {"text": s.text, "start": s.start, "end": s.end, "kind": s.kind, "lang": s.lang, **p}
+            for s, p in zip(sentences, preds)
+        ]
+
+    def tag_reports(self, reports: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Tag several (report_id, text) pairs in one batched pass; one result per report."""
+        split = [(rid, segment(text).sentences) for rid, text in reports]
+        flat = [s for _, sents in split for s in sents]
+        tagged = self.tag_sentences(flat)
+        out: list[dict[str, Any]] = []
+        k = 0
+        for rid, sents in split:
+            mine = tagged[k : k + len(sents)]
+            k += len(sents)
+            out.append({"report_id": rid, "sentences": mine, "summary": summarize(mine)})
+        return out
+
+    def tag_report(self, text: str, report_id: str = "report") -> dict[str, Any]:
+        """Split a report with the project's splitter, tag every sentence, and add the summary."""
+        if not isinstance(text, str):
+            raise TypeError("tag_report() takes the report's text as str")
+        result = self.tag_reports([(report_id, text)])[0]
+        if not result["sentences"]:
+            raise EmptyReportError(
+                f"report {report_id!r} has no sentences after normalisation and filtering; check that it "
+                "holds report text, not only tables or page furniture"
+            )
+        return result

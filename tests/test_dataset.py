@@ -1,0 +1,124 @@
+import json
+
+import pytest
+
+from fintag.data.build import SPLITS, BuildConfig, BuildError, build, load_split
+from fintag.data.dedup import jaccard, near_duplicate_pairs
+from fintag.data.stats import TARGETS, compute_stats, unmet_targets
+from fintag.data.taxonomy import TAXONOMY
+from fintag.data.validate import validate_file
+
+from .conftest import LABELS
+
+
+def test_build_meets_every_target(small_dataset):
+    stats = compute_stats(str(small_dataset))
+    assert unmet_targets(stats["all"]) == []
+    assert stats["all"]["total"] >= TARGETS["total"]
+    for split in ("validation", "test"):
+        assert stats[split]["origin/report"] > 0 and stats[split]["origin/authored"] > 0
+
+
+def test_no_near_duplicates_anywhere_so_none_straddle_splits(small_dataset):
+    rows = [(s, r["text"]) for s in SPLITS for r in load_split(small_dataset, s)]
+    ids = [r for _, r in rows]
+    assert len(set(ids)) == len(ids)
+    pairs = near_duplicate_pairs([t for _, t in rows])
+    assert pairs == []
+
+
+def test_authored_training_files_never_reach_eval_splits(small_dataset):
+    for split in ("validation", "test"):
+        for r in load_split(small_dataset, split):
+            if r["origin"] == "authored":
+                assert r["report_id"].startswith("authored/heldout")
+    assert all(not r["report_id"].startswith("authored/heldout") for r in load_split(small_dataset, "train"))
+
+
+def test_records_carry_provenance_and_original_offsets(small_dataset):
+    from .conftest import CORPUS
+
+    texts = {p.stem: p.read_text(encoding="utf-8") for p in CORPUS.glob("*.txt")}
+    for r in load_split(small_dataset, "test"):
+        assert r["lang"] in ("zh-Hans", "zh-Hant", "en")
+        if r["origin"] == "report":
+            assert texts[r["report_id"]][r["start"] : r["end"]] == r["text_original"]
+
+
+def test_hf_dataset_features_come_from_taxonomy(small_dataset):
+    from datasets import load_from_disk
+
+    dd = load_from_disk(str(small_dataset / "hf"))
+    assert set(dd) == set(SPLITS)
+    for g in TAXONOMY:
+        feat = dd["train"].features[g.name]
+        names = feat.feature.names if g.multi_label else feat.names
+        assert tuple(names) == g.labels
+    first = dd["train"][0]
+    row = load_split(small_dataset, "train")[0]
+    assert dd["train"].features["sentiment"].int2str(first["sentiment"]) == row["sentiment"]
+
+
+def test_near_duplicate_detection():
+    a = "英伟达表示其中国区收入同比下降24%,主要受H20出口管制影响。"
+    b = "英伟达表示其中国区收入同比下降25%,主要受H20出口管制影响。"
+    c = "小马智行、文远知行已在港交所成功上市。"
+    assert jaccard(a, b) > 0.8
+    assert [(i, j) for i, j, _ in near_duplicate_pairs([a, c, b])] == [(0, 2)]
+
+
+def test_unlabeled_report_sentence_fails_the_build(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "new.txt").write_text("这是一个从未标注过的新句子,算力需求很强。", encoding="utf-8")
+    labels = tmp_path / "labels"
+    (labels / "authored").mkdir(parents=True)
+    cfg = BuildConfig(corpus_dir=str(corpus), labels_dir=str(labels), output_dir=str(tmp_path / "out"))
+    with pytest.raises(BuildError, match="no gold label"):
+        build(cfg)
+    pending = (tmp_path / "out" / "pending_labels.jsonl").read_text(encoding="utf-8")
+    assert "从未标注过" in pending
+
+
+def test_validate_names_file_line_and_bad_value(tmp_path):
+    good = {"text": "算力需求旺盛。", "sentiment": "positive", "themes": ["compute"], "rating": "none", "lang": "zh-Hans"}
+    lines = [
+        json.dumps(good, ensure_ascii=False),
+        json.dumps({**good, "text": "另一句。", "sentiment": "bullish"}, ensure_ascii=False),
+        "{not json",
+        json.dumps({**good, "text": "第三句。", "themes": ["compute", "crypto"]}, ensure_ascii=False),
+        json.dumps({**good, "text": "第四句。", "rating": "strong buy", "lang": "fr"}, ensure_ascii=False),
+        json.dumps(good, ensure_ascii=False),
+    ]
+    path = tmp_path / "batch.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    problems = [str(p) for p in validate_file(path)]
+    assert any(p.startswith(f"{path}:2:") and "'bullish'" in p for p in problems)
+    assert any(p.startswith(f"{path}:3:") and "not valid JSON" in p for p in problems)
+    assert any(p.startswith(f"{path}:4:") and "crypto" in p for p in problems)
+    assert any(p.startswith(f"{path}:5:") and "strong buy" in p for p in problems)
+    assert any(p.startswith(f"{path}:5:") and "'fr'" in p for p in problems)
+    assert any(p.startswith(f"{path}:6:") and "duplicate of line 1" in p for p in problems)
+    assert not any(p.startswith(f"{path}:1:") for p in problems)
+
+
+def test_gold_file_id_must_match_text(tmp_path):
+    path = tmp_path / "reports_x.jsonl"
+    row = {"id": "0000000000000000", "text": "算力需求旺盛。", "sentiment": "positive", "themes": [], "rating": "none"}
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    (problem,) = validate_file(path)
+    assert "does not match the text" in problem.message
+
+
+def test_project_label_files_are_valid():
+    files = sorted(LABELS.glob("reports*.jsonl")) + sorted((LABELS / "authored").glob("*.jsonl"))
+    assert files
+    for f in files:
+        assert validate_file(f) == [], f
+
+
+def test_authored_sentences_have_no_near_duplicates_between_them():
+    rows = [json.loads(line)["text"] for f in sorted((LABELS / "authored").glob("*.jsonl")) for line in f.open(encoding="utf-8")]
+    pairs = near_duplicate_pairs(rows)
+    # Measured, not assumed: the build drops these; this bounds how many slipped in while writing.
+    assert len(pairs) <= 0.01 * len(rows)

@@ -1,0 +1,61 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fintag.data.normalize import detect_lang, normalize
+
+
+def test_fullwidth_traditional_citations_and_whitespace():
+    n = normalize("字節跳動大幅催化算力產業鏈，ＡＩ需求[5][26]持續　驗證。")
+    assert n.text == "字节跳动大幅催化算力产业链,AI需求持续验证。"
+
+
+def test_summary_citation_marker_becomes_a_break():
+    n = normalize("power demand [5][26][67] The emergence of Mid-training")
+    assert n.text == "power demand\nThe emergence of Mid-training"
+
+
+def test_citation_in_chinese_sentence_is_just_removed():
+    assert normalize("资本开支创新高[3]。").text == "资本开支创新高。"
+
+
+def test_control_format_and_bidi_characters_removed():
+    assert normalize("算\u200b力\u202e需求\ufeff\x07").text == "算力需求"
+
+
+def test_space_between_cjk_removed_but_not_between_words():
+    assert normalize("国 产 替 代 and AI  capex").text == "国产替代 and AI capex"
+
+
+def test_offsets_map_back_to_original():
+    original = "【山證通信】周跟蹤\r\n字節跳動[1] 大幅催化  算力產業鏈"
+    n = normalize(original)
+    for i, ch in enumerate(n.text):
+        src = original[n.offsets[i]]
+        assert normalize(src).text in ("", ch) or ch == "\n"
+    start = n.text.index("字节跳动")
+    a, b = n.original_span(start, start + 4)
+    assert original[a:b] == "字節跳動"
+
+
+def test_detect_lang():
+    assert detect_lang("投資評級:買入(維持)") == "zh-Hant"
+    assert detect_lang("投资评级:买入(维持)") == "zh-Hans"
+    assert detect_lang('The investment rating is "Buy" (maintained).') == "en"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=()), max_size=200))
+def test_idempotent_and_offsets_valid(text):
+    n = normalize(text)
+    assert normalize(n.text).text == n.text
+    assert len(n.offsets) == len(n.text)
+    assert all(0 <= o < len(text) for o in n.offsets)
+    assert list(n.offsets) == sorted(n.offsets)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=50))
+def test_lone_surrogates_and_arbitrary_code_points_never_crash(text):
+    n = normalize(text + "\ud800" + "\U0001f600" + "\u200f")
+    assert "\ud800" not in n.text and "\u200f" not in n.text
+    assert "\U0001f600" in n.text

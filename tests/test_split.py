@@ -1,0 +1,94 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fintag.data.split import drop_reason, segment, sentence_id, split_sentences
+
+
+def test_chinese_sentence_ends():
+    assert split_sentences("算力需求旺盛。国产替代加速!风险提示:需求不及预期;竞争加剧?") == [
+        "算力需求旺盛。",
+        "国产替代加速!",
+        "风险提示:需求不及预期;",
+        "竞争加剧?",
+    ]
+
+
+def test_traditional_is_split_and_simplified_with_original_offsets():
+    raw = "字節跳動大幅催化算力產業鏈。國產替代加速推進！"
+    seg = segment(raw)
+    assert [s.text for s in seg.sentences] == ["字节跳动大幅催化算力产业链。", "国产替代加速推进!"]
+    assert [raw[s.start : s.end] for s in seg.sentences] == ["字節跳動大幅催化算力產業鏈。", "國產替代加速推進！"]
+    assert {s.lang for s in seg.sentences} == {"zh-Hant"}
+
+
+def test_english_decimals_and_abbreviations():
+    text = (
+        "Sales reached 2.4 trillion yuan in the U.S. market, up 10.5% YoY. "
+        "Apple Inc. and Nvidia Corp. gained. The index fell 3.2%."
+    )
+    assert split_sentences(text) == [
+        "Sales reached 2.4 trillion yuan in the U.S. market, up 10.5% YoY.",
+        "Apple Inc. and Nvidia Corp. gained.",
+        "The index fell 3.2%.",
+    ]
+
+
+def test_bullets_and_headings_are_their_own_units():
+    text = "行业动向:\n1)字节跳动已跃升为世界顶级CSP\n- 国产算力产业链全面受益\n• 光模块需求旺盛。ASIC出货加速。"
+    seg = segment(text)
+    assert [(s.text, s.kind) for s in seg.sentences] == [
+        ("行业动向:", "heading"),
+        ("字节跳动已跃升为世界顶级CSP", "bullet"),
+        ("国产算力产业链全面受益", "bullet"),
+        ("光模块需求旺盛。", "bullet"),
+        ("ASIC出货加速。", "bullet"),
+    ]
+
+
+def test_inline_summary_bullets():
+    text = "Core Insights - The report highlights demand. - Capex guidance was raised"
+    assert split_sentences(text) == ["The report highlights demand.", "Capex guidance was raised"]
+
+
+def test_long_run_on_is_cut_at_commas():
+    clause = "公司在数据中心领域持续加大投入并获得多个大型客户订单"
+    text = ",".join([clause] * 12) + "。"
+    pieces = split_sentences(text)
+    assert len(pieces) > 1
+    assert "".join(pieces) == text
+
+
+def test_non_sentences_dropped_and_counted():
+    text = "12-24 星图测控 920116 6.92\n加载中...\n收起\n光模块需求旺盛,订单饱满。"
+    seg = segment(text)
+    assert [s.text for s in seg.sentences] == ["光模块需求旺盛,订单饱满。"]
+    assert seg.dropped["numeric"] == 1 and seg.dropped["debris"] >= 1
+    assert drop_reason("2024 2025E 2026E 12.3 15.6 18.2") == "numeric"
+
+
+def test_ids_are_stable_hashes_of_normalised_text():
+    a = segment("字節跳動大幅催化算力產業鏈。").sentences[0]
+    b = segment("字节跳动大幅催化算力产业链。").sentences[0]
+    assert a.id == b.id == sentence_id("字节跳动大幅催化算力产业链。")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400))
+def test_spans_are_inside_the_original_and_ordered(text):
+    seg = segment(text)
+    last = 0
+    for s in seg.sentences:
+        assert 0 <= s.start < s.end <= len(text)
+        assert s.start >= last
+        last = s.end
+        assert s.text and s.text == s.text.strip()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(["算力需求旺盛", "国产替代加速", "Robotaxi fleets grow", "风险提示"]), min_size=1, max_size=8))
+def test_sentence_content_is_preserved(parts):
+    text = "。".join(parts) + "。"
+    joined = "".join(split_sentences(text))
+    for p in parts:
+        if len(p) >= 4:
+            assert p in joined
