@@ -119,7 +119,10 @@ def build_from_pretrained(name_or_path: str, allow_pickle: bool = False) -> tupl
     if path.exists():
         _check_local_folder(path, allow_pickle)
     try:
-        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False, **LABEL_SPACE.config_fields())
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
+        # from_pretrained ignores keyword arguments that are not attributes already: set them here.
+        for key, value in LABEL_SPACE.config_fields().items():
+            setattr(config, key, value)
         model = AutoModelForSequenceClassification.from_pretrained(
             name_or_path,
             config=config,

@@ -23,7 +23,9 @@ commands:
 `fintag <command> --help` lists the flags of a command."""
 
 
-def _parse(dataclass_types: tuple[type, ...], argv: list[str], positional: Callable[[Any], None] | None = None):
+def _parse(
+    dataclass_types: tuple[type, ...], argv: list[str], positional: Callable[[Any], None] | None = None
+):
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(dataclass_types)
@@ -96,7 +98,9 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     # accelerate logs every file of every checkpoint at INFO; keep its warnings only.
     for noisy in ("accelerate.checkpointing", "accelerate.accelerator", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

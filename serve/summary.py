@@ -29,23 +29,29 @@ def summarize(sentences: list[dict[str, Any]]) -> dict[str, Any]:
     rating: dict[str, Any] = {"label": RATING.default, "score": None, "evidence": None}
     if rated:
         top = rated[0]
-        rating = {"label": top["rating"]["label"], "score": top["rating"]["score"], "evidence": _brief(top, top["rating"]["score"])}
-    sentiment_counts = {label: sum(s["sentiment"]["label"] == label for s in sentences) for label in SENTIMENT.labels}
+        rating = {
+            "label": top["rating"]["label"],
+            "score": top["rating"]["score"],
+            "evidence": _brief(top, top["rating"]["score"]),
+        }
+    sentiment_counts = {
+        label: sum(s["sentiment"]["label"] == label for s in sentences) for label in SENTIMENT.labels
+    }
     by_theme = {t: [s for s in sentences if t in s["themes"]["labels"]] for t in THEMES.labels}
     evidence: dict[str, list[dict[str, Any]]] = {}
     for label in ("positive", "negative"):
         hits = [s for s in sentences if s["sentiment"]["label"] == label]
         hits.sort(key=lambda s: s["sentiment"]["score"], reverse=True)
-        evidence[f"sentiment:{label}"] = [_brief(s, s["sentiment"]["score"]) for s in hits[:EVIDENCE_PER_LABEL]]
+        evidence[f"sentiment:{label}"] = [
+            _brief(s, s["sentiment"]["score"]) for s in hits[:EVIDENCE_PER_LABEL]
+        ]
     for t, hits in by_theme.items():
         hits = sorted(hits, key=lambda s: s["themes"]["scores"][t], reverse=True)
         evidence[f"themes:{t}"] = [_brief(s, s["themes"]["scores"][t]) for s in hits[:EVIDENCE_PER_LABEL]]
     return {
         "sentences": n,
         "rating": rating,
-        "ratings_stated": [
-            {"label": s["rating"]["label"], **_brief(s, s["rating"]["score"])} for s in rated
-        ],
+        "ratings_stated": [{"label": s["rating"]["label"], **_brief(s, s["rating"]["score"])} for s in rated],
         "sentiment_counts": sentiment_counts,
         "sentiment_index": _index(sentences),
         "theme_share": {t: round(len(h) / n, 4) if n else 0.0 for t, h in by_theme.items()},

@@ -26,6 +26,14 @@ class EmptyReportError(ValueError):
     """A report with no sentence left after normalisation and filtering."""
 
 
+def sentence_results(sentences: list[Sentence], preds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each split sentence's text, offsets, kind and language, with its labels."""
+    return [
+        {"text": s.text, "start": s.start, "end": s.end, "kind": s.kind, "lang": s.lang, **p}
+        for s, p in zip(sentences, preds, strict=True)
+    ]
+
+
 class Tagger:
     def __init__(
         self,
@@ -62,10 +70,20 @@ class Tagger:
 
     def _predict(self, texts: list[str]) -> list[dict[str, Any]]:
         logits = batched_logits(
-            self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length,
+            self.model,
+            self.tokenizer,
+            texts,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
             max_tokens=self.max_tokens,
         )
         return LABEL_SPACE.decode(logits, self.thresholds)
+
+    def tag_normalized(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Labels of texts already normalised by `fintag.data` (e.g. `Sentence.text`), in order, unchecked.
+
+        The server's micro-batcher calls this with the sentences of many requests at once."""
+        return self._predict(texts)
 
     @overload
     def tag(self, inputs: str) -> dict[str, Any]: ...
@@ -87,11 +105,7 @@ class Tagger:
 
     def tag_sentences(self, sentences: list[Sentence]) -> list[dict[str, Any]]:
         """Tag split sentences; each result carries its text, kind and offsets in the original report."""
-        preds = self._predict([s.text for s in sentences])
-        return [
-            {"text": s.text, "start": s.start, "end": s.end, "kind": s.kind, "lang": s.lang, **p}
-            for s, p in zip(sentences, preds)
-        ]
+        return sentence_results(sentences, self._predict([s.text for s in sentences]))
 
     def tag_reports(self, reports: list[tuple[str, str]]) -> list[dict[str, Any]]:
         """Tag several (report_id, text) pairs in one batched pass; one result per report."""

@@ -77,3 +77,26 @@ def small_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dataset")
     build(BuildConfig(output_dir=str(out)))
     return out
+
+
+@pytest.fixture(scope="session")
+def mini_dataset(tmp_path_factory, small_dataset) -> Path:
+    """A slice of the real dataset, small enough to train the tiny preset in seconds."""
+    from fintag.data.build import load_split
+    from fintag.data.fsutil import write_jsonl
+
+    out = tmp_path_factory.mktemp("mini")
+    for split, n in (("train", 96), ("validation", 48), ("test", 48)):
+        write_jsonl(out / f"{split}.jsonl", load_split(small_dataset, split)[:n])
+    return out
+
+
+def tiny_train_config(dataset_dir: Path, output_dir: Path, **overrides):
+    from fintag.train.config import TrainConfig
+
+    settings = dict(
+        preset="tiny", dataset_dir=str(dataset_dir), output_dir=str(output_dir), epochs=2, batch_size=16,
+        mlm_epochs=1, vocab_size=2000, learning_rate=1e-3, save_every_steps=3, max_length=64, seed=7,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)

@@ -198,11 +198,16 @@ def train(cfg: TrainConfig) -> Path:
     val_ds = SentenceDataset(val_records, tokenizer, cfg.max_length)
     sampler = LengthGroupedBatchSampler(train_ds.lengths(), cfg.batch_size, cfg.seed)
     collate = Collator(tokenizer.pad_token_id)
-    train_dl = DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate)
+    # Loaders get their own generators: creating an iterator then draws no number from the global RNG,
+    # so a resumed run (which creates one more iterator) sees the same dropout masks as an unbroken one.
+    train_dl = DataLoader(
+        train_ds, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(cfg.seed)
+    )
     val_dl = DataLoader(
         val_ds,
         batch_sampler=LengthGroupedBatchSampler(val_ds.lengths(), cfg.batch_size * 2, cfg.seed, shuffle=False),
         collate_fn=collate,
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     weights = class_weights(train_records, cfg.class_weighting)
     optimizer = _optimizer(model, cfg)

@@ -1,0 +1,311 @@
+"""Load test of `fintag serve` against offline tagging, on the same machine in the same run.
+
+1. Takes the seed reports' sentences (data/corpus/*.txt, split with fintag's splitter).
+2. Uses --model, or builds a random-weight model of --preset (tokenizer trained on those sentences).
+3. Offline baseline: `Tagger.tag` on the same sentences with the same torch thread count.
+4. Starts a real `fintag serve` (uvicorn) on a loopback address and, for each client count in --clients,
+   has every client send --requests_per_client requests of --sentences_per_request sentences, one at a time.
+5. Prints throughput (sentences/s), p50/p99 latency, errors, mean model batch, and the ratio of server to
+   offline throughput (goal: >= 0.70 at 32 clients).
+
+    python bench/server_load.py --requests_per_client 10
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import torch
+from fintag.data.reader import read_report
+from fintag.data.split import segment
+from fintag.serve.cli import _parse, setup_logging
+from fintag.serve.tagger import Tagger
+from prometheus_client.parser import text_string_to_metric_families
+
+logger = logging.getLogger("bench.server_load")
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "corpus"
+GOAL_RATIO = 0.70
+
+
+@dataclass
+class BenchConfig:
+    model: str | None = field(
+        default=None, metadata={"help": "checkpoint folder; default: a random-weight model of --preset"}
+    )
+    preset: str = field(
+        default="small", metadata={"help": "size of the random-weight model (model/presets.py)"}
+    )
+    vocab_size: int = field(
+        default=12000, metadata={"help": "vocabulary of the tokenizer trained on the corpus"}
+    )
+    clients: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={"help": "concurrency levels"})
+    requests_per_client: int = field(
+        default=20, metadata={"help": "requests each client sends, one at a time"}
+    )
+    sentences_per_request: int = field(default=4, metadata={"help": "sentences in each /v1/tag request"})
+    num_threads: int | None = field(
+        default=None, metadata={"help": "torch threads, offline and in the server (default: torch's choice)"}
+    )
+    max_batch_size: int = field(default=128, metadata={"help": "server: most sentences per model call"})
+    max_wait_ms: float = field(default=5.0, metadata={"help": "server: longest wait to fill a model call"})
+    host: str = field(default="127.0.0.1", metadata={"help": "loopback address for the server"})
+    port: int = field(default=0, metadata={"help": "server port (0: a free one)"})
+    startup_timeout_s: float = field(
+        default=180.0, metadata={"help": "how long the server may take to be ready"}
+    )
+    warmup_requests: int = field(default=8, metadata={"help": "requests sent before measuring"})
+
+    def check(self) -> None:
+        loopback = self.host == "localhost"
+        if not loopback:
+            try:
+                loopback = ipaddress.ip_address(self.host).is_loopback
+            except ValueError:
+                loopback = False
+        if not loopback:
+            raise SystemExit(
+                f"--host {self.host} is not a loopback address; the benchmark only uses loopback"
+            )
+        if min(self.clients) < 1 or self.requests_per_client < 1 or self.sentences_per_request < 1:
+            raise SystemExit("--clients, --requests_per_client and --sentences_per_request must be positive")
+
+
+@dataclass
+class LevelResult:
+    name: str
+    requests: int
+    sentences: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+    model_calls: float = 0.0
+    batched_sentences: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        return self.sentences / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def corpus_sentences() -> list[str]:
+    out: list[str] = []
+    for path in sorted(CORPUS.glob("*.txt")):
+        out += [s.text for s in segment(read_report(path).text).sentences]
+    if not out:
+        raise SystemExit(f"no sentences found in {CORPUS}/*.txt")
+    return out
+
+
+def build_random_model(preset: str, vocab_size: int, sentences: list[str], folder: Path) -> Path:
+    from fintag.model.checkpoint import build_from_scratch, save_tagger
+    from fintag.model.tokenizer import train_wordpiece
+
+    tokenizer = train_wordpiece(sentences, vocab_size=vocab_size)
+    torch.manual_seed(0)
+    model = build_from_scratch(preset, tokenizer)
+    path = folder / f"random-{preset}"
+    save_tagger(model, tokenizer, path, card=f"# random-weight {preset} model for bench/server_load.py")
+    logger.info("built a random-weight %s model in %s", preset, path)
+    return path
+
+
+def offline_throughput(model_dir: Path, texts: list[str], num_threads: int) -> LevelResult:
+    tagger = Tagger.load(model_dir, num_threads=num_threads)
+    tagger.tag(texts[:64])  # warm-up: first calls allocate
+    started = time.perf_counter()
+    tagger.tag(texts)
+    seconds = time.perf_counter() - started
+    logger.info("offline: %d sentences in %.2f s with %d threads", len(texts), seconds, num_threads)
+    return LevelResult("offline", 1, len(texts), seconds, [], 0)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def start_server(
+    cfg: BenchConfig, model_dir: Path, port: int, num_threads: int, log_path: Path
+) -> subprocess.Popen:
+    max_in_flight = max(cfg.clients)
+    command = [
+        sys.executable, "-m", "fintag.serve.cli", "serve",
+        "--model", str(model_dir), "--host", cfg.host, "--port", str(port),
+        "--num_threads", str(num_threads), "--max_batch_size", str(cfg.max_batch_size),
+        "--max_wait_ms", str(cfg.max_wait_ms), "--max_queue", str(4 * max_in_flight),
+        "--max_items_per_request", str(max(256, cfg.sentences_per_request)),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINTAG_")}
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    logger.info("starting the server on %s:%d (log: %s)", cfg.host, port, log_path)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=base, trust_env=False, timeout=5) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                if http.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+    raise SystemExit(f"the server was not ready within {timeout_s} s:\n{log_path.read_text()}")
+
+
+def batch_counters(http: httpx.Client) -> tuple[float, float]:
+    """(model calls, sentences in them) so far, from the server's /metrics."""
+    values = {
+        s.name: s.value
+        for family in text_string_to_metric_families(http.get("/metrics").text)
+        for s in family.samples
+        if s.name.startswith("fintag_model_batch_size_")
+    }
+    return values.get("fintag_model_batch_size_count", 0.0), values.get("fintag_model_batch_size_sum", 0.0)
+
+
+async def run_level(base: str, texts: list[str], clients: int, cfg: BenchConfig) -> LevelResult:
+    n, per = len(texts), cfg.sentences_per_request
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+
+    async def client(i: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors, sent
+        for k in range(cfg.requests_per_client):
+            start = ((i * cfg.requests_per_client + k) * per) % n
+            batch = [texts[(start + j) % n] for j in range(per)]
+            t0 = time.perf_counter()
+            try:
+                response = await http.post("/v1/tag", json={"inputs": batch})
+            except httpx.HTTPError as exc:
+                logger.warning("request failed: %s", exc)
+                errors += 1
+                continue
+            if response.status_code != 200:
+                logger.warning("status %d: %s", response.status_code, response.text[:200])
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+            sent += per
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=120, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+        seconds = time.perf_counter() - started
+    return LevelResult(f"{clients}", clients * cfg.requests_per_client, sent, seconds, latencies, errors)
+
+
+def stop_server(proc: subprocess.Popen, log_path: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        logger.error("the server did not stop within 60 s of SIGTERM; killed it")
+        return
+    if code != 0:
+        logger.error("the server exited with %d; log:\n%s", code, log_path.read_text()[-4000:])
+
+
+def format_table(offline: LevelResult, levels: list[LevelResult]) -> str:
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{1000 * v:.1f}"
+
+    rows = [["clients", "requests", "sentences/s", "p50 ms", "p99 ms", "errors", "mean batch", "vs offline"]]
+    rows.append(["offline", "-", f"{offline.throughput:.1f}", "-", "-", "-", "-", "1.00"])
+    for r in levels:
+        mean_batch = f"{r.batched_sentences / r.model_calls:.1f}" if r.model_calls else "-"
+        rows.append([
+            r.name, str(r.requests), f"{r.throughput:.1f}", ms(r.percentile(0.5)), ms(r.percentile(0.99)),
+            str(r.errors), mean_batch, f"{r.throughput / offline.throughput:.2f}",
+        ])  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    (cfg,) = _parse((BenchConfig,), list(sys.argv[1:] if argv is None else argv))
+    cfg.check()
+    num_threads = cfg.num_threads or torch.get_num_threads()
+    sentences = corpus_sentences()
+    total = max(cfg.clients) * cfg.requests_per_client * cfg.sentences_per_request
+    texts = [sentences[i % len(sentences)] for i in range(total)]
+    logger.info("%d corpus sentences; %d per load level at most", len(sentences), total)
+
+    with tempfile.TemporaryDirectory(prefix="fintag-bench-") as tmp:
+        folder = Path(tmp)
+        model_dir = (
+            Path(cfg.model)
+            if cfg.model
+            else build_random_model(cfg.preset, cfg.vocab_size, sentences, folder)
+        )
+        offline = offline_throughput(model_dir, texts, num_threads)
+
+        port = cfg.port or free_port(cfg.host)
+        base = f"http://{cfg.host}:{port}"
+        log_path = folder / "server.log"
+        proc = start_server(cfg, model_dir, port, num_threads, log_path)
+        levels: list[LevelResult] = []
+        try:
+            wait_ready(base, proc, cfg.startup_timeout_s, log_path)
+            with httpx.Client(base_url=base, trust_env=False, timeout=60) as http:
+                for i in range(cfg.warmup_requests):
+                    http.post("/v1/tag", json={"inputs": texts[i : i + cfg.sentences_per_request]})
+                for clients in cfg.clients:
+                    calls_before, sentences_before = batch_counters(http)
+                    result = asyncio.run(run_level(base, texts, clients, cfg))
+                    calls_after, sentences_after = batch_counters(http)
+                    result.model_calls = calls_after - calls_before
+                    result.batched_sentences = sentences_after - sentences_before
+                    logger.info(
+                        "%d clients: %.1f sentences/s, %d errors", clients, result.throughput, result.errors
+                    )
+                    levels.append(result)
+        finally:
+            stop_server(proc, log_path)
+
+    table = format_table(offline, levels)
+    sys.stdout.write(f"\nserver load vs offline Tagger.tag ({num_threads} torch threads, "
+                     f"{cfg.sentences_per_request} sentences/request, "
+                     f"{cfg.requests_per_client} requests/client)\n{table}\n")  # fmt: skip
+    at_most = levels[-1] if levels else None
+    if at_most is not None and at_most.throughput / offline.throughput < GOAL_RATIO:
+        logger.warning(
+            "goal not met: %.2f of offline throughput at %s clients (goal %.2f)",
+            at_most.throughput / offline.throughput,
+            at_most.name,
+            GOAL_RATIO,
+        )
+    return 1 if any(r.errors for r in levels) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

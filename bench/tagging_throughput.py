@@ -1,0 +1,186 @@
+"""Offline tagging throughput: our batched path (`Tagger.tag` on a list) against the transformers pipeline.
+
+Same model object, same sentences (the seed reports' sentences, repeated), same torch thread count, one
+run. The baseline is `pipeline("text-classification", top_k=None, function_to_apply="none")`, which
+returns every label's logit, at batch size 1 and 32; its logits are decoded with the project's label
+space and compared with ours (agreement = sentences whose sentiment, rating and theme set all match).
+Models have random weights: speed does not depend on them.
+
+    python bench/tagging_throughput.py                              # small and base, 2,400 sentences
+    python bench/tagging_throughput.py --sentences small=600,base=200   # a quick run
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from fintag.data.reader import read_report
+from fintag.data.split import segment
+from fintag.model.checkpoint import build_from_scratch, save_tagger
+from fintag.model.labels import LABEL_SPACE
+from fintag.model.tokenizer import train_wordpiece
+from fintag.serve.cli import _parse, setup_logging
+from fintag.serve.tagger import Tagger
+
+logger = logging.getLogger("fintag.bench")
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+GOALS = {"pipeline bs1": 3.0, "pipeline bs32": 1.25}
+
+
+@dataclass
+class BenchConfig:
+    presets: str = field(default="small,base", metadata={"help": "comma-separated model presets"})
+    sentences: str = field(
+        default="2400",
+        metadata={"help": "sentences per preset: one number, or per preset like small=2400,base=600"},
+    )
+    pipeline_batch_sizes: str = field(
+        default="1,32", metadata={"help": "batch sizes of the pipeline baseline"}
+    )
+    batch_size: int = field(default=64, metadata={"help": "our batch size (sentences per forward pass)"})
+    max_length: int = field(default=128, metadata={"help": "tokens per sentence, both paths"})
+    num_threads: int = field(default=0, metadata={"help": "torch threads for both paths (0: all cores)"})
+    repeats: int = field(default=1, metadata={"help": "timing rounds; the best time of each path is kept"})
+    seed: int = field(default=0, metadata={"help": "seed of the random weights"})
+
+    def count_for(self, preset: str) -> int:
+        if "=" not in self.sentences:
+            return int(self.sentences)
+        counts = dict(item.split("=", 1) for item in self.sentences.split(","))
+        if preset not in counts:
+            raise ValueError(
+                f"--sentences {self.sentences!r} has no count for preset {preset!r}; add {preset}=N"
+            )
+        return int(counts[preset])
+
+
+def seed_sentences() -> list[str]:
+    """The sentences of the seed reports, split by the project's splitter."""
+    out: list[str] = []
+    for path in sorted(CORPUS.glob("*.txt")):
+        out += [s.text for s in segment(read_report(path).text).sentences]
+    if not out:
+        raise FileNotFoundError(f"no seed reports in {CORPUS}")
+    return out
+
+
+def repeat_to(items: list[str], n: int) -> list[str]:
+    return [items[i % len(items)] for i in range(n)]
+
+
+def build_tagger(preset: str, tokenizer: Any, folder: Path, cfg: BenchConfig) -> Tagger:
+    """A random-weight tagger of `preset`, saved as a checkpoint and loaded the way `fintag tag` loads it."""
+    torch.manual_seed(cfg.seed)
+    save_tagger(build_from_scratch(preset, tokenizer), tokenizer, folder / preset)
+    return Tagger.load(folder / preset, batch_size=cfg.batch_size, max_length=cfg.max_length)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def pipeline_predictions(
+    outputs: list[list[dict[str, Any]]], config: Any, thresholds: dict[str, float]
+) -> list[dict]:
+    """Decode the pipeline's per-label logits with the project's label space."""
+    label2id = {v: int(k) for k, v in config.id2label.items()}
+    logits = torch.zeros(len(outputs), config.num_labels)
+    for i, scores in enumerate(outputs):
+        for item in scores:
+            logits[i, label2id[item["label"]]] = item["score"]
+    return LABEL_SPACE.decode(logits, thresholds)
+
+
+def _labels(pred: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+    return pred["sentiment"]["label"], pred["rating"]["label"], tuple(pred["themes"]["labels"])
+
+
+def agreement(ours: list[dict], theirs: list[dict]) -> float:
+    same = sum(_labels(a) == _labels(b) for a, b in zip(ours, theirs, strict=True))
+    return 100.0 * same / len(ours)
+
+
+def bench_preset(preset: str, texts: list[str], tokenizer: Any, folder: Path, cfg: BenchConfig) -> list[dict]:
+    from transformers import pipeline
+
+    tagger = build_tagger(preset, tokenizer, folder, cfg)
+    pipe = pipeline(
+        "text-classification", model=tagger.model, tokenizer=tagger.tokenizer, top_k=None,
+        function_to_apply="none", device=-1,
+    )  # fmt: skip
+    tok_kwargs = {"truncation": True, "max_length": cfg.max_length}
+    warm = texts[:64]
+    tagger.tag(warm)
+    pipe(warm, batch_size=8, **tok_kwargs)
+
+    # Paths are timed in turns, `--repeats` rounds, keeping each one's best time: on a shared machine
+    # the best of a few runs is the least disturbed one.
+    runs: dict[str, Callable[[], Any]] = {"ours (Tagger.tag)": lambda: tagger.tag(texts)}
+    for bs in (int(b) for b in cfg.pipeline_batch_sizes.split(",")):
+        runs[f"pipeline bs{bs}"] = lambda bs=bs: pipe(texts, batch_size=bs, **tok_kwargs)
+    best: dict[str, float] = {}
+    outputs: dict[str, Any] = {}
+    for _ in range(cfg.repeats):
+        for name, fn in runs.items():
+            seconds, outputs[name] = timed(fn)
+            best[name] = min(seconds, best.get(name, seconds))
+            logger.info("%s %s: %.1f sentences/s", preset, name, len(texts) / seconds)
+    ours = outputs.pop("ours (Tagger.tag)")
+    rows = [{"preset": preset, "path": name, "sentences": len(texts), "seconds": best[name]} for name in runs]
+    for row in rows[1:]:
+        theirs = pipeline_predictions(outputs[row["path"]], tagger.model.config, tagger.thresholds)
+        row["agreement"] = agreement(ours, theirs)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    cols = f"{'preset':<7} {'path':<20} {'sentences':>9} {'sent/s':>9} {'ours/this':>9}"
+    head = f"{cols} {'goal':>9} {'agree%':>7}"
+    lines = [head, "-" * len(head)]
+    ours = {r["preset"]: r["sentences"] / r["seconds"] for r in rows if r["path"].startswith("ours")}
+    for r in rows:
+        rate = r["sentences"] / r["seconds"]
+        ratio = ours[r["preset"]] / rate
+        goal = GOALS.get(r["path"])
+        goal_txt = "" if goal is None else (f">={goal:g}" + (" ok" if ratio >= goal else " NO"))
+        agree = f"{r['agreement']:.1f}" if "agreement" in r else ""
+        cols = f"{r['preset']:<7} {r['path']:<20} {r['sentences']:>9} {rate:>9.1f} {ratio:>8.2f}x"
+        lines.append(f"{cols} {goal_txt:>9} {agree:>7}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    setup_logging()
+    (cfg,) = _parse((BenchConfig,), argv)
+    threads = cfg.num_threads or (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    )
+    torch.set_num_threads(threads)
+    sentences = seed_sentences()
+    tokenizer = train_wordpiece(sentences)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="fintag-bench-") as tmp:
+        for preset in cfg.presets.split(","):
+            texts = repeat_to(sentences, cfg.count_for(preset))
+            rows += bench_preset(preset, texts, tokenizer, Path(tmp), cfg)
+    sys.stdout.write(
+        f"torch {torch.__version__}, {threads} thread(s), best of {cfg.repeats} round(s), "
+        f"{len(sentences)} distinct seed sentences\n" + format_table(rows) + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

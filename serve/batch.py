@@ -1,0 +1,372 @@
+"""`fintag tag`: tag report files (.txt, .md, .pdf) or stdin into JSONL or CSV, fast and resumably.
+
+Reports are read with the project's reader, then tagged `--reports_per_chunk` at a time: the sentences of
+a whole chunk go through `Tagger.tag_reports` in one batched pass (sorted by length, padded per batch).
+Each chunk's records are made durable before its reports are recorded as done (see `fintag.serve.outputs`),
+so `--resume` continues an interrupted run without losing or repeating a record.
+
+Under `accelerate launch --num_processes N -m fintag.serve.cli tag ...` each process tags its share of
+the sorted file list into `<out>.part-<rank>`; the main process then merges the parts into `--out` in
+input order, atomically. Resuming works with any number of processes: finished reports are looked up in
+`<out>` and in every part file left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fintag.data.reader import RawReport, ReportReadError, decode_bytes, iter_report_paths, read_report
+from fintag.serve.cli import _parse
+from fintag.serve.outputs import (
+    FORMATS,
+    STDIN_PATH,
+    FileSink,
+    Format,
+    OutputError,
+    ReportKey,
+    StdoutSink,
+    merge,
+    read_progress,
+    repair,
+    report_records,
+)
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_NOTHING_TAGGED = 0, 1, 2
+EMPTY_REPORT = "no sentences after normalisation and splitting (EmptyReportError)"
+
+
+@dataclass
+class TagConfig:
+    model: str = field(
+        default="artifacts/run/model", metadata={"help": "checkpoint folder (or hub id) to tag with"}
+    )
+    out: str | None = field(default=None, metadata={"help": "output file (default: standard output)"})
+    format: Literal["jsonl", "csv"] = field(
+        default="jsonl",
+        metadata={"help": "jsonl: sentence + summary records; csv: flat rows with a `type` column"},
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "continue an interrupted run into --out, skipping finished reports"}
+    )
+    summary_only: bool = field(default=False, metadata={"help": "write only the per-report summary records"})
+    batch_size: int = field(default=64, metadata={"help": "sentences per forward pass"})
+    max_length: int = field(default=128, metadata={"help": "tokens per sentence (longer ones are truncated)"})
+    num_threads: int = field(
+        default=0,
+        metadata={"help": "torch CPU threads per process (0: the machine's cores shared among processes)"},
+    )
+    allow_pickle: bool = field(default=False, metadata={"help": "allow pickled (.bin) weights you trust"})
+    reports_per_chunk: int = field(
+        default=32, metadata={"help": "reports tagged per batched pass and written per durable chunk"}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_length", "reports_per_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_threads < 0:
+            raise ValueError(f"--num_threads must be 0 (all cores) or more, got {self.num_threads}")
+        if self.resume and not self.out:
+            raise ValueError("--resume needs --out: a run written to standard output cannot be resumed")
+
+
+class BatchError(Exception):
+    """A run that must not start; the message says why and what to do."""
+
+
+@dataclass
+class Stats:
+    tagged: int = 0
+    sentences: int = 0
+    resumed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: Stats) -> None:
+        self.tagged += other.tagged
+        self.sentences += other.sentences
+        self.resumed += other.resumed
+        self.skipped.update(other.skipped)
+
+    def line(self) -> str:
+        reasons = ", ".join(f"{n}× {why}" for why, n in self.skipped.most_common())
+        resumed = f" ({self.resumed} more already done before --resume)" if self.resumed else ""
+        return (
+            f"tagged {self.tagged} report(s), {self.sentences} sentence(s){resumed}; "
+            f"skipped {sum(self.skipped.values())}" + (f": {reasons}" if reasons else "")
+        )
+
+
+def _skip(stats: Stats, path: str, problem: str, fix: str, quiet: bool = False) -> None:
+    if not quiet:
+        logger.warning("skipped %s: %s. %s", path, problem, fix)
+    stats.skipped[problem] += 1
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def collect_inputs(inputs: list[str], stats: Stats, quiet: bool = False) -> list[Path]:
+    """Files, folders and globs as one sorted list of report paths; an input matching nothing is skipped."""
+    found: dict[str, Path] = {}
+    for item in inputs:
+        try:
+            for p in iter_report_paths([item]):
+                found.setdefault(str(p), p)
+        except ReportReadError as exc:
+            _skip(stats, exc.path, exc.problem, exc.fix, quiet)
+    return [found[k] for k in sorted(found)]
+
+
+def _read(path: Path, stats: Stats) -> RawReport | None:
+    try:
+        return read_report(path)
+    except ReportReadError as exc:
+        _skip(stats, exc.path, exc.problem, exc.fix)
+    except UnicodeDecodeError as exc:
+        _skip(
+            stats, str(path), f"the text is not valid in its encoding ({exc.reason})", "re-save it as UTF-8"
+        )
+    except OSError as exc:
+        _skip(stats, str(path), f"the file cannot be read ({exc.strerror})", "check the file and the disk")
+    return None
+
+
+def read_stdin(stats: Stats) -> RawReport | None:
+    """One report from standard input (any encoding the reader detects)."""
+    try:
+        text, encoding = decode_bytes(sys.stdin.buffer.read(), "<stdin>")
+    except ReportReadError as exc:
+        _skip(stats, exc.path, exc.problem, exc.fix)
+        return None
+    return RawReport("stdin", STDIN_PATH, text, encoding)
+
+
+def _current_keys(paths: list[Path]) -> dict[str, ReportKey]:
+    keys: dict[str, ReportKey] = {}
+    for p in paths:
+        try:
+            keys[str(p)] = ReportKey.of(p)
+        except OSError:
+            continue  # reading it will fail and say why
+    return keys
+
+
+# ---------------------------------------------------------------- tagging
+
+
+def tag_chunk(
+    tagger: Any, raws: list[RawReport], keys: dict[str, ReportKey], sink: Any, cfg: TagConfig, stats: Stats
+) -> None:
+    """Tag a chunk of reports in one batched pass and write its records as one durable chunk."""
+    results = tagger.tag_reports([(r.report_id, r.text) for r in raws]) if raws else []
+    records: list[dict[str, Any]] = []
+    finished: list[ReportKey] = []
+    for raw, result in zip(raws, results, strict=True):
+        if not result["sentences"]:
+            _skip(
+                stats,
+                raw.path,
+                EMPTY_REPORT,
+                "check that it holds report text, not only tables or page furniture",
+            )
+            continue
+        records += report_records(raw.report_id, raw.path, raw.encoding, result, cfg.summary_only)
+        finished.append(keys.get(raw.path) or ReportKey(raw.path, len(raw.text), 0))
+        stats.tagged += 1
+        stats.sentences += len(result["sentences"])
+    sink.write_chunk(records, finished)
+
+
+def tag_files(
+    tagger: Any,
+    paths: list[Path],
+    keys: dict[str, ReportKey],
+    done: dict[str, ReportKey],
+    sink: Any,
+    cfg: TagConfig,
+    show_bar: bool,
+) -> Stats:
+    """Tag the reports of `paths` that are not already done (unchanged since), a chunk at a time."""
+    from tqdm import tqdm
+
+    stats = Stats()
+    todo = [p for p in paths if str(p) not in done or done[str(p)] != keys.get(str(p))]
+    stats.resumed = len(paths) - len(todo)
+    with tqdm(total=len(todo), unit="report", disable=None if show_bar else True) as bar:
+        for i in range(0, len(todo), cfg.reports_per_chunk):
+            chunk = todo[i : i + cfg.reports_per_chunk]
+            raws = [r for r in (_read(p, stats) for p in chunk) if r is not None]
+            tag_chunk(tagger, raws, keys, sink, cfg, stats)
+            bar.update(len(chunk))
+    return stats
+
+
+# ---------------------------------------------------------------- destinations
+
+
+def part_path(out: str, rank: int) -> Path:
+    return Path(f"{out}.part-{rank}")
+
+
+def existing_parts(out: str) -> list[Path]:
+    """Part files of `out` left on disk, in rank order."""
+    base = Path(out)
+    ranks = []
+    for p in base.parent.glob(f"{base.name}.part-*"):
+        suffix = p.name[len(base.name) + len(".part-") :]
+        if suffix.isdigit():
+            ranks.append(int(suffix))
+    return [part_path(out, r) for r in sorted(ranks)]
+
+
+def check_destination(cfg: TagConfig, num_processes: int, use_stdin: bool) -> None:
+    """Refuse, before anything is written, a run that would overwrite or mix outputs."""
+    if cfg.out is None:
+        if num_processes > 1:
+            raise BatchError("several processes need --out (each writes a part file that is merged into it)")
+        return
+    if use_stdin and num_processes > 1:
+        raise BatchError("standard input is read by one process only; run without `accelerate launch`")
+    if Path(cfg.out).is_dir():
+        raise BatchError(f"--out {cfg.out} is a folder; pass a file path")
+    if cfg.resume:
+        return
+    if Path(cfg.out).exists():
+        raise BatchError(
+            f"{cfg.out} exists; pass --resume to continue an interrupted run into it, or choose another --out"
+        )
+    parts = existing_parts(cfg.out)
+    if parts:
+        raise BatchError(
+            f"{parts[0]} is left from an interrupted multi-process run into {cfg.out}; pass --resume to "
+            "continue it, or delete the part files"
+        )
+
+
+def prepare_resume(
+    cfg: TagConfig, fmt: Format, state: Any, current: dict[str, ReportKey]
+) -> dict[str, ReportKey]:
+    """Repair `--out` and every part file (main process), then read which reports are done (every process)."""
+    assert cfg.out is not None
+    if state.is_main_process:
+        for path in [Path(cfg.out), *existing_parts(cfg.out)]:
+            repair(path, fmt, current)
+    state.wait_for_everyone()
+    done: dict[str, ReportKey] = {}
+    for path in [Path(cfg.out), *existing_parts(cfg.out)]:
+        done.update({k.path: k for k in read_progress(path)} if path.exists() else {})
+    return done
+
+
+def _threads(cfg: TagConfig, num_processes: int) -> int:
+    """--num_threads, or the machine's cores shared among the processes on it."""
+    if cfg.num_threads:
+        return cfg.num_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", num_processes))
+    return max(1, cores // max(1, local))
+
+
+def open_sink(cfg: TagConfig, fmt: Format, state: Any) -> StdoutSink | FileSink:
+    """Standard output, `--out`, or (one process of several) this process's part file."""
+    if cfg.out is None:
+        return StdoutSink(fmt)
+    mine = part_path(cfg.out, state.process_index) if state.num_processes > 1 else Path(cfg.out)
+    return FileSink(mine, fmt, append=cfg.resume)
+
+
+def finish(cfg: TagConfig, fmt: Format, state: Any, stats: Stats) -> Stats:
+    """After every process is done: merge the part files into --out (main process); total the counts."""
+    from accelerate.utils import gather_object
+
+    state.wait_for_everyone()
+    total = Stats()
+    for s in gather_object([stats]):
+        total.add(s)
+    if state.is_main_process and cfg.out is not None:
+        parts = existing_parts(cfg.out)
+        if parts:
+            # Rank order is input order: each process got a contiguous slice of the sorted file list.
+            merge(cfg.out, [Path(cfg.out), *parts] if Path(cfg.out).exists() else parts, fmt)
+    return total
+
+
+def run(cfg: TagConfig, inputs: list[str]) -> int:
+    from accelerate import PartialState
+    from fintag.serve.tagger import Tagger
+
+    state = PartialState()  # a single process unless started by `accelerate launch`
+    fmt = FORMATS[cfg.format]()
+    stats = Stats()
+    use_stdin = STDIN_PATH in inputs or (not inputs and not sys.stdin.isatty())
+    files = [i for i in inputs if i != STDIN_PATH]
+    if not files and not use_stdin:
+        raise BatchError(
+            "no inputs: pass report files, folders or globs, or pipe a report into standard input"
+        )
+    check_destination(cfg, state.num_processes, use_stdin)
+    # Every process expands the inputs (the same sorted list); only the main one reports bad ones.
+    paths = collect_inputs(
+        files, stats if state.is_main_process else Stats(), quiet=not state.is_main_process
+    )
+    keys = _current_keys(paths)
+    state.wait_for_everyone()  # every process has checked the destination before anything is written
+
+    tagger = Tagger.load(
+        cfg.model, allow_pickle=cfg.allow_pickle, num_threads=_threads(cfg, state.num_processes),
+        batch_size=cfg.batch_size, max_length=cfg.max_length,
+    )  # fmt: skip
+    done = prepare_resume(cfg, fmt, state, keys) if cfg.resume else {}
+    sink = open_sink(cfg, fmt, state)
+    try:
+        with state.split_between_processes(paths) as mine:
+            stats.add(tag_files(tagger, mine, keys, done, sink, cfg, show_bar=state.is_main_process))
+        if use_stdin and state.is_main_process:
+            raw = read_stdin(stats)
+            tag_chunk(tagger, [raw] if raw else [], keys, sink, cfg, stats)
+    finally:
+        sink.close()
+    total = finish(cfg, fmt, state, stats)
+    if state.is_main_process:
+        logger.info("%s", total.line())
+    return EXIT_OK if total.tagged or total.resumed else EXIT_NOTHING_TAGGED
+
+
+def _add_inputs(parser: Any) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        help="report files (.txt, .md, .pdf), folders or globs; '-' (or none) reads stdin",
+    )
+
+
+def tag_main(argv: list[str]) -> int:
+    """`fintag tag`: exit 0 when anything was tagged, 1 on a model or output error, 2 when nothing was."""
+    from fintag.model.checkpoint import CheckpointError
+
+    try:
+        cfg, extra = _parse((TagConfig,), argv, _add_inputs)
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return EXIT_NOTHING_TAGGED
+    try:
+        return run(cfg, list(extra.inputs))
+    except BatchError as exc:
+        logger.error("%s", exc)
+        return EXIT_NOTHING_TAGGED
+    except (CheckpointError, OutputError) as exc:
+        logger.error("%s", exc)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`): stop quietly, as other Unix tools do.
+        # Point stdout at /dev/null so that interpreter shutdown does not flush into the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR

@@ -1,0 +1,128 @@
+"""The one error body of the HTTP API, `{"error": ..., "error_type": ...}`, and its fixed status table.
+
+Every rejection (our own checks, FastAPI's request validation, Starlette's 404/405, a failed model call)
+goes through `error_response`, so clients see one shape and never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+# The fixed table from error type to HTTP status.
+ERROR_STATUS: dict[str, int] = {
+    "bad_request": 400,
+    "unauthorized": 401,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "validation_too_large": 413,
+    "validation": 422,
+    "overloaded": 429,
+    "backend": 500,
+    "unhealthy": 503,
+}
+_TYPE_OF_STATUS = {status: error_type for error_type, status in ERROR_STATUS.items()}
+MAX_VALIDATION_MESSAGES = 5
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="what was wrong and how to fix it")
+    error_type: str = Field(description=f"one of {', '.join(ERROR_STATUS)}")
+
+
+class ApiError(Exception):
+    """A rejection with a type from `ERROR_STATUS`; rendered as the error body by the app's handler."""
+
+    def __init__(self, error_type: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        if error_type not in ERROR_STATUS:
+            raise ValueError(f"unknown error type {error_type!r}; add it to ERROR_STATUS")
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.headers = dict(headers or {})
+
+    @property
+    def status_code(self) -> int:
+        return ERROR_STATUS[self.error_type]
+
+
+def error_response(error_type: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": message, "error_type": error_type},
+        status_code=ERROR_STATUS[error_type],
+        headers=dict(headers or {}),
+    )
+
+
+def error_responses(*error_types: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the given error types."""
+    return {ERROR_STATUS[t]: {"model": ErrorBody, "description": t} for t in error_types}
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    """One line naming each bad field and what it should be (the offending values are not echoed)."""
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        detail = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
+        return (
+            f"the request body is not valid JSON ({detail}); send a JSON object with Content-Type "
+            'application/json, e.g. {"inputs": ["..."]}'
+        )
+    parts = [f"{_location(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors]
+    more = len(parts) - MAX_VALIDATION_MESSAGES
+    text = "; ".join(parts[:MAX_VALIDATION_MESSAGES]) + (f"; and {more} more" if more > 0 else "")
+    return f"invalid request: {text}"
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.error_type, exc.message, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response("validation", describe_validation(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    error_type = _TYPE_OF_STATUS.get(exc.status_code)
+    if error_type is None:
+        # Not in the table: keep the status, still answer with the one error body.
+        return JSONResponse(
+            {"error": str(exc.detail), "error_type": "http_error"},
+            status_code=exc.status_code,
+            headers=dict(exc.headers or {}),
+        )
+    message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}; see /docs for the API"
+    return error_response(error_type, message, exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette's ServerErrorMiddleware calls this and then re-raises, so the traceback reaches the log.
+    logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return error_response("backend", f"internal error ({type(exc).__name__}); the server log has the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every rejection through the one error body."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

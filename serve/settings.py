@@ -1,0 +1,153 @@
+"""Settings of `fintag serve`: one pydantic-settings class, read from FINTAG_* variables and from flags.
+
+Flags are generated from the fields (`--max_batch_size 64` for `max_batch_size`) and override the
+environment. Bad values are refused at start-up with a message naming the flag, the variable and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "FINTAG_"
+MIN_API_KEY_CHARS = 16
+
+
+class SettingsError(ValueError):
+    """Settings refused at start-up; the message names each bad value and the fix."""
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    model: str | None = Field(
+        default=None, description="checkpoint folder (or hub id) of a trained tagger, e.g. artifacts/model"
+    )
+    host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
+    port: int = Field(default=8000, ge=1, le=65535, description="TCP port to listen on")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            f"require `Authorization: Bearer <key>` on every route that touches the model (at least "
+            f"{MIN_API_KEY_CHARS} characters); prefer the {ENV_PREFIX}API_KEY variable to the flag, which "
+            "other users can see in the process list"
+        ),
+    )
+    max_body_bytes: int = Field(default=1_000_000, gt=0, description="largest request body, in bytes")
+    max_items_per_request: int = Field(default=256, gt=0, description="most sentences in one /v1/tag request")
+    max_chars_per_item: int = Field(
+        default=2000, gt=0, description="longest sentence in /v1/tag, in characters"
+    )
+    max_batch_size: int = Field(default=128, gt=0, description="most sentences in one model call")
+    max_batch_tokens: int = Field(
+        default=16384,
+        gt=0,
+        description="most tokens in one model call (each sentence counted as its characters + 2, capped "
+        "at the model's maximum length)",
+    )
+    max_wait_ms: float = Field(
+        default=5.0, ge=0, le=1000, description="longest a sentence waits for others to share its model call"
+    )
+    max_queue: int = Field(default=256, gt=0, description="most requests waiting for the model; more get 429")
+    num_threads: int | None = Field(default=None, gt=0, description="torch threads (default: torch's choice)")
+    allow_pickle: bool = Field(
+        default=False, description="allow pickled (.bin) weights: only for trusted files"
+    )
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0, description="on SIGTERM, how long in-flight requests may take to finish"
+    )
+    access_log: bool = Field(default=False, description="log every request (uvicorn's access log)")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_API_KEY_CHARS:
+            raise ValueError(
+                f"the API key is shorter than {MIN_API_KEY_CHARS} characters; use a random one, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it"
+            )
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _local_model_exists(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        # The same rule as the loader: an existing path or one that looks like a path is local, else a hub id.
+        if (path.exists() or value.startswith((".", "/", "~"))) and not (path / "config.json").is_file():
+            problem = "does not exist" if not path.exists() else "has no config.json"
+            raise ValueError(
+                f"checkpoint folder {value} {problem}; pass the folder written by `fintag train --output_dir`"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _warn_if_exposed(self) -> ServerSettings:
+        if self.api_key is None and not _is_loopback(self.host):
+            logger.warning(
+                "listening on %s without an API key: anyone who reaches this address can use the model; "
+                "set %sAPI_KEY",
+                self.host,
+                ENV_PREFIX,
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _flag_help(name: str, field: Any) -> str:
+    default = "unset" if field.default is None else repr(field.default)
+    return f"{field.description} (env {ENV_PREFIX}{name.upper()}; default {default})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per settings field; a flag left out keeps the environment's value or the default."""
+    parser = argparse.ArgumentParser(
+        prog="fintag serve",
+        description="Run the HTTP inference endpoint.",
+        argument_default=argparse.SUPPRESS,
+    )
+    for name, field in ServerSettings.model_fields.items():
+        if field.annotation is bool:
+            parser.add_argument(
+                f"--{name}", nargs="?", const="true", metavar="true|false", help=_flag_help(name, field)
+            )
+        else:
+            parser.add_argument(f"--{name}", metavar=name.upper(), help=_flag_help(name, field))
+    return parser
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        # Never repeat the value of a secret.
+        got = "" if name == "api_key" else f" (got {error.get('input')!r})"
+        where = f"--{name} / {ENV_PREFIX}{name.upper()}" if name in ServerSettings.model_fields else name
+        lines.append(f"  {where}: {error['msg']}{got}")
+    return "invalid server settings:\n" + "\n".join(lines)
+
+
+def load_settings(argv: list[str] | None = None, **overrides: Any) -> ServerSettings:
+    """Settings from FINTAG_* variables, overridden by flags in `argv`, then by keyword overrides."""
+    flags = vars(build_parser().parse_args(argv or []))
+    try:
+        return ServerSettings(**{**flags, **overrides})
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None

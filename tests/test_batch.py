@@ -1,0 +1,362 @@
+"""`fintag tag`: records, formats, unreadable inputs, resume after a crash, and a two-process run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fintag.data.reader import read_report
+from fintag.data.split import segment
+from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
+from fintag.serve.batch import tag_main
+from fintag.serve.outputs import CSV_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The same short report, simplified (for GBK, UTF-8 and UTF-16) and traditional (for Big5).
+REPORT_SIMPLIFIED = (
+    "公司发布三季度报告，营业收入同比增长百分之二十五。\n"
+    "算力需求持续旺盛，国产芯片替代进程加快。\n"
+    "我们维持对公司的买入评级，目标价上调至八十元。\n"
+)
+REPORT_TRADITIONAL = (
+    "公司發佈三季度報告，營業收入同比增長百分之二十五。\n"
+    "算力需求持續旺盛，國產芯片替代進程加快。\n"
+    "我們維持對公司的買入評級，目標價上調至八十元。\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """`fintag tag` sets torch's thread count for the process; give other tests theirs back."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def report_dir(tmp_path, sentences) -> Path:
+    """Four small UTF-8 reports made of corpus sentences."""
+    zh = [s for s in sentences if sum("\u4e00" <= c <= "\u9fff" for c in s) >= 8]
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"r{i}.txt").write_text("\n".join(zh[i * 6 : i * 6 + 6]) + "\n", encoding="utf-8")
+    return folder
+
+
+def _tag(*args: str | Path) -> int:
+    return tag_main([str(a) for a in args])
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _by_path(records: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        out.setdefault(r["path"], []).append(r)
+    return out
+
+
+def test_jsonl_has_every_sentence_once_and_one_summary_per_report(
+    tmp_path, report_dir, tiny_checkpoint_dir, tagger
+):
+    out = tmp_path / "tags.jsonl"
+    assert _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out, "--reports_per_chunk", "3") == 0
+    records = _jsonl(out)
+    files = sorted(report_dir.glob("*.txt"))
+    groups = _by_path(records)
+    assert list(groups) == [str(p) for p in files]  # input order
+    for path in files:
+        mine = groups[str(path)]
+        expected = [s for s in segment(read_report(path).text).sentences]
+        sents, summaries = mine[:-1], mine[-1:]
+        assert [r["type"] for r in sents] == ["sentence"] * len(expected)
+        assert [r["text"] for r in sents] == [s.text for s in expected]
+        assert [(r["start"], r["end"]) for r in sents] == [(s.start, s.end) for s in expected]
+        assert [r["sentence_index"] for r in sents] == list(range(len(expected)))
+        assert summaries[0]["type"] == "summary" and summaries[0]["summary"]["sentences"] == len(expected)
+        assert summaries[0]["report_id"] == path.stem and summaries[0]["encoding"] == "utf-8"
+        # Batching many reports together must not shift predictions between sentences.
+        alone = tagger.tag([s.text for s in expected])
+        for rec, pred in zip(sents, alone, strict=True):
+            assert rec["sentiment"]["label"] == pred["sentiment"]["label"] in SENTIMENT.labels
+            assert rec["rating"]["label"] == pred["rating"]["label"] in RATING.labels
+            assert set(rec["themes"]["scores"]) == set(THEMES.labels)
+            assert rec["sentiment"]["score"] == pytest.approx(pred["sentiment"]["score"], abs=1e-5)
+    progress = (tmp_path / "tags.jsonl.progress").read_text(encoding="utf-8").splitlines()
+    assert sorted(json.loads(line)["path"] for line in progress) == [str(p) for p in files]
+
+
+def test_summary_only_writes_one_record_per_report(tmp_path, report_dir, tiny_checkpoint_dir):
+    out = tmp_path / "s.jsonl"
+    assert _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out, "--summary-only") == 0
+    records = _jsonl(out)
+    assert [r["type"] for r in records] == ["summary"] * 4
+    assert all(r["summary"]["sentences"] > 0 for r in records)
+
+
+def test_mixed_encodings_are_decoded_and_unreadable_files_skipped(tmp_path, tiny_checkpoint_dir, caplog):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "gbk.txt").write_bytes(REPORT_SIMPLIFIED.encode("gbk"))
+    (folder / "big5.txt").write_bytes(REPORT_TRADITIONAL.encode("big5"))
+    (folder / "bom.txt").write_bytes(b"\xef\xbb\xbf" + REPORT_SIMPLIFIED.encode("utf-8"))
+    (folder / "utf16.md").write_bytes(REPORT_SIMPLIFIED.encode("utf-16"))
+    (folder / "binary.txt").write_bytes(bytes(range(256)) * 4)
+    (folder / "zero.txt").write_bytes(b"")
+    out = tmp_path / "tags.jsonl"
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(folder, "--model", tiny_checkpoint_dir, "--out", out) == 0
+
+    records = _jsonl(out)
+    summaries = {Path(r["path"]).name: r for r in records if r["type"] == "summary"}
+    assert {k: v["encoding"] for k, v in summaries.items()} == {
+        "big5.txt": "big5", "bom.txt": "utf-8-sig", "gbk.txt": "gb18030", "utf16.md": "utf-16",
+    }  # fmt: skip
+    texts = {
+        name: [r["text"] for r in rs if r["type"] == "sentence"] for name, rs in _by_path(records).items()
+    }
+    wanted = [s.text for s in segment(REPORT_SIMPLIFIED).sentences]
+    assert len(wanted) == 3
+    assert {Path(k).name: v for k, v in texts.items()} == dict.fromkeys(summaries, wanted)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("binary.txt" in w and "binary" in w for w in warnings)
+    assert any("zero.txt" in w and "empty" in w for w in warnings)
+    final = caplog.records[-1].getMessage()
+    assert "tagged 4 report(s), 12 sentence(s)" in final and "skipped 2" in final
+
+
+def test_every_input_failing_exits_non_zero(tmp_path, tiny_checkpoint_dir, caplog):
+    (tmp_path / "zero.txt").write_bytes(b"")
+    (tmp_path / "notes.docx").write_bytes(b"PK\x03\x04")
+    (tmp_path / "headings.txt").write_text("目录\n", encoding="utf-8")  # no sentence survives splitting
+    out = tmp_path / "tags.jsonl"
+    caplog.set_level(logging.INFO, logger="fintag")
+    code = _tag(
+        tmp_path / "zero.txt", tmp_path / "notes.docx", tmp_path / "headings.txt", tmp_path / "nothing*.txt",
+        "--model", tiny_checkpoint_dir, "--out", out,
+    )  # fmt: skip
+    assert code == 2
+    assert "tagged 0 report(s)" in caplog.records[-1].getMessage()
+    assert "skipped 4" in caplog.records[-1].getMessage()
+    assert out.read_text(encoding="utf-8") == ""
+
+
+def test_pdf_text_layer_is_tagged(tmp_path, tiny_checkpoint_dir):
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    pdf = tmp_path / "report.pdf"
+    c = canvas.Canvas(str(pdf))
+    c.setFont("STSong-Light", 12)
+    c.drawString(72, 750, "公司算力业务收入同比增长百分之三十，维持买入评级。")
+    c.drawString(72, 730, "国产替代进程加速，看好自动驾驶出租车商业化。")
+    c.save()
+    out = tmp_path / "pdf.jsonl"
+    assert _tag(pdf, "--model", tiny_checkpoint_dir, "--out", out) == 0
+    records = _jsonl(out)
+    texts = [r["text"] for r in records if r["type"] == "sentence"]
+    assert "公司算力业务收入同比增长百分之三十,维持买入评级。" in texts
+    assert "国产替代进程加速,看好自动驾驶出租车商业化。" in texts
+    assert records[-1]["type"] == "summary" and records[-1]["encoding"] == "pdf"
+
+
+def test_csv_matches_jsonl(tmp_path, report_dir, tiny_checkpoint_dir):
+    jsonl, table = tmp_path / "t.jsonl", tmp_path / "t.csv"
+    common = ["--model", str(tiny_checkpoint_dir), "--num_threads", "1"]
+    assert _tag(report_dir, *common, "--out", jsonl) == 0
+    assert _tag(report_dir, *common, "--out", table, "--format", "csv") == 0
+    with table.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == CSV_COLUMNS
+        rows = list(reader)
+    records = _jsonl(jsonl)
+    assert [(r["type"], r["path"]) for r in rows] == [(r["type"], r["path"]) for r in records]
+    for row, rec in zip(rows, records, strict=True):
+        if rec["type"] == "sentence":
+            assert row["text"] == rec["text"] and int(row["sentence_index"]) == rec["sentence_index"]
+            assert row["sentiment"] == rec["sentiment"]["label"]
+            assert float(row["sentiment_score"]) == rec["sentiment"]["score"]
+            assert row["themes"] == ";".join(rec["themes"]["labels"])
+            assert float(row["compute_score"]) == rec["themes"]["scores"]["compute"]
+            assert row["rating"] == rec["rating"]["label"] and row["sentences"] == ""
+        else:
+            assert int(row["sentences"]) == rec["summary"]["sentences"]
+            assert row["rating"] == rec["summary"]["rating"]["label"] and row["text"] == ""
+
+
+def test_refuses_existing_out_without_resume(tmp_path, report_dir, tiny_checkpoint_dir, caplog):
+    out = tmp_path / "old.jsonl"
+    out.write_text("precious\n", encoding="utf-8")
+    assert _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out) == 2
+    assert out.read_text(encoding="utf-8") == "precious\n"
+    assert "--resume" in caplog.text and "another --out" in caplog.text
+    # --resume must not take over a file that no `fintag tag` run wrote (it has no progress file).
+    assert _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out, "--resume") == 1
+    assert out.read_text(encoding="utf-8") == "precious\n"
+    assert _tag(report_dir, "--model", tiny_checkpoint_dir, "--resume") == 2  # stdout cannot be resumed
+
+
+def test_stdin_report(monkeypatch, capsys, tiny_checkpoint_dir):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(REPORT_SIMPLIFIED.encode("gbk"))))
+    assert _tag("--model", tiny_checkpoint_dir) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["type"] for r in records] == ["sentence"] * 3 + ["summary"]
+    assert {r["path"] for r in records} == {"-"} and records[-1]["encoding"] == "gb18030"
+    assert records[0]["text"] == "公司发布三季度报告,营业收入同比增长百分之二十五。"
+
+
+# ---------------------------------------------------------------- crash and resume
+
+
+@pytest.fixture
+def many_reports(tmp_path, sentences) -> Path:
+    """30 small reports, enough chunks of one report each to kill a run in the middle."""
+    zh = [s for s in sentences if sum("\u4e00" <= c <= "\u9fff" for c in s) >= 8]
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(30):
+        start = (i * 5) % (len(zh) - 8)
+        (folder / f"r{i:02d}.txt").write_text("\n".join(zh[start : start + 8]) + "\n", encoding="utf-8")
+    return folder
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, many_reports, tiny_checkpoint_dir):
+    args = [
+        str(many_reports),
+        "--model",
+        str(tiny_checkpoint_dir),
+        "--reports_per_chunk",
+        "1",
+        "--num_threads",
+        "1",
+    ]
+    out = tmp_path / "killed.jsonl"
+    progress = tmp_path / "killed.jsonl.progress"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fintag.serve.cli", "tag", *args, "--out", str(out)],
+        env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if progress.exists() and progress.read_bytes().count(b"\n") >= 2:
+                break
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done_at_kill = progress.read_bytes().count(b"\n")
+    assert 2 <= done_at_kill < 30, f"the run was not killed in the middle ({done_at_kill} reports done)"
+
+    assert _tag(*args, "--out", out, "--resume") == 0
+    reference = tmp_path / "whole.jsonl"
+    assert _tag(*args, "--out", reference) == 0
+    resumed = _lines(out)
+    assert resumed == _lines(reference)
+    assert len(set(resumed)) == len(resumed)
+    assert sum(json.loads(line)["type"] == "summary" for line in resumed) == 30
+    assert len(_lines(progress)) == 30
+
+
+@pytest.mark.parametrize("where", ["tail", "middle"])
+def test_resume_repairs_partial_line_and_unrecorded_reports(
+    tmp_path, report_dir, tiny_checkpoint_dir, caplog, where
+):
+    args = [
+        str(report_dir),
+        "--model",
+        str(tiny_checkpoint_dir),
+        "--reports_per_chunk",
+        "1",
+        "--num_threads",
+        "1",
+    ]
+    out, reference = tmp_path / "out.jsonl", tmp_path / "ref.jsonl"
+    assert _tag(*args, "--out", reference) == 0
+    assert _tag(*args, "--out", out) == 0
+    progress = tmp_path / "out.jsonl.progress"
+    keys = _lines(progress)
+    # A crash after a report's records were durable but before it was recorded as done, and while
+    # the next chunk was being written (half a record, half a progress line).
+    dropped = keys.pop(3 if where == "tail" else 1)
+    progress.write_text("\n".join(keys) + "\n" + dropped[: len(dropped) // 2], encoding="utf-8")
+    with out.open("a", encoding="utf-8") as fh:
+        fh.write(_lines(reference)[0][:40])
+
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(*args, "--out", out, "--resume") == 0
+    assert "3 more already done" in caplog.records[-1].getMessage()
+    assert "tagged 1 report(s)" in caplog.records[-1].getMessage()
+    if where == "tail":  # cut in place: the file is exactly the uninterrupted one
+        assert _lines(out) == _lines(reference)
+    else:  # rewritten without the unrecorded report, which is tagged again at the end
+        assert sorted(_lines(out)) == sorted(_lines(reference))
+    assert len(set(_lines(out))) == len(_lines(out))
+    assert sorted(_lines(progress)) == sorted(_lines(tmp_path / "ref.jsonl.progress"))
+
+
+# ---------------------------------------------------------------- several processes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_run_equals_single_process(tmp_path, report_dir, tiny_checkpoint_dir):
+    (report_dir / "broken.txt").write_bytes(b"")  # a skipped file must not upset the split
+    args = [
+        str(report_dir),
+        "--model",
+        str(tiny_checkpoint_dir),
+        "--reports_per_chunk",
+        "1",
+        "--num_threads",
+        "1",
+    ]
+    merged, single = tmp_path / "merged.jsonl", tmp_path / "single.jsonl"
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()),
+        "-m", "fintag.serve.cli", "tag", *args, "--out", str(merged),
+    ]  # fmt: skip
+    done = subprocess.run(launch, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _tag(*args, "--out", single) == 0
+    assert _lines(merged) == _lines(single)
+    assert sorted(_lines(tmp_path / "merged.jsonl.progress")) == sorted(
+        _lines(tmp_path / "single.jsonl.progress")
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "merged.jsonl", "merged.jsonl.progress", "reports", "single.jsonl", "single.jsonl.progress",
+    ]  # fmt: skip
+    assert "tagged 4 report(s)" in done.stderr and "skipped 1" in done.stderr

@@ -1,0 +1,125 @@
+import json
+
+import pytest
+import torch
+
+from fintag.data.taxonomy import TAXONOMY
+from fintag.model.checkpoint import CheckpointError, load_tagger
+from fintag.model.labels import CONFIG_KEY, LABEL_SPACE, LabelMismatchError
+
+
+def test_config_explains_its_labels(tiny_checkpoint_dir):
+    config = json.loads((tiny_checkpoint_dir / "config.json").read_text())
+    names = [f"{g.name}:{label}" for g in TAXONOMY for label in g.labels]
+    assert [config["id2label"][str(i)] for i in range(len(names))] == names
+    groups = config[CONFIG_KEY]
+    assert sorted(groups, key=lambda g: groups[g]["offset"]) == [g.name for g in TAXONOMY]
+    assert [groups[g.name]["offset"] for g in TAXONOMY] == [0, 3, 6]
+    assert groups["themes"]["multi_label"] is True and groups["rating"]["labels"][-1] == "none"
+    assert (tiny_checkpoint_dir / "model.safetensors").exists()
+    assert not list(tiny_checkpoint_dir.glob("*.bin"))
+
+
+def test_plain_transformers_loads_the_export(tiny_checkpoint_dir, tagger):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint_dir)
+    batch = tok(["投资评级:优于大市(维持)"], return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**batch).logits
+    ours = tagger.tag("投资评级:优于大市(维持)")
+    decoded = LABEL_SPACE.decode(logits, tagger.thresholds)[0]
+    assert decoded["rating"]["label"] == ours["rating"]["label"]
+    assert decoded["sentiment"]["score"] == pytest.approx(ours["sentiment"]["score"], abs=1e-5)
+
+
+def test_save_then_load_gives_identical_predictions(tmp_path, tagger, sentences):
+    from fintag.model.checkpoint import save_tagger
+    from fintag.serve.tagger import Tagger
+
+    save_tagger(tagger.model, tagger.tokenizer, tmp_path / "copy")
+    again = Tagger.load(tmp_path / "copy")
+    assert again.tag(sentences[:40]) == tagger.tag(sentences[:40])
+
+
+def test_decode_respects_groups():
+    logits = torch.tensor([[3.0, 0.0, 0.0, 2.0, -2.0, 0.1, 0, 0, 0, 0, 0, 5.0]])
+    (row,) = LABEL_SPACE.decode(logits, {"themes:robotaxi": 0.6})
+    assert row["sentiment"]["label"] == "positive"
+    assert sum(row["sentiment"]["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert row["themes"]["labels"] == ["compute"]  # robotaxi: sigmoid(0.1)=0.52 < its 0.6 threshold
+    assert row["rating"]["label"] == "none"
+
+
+def test_refuses_folder_without_weights(tiny_checkpoint):
+    (tiny_checkpoint / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no weights"):
+        load_tagger(tiny_checkpoint)
+
+
+def test_refuses_pickled_weights_unless_allowed(tiny_checkpoint):
+    from safetensors.torch import load_file
+
+    state = load_file(tiny_checkpoint / "model.safetensors")
+    (tiny_checkpoint / "model.safetensors").unlink()
+    torch.save(state, tiny_checkpoint / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pickled"):
+        load_tagger(tiny_checkpoint)
+    loaded = load_tagger(tiny_checkpoint, allow_pickle=True)
+    assert loaded.model.config.num_labels == LABEL_SPACE.size
+
+
+def test_refuses_remote_code(tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "evil.EvilModel"}
+    (tiny_checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="remote code"):
+        load_tagger(tiny_checkpoint)
+
+
+def test_refuses_mismatched_labels(tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    config[CONFIG_KEY]["rating"]["labels"][0] = "strong_buy"
+    (tiny_checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LabelMismatchError, match="do not match"):
+        load_tagger(tiny_checkpoint)
+
+
+def test_refuses_plain_base_model_without_fintag_labels(tmp_path, tiny_tokenizer):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(
+        BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
+    model.save_pretrained(tmp_path / "base")
+    tiny_tokenizer.save_pretrained(tmp_path / "base")
+    with pytest.raises(LabelMismatchError, match="not a fintag tagger"):
+        load_tagger(tmp_path / "base")
+
+
+def test_missing_checkpoint_and_unreachable_hub(tmp_path):
+    with pytest.raises(CheckpointError, match="not a folder"):
+        load_tagger(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="hub"):
+        load_tagger("hfl/chinese-roberta-wwm-ext")
+
+
+def test_fine_tuning_start_from_a_local_bert_folder(tmp_path, tiny_tokenizer):
+    """The `--model PATH` path: any BERT-family checkpoint gets a fresh head over the taxonomy."""
+    from transformers import BertConfig, BertModel
+
+    from fintag.model.checkpoint import build_from_pretrained
+
+    BertModel(
+        BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(tmp_path / "encoder")
+    tiny_tokenizer.save_pretrained(tmp_path / "encoder")
+    model, tok = build_from_pretrained(str(tmp_path / "encoder"))
+    LABEL_SPACE.check_config(model.config)
+    assert model.config.num_labels == LABEL_SPACE.size and len(tok) == len(tiny_tokenizer)
+
+
+def test_tokenizer_keeps_cjk_characters_as_single_tokens(tiny_tokenizer):
+    tokens = tiny_tokenizer.tokenize("国产算力GPU出货")
+    assert tokens[:4] == ["国", "产", "算", "力"]

@@ -1,0 +1,175 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
+from fintag.train.loop import RunError, train
+from fintag.train.metrics import expected_calibration_error, group_metrics
+
+from .conftest import ROOT, tiny_train_config
+
+
+def test_loss_falls_after_a_few_steps(tiny_tokenizer, mini_dataset):
+    from fintag.data.build import load_split
+    from fintag.model.checkpoint import build_from_scratch
+    from fintag.model.labels import LABEL_SPACE
+
+    torch.manual_seed(0)
+    records = load_split(mini_dataset, "train")[:32]
+    model = build_from_scratch("tiny", tiny_tokenizer)
+    ds = SentenceDataset(records, tiny_tokenizer, 64)
+    batch = Collator(tiny_tokenizer.pad_token_id)([ds[i] for i in range(len(ds))])
+    targets = {g.name: batch[f"y_{g.name}"] for g in LABEL_SPACE.groups}
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    def loss() -> torch.Tensor:
+        return LABEL_SPACE.loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, targets)
+
+    model.eval()
+    with torch.no_grad():
+        before = loss().item()
+    model.train()
+    for _ in range(25):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        after = loss().item()
+    assert after < 0.7 * before
+
+
+def test_length_grouped_batches_cover_everything_once_and_are_reproducible():
+    lengths = [5, 60, 7, 61, 8, 59, 6, 62] * 10
+    s = LengthGroupedBatchSampler(lengths, batch_size=8, seed=3, mega=2)
+    s.set_epoch(1)
+    first = list(s)
+    s.set_epoch(1)
+    assert list(s) == first
+    flat = sorted(i for b in first for i in b)
+    assert flat == list(range(len(lengths)))
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in first]
+    assert np.mean(spread) < 30  # random batches would mix 5s and 60s
+    s.set_epoch(2)
+    assert list(s) != first
+
+
+def test_class_weights_favour_rare_classes(small_dataset):
+    from fintag.data.build import load_split
+
+    w = class_weights(load_split(small_dataset, "train"), "sqrt")
+    rating = dict(zip(["buy", "outperform", "neutral", "underperform", "sell", "none"], w["rating"].tolist()))
+    assert rating["sell"] > rating["buy"] > rating["none"]
+    assert class_weights([], "none") is None
+
+
+def test_metrics_and_calibration():
+    from fintag.data.taxonomy import SENTIMENT, THEMES
+
+    m = group_metrics(SENTIMENT, ["positive", "negative", "neutral", "positive"], ["positive", "neutral", "neutral", "positive"])
+    assert m["per_class"]["positive"]["f1"] == 1.0 and m["per_class"]["negative"]["recall"] == 0.0
+    assert m["macro_f1"] == pytest.approx((1.0 + 0.0 + 2 / 3) / 3)
+    t = group_metrics(THEMES, [["compute"], [], ["robotaxi"]], [["compute"], ["compute"], []])
+    assert t["micro_f1"] == pytest.approx(0.5)
+    assert expected_calibration_error(np.array([0.9, 0.9]), np.array([1.0, 1.0])) == pytest.approx(0.1)
+
+
+def test_train_exports_a_loadable_tagger_and_refuses_to_overwrite(tmp_path, mini_dataset):
+    from fintag.serve.tagger import Tagger
+
+    cfg = tiny_train_config(mini_dataset, tmp_path / "run")
+    path = train(cfg)
+    tagger = Tagger.load(path)
+    assert set(tagger.thresholds) == {"themes:compute", "themes:domestic_substitution", "themes:robotaxi"}
+    summary = json.loads((path / "training_summary.json").read_text())
+    assert summary["global_step"] == 2 * 6  # 96 sentences / 16 per batch, 2 epochs
+    card = (path / "README.md").read_text()
+    assert "fintag_label_groups" in card and "sentiment" in card
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log if "val_mean_macro_f1" in r] == [1, 2]
+    with pytest.raises(RunError, match="--resume"):
+        train(cfg)
+
+
+def _run_train_cli(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "fintag.serve.cli", "train", *args], cwd=ROOT, env=env, **kw)
+
+
+def _cli_args(cfg) -> list[str]:
+    from dataclasses import asdict
+
+    out: list[str] = []
+    for k, v in asdict(cfg).items():
+        if v is None or v is False:
+            continue
+        out += [f"--{k}"] if v is True else [f"--{k}", str(v)]
+    return out
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, mini_dataset):
+    from safetensors.torch import load_file
+
+    ref_cfg = tiny_train_config(mini_dataset, tmp_path / "ref", epochs=3, mlm_epochs=0, save_every_steps=2)
+    ref = _run_train_cli(_cli_args(ref_cfg), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert ref.wait(timeout=300) == 0
+    cfg = tiny_train_config(mini_dataset, tmp_path / "killed", epochs=3, mlm_epochs=0, save_every_steps=2)
+    proc = _run_train_cli(_cli_args(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "state"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name in ("ckpt-8", "ckpt-10") for p in state.glob("ckpt-*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model" / "config.json").exists(), "killed too late to test resume"
+    for partial in state.glob(".tmp-*"):
+        assert not (partial / "trainer_state.json").exists()
+    resumed = _run_train_cli([*_cli_args(cfg), "--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()[-2000:]
+    assert b"resumed from" in err
+    # It continued from a checkpoint rather than starting over, reached the same step count, and its
+    # loss curve tracks the uninterrupted run (resume is not bit-exact: see docs/reliability.md).
+    ref_sum = json.loads((tmp_path / "ref" / "model" / "training_summary.json").read_text())
+    got_sum = json.loads((tmp_path / "killed" / "model" / "training_summary.json").read_text())
+    assert got_sum["global_step"] == ref_sum["global_step"] == 18
+
+    def epoch_losses(run: str) -> list[float]:
+        rows = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [r["train_loss"] for r in rows if "train_loss" in r]
+
+    ref_losses, got_losses = epoch_losses("ref"), epoch_losses("killed")
+    assert len(got_losses) == len(ref_losses) == 3
+    assert got_losses == pytest.approx(ref_losses, rel=0.02)
+    a = load_file(tmp_path / "ref" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "killed" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    drift = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert drift < 0.05
+
+
+def test_two_process_accelerate_run(tmp_path, mini_dataset):
+    from fintag.serve.tagger import Tagger
+
+    cfg = tiny_train_config(mini_dataset, tmp_path / "ddp", epochs=1, mlm_epochs=1)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+        "-m", "fintag.serve.cli", "train", *_cli_args(cfg),
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "model" / "training_summary.json").read_text())
+    # 96 sentences, 16 per process per step, 2 processes: 3 steps per epoch (6 in one process).
+    assert summary["global_step"] == 3
+    tagger = Tagger.load(tmp_path / "ddp" / "model")
+    out = tagger.tag(["投资评级:买入(维持)", "风险提示:需求不及预期。"])
+    assert len(out) == 2 and all(set(r) == {"sentiment", "themes", "rating"} for r in out)
