@@ -2,7 +2,10 @@
 
 1. Takes the seed reports' sentences (data/corpus/*.txt, split with fintag's splitter).
 2. Uses --model, or builds a random-weight model of --preset (tokenizer trained on those sentences).
-3. Offline baseline: `Tagger.tag` on the same sentences with the same torch thread count.
+3. Offline baseline: `Tagger.tag` on the same sentences with the same torch thread count, in one call
+   (the named baseline of the ratio). For reference it also times `Tagger.tag` on consecutive chunks of
+   --max_batch_size sentences: the best a server whose model calls hold at most that many can do, since
+   one call over all sentences sorts them all by length and pads far less.
 4. Starts a real `fintag serve` (uvicorn) on a loopback address and, for each client count in --clients,
    has every client send --requests_per_client requests of --sentences_per_request sentences, one at a time.
 5. Prints throughput (sentences/s), p50/p99 latency, errors, mean model batch, and the ratio of server to
@@ -128,14 +131,24 @@ def build_random_model(preset: str, vocab_size: int, sentences: list[str], folde
     return path
 
 
-def offline_throughput(model_dir: Path, texts: list[str], num_threads: int) -> LevelResult:
+def offline_throughput(model_dir: Path, texts: list[str], num_threads: int, chunk: int) -> list[LevelResult]:
+    """Tagger.tag on all texts in one call (the baseline), then on consecutive chunks of `chunk` texts."""
     tagger = Tagger.load(model_dir, num_threads=num_threads)
     tagger.tag(texts[:64])  # warm-up: first calls allocate
     started = time.perf_counter()
     tagger.tag(texts)
-    seconds = time.perf_counter() - started
-    logger.info("offline: %d sentences in %.2f s with %d threads", len(texts), seconds, num_threads)
-    return LevelResult("offline", 1, len(texts), seconds, [], 0)
+    whole = time.perf_counter() - started
+    started = time.perf_counter()
+    for i in range(0, len(texts), chunk):
+        tagger.tag(texts[i : i + chunk])
+    chunked = time.perf_counter() - started
+    logger.info(
+        "offline: %d sentences in %.2f s (one call), %.2f s (calls of %d)", len(texts), whole, chunked, chunk
+    )
+    return [
+        LevelResult("offline", 1, len(texts), whole, [], 0),
+        LevelResult(f"offline/{chunk}", -(-len(texts) // chunk), len(texts), chunked, [], 0),
+    ]
 
 
 def free_port(host: str) -> int:
@@ -234,12 +247,16 @@ def stop_server(proc: subprocess.Popen, log_path: Path) -> None:
         logger.error("the server exited with %d; log:\n%s", code, log_path.read_text()[-4000:])
 
 
-def format_table(offline: LevelResult, levels: list[LevelResult]) -> str:
+def format_table(offline: LevelResult, reference: LevelResult, levels: list[LevelResult]) -> str:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{1000 * v:.1f}"
 
     rows = [["clients", "requests", "sentences/s", "p50 ms", "p99 ms", "errors", "mean batch", "vs offline"]]
     rows.append(["offline", "-", f"{offline.throughput:.1f}", "-", "-", "-", "-", "1.00"])
+    rows.append([
+        reference.name, "-", f"{reference.throughput:.1f}", "-", "-", "-", reference.name.split("/")[1],
+        f"{reference.throughput / offline.throughput:.2f}",
+    ])  # fmt: skip
     for r in levels:
         mean_batch = f"{r.batched_sentences / r.model_calls:.1f}" if r.model_calls else "-"
         rows.append([
@@ -267,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.model
             else build_random_model(cfg.preset, cfg.vocab_size, sentences, folder)
         )
-        offline = offline_throughput(model_dir, texts, num_threads)
+        offline, reference = offline_throughput(model_dir, texts, num_threads, cfg.max_batch_size)
 
         port = cfg.port or free_port(cfg.host)
         base = f"http://{cfg.host}:{port}"
@@ -292,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop_server(proc, log_path)
 
-    table = format_table(offline, levels)
+    table = format_table(offline, reference, levels)
     sys.stdout.write(f"\nserver load vs offline Tagger.tag ({num_threads} torch threads, "
                      f"{cfg.sentences_per_request} sentences/request, "
                      f"{cfg.requests_per_client} requests/client)\n{table}\n")  # fmt: skip

@@ -47,7 +47,7 @@ class BenchConfig:
     pipeline_batch_sizes: str = field(
         default="1,32", metadata={"help": "batch sizes of the pipeline baseline"}
     )
-    batch_size: int = field(default=64, metadata={"help": "our batch size (sentences per forward pass)"})
+    batch_size: int = field(default=16, metadata={"help": "our batch size (sentences per forward pass)"})
     max_length: int = field(default=128, metadata={"help": "tokens per sentence, both paths"})
     num_threads: int = field(default=0, metadata={"help": "torch threads for both paths (0: all cores)"})
     repeats: int = field(default=1, metadata={"help": "timing rounds; the best time of each path is kept"})

@@ -95,7 +95,9 @@ def load_tagger(name_or_path: str | os.PathLike[str], allow_pickle: bool = False
     return Loaded(model=model, tokenizer=tokenizer, source=source)
 
 
-def build_from_scratch(preset: str, tokenizer: Any, max_position_embeddings: int | None = None) -> Any:
+def build_from_scratch(
+    preset: str, tokenizer: Any, max_position_embeddings: int | None = None, dropout: float = 0.1
+) -> Any:
     """A BERT of the preset's size with random weights and the tagger head."""
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -105,6 +107,8 @@ def build_from_scratch(preset: str, tokenizer: Any, max_position_embeddings: int
     config = BertConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
         **kwargs,
         **LABEL_SPACE.config_fields(),
     )

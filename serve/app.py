@@ -222,7 +222,11 @@ class ServerState:
         logger.info("loading model %s", s.model)
         try:
             tagger = await asyncio.to_thread(
-                Tagger.load, str(s.model), allow_pickle=s.allow_pickle, num_threads=s.num_threads
+                Tagger.load,
+                str(s.model),
+                allow_pickle=s.allow_pickle,
+                num_threads=s.num_threads,
+                max_tokens=s.model_pass_tokens,
             )
         except (CheckpointError, OSError, ValueError) as exc:
             self.load_error = f"the model failed to load: {exc}"

@@ -5,10 +5,11 @@ a whole chunk go through `Tagger.tag_reports` in one batched pass (sorted by len
 Each chunk's records are made durable before its reports are recorded as done (see `fintag.serve.outputs`),
 so `--resume` continues an interrupted run without losing or repeating a record.
 
-Under `accelerate launch --num_processes N -m fintag.serve.cli tag ...` each process tags its share of
-the sorted file list into `<out>.part-<rank>`; the main process then merges the parts into `--out` in
-input order, atomically. Resuming works with any number of processes: finished reports are looked up in
-`<out>` and in every part file left behind.
+Under `accelerate launch --multi_gpu --num_processes N -m fintag.serve.cli tag ...` (on a machine without
+GPUs too: there accelerate's `--cpu` flag starts a single process unless MPI is set up) or torchrun, each
+process tags its share of the sorted file list into `<out>.part-<rank>`; the main process then merges the
+parts into `--out` in input order, atomically. Resuming works with any number of processes: finished
+reports are looked up in `<out>` and in every part file left behind.
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ class TagConfig:
         default=False, metadata={"help": "continue an interrupted run into --out, skipping finished reports"}
     )
     summary_only: bool = field(default=False, metadata={"help": "write only the per-report summary records"})
-    batch_size: int = field(default=64, metadata={"help": "sentences per forward pass"})
+    batch_size: int = field(
+        default=16,
+        metadata={
+            "help": "sentences per forward pass (on a CPU, small batches of similar length beat big ones)"
+        },
+    )
     max_length: int = field(default=128, metadata={"help": "tokens per sentence (longer ones are truncated)"})
     num_threads: int = field(
         default=0,
@@ -299,11 +305,31 @@ def finish(cfg: TagConfig, fmt: Format, state: Any, stats: Stats) -> Stats:
     return total
 
 
-def run(cfg: TagConfig, inputs: list[str]) -> int:
+def process_state() -> Any:
+    """accelerate's view of the processes: one, unless started by `accelerate launch` / torchrun.
+
+    Without a GPU the processes talk over gloo on the CPU (accelerate's MULTI_CPU), which it only sets
+    up when told `cpu=True`; with one, each process tags on its own GPU.
+    """
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != state.num_processes:
+        raise BatchError(
+            f"started as {world} processes (WORLD_SIZE) but accelerate set up {state.num_processes}; they "
+            "would all write the same output. Launch with `accelerate launch --multi_gpu --num_processes N` "
+            "(CPU-only machines included) or torchrun"
+        )
+    return state
+
+
+def run(cfg: TagConfig, inputs: list[str]) -> int:
     from fintag.serve.tagger import Tagger
 
-    state = PartialState()  # a single process unless started by `accelerate launch`
+    state = process_state()
     fmt = FORMATS[cfg.format]()
     stats = Stats()
     use_stdin = STDIN_PATH in inputs or (not inputs and not sys.stdin.isatty())
@@ -320,14 +346,19 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
     keys = _current_keys(paths)
     state.wait_for_everyone()  # every process has checked the destination before anything is written
 
+    device = None if state.device.type == "cpu" else str(state.device)
     tagger = Tagger.load(
-        cfg.model, allow_pickle=cfg.allow_pickle, num_threads=_threads(cfg, state.num_processes),
-        batch_size=cfg.batch_size, max_length=cfg.max_length,
+        cfg.model, allow_pickle=cfg.allow_pickle, device=device,
+        num_threads=_threads(cfg, state.num_processes), batch_size=cfg.batch_size, max_length=cfg.max_length,
     )  # fmt: skip
     done = prepare_resume(cfg, fmt, state, keys) if cfg.resume else {}
     sink = open_sink(cfg, fmt, state)
     try:
         with state.split_between_processes(paths) as mine:
+            if state.num_processes > 1:
+                logger.info(
+                    "process %d of %d: %d report file(s)", state.process_index, state.num_processes, len(mine)
+                )
             stats.add(tag_files(tagger, mine, keys, done, sink, cfg, show_bar=state.is_main_process))
         if use_stdin and state.is_main_process:
             raw = read_stdin(stats)

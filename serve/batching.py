@@ -2,8 +2,13 @@
 
 Requests wait in a FIFO queue. One worker task takes sentences from the head of the queue until the batch
 holds `max_batch_size` sentences or `max_batch_tokens` tokens, or the oldest waiting request has waited
-`max_wait_ms`; it then runs the model in its own thread (the event loop never blocks on the model) and
-hands each request its slice of the results. A request larger than one batch is spread over several.
+`max_wait_ms` while the model was idle; it then runs the model in its own thread (the event loop never
+blocks on the model) and hands each request its slice of the results. A request larger than one batch is
+spread over several.
+
+Only idle time counts towards `max_wait_ms`: right after a model call the batcher still gives the callers
+it just answered up to `max_wait_ms` to send their next requests, so under load batches stay full instead
+of splitting into cohorts that alternate (those answered during a call, those queued during it).
 A full queue refuses new requests at once (`QueueFullError`) rather than letting latency grow unbounded.
 `close()` stops taking requests, finishes every queued one, then stops the worker.
 """
@@ -94,6 +99,7 @@ class MicroBatcher(Generic[R]):
         self._arrival = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._idle_since = 0.0  # when the last model call ended
         self._executor: ThreadPoolExecutor | None = None
         self.model_calls = 0
 
@@ -166,8 +172,8 @@ class MicroBatcher(Generic[R]):
         )
 
     async def _wait_for_batch(self) -> None:
-        """Wait until a batch is full or the oldest request has waited max_wait_ms."""
-        deadline = self._queue[0].arrived + self.limits.max_wait_ms / 1000
+        """Wait until a batch is full or the oldest request has waited max_wait_ms with the model idle."""
+        deadline = max(self._queue[0].arrived, self._idle_since) + self.limits.max_wait_ms / 1000
         while not self._full() and not self._closing:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
@@ -216,7 +222,10 @@ class MicroBatcher(Generic[R]):
         started = time.perf_counter()
         self.model_calls += 1
         try:
-            results = await loop.run_in_executor(self._executor, self._predict, texts)
+            try:
+                results = await loop.run_in_executor(self._executor, self._predict, texts)
+            finally:
+                self._idle_since = time.perf_counter()
             if len(results) != len(texts):
                 raise ModelCallError(f"the model returned {len(results)} results for {len(texts)} texts")
         except Exception as exc:  # the failure goes to exactly the requests of this batch

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -213,8 +214,6 @@ class StdoutSink:
 
     @staticmethod
     def _emit(text: str) -> None:
-        import sys
-
         sys.stdout.write(text)
         sys.stdout.flush()
 

@@ -53,6 +53,13 @@ class ServerSettings(BaseSettings):
         description="most tokens in one model call (each sentence counted as its characters + 2, capped "
         "at the model's maximum length)",
     )
+    model_pass_tokens: int = Field(
+        default=1024,
+        ge=64,
+        description="most padded tokens in one forward pass: a model call's sentences are sorted by length "
+        "and split into passes of at most this many, so short sentences are not padded to the longest "
+        "(on CPU small passes are faster; raise it on a GPU)",
+    )
     max_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="longest a sentence waits for others to share its model call"
     )

@@ -343,14 +343,21 @@ def test_two_process_run_equals_single_process(tmp_path, report_dir, tiny_checkp
         "1",
     ]
     merged, single = tmp_path / "merged.jsonl", tmp_path / "single.jsonl"
+    # `--multi_gpu` is accelerate's torchrun launcher; with no GPU visible the processes use gloo on the
+    # CPU (`--cpu` alone would start a single process).
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()),
         "-m", "fintag.serve.cli", "tag", *args, "--out", str(merged),
     ]  # fmt: skip
-    done = subprocess.run(launch, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    env = {**_env(), "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(launch, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        "process 0 of 2: 3 report file(s)" in done.stderr
+        and "process 1 of 2: 2 report file(s)" in done.stderr
+    )
     assert _tag(*args, "--out", single) == 0
     assert _lines(merged) == _lines(single)
     assert sorted(_lines(tmp_path / "merged.jsonl.progress")) == sorted(
@@ -359,4 +366,29 @@ def test_two_process_run_equals_single_process(tmp_path, report_dir, tiny_checkp
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "merged.jsonl", "merged.jsonl.progress", "reports", "single.jsonl", "single.jsonl.progress",
     ]  # fmt: skip
-    assert "tagged 4 report(s)" in done.stderr and "skipped 1" in done.stderr
+    assert done.stderr.count("tagged 4 report(s)") == 1 and "skipped 1" in done.stderr
+
+
+def test_resume_merges_parts_left_by_an_interrupted_multi_process_run(
+    tmp_path, report_dir, tiny_checkpoint_dir
+):
+    files = sorted(str(p) for p in report_dir.glob("*.txt"))
+    common = ["--model", str(tiny_checkpoint_dir), "--reports_per_chunk", "1", "--num_threads", "1"]
+    reference, out = tmp_path / "ref.jsonl", tmp_path / "out.jsonl"
+    assert _tag(*files, *common, "--out", reference) == 0
+    # What two processes leave when killed: each part holds some finished reports, the second one also
+    # an unrecorded report and half a line.
+    assert _tag(*files[:2], *common, "--out", tmp_path / "out.jsonl.part-0") == 0
+    assert _tag(*files[2:], *common, "--out", tmp_path / "out.jsonl.part-1") == 0
+    progress = tmp_path / "out.jsonl.part-1.progress"
+    progress.write_text(_lines(progress)[0] + "\n", encoding="utf-8")
+    with (tmp_path / "out.jsonl.part-1").open("a", encoding="utf-8") as fh:
+        fh.write('{"type": "sentence", "report_id": "r')
+
+    assert _tag(*files, *common, "--out", out) == 2  # the parts are not overwritten silently
+    assert _tag(*files, *common, "--out", out, "--resume") == 0  # one process continues the run of two
+    assert sorted(_lines(out)) == sorted(_lines(reference))
+    assert len(set(_lines(out))) == len(_lines(out))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == [
+        "out.jsonl", "out.jsonl.progress",
+    ]  # fmt: skip

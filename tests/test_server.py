@@ -240,11 +240,13 @@ def test_model_not_loaded_is_503(tiny_checkpoint_dir):
 
 
 def test_model_loads_in_the_background_then_ready(tiny_checkpoint_dir, tagger):
-    with TestClient(create_app(ServerSettings(model=str(tiny_checkpoint_dir)))) as c:
+    app = create_app(ServerSettings(model=str(tiny_checkpoint_dir), model_pass_tokens=512))
+    with TestClient(app) as c:
         deadline = time.monotonic() + 60
         while c.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the model did not load within 60 s"
             time.sleep(0.1)
+        assert app.state.fintag.tagger.max_tokens == 512
         got = c.post("/v1/tag", json={"inputs": "公司维持买入评级"}).json()
         assert_same_tags(got, tagger.tag("公司维持买入评级"))
 

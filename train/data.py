@@ -68,8 +68,17 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
 
 class Collator:
-    def __init__(self, pad_token_id: int) -> None:
+    """Pads a batch to its longest row. With `mask_prob > 0` (training only) each ordinary token is
+    replaced by [MASK] with that probability: an augmentation that stops a small model from memorising
+    one cue per sentence."""
+
+    def __init__(
+        self, pad_token_id: int, mask_token_id: int | None = None, mask_prob: float = 0.0, seed: int = 0
+    ) -> None:
         self.pad = pad_token_id
+        self.mask_id = mask_token_id
+        self.mask_prob = mask_prob if mask_token_id is not None else 0.0
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         width = max(len(it["input_ids"]) for it in items)
@@ -79,6 +88,13 @@ class Collator:
             n = len(it["input_ids"])
             ids[k, :n] = torch.tensor(it["input_ids"])
             mask[k, :n] = 1
+        if self.mask_prob > 0:
+            # Never mask [CLS] (first), [SEP] (last real token) or padding.
+            inner = mask.clone()
+            inner[:, 0] = 0
+            inner[torch.arange(len(items)), mask.sum(1) - 1] = 0
+            hit = (torch.rand(ids.shape, generator=self.generator) < self.mask_prob) & inner.bool()
+            ids = ids.masked_fill(hit, self.mask_id)
         batch: dict[str, Any] = {
             "input_ids": ids,
             "attention_mask": mask,

@@ -75,11 +75,11 @@ def _load_tokenizer_and_model(cfg: TrainConfig, accelerator: Any, train_texts: l
     tok_dir = run / "tokenizer"
     with accelerator.main_process_first():
         if accelerator.is_main_process and not (tok_dir / "tokenizer.json").exists():
-            tokenizer = train_wordpiece(train_texts, vocab_size=cfg.vocab_size)
+            tokenizer = train_wordpiece(train_texts, vocab_size=cfg.vocab_size, cjk_words=cfg.cjk_words)
             with atomic_directory(tok_dir) as tmp:
                 tokenizer.save_pretrained(tmp)
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    model = build_from_scratch(cfg.preset, tokenizer)
+    model = build_from_scratch(cfg.preset, tokenizer, dropout=cfg.dropout)
     if cfg.mlm_epochs > 0:
         mlm_dir = run / "mlm"
         if not (mlm_dir / "model.safetensors").exists():
@@ -198,10 +198,11 @@ def train(cfg: TrainConfig) -> Path:
     val_ds = SentenceDataset(val_records, tokenizer, cfg.max_length)
     sampler = LengthGroupedBatchSampler(train_ds.lengths(), cfg.batch_size, cfg.seed)
     collate = Collator(tokenizer.pad_token_id)
+    train_collate = Collator(tokenizer.pad_token_id, tokenizer.mask_token_id, cfg.token_mask_prob, seed=cfg.seed)
     # Loaders get their own generators: creating an iterator then draws no number from the global RNG,
     # so a resumed run (which creates one more iterator) sees the same dropout masks as an unbroken one.
     train_dl = DataLoader(
-        train_ds, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator().manual_seed(cfg.seed)
+        train_ds, batch_sampler=sampler, collate_fn=train_collate, generator=torch.Generator().manual_seed(cfg.seed)
     )
     val_dl = DataLoader(
         val_ds,
