@@ -28,9 +28,11 @@ demo: setup
 	$(FINTAG) data build
 	$(FINTAG) data validate
 	$(FINTAG) data stats
-	$(FINTAG) train --output_dir artifacts/model
-	$(FINTAG) evaluate --model artifacts/model --output_dir eval
-	$(FINTAG) tag data/corpus/*.txt --model artifacts/model --out artifacts/tags.jsonl --summary-only
+	rm -rf artifacts/run artifacts/tags.jsonl artifacts/tags.jsonl.progress
+	$(FINTAG) train --output_dir artifacts/run
+	$(FINTAG) evaluate --model artifacts/run/model --output_dir eval
+	$(FINTAG) tag data/corpus/*.txt --model artifacts/run/model --out artifacts/tags.jsonl
+	$(PY) -c "import json; [print(r['report_id'], r['summary']['rating']['label'], r['summary']['sentiment_index'], r['summary']['theme_share']) for r in map(json.loads, open('artifacts/tags.jsonl')) if r['type'] == 'summary']"
 
 test: setup
 	$(PY) -m pytest -q

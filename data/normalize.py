@@ -53,13 +53,10 @@ def to_simplified(text: str) -> str:
 
 def _graphemes(text: str) -> list[tuple[str, int]]:
     """Group each base character with the combining marks that follow it, with the base's index."""
-    groups: list[tuple[str, int]] = []
-    for i, ch in enumerate(text):
-        if groups and unicodedata.combining(ch) and groups[-1][1] + len(groups[-1][0]) == i:
-            groups[-1] = (groups[-1][0] + ch, groups[-1][1])
-        else:
-            groups.append((ch, i))
-    return groups
+    # Slices between grapheme starts, not repeated concatenation: a run of a million combining marks
+    # (hostile input) must stay linear.
+    starts = [i for i, ch in enumerate(text) if i == 0 or not unicodedata.combining(ch)]
+    return [(text[a:b], a) for a, b in zip(starts, [*starts[1:], len(text)])]
 
 
 def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
@@ -102,15 +99,25 @@ def _to_simplified_chars(chars: list[str]) -> list[str]:
 
 def _drop_spans(chars: list[str], idx: list[int], pattern: re.Pattern[str], repl_newline: bool) -> None:
     text = "".join(chars)
-    for m in reversed(list(pattern.finditer(text))):
+    # One pass that copies what is kept (deleting each match in place is quadratic in the matches).
+    out_c: list[str] = []
+    out_i: list[int] = []
+    last = 0
+    for m in pattern.finditer(text):
         start, end = m.span()
-        breaks = repl_newline and _SUMMARY_BREAK_RE.match(text, end) is not None
-        del chars[start:end]
-        del idx[start:end]
-        if breaks:
+        out_c += chars[last:start]
+        out_i += idx[last:start]
+        last = end
+        if repl_newline and _SUMMARY_BREAK_RE.match(text, end) is not None:
             # English summaries end a sentence with a marker, a space and a capital or a bullet
             # ("...demand [5][26] The ..."): the marker is the only sentence boundary there.
-            chars[start] = "\n"
+            out_c.append("\n")
+            out_i.append(idx[end])
+            last = end + 1
+    out_c += chars[last:]
+    out_i += idx[last:]
+    chars[:] = out_c
+    idx[:] = out_i
 
 
 def _collapse_whitespace(chars: list[str], idx: list[int]) -> tuple[list[str], list[int]]:

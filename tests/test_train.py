@@ -162,7 +162,7 @@ def test_two_process_accelerate_run(tmp_path, mini_dataset):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu",
         "-m", "fintag.serve.cli", "train", *_cli_args(cfg),
     ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=600)

@@ -178,9 +178,18 @@ def train(cfg: TrainConfig) -> Path:
     if not cfg.resume and (_latest_checkpoint(state_dir) or (run / "model" / "config.json").exists()):
         raise RunError(f"{run} already holds a run; pass --resume to continue it or choose another --output_dir")
     accelerator = Accelerator(
+        # On a machine without CUDA, `accelerate launch --multi_gpu --num_processes N` (torchrun) then
+        # trains N CPU processes over gloo; `--cpu` alone would start a single process.
+        cpu=not torch.cuda.is_available(),
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
     )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != accelerator.num_processes:
+        raise RunError(
+            f"started as {world} processes (WORLD_SIZE) but accelerate set up {accelerator.num_processes}; "
+            "launch with `accelerate launch --multi_gpu --num_processes N` (CPU-only machines included)"
+        )
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
