@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from fintag.data.dedup import NEAR_DUP_THRESHOLD, duplicate_clusters
 from fintag.data.fsutil import atomic_directory, read_jsonl, write_json, write_jsonl
 from fintag.data.normalize import detect_lang, normalize
 from fintag.data.reader import ReportReadError, iter_report_paths, read_report
 from fintag.data.split import segment, sentence_id
 from fintag.data.taxonomy import GROUPS, LANGS, ORIGINS, TAXONOMY, check_labels
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +31,13 @@ class BuildConfig:
         metadata={"help": "folder with reports*.jsonl gold labels and authored/*.jsonl sentences"},
     )
     output_dir: str = field(default="data/dataset", metadata={"help": "where the dataset is written"})
-    seed: int = field(default=13, metadata={"help": "seed of the hash that assigns report sentences to splits"})
+    seed: int = field(
+        default=13, metadata={"help": "seed of the hash that assigns report sentences to splits"}
+    )
     report_train_share: float = field(default=0.5, metadata={"help": "share of report sentences in train"})
-    near_dup_threshold: float = field(default=NEAR_DUP_THRESHOLD, metadata={"help": "bigram Jaccard threshold"})
+    near_dup_threshold: float = field(
+        default=NEAR_DUP_THRESHOLD, metadata={"help": "bigram Jaccard threshold"}
+    )
     allow_unlabeled: bool = field(
         default=False, metadata={"help": "skip report sentences without gold labels instead of failing"}
     )
@@ -105,7 +108,9 @@ def authored_records(labels_dir: Path) -> list[dict[str, Any]]:
             if row.get("lang") not in LANGS:
                 problems.append(f"lang is {row.get('lang')!r}; allowed: {list(LANGS)}")
             if problems:
-                raise BuildError(f"{path}:{line_no}: " + "; ".join(problems) + " (run `fintag data validate`)")
+                raise BuildError(
+                    f"{path}:{line_no}: " + "; ".join(problems) + " (run `fintag data validate`)"
+                )
             norm = normalize(row["text"]).text
             records.append(
                 {
@@ -178,7 +183,9 @@ def build(cfg: BuildConfig) -> dict[str, Any]:
     still_missing = [r for r in kept if r["id"] in missing_ids]
     if still_missing and not cfg.allow_unlabeled:
         pending = Path(cfg.output_dir) / "pending_labels.jsonl"
-        write_jsonl(pending, ({"id": r["id"], "report_id": r["report_id"], "text": r["text"]} for r in still_missing))
+        write_jsonl(
+            pending, ({"id": r["id"], "report_id": r["report_id"], "text": r["text"]} for r in still_missing)
+        )
         raise BuildError(
             f"{len(still_missing)} report sentences have no gold label (listed in {pending}); label them in "
             f"{labels_dir}/reports*.jsonl or pass --allow_unlabeled"

@@ -37,7 +37,9 @@ class Normalized:
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """Map the half-open span [start, end) of `text` to a half-open span of `original`."""
         if not 0 <= start < end <= len(self.text):
-            raise ValueError(f"span ({start}, {end}) is outside the normalised text of length {len(self.text)}")
+            raise ValueError(
+                f"span ({start}, {end}) is outside the normalised text of length {len(self.text)}"
+            )
         return self.offsets[start], self.offsets[end - 1] + 1
 
 
@@ -152,7 +154,9 @@ def _collapse_whitespace(chars: list[str], idx: list[int]) -> tuple[list[str], l
 
 
 def normalize(text: str) -> Normalized:
-    """Normalise `text` (see the module docstring); idempotent: normalize(normalize(t).text).text == normalize(t).text."""
+    """Normalise `text` (see the module docstring).
+
+    Idempotent: ``normalize(normalize(t).text).text == normalize(t).text``."""
     if not isinstance(text, str):
         raise TypeError(f"normalize expects str, got {type(text).__name__}")
     chars, idx = _nfkc_and_clean(text)

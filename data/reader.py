@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charset_normalizer import from_bytes
-
 from fintag.data.normalize import CJK_RE
 
 logger = logging.getLogger(__name__)
@@ -54,7 +53,9 @@ def decode_bytes(data: bytes, path: str | os.PathLike[str] = "<bytes>") -> tuple
         raise ReportReadError(path, "the file is empty", "check that the export wrote the report's text")
     if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ReportReadError(
-            path, "the file is binary (it contains NUL bytes)", "pass the report as .txt, .md or a .pdf with a text layer"
+            path,
+            "the file is binary (it contains NUL bytes)",
+            "pass the report as .txt, .md or a .pdf with a text layer",
         )
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
@@ -100,11 +101,15 @@ def _read_pdf(path: Path) -> str:
         reader = PdfReader(str(path))
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
-        raise ReportReadError(path, f"the PDF cannot be parsed ({exc})", "check that the file is a complete PDF") from exc
+        raise ReportReadError(
+            path, f"the PDF cannot be parsed ({exc})", "check that the file is a complete PDF"
+        ) from exc
     text = "\n".join(pages)
     if not text.strip():
         raise ReportReadError(
-            path, "the PDF has no text layer (scanned pages?)", "run OCR on it first or pass the report as text"
+            path,
+            "the PDF has no text layer (scanned pages?)",
+            "run OCR on it first or pass the report as text",
         )
     return text
 
@@ -120,16 +125,22 @@ def read_report(path: str | os.PathLike[str]) -> RawReport:
         raise ReportReadError(p, "the path is not a regular file", "pass report files or a folder of them")
     if p.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise ReportReadError(
-            p, f"unsupported file type {p.suffix or '(none)'!r}", f"pass one of {', '.join(SUPPORTED_SUFFIXES)}"
+            p,
+            f"unsupported file type {p.suffix or '(none)'!r}",
+            f"pass one of {', '.join(SUPPORTED_SUFFIXES)}",
         )
     try:
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise ReportReadError(p, f"the file is {size} bytes, over {MAX_FILE_BYTES}", "split it into reports")
+            raise ReportReadError(
+                p, f"the file is {size} bytes, over {MAX_FILE_BYTES}", "split it into reports"
+            )
         if p.suffix.lower() in PDF_SUFFIXES:
             with p.open("rb") as fh:
                 if not fh.read(5).startswith(b"%PDF"):
-                    raise ReportReadError(p, "the file is named .pdf but is not a PDF", "check the file or rename it")
+                    raise ReportReadError(
+                        p, "the file is named .pdf but is not a PDF", "check the file or rename it"
+                    )
             return RawReport(report_id_for(p), str(p), _read_pdf(p), "pdf")
         data = p.read_bytes()
     except PermissionError as exc:
@@ -148,7 +159,11 @@ def iter_report_paths(inputs: list[str]) -> list[Path]:
 
     found: dict[str, Path] = {}
     for item in inputs:
-        matches = [Path(m) for m in glob.glob(item, recursive=True)] if any(c in item for c in "*?[") else [Path(item)]
+        matches = (
+            [Path(m) for m in glob.glob(item, recursive=True)]
+            if any(c in item for c in "*?[")
+            else [Path(item)]
+        )
         if not matches:
             raise ReportReadError(item, "no file matches this pattern", "check the glob or the path")
         for m in matches:

@@ -26,9 +26,37 @@ _BULLET_RE = re.compile(
 )
 _INLINE_BULLET_RE = re.compile(r"\s+(?:[-•]|\d{1,2}\.)\s+(?=\S)")
 _ABBREV = {
-    "u.s", "u.k", "e.g", "i.e", "inc", "ltd", "co", "corp", "no", "vs", "mr", "ms", "dr", "st", "jr",
-    "approx", "est", "fig", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
-    "nov", "dec", "p.a",
+    "u.s",
+    "u.k",
+    "e.g",
+    "i.e",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "no",
+    "vs",
+    "mr",
+    "ms",
+    "dr",
+    "st",
+    "jr",
+    "approx",
+    "est",
+    "fig",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "p.a",
 }
 _DEBRIS_RE = re.compile(
     r"(加载中|返回顶部|扫描二维码|点击(查看|进入|阅读)|APP专享|VIP课程|热门推荐|股市直播|图文直播间|视频直播间|"
@@ -111,7 +139,11 @@ def _split_long(start: int, end: int, text: str) -> list[tuple[int, int]]:
     if _weight(text[start:end]) <= MAX_WEIGHT:
         return [(start, end)]
     middle = (start + end) // 2
-    cuts = [k + 1 for k in range(start + 20, end - 20) if text[k] in ",，、" or (text[k] == " " and text[k - 1] == ",")]
+    cuts = [
+        k + 1
+        for k in range(start + 20, end - 20)
+        if text[k] in ",，、" or (text[k] == " " and text[k - 1] == ",")
+    ]
     if not cuts:
         return [(start, end)]
     cut = min(cuts, key=lambda k: abs(k - middle))
@@ -150,7 +182,9 @@ def _units(text: str) -> list[tuple[int, int, str]]:
 
 
 def _is_heading(unit: str) -> bool:
-    return unit.endswith((":", "：")) or (len(unit) <= 30 and unit[-1] not in _END_PUNCT + "." and " - " not in unit)
+    return unit.endswith((":", "：")) or (
+        len(unit) <= 30 and unit[-1] not in _END_PUNCT + "." and " - " not in unit
+    )
 
 
 def drop_reason(unit: str) -> str | None:

@@ -110,7 +110,11 @@ def render_card(stats: dict[str, Counter[str]], build_stats: dict[str, Any] | No
     for g in TAXONOMY:
         kind = "zero or more" if g.multi_label else "exactly one"
         lines.append(f"| {g.name} | {kind} | {', '.join(g.labels)} | {g.description} |")
-    lines += ["", "Annotation rules: `data/LABELS.md`, with the project's decisions in `data/GUIDELINES.md`.", ""]
+    lines += [
+        "",
+        "Annotation rules: `data/LABELS.md`, with the project's decisions in `data/GUIDELINES.md`.",
+        "",
+    ]
     lines += ["## Counts", "", "| count | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for k in _keys():
         lines.append(f"| {k} | " + " | ".join(str(stats[c][k]) for c in cols) + " |")
@@ -138,7 +142,9 @@ def run_stats(cfg: StatsConfig) -> dict[str, Counter[str]]:
     build_stats_path = Path(cfg.dataset_dir) / "build_stats.json"
     import json
 
-    build_stats = json.loads(build_stats_path.read_text(encoding="utf-8")) if build_stats_path.exists() else None
+    build_stats = (
+        json.loads(build_stats_path.read_text(encoding="utf-8")) if build_stats_path.exists() else None
+    )
     write_text(cfg.card, render_card(stats, build_stats))
     return stats
 
@@ -151,4 +157,12 @@ def format_table(stats: dict[str, Counter[str]]) -> str:
     return "\n".join(out)
 
 
-__all__ = ["TARGETS", "StatsConfig", "compute_stats", "format_table", "read_jsonl", "run_stats", "unmet_targets"]
+__all__ = [
+    "TARGETS",
+    "StatsConfig",
+    "compute_stats",
+    "format_table",
+    "read_jsonl",
+    "run_stats",
+    "unmet_targets",
+]

@@ -59,7 +59,9 @@ def validate_file(path: str | Path) -> list[Problem]:
         sid = sentence_id(normalize(text).text)
         if is_gold:
             if row.get("id") != sid:
-                problems.append(Problem(str(p), n, f"id {row.get('id')!r} does not match the text (expected {sid})"))
+                problems.append(
+                    Problem(str(p), n, f"id {row.get('id')!r} does not match the text (expected {sid})")
+                )
         elif row.get("lang") not in LANGS:
             problems.append(Problem(str(p), n, f"lang is {row.get('lang')!r}; allowed: {list(LANGS)}"))
         if sid in seen:

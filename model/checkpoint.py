@@ -70,7 +70,9 @@ def _check_local_folder(path: Path, allow_pickle: bool) -> None:
         )
 
 
-def load_tagger(name_or_path: str | os.PathLike[str], allow_pickle: bool = False, device: str | None = None) -> Loaded:
+def load_tagger(
+    name_or_path: str | os.PathLike[str], allow_pickle: bool = False, device: str | None = None
+) -> Loaded:
     """Load a trained fintag checkpoint (local folder or hub id) for inference."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -137,9 +139,7 @@ def build_from_pretrained(name_or_path: str, allow_pickle: bool = False) -> tupl
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
     except OSError as exc:
         hint = (
-            " If the repository only has pytorch_model.bin, pass --allow_pickle."
-            if not allow_pickle
-            else ""
+            " If the repository only has pytorch_model.bin, pass --allow_pickle." if not allow_pickle else ""
         )
         raise CheckpointError(
             f"cannot load base model {name_or_path!r}: {exc}. This machine may not reach the hub "

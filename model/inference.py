@@ -11,7 +11,7 @@ import torch
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length, each under `batch_size` rows and `max_tokens` padded tokens."""
+    """Indices in batches of similar length: at most `batch_size` rows and `max_tokens` padded tokens each."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
     batch: list[int] = []
     width = 0

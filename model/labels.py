@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
 from fintag.data.taxonomy import TAXONOMY, LabelGroup
 
 CONFIG_KEY = "fintag_label_groups"
@@ -84,7 +83,7 @@ class LabelSpace:
             raise LabelMismatchError(f"the checkpoint's id2label {id2label} does not match {self.names}")
 
     def encode(self, records: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Targets per group: class indices for single-choice groups, multi-hot floats for multi-label ones."""
+        """Targets per group: class indices (single-choice groups) or multi-hot floats (multi-label)."""
         out: dict[str, torch.Tensor] = {}
         for g in self.groups:
             if g.multi_label:
@@ -124,7 +123,9 @@ class LabelSpace:
             for g, s in zip(self.groups, self.slices().values())
         }
 
-    def decode(self, logits: torch.Tensor, thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    def decode(
+        self, logits: torch.Tensor, thresholds: dict[str, float] | None = None
+    ) -> list[dict[str, Any]]:
         """Per-row predictions: {group: {"label", "score", "scores"}} or, for themes, {"labels", "scores"}."""
         probs = {k: v.cpu().tolist() for k, v in self.probabilities(logits).items()}
         thresholds = thresholds or {}

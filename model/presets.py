@@ -19,7 +19,13 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # For tests: trains in seconds.
-    "tiny": Preset(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=256),
+    "tiny": Preset(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    ),
     # The offline default: sized so that training fits in 10 minutes on a 2-core CPU.
     "small": Preset(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512),
     "medium": Preset(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),

@@ -11,7 +11,6 @@ import os
 from typing import Any, overload
 
 import torch
-
 from fintag.data.normalize import normalize_text
 from fintag.data.split import Sentence, segment
 from fintag.model.checkpoint import load_tagger
@@ -40,9 +39,9 @@ class Tagger:
         model: Any,
         tokenizer: Any,
         thresholds: dict[str, float] | None = None,
-        batch_size: int = 64,
+        batch_size: int = 16,
         max_length: int = 128,
-        max_tokens: int = 16384,
+        max_tokens: int = 2048,
         source: str = "<memory>",
     ) -> None:
         self.model = model.eval()

@@ -44,7 +44,6 @@ def tiny_tokenizer(sentences):
 def tiny_checkpoint_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     """A random-weight tiny tagger saved as a standard checkpoint (session-wide, read-only)."""
     import torch
-
     from fintag.model.checkpoint import build_from_scratch, save_tagger
 
     torch.manual_seed(0)
@@ -95,8 +94,17 @@ def tiny_train_config(dataset_dir: Path, output_dir: Path, **overrides):
     from fintag.train.config import TrainConfig
 
     settings = dict(
-        preset="tiny", dataset_dir=str(dataset_dir), output_dir=str(output_dir), epochs=2, batch_size=16,
-        mlm_epochs=1, vocab_size=2000, learning_rate=1e-3, save_every_steps=3, max_length=64, seed=7,
+        preset="tiny",
+        dataset_dir=str(dataset_dir),
+        output_dir=str(output_dir),
+        epochs=2,
+        batch_size=16,
+        mlm_epochs=1,
+        vocab_size=2000,
+        learning_rate=1e-3,
+        save_every_steps=3,
+        max_length=64,
+        seed=7,
     )
     settings.update(overrides)
     return TrainConfig(**settings)

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from fintag.data.build import SPLITS, BuildConfig, BuildError, build, load_split
 from fintag.data.dedup import jaccard, near_duplicate_pairs
 from fintag.data.stats import TARGETS, compute_stats, unmet_targets
@@ -81,7 +80,13 @@ def test_unlabeled_report_sentence_fails_the_build(tmp_path):
 
 
 def test_validate_names_file_line_and_bad_value(tmp_path):
-    good = {"text": "算力需求旺盛。", "sentiment": "positive", "themes": ["compute"], "rating": "none", "lang": "zh-Hans"}
+    good = {
+        "text": "算力需求旺盛。",
+        "sentiment": "positive",
+        "themes": ["compute"],
+        "rating": "none",
+        "lang": "zh-Hans",
+    }
     lines = [
         json.dumps(good, ensure_ascii=False),
         json.dumps({**good, "text": "另一句。", "sentiment": "bullish"}, ensure_ascii=False),
@@ -104,7 +109,13 @@ def test_validate_names_file_line_and_bad_value(tmp_path):
 
 def test_gold_file_id_must_match_text(tmp_path):
     path = tmp_path / "reports_x.jsonl"
-    row = {"id": "0000000000000000", "text": "算力需求旺盛。", "sentiment": "positive", "themes": [], "rating": "none"}
+    row = {
+        "id": "0000000000000000",
+        "text": "算力需求旺盛。",
+        "sentiment": "positive",
+        "themes": [],
+        "rating": "none",
+    }
     path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
     (problem,) = validate_file(path)
     assert "does not match the text" in problem.message
@@ -118,7 +129,11 @@ def test_project_label_files_are_valid():
 
 
 def test_authored_sentences_have_no_near_duplicates_between_them():
-    rows = [json.loads(line)["text"] for f in sorted((LABELS / "authored").glob("*.jsonl")) for line in f.open(encoding="utf-8")]
+    rows = [
+        json.loads(line)["text"]
+        for f in sorted((LABELS / "authored").glob("*.jsonl"))
+        for line in f.open(encoding="utf-8")
+    ]
     pairs = near_duplicate_pairs(rows)
     # Measured, not assumed: the build drops these; this bounds how many slipped in while writing.
     assert len(pairs) <= 0.01 * len(rows)

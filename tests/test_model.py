@@ -2,7 +2,6 @@ import json
 
 import pytest
 import torch
-
 from fintag.data.taxonomy import TAXONOMY
 from fintag.model.checkpoint import CheckpointError, load_tagger
 from fintag.model.labels import CONFIG_KEY, LABEL_SPACE, LabelMismatchError
@@ -90,7 +89,13 @@ def test_refuses_plain_base_model_without_fintag_labels(tmp_path, tiny_tokenizer
     from transformers import BertConfig, BertForSequenceClassification
 
     model = BertForSequenceClassification(
-        BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+        BertConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
     )
     model.save_pretrained(tmp_path / "base")
     tiny_tokenizer.save_pretrained(tmp_path / "base")
@@ -107,12 +112,17 @@ def test_missing_checkpoint_and_unreachable_hub(tmp_path):
 
 def test_fine_tuning_start_from_a_local_bert_folder(tmp_path, tiny_tokenizer):
     """The `--model PATH` path: any BERT-family checkpoint gets a fresh head over the taxonomy."""
+    from fintag.model.checkpoint import build_from_pretrained
     from transformers import BertConfig, BertModel
 
-    from fintag.model.checkpoint import build_from_pretrained
-
     BertModel(
-        BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+        BertConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
     ).save_pretrained(tmp_path / "encoder")
     tiny_tokenizer.save_pretrained(tmp_path / "encoder")
     model, tok = build_from_pretrained(str(tmp_path / "encoder"))

@@ -1,7 +1,6 @@
+from fintag.data.normalize import detect_lang, normalize
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from fintag.data.normalize import detect_lang, normalize
 
 
 def test_fullwidth_traditional_citations_and_whitespace():

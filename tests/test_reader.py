@@ -1,7 +1,6 @@
 import os
 
 import pytest
-
 from fintag.data.reader import ReportReadError, decode_bytes, iter_report_paths, read_report
 
 SIMPLIFIED = "字节跳动大幅催化算力产业链,国产替代加速推进。投资评级:买入(维持)。"

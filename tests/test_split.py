@@ -1,7 +1,6 @@
+from fintag.data.split import drop_reason, segment, sentence_id, split_sentences
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from fintag.data.split import drop_reason, segment, sentence_id, split_sentences
 
 
 def test_chinese_sentence_ends():
@@ -17,7 +16,10 @@ def test_traditional_is_split_and_simplified_with_original_offsets():
     raw = "字節跳動大幅催化算力產業鏈。國產替代加速推進！"
     seg = segment(raw)
     assert [s.text for s in seg.sentences] == ["字节跳动大幅催化算力产业链。", "国产替代加速推进!"]
-    assert [raw[s.start : s.end] for s in seg.sentences] == ["字節跳動大幅催化算力產業鏈。", "國產替代加速推進！"]
+    assert [raw[s.start : s.end] for s in seg.sentences] == [
+        "字節跳動大幅催化算力產業鏈。",
+        "國產替代加速推進！",
+    ]
     assert {s.lang for s in seg.sentences} == {"zh-Hant"}
 
 
@@ -34,7 +36,9 @@ def test_english_decimals_and_abbreviations():
 
 
 def test_bullets_and_headings_are_their_own_units():
-    text = "行业动向:\n1)字节跳动已跃升为世界顶级CSP\n- 国产算力产业链全面受益\n• 光模块需求旺盛。ASIC出货加速。"
+    text = (
+        "行业动向:\n1)字节跳动已跃升为世界顶级CSP\n- 国产算力产业链全面受益\n• 光模块需求旺盛。ASIC出货加速。"
+    )
     seg = segment(text)
     assert [(s.text, s.kind) for s in seg.sentences] == [
         ("行业动向:", "heading"),
@@ -85,7 +89,13 @@ def test_spans_are_inside_the_original_and_ordered(text):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.sampled_from(["算力需求旺盛", "国产替代加速", "Robotaxi fleets grow", "风险提示"]), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.sampled_from(["算力需求旺盛", "国产替代加速", "Robotaxi fleets grow", "风险提示"]),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_sentence_content_is_preserved(parts):
     text = "。".join(parts) + "。"
     joined = "".join(split_sentences(text))

@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
 from fintag.train.loop import RunError, train
 from fintag.train.metrics import expected_calibration_error, group_metrics
@@ -30,7 +29,9 @@ def test_loss_falls_after_a_few_steps(tiny_tokenizer, mini_dataset):
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
 
     def loss() -> torch.Tensor:
-        return LABEL_SPACE.loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, targets)
+        return LABEL_SPACE.loss(
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, targets
+        )
 
     model.eval()
     with torch.no_grad():
@@ -73,7 +74,11 @@ def test_class_weights_favour_rare_classes(small_dataset):
 def test_metrics_and_calibration():
     from fintag.data.taxonomy import SENTIMENT, THEMES
 
-    m = group_metrics(SENTIMENT, ["positive", "negative", "neutral", "positive"], ["positive", "neutral", "neutral", "positive"])
+    m = group_metrics(
+        SENTIMENT,
+        ["positive", "negative", "neutral", "positive"],
+        ["positive", "neutral", "neutral", "positive"],
+    )
     assert m["per_class"]["positive"]["f1"] == 1.0 and m["per_class"]["negative"]["recall"] == 0.0
     assert m["macro_f1"] == pytest.approx((1.0 + 0.0 + 2 / 3) / 3)
     t = group_metrics(THEMES, [["compute"], [], ["robotaxi"]], [["compute"], ["compute"], []])
@@ -100,7 +105,9 @@ def test_train_exports_a_loadable_tagger_and_refuses_to_overwrite(tmp_path, mini
 
 def _run_train_cli(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "fintag.serve.cli", "train", *args], cwd=ROOT, env=env, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fintag.serve.cli", "train", *args], cwd=ROOT, env=env, **kw
+    )
 
 
 def _cli_args(cfg) -> list[str]:
@@ -161,9 +168,22 @@ def test_two_process_accelerate_run(tmp_path, mini_dataset):
     cfg = tiny_train_config(mini_dataset, tmp_path / "ddp", epochs=1, mlm_epochs=1)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu",
-        "-m", "fintag.serve.cli", "train", *_cli_args(cfg),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--multi_gpu",
+        "-m",
+        "fintag.serve.cli",
+        "train",
+        *_cli_args(cfg),
     ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr.decode()[-3000:]

@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from fintag.data.taxonomy import TAXONOMY
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
-
-from fintag.data.taxonomy import TAXONOMY
 
 
 class TfidfBaseline:
@@ -23,7 +22,9 @@ class TfidfBaseline:
 
     def _pipe(self, multi: bool) -> Pipeline:
         lr = LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced", random_state=self.seed)
-        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), min_df=1, sublinear_tf=True, lowercase=True)
+        vec = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(1, 3), min_df=1, sublinear_tf=True, lowercase=True
+        )
         return make_pipeline(vec, OneVsRestClassifier(lr) if multi else lr)
 
     def fit(self, records: Sequence[dict[str, Any]]) -> TfidfBaseline:

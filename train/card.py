@@ -11,7 +11,11 @@ from fintag.train.config import TrainConfig
 
 
 def model_card(cfg: TrainConfig, summary: dict[str, Any]) -> str:
-    base = cfg.model or f"BERT '{cfg.preset}' preset built from a config (random init) + masked-LM pre-training ({cfg.mlm_epochs} epochs) on the training text"
+    base = (
+        cfg.model
+        or f"BERT '{cfg.preset}' preset built from a config (random init); masked-LM pre-training epochs "
+        f"on the training text: {cfg.mlm_epochs}"
+    )
     lines = [
         "---",
         "language: [zh, en]",

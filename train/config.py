@@ -14,37 +14,60 @@ class TrainConfig:
             "a BERT of --preset size built from a config with a tokenizer trained on the dataset"
         },
     )
-    preset: str = field(default="small", metadata={"help": "size of the from-scratch model: tiny, small, medium, base"})
+    preset: str = field(
+        default="small", metadata={"help": "size of the from-scratch model: tiny, small, medium, base"}
+    )
     dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
-    output_dir: str = field(default="artifacts/run", metadata={"help": "run folder: model/, state/, metrics.jsonl"})
+    output_dir: str = field(
+        default="artifacts/run", metadata={"help": "run folder: model/, state/, metrics.jsonl"}
+    )
     epochs: int = field(default=40, metadata={"help": "maximum fine-tuning epochs"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimiser steps (-1: no limit)"})
+    max_steps: int = field(
+        default=-1, metadata={"help": "stop after this many optimiser steps (-1: no limit)"}
+    )
     batch_size: int = field(default=32, metadata={"help": "sentences per device per step"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per update"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (use ~3e-5 for hub models)"})
+    learning_rate: float = field(
+        default=1e-3, metadata={"help": "peak learning rate (use ~3e-5 for hub models)"}
+    )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.06, metadata={"help": "share of steps for linear warm-up"})
     max_length: int = field(default=128, metadata={"help": "tokens per sentence (longer ones are truncated)"})
     class_weighting: str = field(
-        default="sqrt", metadata={"help": "weights for rare classes: none, sqrt (inverse sqrt frequency), inverse"}
+        default="sqrt",
+        metadata={"help": "weights for rare classes: none, sqrt (inverse sqrt frequency), inverse"},
     )
     token_mask_prob: float = field(
         default=0.15, metadata={"help": "training augmentation: share of input tokens replaced by [MASK]"}
     )
-    dropout: float = field(default=0.2, metadata={"help": "hidden and attention dropout of from-scratch models"})
-    patience: int = field(default=8, metadata={"help": "epochs without validation macro-F1 gain before stopping"})
-    seed: int = field(default=42, metadata={"help": "random seed"})
-    mixed_precision: str = field(default="auto", metadata={"help": "no, bf16, fp16 or auto (bf16 where supported)"})
-    mlm_epochs: int = field(
-        default=0, metadata={"help": "masked-LM pre-training epochs on the training text (from-scratch models only)"}
+    dropout: float = field(
+        default=0.2, metadata={"help": "hidden and attention dropout of from-scratch models"}
     )
-    vocab_size: int = field(default=12000, metadata={"help": "WordPiece vocabulary size (from-scratch models)"})
+    patience: int = field(
+        default=8, metadata={"help": "epochs without validation macro-F1 gain before stopping"}
+    )
+    seed: int = field(default=42, metadata={"help": "random seed"})
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "no, bf16, fp16 or auto (bf16 where supported)"}
+    )
+    mlm_epochs: int = field(
+        default=0,
+        metadata={"help": "masked-LM pre-training epochs on the training text (from-scratch models only)"},
+    )
+    vocab_size: int = field(
+        default=12000, metadata={"help": "WordPiece vocabulary size (from-scratch models)"}
+    )
     cjk_words: bool = field(
         default=False,
-        metadata={"help": "tokenizer keeps frequent multi-character Chinese words as tokens (else one per character)"},
+        metadata={
+            "help": "tokenizer keeps frequent multi-character Chinese words as tokens "
+            "(else one token per character)"
+        },
     )
     save_every_steps: int = field(default=200, metadata={"help": "resume checkpoint every N optimiser steps"})
-    resume: bool = field(default=False, metadata={"help": "continue the run in --output_dir from its last checkpoint"})
+    resume: bool = field(
+        default=False, metadata={"help": "continue the run in --output_dir from its last checkpoint"}
+    )
     allow_pickle: bool = field(default=False, metadata={"help": "accept pickled .bin base weights (unsafe)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: all cores)"})
 
@@ -52,6 +75,8 @@ class TrainConfig:
         if self.class_weighting not in ("none", "sqrt", "inverse"):
             raise ValueError(f"--class_weighting must be none, sqrt or inverse, not {self.class_weighting!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
-            raise ValueError(f"--mixed_precision must be no, bf16, fp16 or auto, not {self.mixed_precision!r}")
+            raise ValueError(
+                f"--mixed_precision must be no, bf16, fp16 or auto, not {self.mixed_precision!r}"
+            )
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("--batch_size and --gradient_accumulation_steps must be at least 1")

@@ -7,9 +7,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
-
 from fintag.model.labels import LABEL_SPACE
+from torch.utils.data import Dataset, Sampler
 
 
 class SentenceDataset(Dataset):
@@ -17,7 +16,9 @@ class SentenceDataset(Dataset):
         self.records = list(records)
         enc = tokenizer([r["text"] for r in self.records], truncation=True, max_length=max_length)
         self.input_ids: list[list[int]] = enc["input_ids"]
-        self.targets = LABEL_SPACE.encode(self.records) if self.records and "sentiment" in self.records[0] else None
+        self.targets = (
+            LABEL_SPACE.encode(self.records) if self.records and "sentiment" in self.records[0] else None
+        )
 
     def __len__(self) -> int:
         return len(self.records)
@@ -38,7 +39,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     The order depends only on (seed, epoch), so a resumed run sees the same batches.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, mega: int = 50) -> None:
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, mega: int = 50
+    ) -> None:
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed

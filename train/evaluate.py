@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from fintag.data.build import load_split
 from fintag.data.fsutil import write_json, write_text
 from fintag.data.taxonomy import TAXONOMY, LabelGroup
@@ -23,7 +22,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EvalConfig:
-    model: str = field(default="artifacts/run/model", metadata={"help": "trained checkpoint folder or hub id"})
+    model: str = field(
+        default="artifacts/run/model", metadata={"help": "trained checkpoint folder or hub id"}
+    )
     dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
     output_dir: str = field(default="eval", metadata={"help": "where metrics.json, report.md and PNGs go"})
     splits: str = field(default="validation,test", metadata={"help": "comma-separated splits to evaluate"})
@@ -62,12 +63,24 @@ def _plot_confusions(metrics: dict[str, Any], title: str, path: Path) -> None:
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("gold", fontsize=8)
         for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="black" if v < cm.max() / 2 else "white")
+            ax.text(
+                j,
+                i,
+                str(v),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if v < cm.max() / 2 else "white",
+            )
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _row(name: str, model: float, baseline: float) -> str:
+    return f"| {name} | {model:.4f} | {baseline:.4f} | {model - baseline:+.4f} |"
 
 
 def side_by_side(results: dict[str, Any], split: str) -> str:
@@ -77,9 +90,9 @@ def side_by_side(results: dict[str, Any], split: str) -> str:
     ]
     m, b = results[split]["model"]["all"], results[split]["baseline"]["all"]
     for g in TAXONOMY:
-        rows.append(f"| {g.name} | {m[g.name]['macro_f1']:.4f} | {b[g.name]['macro_f1']:.4f} | {m[g.name]['macro_f1'] - b[g.name]['macro_f1']:+.4f} |")
-    rows.append(f"| themes micro-F1 | {m['themes']['micro_f1']:.4f} | {b['themes']['micro_f1']:.4f} | {m['themes']['micro_f1'] - b['themes']['micro_f1']:+.4f} |")
-    rows.append(f"| mean | {m['mean_macro_f1']:.4f} | {b['mean_macro_f1']:.4f} | {m['mean_macro_f1'] - b['mean_macro_f1']:+.4f} |")
+        rows.append(_row(g.name, m[g.name]["macro_f1"], b[g.name]["macro_f1"]))
+    rows.append(_row("themes micro-F1", m["themes"]["micro_f1"], b["themes"]["micro_f1"]))
+    rows.append(_row("mean", m["mean_macro_f1"], b["mean_macro_f1"]))
     return "\n".join(rows)
 
 
@@ -100,10 +113,19 @@ def _report(results: dict[str, Any], cfg: EvalConfig, splits: list[str]) -> str:
             fm = " / ".join(f"{m[g.name]['macro_f1']:.3f}" for g in TAXONOMY)
             fb = " / ".join(f"{b[g.name]['macro_f1']:.3f}" for g in TAXONOMY)
             lines.append(f"| {name} | {m['sentiment']['n']} | {fm} | {fb} |")
-        lines += ["", "### Per class (model)", "", "| group | label | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "### Per class (model)",
+            "",
+            "| group | label | precision | recall | F1 | support |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for g in TAXONOMY:
             for label, pc in results[split]["model"]["all"][g.name]["per_class"].items():
-                lines.append(f"| {g.name} | {label} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |")
+                lines.append(
+                    f"| {g.name} | {label} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} "
+                    f"| {pc['support']} |"
+                )
         lines += ["", "### Calibration (expected calibration error, 10 bins)", ""]
         for g in TAXONOMY:
             lines.append(
@@ -140,7 +162,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 )
                 for name, idx in _slices(records).items()
             }
-            _plot_confusions(results[split][who]["all"], f"{who} on {split}", out / f"confusion_{split}_{who}.png")
+            _plot_confusions(
+                results[split][who]["all"], f"{who} on {split}", out / f"confusion_{split}_{who}.png"
+            )
     write_json(out / "metrics.json", {"model": cfg.model, "baseline": TfidfBaseline.name, "results": results})
     write_text(out / "report.md", _report(results, cfg, splits))
     logger.info("wrote %s and %s", out / "metrics.json", out / "report.md")

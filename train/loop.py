@@ -23,9 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-
 from fintag.data.build import load_split
 from fintag.data.fsutil import atomic_directory, write_json
 from fintag.model.checkpoint import build_from_pretrained, build_from_scratch, save_tagger
@@ -33,6 +30,8 @@ from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY
 from fintag.train.config import TrainConfig
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
 from fintag.train.metrics import all_metrics, tune_thresholds
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,9 @@ def _latest_checkpoint(state_dir: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def _load_tokenizer_and_model(cfg: TrainConfig, accelerator: Any, train_texts: list[str], run: Path) -> tuple[Any, Any]:
+def _load_tokenizer_and_model(
+    cfg: TrainConfig, accelerator: Any, train_texts: list[str], run: Path
+) -> tuple[Any, Any]:
     from transformers import AutoTokenizer, BertForSequenceClassification
 
     if cfg.model:
@@ -86,8 +87,15 @@ def _load_tokenizer_and_model(cfg: TrainConfig, accelerator: Any, train_texts: l
             from fintag.train.mlm import pretrain_mlm
 
             encoder = pretrain_mlm(
-                model.config, tokenizer, train_texts, accelerator, cfg.mlm_epochs, cfg.batch_size,
-                cfg.max_length, cfg.learning_rate, cfg.seed,
+                model.config,
+                tokenizer,
+                train_texts,
+                accelerator,
+                cfg.mlm_epochs,
+                cfg.batch_size,
+                cfg.max_length,
+                cfg.learning_rate,
+                cfg.seed,
             )
             model.load_state_dict(encoder, strict=False)
             if accelerator.is_main_process:
@@ -122,7 +130,9 @@ def predict(model: Any, loader: DataLoader, accelerator: Any, n: int) -> np.ndar
     return out
 
 
-def decode_records(logits: np.ndarray, thresholds: dict[str, float] | None = None) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+def decode_records(
+    logits: np.ndarray, thresholds: dict[str, float] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     t = torch.from_numpy(logits)
     rows = LABEL_SPACE.decode(t, thresholds)
     preds = [
@@ -145,7 +155,9 @@ class MetricsLog:
 
 
 def _save_state(accelerator: Any, state: TrainerState, state_dir: Path, keep: int = 2) -> None:
-    """Write a resume checkpoint: into a temporary folder, then renamed; a partial one never has trainer_state.json."""
+    """Write a resume checkpoint into a temporary folder, then rename it.
+
+    A partial checkpoint never has trainer_state.json, so resume never picks it."""
     final = state_dir / f"ckpt-{state.global_step}"
     tmp = state_dir / f".tmp-ckpt-{state.global_step}"
     if accelerator.is_main_process:
@@ -176,7 +188,9 @@ def train(cfg: TrainConfig) -> Path:
     run = Path(cfg.output_dir)
     state_dir = run / "state"
     if not cfg.resume and (_latest_checkpoint(state_dir) or (run / "model" / "config.json").exists()):
-        raise RunError(f"{run} already holds a run; pass --resume to continue it or choose another --output_dir")
+        raise RunError(
+            f"{run} already holds a run; pass --resume to continue it or choose another --output_dir"
+        )
     accelerator = Accelerator(
         # On a machine without CUDA, `accelerate launch --multi_gpu --num_processes N` (torchrun) then
         # trains N CPU processes over gloo; `--cpu` alone would start a single process.
@@ -200,22 +214,31 @@ def train(cfg: TrainConfig) -> Path:
 
     train_records = load_split(cfg.dataset_dir, "train")
     val_records = load_split(cfg.dataset_dir, "validation")
-    logger.info("%d training and %d validation sentences; %s", len(train_records), len(val_records), accelerator.state)
+    logger.info(
+        "%d training and %d validation sentences; %s", len(train_records), len(val_records), accelerator.state
+    )
     tokenizer, model = _load_tokenizer_and_model(cfg, accelerator, [r["text"] for r in train_records], run)
 
     train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
     val_ds = SentenceDataset(val_records, tokenizer, cfg.max_length)
     sampler = LengthGroupedBatchSampler(train_ds.lengths(), cfg.batch_size, cfg.seed)
     collate = Collator(tokenizer.pad_token_id)
-    train_collate = Collator(tokenizer.pad_token_id, tokenizer.mask_token_id, cfg.token_mask_prob, seed=cfg.seed)
+    train_collate = Collator(
+        tokenizer.pad_token_id, tokenizer.mask_token_id, cfg.token_mask_prob, seed=cfg.seed
+    )
     # Loaders get their own generators: creating an iterator then draws no number from the global RNG,
     # so a resumed run (which creates one more iterator) sees the same dropout masks as an unbroken one.
     train_dl = DataLoader(
-        train_ds, batch_sampler=sampler, collate_fn=train_collate, generator=torch.Generator().manual_seed(cfg.seed)
+        train_ds,
+        batch_sampler=sampler,
+        collate_fn=train_collate,
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     val_dl = DataLoader(
         val_ds,
-        batch_sampler=LengthGroupedBatchSampler(val_ds.lengths(), cfg.batch_size * 2, cfg.seed, shuffle=False),
+        batch_sampler=LengthGroupedBatchSampler(
+            val_ds.lengths(), cfg.batch_size * 2, cfg.seed, shuffle=False
+        ),
         collate_fn=collate,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
@@ -225,7 +248,9 @@ def train(cfg: TrainConfig) -> Path:
     steps_per_epoch = math.ceil(len(train_dl) / cfg.gradient_accumulation_steps)
     total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps < 0 else cfg.max_steps
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    model, optimizer, train_dl, val_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, val_dl, scheduler)
+    model, optimizer, train_dl, val_dl, scheduler = accelerator.prepare(
+        model, optimizer, train_dl, val_dl, scheduler
+    )
 
     state = TrainerState()
     latest = _latest_checkpoint(state_dir) if cfg.resume else None
@@ -240,10 +265,14 @@ def train(cfg: TrainConfig) -> Path:
         model.train()
         loader = train_dl
         if state.step_in_epoch:
-            loader = accelerator.skip_first_batches(train_dl, state.step_in_epoch * cfg.gradient_accumulation_steps)
+            loader = accelerator.skip_first_batches(
+                train_dl, state.step_in_epoch * cfg.gradient_accumulation_steps
+            )
         bar = tqdm(
-            total=len(train_dl), initial=state.step_in_epoch * cfg.gradient_accumulation_steps,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process,
+            total=len(train_dl),
+            initial=state.step_in_epoch * cfg.gradient_accumulation_steps,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not accelerator.is_local_main_process,
         )
         running, seen = 0.0, 0
         for batch in loader:
@@ -264,7 +293,12 @@ def train(cfg: TrainConfig) -> Path:
                 state.global_step += 1
                 state.step_in_epoch += 1
                 if state.global_step % 10 == 0:
-                    log.write(step=state.global_step, epoch=epoch, loss=running / seen, lr=scheduler.get_last_lr()[0])
+                    log.write(
+                        step=state.global_step,
+                        epoch=epoch,
+                        loss=running / seen,
+                        lr=scheduler.get_last_lr()[0],
+                    )
                 if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
                     _save_state(accelerator, state, state_dir)
                 if 0 < cfg.max_steps <= state.global_step:
@@ -279,10 +313,18 @@ def train(cfg: TrainConfig) -> Path:
         metrics = all_metrics(val_records, preds)
         score = metrics["mean_macro_f1"]
         log.write(
-            epoch=state.epoch, step=state.global_step, train_loss=running / max(1, seen), val_mean_macro_f1=score,
+            epoch=state.epoch,
+            step=state.global_step,
+            train_loss=running / max(1, seen),
+            val_mean_macro_f1=score,
             **{f"val_{g.name}_macro_f1": metrics[g.name]["macro_f1"] for g in LABEL_SPACE.groups},
         )
-        logger.info("epoch %d: train loss %.4f, validation mean macro-F1 %.4f", state.epoch, running / max(1, seen), score)
+        logger.info(
+            "epoch %d: train loss %.4f, validation mean macro-F1 %.4f",
+            state.epoch,
+            running / max(1, seen),
+            score,
+        )
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
             if accelerator.is_main_process:
@@ -311,7 +353,9 @@ def export(run: Path, val_records: list[dict[str, Any]], cfg: TrainConfig, state
     from fintag.train.card import model_card
 
     best = load_tagger(run / "best")
-    logits = batched_logits(best.model, best.tokenizer, [r["text"] for r in val_records], max_length=cfg.max_length)
+    logits = batched_logits(
+        best.model, best.tokenizer, [r["text"] for r in val_records], max_length=cfg.max_length
+    )
     probs = LABEL_SPACE.probabilities(logits)
     thresholds: dict[str, float] = {}
     for g in LABEL_SPACE.groups:

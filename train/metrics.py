@@ -3,13 +3,13 @@ matrices and expected calibration error."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
-
 from fintag.data.taxonomy import TAXONOMY, LabelGroup
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
@@ -18,7 +18,7 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
         return 0.0
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         sel = (confidence > lo) & (confidence <= hi) if lo > 0 else (confidence >= lo) & (confidence <= hi)
         if sel.any():
             ece += sel.mean() * abs(correct[sel].mean() - confidence[sel].mean())
@@ -33,20 +33,27 @@ def group_metrics(
     labels = list(group.labels)
     out: dict[str, Any] = {"n": len(gold)}
     if group.multi_label:
-        y = np.array([[label in g for label in labels] for g in gold], dtype=int).reshape(len(gold), len(labels))
-        p = np.array([[label in q for label in labels] for q in pred], dtype=int).reshape(len(pred), len(labels))
+        y = np.array([[label in g for label in labels] for g in gold], dtype=int).reshape(
+            len(gold), len(labels)
+        )
+        p = np.array([[label in q for label in labels] for q in pred], dtype=int).reshape(
+            len(pred), len(labels)
+        )
         prec, rec, f1, sup = precision_recall_fscore_support(y, p, average=None, zero_division=0)
         out["macro_f1"] = float(f1_score(y, p, average="macro", zero_division=0))
         out["micro_f1"] = float(f1_score(y, p, average="micro", zero_division=0))
         out["confusion"] = {
-            label: confusion_matrix(y[:, k], p[:, k], labels=[0, 1]).tolist() for k, label in enumerate(labels)
+            label: confusion_matrix(y[:, k], p[:, k], labels=[0, 1]).tolist()
+            for k, label in enumerate(labels)
         }
         if probs is not None:
             conf = np.where(probs >= 0.5, probs, 1 - probs).ravel()
             correct = ((probs >= 0.5).astype(int) == y).ravel()
             out["ece"] = expected_calibration_error(conf, correct)
     else:
-        prec, rec, f1, sup = precision_recall_fscore_support(gold, pred, labels=labels, average=None, zero_division=0)
+        prec, rec, f1, sup = precision_recall_fscore_support(
+            gold, pred, labels=labels, average=None, zero_division=0
+        )
         present = [k for k in range(len(labels)) if sup[k] > 0]
         out["macro_f1"] = float(np.mean(f1[present])) if present else 0.0
         out["accuracy"] = float(np.mean([a == b for a, b in zip(gold, pred)])) if len(gold) else 0.0
@@ -56,7 +63,12 @@ def group_metrics(
             correct = np.array([labels[k] == g for k, g in zip(probs.argmax(axis=1), gold)], dtype=float)
             out["ece"] = expected_calibration_error(conf, correct)
     out["per_class"] = {
-        label: {"precision": float(prec[k]), "recall": float(rec[k]), "f1": float(f1[k]), "support": int(sup[k])}
+        label: {
+            "precision": float(prec[k]),
+            "recall": float(rec[k]),
+            "f1": float(f1[k]),
+            "support": int(sup[k]),
+        }
         for k, label in enumerate(labels)
     }
     return out

@@ -44,7 +44,9 @@ def pretrain_mlm(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * total), total)
     mlm, optimizer, loader, scheduler = accelerator.prepare(mlm, optimizer, loader, scheduler)
     mlm.train()
-    bar = tqdm(total=epochs * len(loader), desc="MLM pre-training", disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        total=epochs * len(loader), desc="MLM pre-training", disable=not accelerator.is_local_main_process
+    )
     for epoch in range(epochs):
         running = 0.0
         for batch in loader:
