@@ -21,7 +21,7 @@ class TrainConfig:
     output_dir: str = field(
         default="artifacts/run", metadata={"help": "run folder: model/, state/, metrics.jsonl"}
     )
-    epochs: int = field(default=40, metadata={"help": "maximum fine-tuning epochs"})
+    epochs: int = field(default=60, metadata={"help": "maximum fine-tuning epochs"})
     max_steps: int = field(
         default=-1, metadata={"help": "stop after this many optimiser steps (-1: no limit)"}
     )
