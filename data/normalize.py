@@ -122,6 +122,41 @@ def _drop_spans(chars: list[str], idx: list[int], pattern: re.Pattern[str], repl
     idx[:] = out_i
 
 
+def _recompose(chars: list[str], idx: list[int]) -> tuple[list[str], list[int]]:
+    """NFKC each base with the combining marks that now follow it, mapped to the base's source index.
+
+    Dropping a control character, a citation or a space can bring a mark next to a base it was not
+    grouped with ("A\\x00\\u0301"); without this a second `normalize` would compose them, and
+    `normalize` would not be idempotent."""
+    marks = [k for k, ch in enumerate(chars) if unicodedata.combining(ch)]
+    if not marks:
+        return chars, idx
+    out_c: list[str] = []
+    out_i: list[int] = []
+    k = 0
+    for m in marks:
+        if m < k:
+            continue  # already part of a run
+        start = m - 1 if m > 0 and not unicodedata.combining(chars[m - 1]) else m
+        end = m + 1
+        while end < len(chars) and unicodedata.combining(chars[end]):
+            end += 1
+        out_c += chars[k:start]
+        out_i += idx[k:start]
+        run = "".join(chars[start:end])
+        composed = unicodedata.normalize("NFKC", run)
+        if composed == run:
+            out_c += chars[start:end]
+            out_i += idx[start:end]
+        else:
+            out_c += list(composed)
+            out_i += [idx[start]] * len(composed)
+        k = end
+    out_c += chars[k:]
+    out_i += idx[k:]
+    return out_c, out_i
+
+
 def _collapse_whitespace(chars: list[str], idx: list[int]) -> tuple[list[str], list[int]]:
     out_c: list[str] = []
     out_i: list[int] = []
@@ -163,6 +198,7 @@ def normalize(text: str) -> Normalized:
     chars = _to_simplified_chars(chars)
     _drop_spans(chars, idx, CITATION_RE, repl_newline=True)
     chars, idx = _collapse_whitespace(chars, idx)
+    chars, idx = _recompose(chars, idx)
     return Normalized(text="".join(chars), offsets=tuple(idx), original=text)
 
 

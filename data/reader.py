@@ -169,7 +169,9 @@ def iter_report_paths(inputs: list[str]) -> list[Path]:
         for m in matches:
             if m.is_dir():
                 for f in sorted(m.rglob("*")):
-                    if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES:
+                    # Every report-named entry that is not a folder: a dangling symlink or a FIFO named
+                    # x.txt is then refused by `read_report` with its reason instead of vanishing silently.
+                    if not f.is_dir() and f.suffix.lower() in SUPPORTED_SUFFIXES:
                         found.setdefault(str(f), f)
             else:
                 found.setdefault(str(m), m)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fintag.data.fsutil import atomic_directory
-from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY
+from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY, LabelMismatchError
 from fintag.model.presets import get_preset
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,10 @@ PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 class CheckpointError(Exception):
     """A checkpoint that cannot or must not be loaded; the message says why and what to do."""
+
+
+class CheckpointLabelError(CheckpointError, LabelMismatchError):
+    """A checkpoint whose labels do not match the taxonomy (callers may catch either parent)."""
 
 
 @dataclass
@@ -74,15 +78,22 @@ def load_tagger(
     name_or_path: str | os.PathLike[str], allow_pickle: bool = False, device: str | None = None
 ) -> Loaded:
     """Load a trained fintag checkpoint (local folder or hub id) for inference."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from safetensors import SafetensorError
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     source = str(name_or_path)
     path = Path(source)
     if path.exists() or source.startswith((".", "/", "~")):
         _check_local_folder(path.expanduser(), allow_pickle)
     try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        # Labels first: a head of another size is then reported as a label mismatch, not as bad weights.
+        try:
+            LABEL_SPACE.check_config(config)
+        except LabelMismatchError as exc:
+            raise CheckpointLabelError(f"{source}: {exc}") from None
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, trust_remote_code=False, use_safetensors=None if allow_pickle else True
+            source, config=config, trust_remote_code=False, use_safetensors=None if allow_pickle else True
         )
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except OSError as exc:
@@ -90,7 +101,16 @@ def load_tagger(
             f"cannot load {source!r}: {exc}. Pass a local checkpoint folder, or a hub id on a machine that "
             "reaches the hub (HF_HUB_OFFLINE must be unset)"
         ) from exc
-    LABEL_SPACE.check_config(model.config)
+    except (SafetensorError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, CheckpointLabelError):
+            raise
+        # A truncated model.safetensors (a copy cut short), weights that do not fit config.json, a damaged
+        # tokenizer file: refuse with the reason instead of a library traceback.
+        detail = (str(exc).splitlines() or [""])[0][:300]
+        raise CheckpointError(
+            f"{source} is damaged or incomplete ({type(exc).__name__}: {detail}); copy the checkpoint again "
+            "or re-export it with `fintag train`"
+        ) from exc
     model.eval()
     if device:
         model.to(device)

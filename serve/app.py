@@ -13,7 +13,7 @@ import hmac
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -196,6 +196,9 @@ class ServerState:
     batcher: MicroBatcher[dict[str, Any]] | None = None
     load_error: str | None = None
     load_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Called with the reason when the model fails to load; `fintag serve` uses it to stop (exit 1)
+    # instead of running on, never ready.
+    on_load_error: Callable[[str], None] | None = field(default=None, repr=False)
 
     async def attach(self, tagger: Tagger) -> None:
         """Start serving `tagger`: one batcher feeds its model."""
@@ -229,11 +232,20 @@ class ServerState:
                 max_tokens=s.model_pass_tokens,
             )
         except (CheckpointError, OSError, ValueError) as exc:
-            self.load_error = f"the model failed to load: {exc}"
-            logger.error("%s", self.load_error)
+            self._load_failed(f"the model failed to load: {exc}")
+            return
+        except Exception as exc:  # anything else must not leave a server up that never becomes ready
+            logger.exception("unexpected error while loading %s", s.model)
+            self._load_failed(f"the model failed to load ({type(exc).__name__}: {exc})")
             return
         await self.attach(tagger)
         logger.info("model %s loaded in %.1f s; ready", s.model, time.perf_counter() - started)
+
+    def _load_failed(self, reason: str) -> None:
+        self.load_error = reason
+        logger.error("%s", reason)
+        if self.on_load_error is not None:
+            self.on_load_error(reason)
 
     def not_ready_reason(self) -> str:
         if self.load_error:
@@ -543,6 +555,12 @@ def serve_main(argv: list[str]) -> int:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    state: ServerState = app.state.fintag
+
+    def stop_on_load_error(reason: str) -> None:
+        server.should_exit = True  # uvicorn checks it about every 0.1 s, then shuts down gracefully
+
+    state.on_load_error = stop_on_load_error
     # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown), then re-raises the signal to the handler
     # that was installed before it: ours turns that into a normal exit instead of death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -551,6 +569,9 @@ def serve_main(argv: list[str]) -> int:
         server.run()
     except _Stopped as stopped:
         logger.info("stopped by %s after a graceful shutdown", stopped)
+    if state.load_error is not None:
+        logger.error("stopped: %s", state.load_error)
+        return 1
     if not server.started:
         logger.error("the server did not start (see the messages above)")
         return 1

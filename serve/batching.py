@@ -10,6 +10,8 @@ Only idle time counts towards `max_wait_ms`: right after a model call the batche
 it just answered up to `max_wait_ms` to send their next requests, so under load batches stay full instead
 of splitting into cohorts that alternate (those answered during a call, those queued during it).
 A full queue refuses new requests at once (`QueueFullError`) rather than letting latency grow unbounded.
+When a model call shared by several requests raises, each request is retried alone, so only the requests
+whose own sentences make the model fail get `ModelCallError`.
 `close()` stops taking requests, finishes every queued one, then stops the worker.
 """
 
@@ -229,6 +231,19 @@ class MicroBatcher(Generic[R]):
             if len(results) != len(texts):
                 raise ModelCallError(f"the model returned {len(results)} results for {len(texts)} texts")
         except Exception as exc:  # the failure goes to exactly the requests of this batch
+            if len({id(s.request) for s in batch}) > 1:
+                # One bad input must not fail the other requests it shared the call with: run each
+                # request's slice alone, so only the request(s) that make the model raise get the error.
+                logger.warning(
+                    "model call on %d sentences of %d requests failed (%s); retrying each request alone",
+                    len(texts),
+                    len(batch),
+                    type(exc).__name__,
+                )
+                for s in batch:
+                    if not s.request.future.done():  # skip callers that left meanwhile
+                        await self._call([s])
+                return
             logger.exception("model call on %d sentences failed", len(texts))
             for s in batch:
                 if not s.request.future.done():

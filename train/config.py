@@ -44,7 +44,7 @@ class TrainConfig:
         default=0.2, metadata={"help": "hidden and attention dropout of from-scratch models"}
     )
     patience: int = field(
-        default=8, metadata={"help": "epochs without validation macro-F1 gain before stopping"}
+        default=12, metadata={"help": "epochs without validation macro-F1 gain before stopping"}
     )
     seed: int = field(default=42, metadata={"help": "random seed"})
     mixed_precision: str = field(
