@@ -417,6 +417,7 @@ def _router(settings: ServerSettings) -> APIRouter:
     # Only when a key is set do routes require one, so the OpenAPI document shows what is enforced.
     guarded = [Depends(_require_key)] if settings.api_key is not None else []
     model_errors = (
+        "bad_request",
         "unauthorized",
         "validation_too_large",
         "validation",

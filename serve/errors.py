@@ -33,6 +33,7 @@ ERROR_STATUS: dict[str, int] = {
 }
 _TYPE_OF_STATUS = {status: error_type for error_type, status in ERROR_STATUS.items()}
 MAX_VALIDATION_MESSAGES = 5
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
 class ErrorBody(BaseModel):
@@ -111,6 +112,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
     if exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}; see /docs for the API"
+    elif exc.status_code == 400 and message == FASTAPI_BODY_ERROR:
+        # FastAPI's answer to a body that json.loads cannot even decode (not UTF-8, nested too deep).
+        message = (
+            "the request body could not be parsed as JSON (not UTF-8, or nested too deeply); send a JSON "
+            'object encoded as UTF-8 with Content-Type application/json, e.g. {"inputs": ["..."]}'
+        )
     return error_response(error_type, message, exc.headers)
 
 

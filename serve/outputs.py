@@ -18,6 +18,8 @@ records of reports that were not recorded as done.
 
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import io
 import json
@@ -241,22 +243,45 @@ class FileSink:
     def __init__(self, path: str | os.PathLike[str], fmt: Format, append: bool) -> None:
         self.path = Path(path)
         self.fmt = fmt
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = self.path.open("ab" if append else "wb")
-        self._progress = progress_path(self.path).open("ab" if append else "wb")
-        if fmt.header and self._out.tell() == 0:
-            _durable_write(self._out, fmt.header.encode("utf-8"))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = self.path.open("ab" if append else "wb")
+            self._progress = progress_path(self.path).open("ab" if append else "wb")
+            if fmt.header and self._out.tell() == 0:
+                _durable_write(self._out, fmt.header.encode("utf-8"))
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: OSError) -> OutputError:
+        return OutputError(
+            f"cannot write --out {self.path}: {exc.strerror or exc}. Free disk space or choose a writable "
+            "--out, then rerun with --resume: reports already recorded as done are kept"
+        )
 
     def write_chunk(self, records: list[dict[str, Any]], keys: list[ReportKey]) -> None:
-        if records:
-            _durable_write(self._out, "".join(self.fmt.line(r) for r in records).encode("utf-8"))
-        done = [k for k in keys if k.path != STDIN_PATH]
-        if done:
-            _durable_write(self._progress, "".join(k.line() for k in done).encode("utf-8"))
+        """Write a chunk's records, then record its reports as done. A failed write (disk full, I/O
+        error) is rolled back, so the output holds only whole records of reports recorded as done."""
+        out_size = os.fstat(self._out.fileno()).st_size
+        progress_size = os.fstat(self._progress.fileno()).st_size
+        try:
+            if records:
+                _durable_write(self._out, "".join(self.fmt.line(r) for r in records).encode("utf-8"))
+            done = [k for k in keys if k.path != STDIN_PATH]
+            if done:
+                _durable_write(self._progress, "".join(k.line() for k in done).encode("utf-8"))
+        except OSError as exc:
+            for fh, size in ((self._out, out_size), (self._progress, progress_size)):
+                with contextlib.suppress(OSError, ValueError):
+                    os.ftruncate(fh.fileno(), size)
+                    os.fsync(fh.fileno())
+            raise self._error(exc) from exc
 
     def close(self) -> None:
-        self._out.close()
-        self._progress.close()
+        for fh in (self._out, self._progress):
+            # A buffered write that fails only at close (full disk) leaves nothing half-written:
+            # every chunk was already flushed and fsynced.
+            with contextlib.suppress(OSError):
+                fh.close()
 
 
 # ---------------------------------------------------------------- resume and merge
