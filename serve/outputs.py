@@ -19,7 +19,6 @@ records of reports that were not recorded as done.
 from __future__ import annotations
 
 import contextlib
-
 import csv
 import io
 import json

@@ -40,15 +40,6 @@ from fintag.serve.tagger import Tagger
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The bugs that the xfail tests below document (serve/batch.py and serve/outputs.py are being finished
-# by another engineer; these tests turn into passes, and strict xfails into failures, once fixed).
-BUG_WRITE_ERRORS = (
-    "serve/outputs.py FileSink and serve/batch.py tag_main: an OSError while creating or writing --out "
-    "(ENOSPC, EFBIG, ENOTDIR, EACCES) is not turned into an OutputError, so `fintag tag` dies with a "
-    "traceback that does not name --out or a fix, and leaves the records of the failed chunk (or half a "
-    "record) in --out"
-)
-
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINTAG_")}
@@ -223,7 +214,6 @@ def _assert_clean_write_failure(code: int, out: Path, caplog: pytest.LogCaptureF
             assert {json.loads(line)["path"] for line in data.decode().splitlines()} <= done
 
 
-
 def test_disk_full_while_recording_progress_fails_cleanly(tmp_path, report_dir, tiny_checkpoint_dir, caplog):
     out = tmp_path / "out" / "tags.jsonl"
     out.parent.mkdir()
@@ -233,7 +223,6 @@ def test_disk_full_while_recording_progress_fails_cleanly(tmp_path, report_dir, 
     caplog.set_level(logging.INFO, logger="fintag")
     code = _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out, "--reports_per_chunk", "1")
     _assert_clean_write_failure(code, out, caplog)
-
 
 
 @pytest.mark.parametrize("where", ["under-a-regular-file", "read-only-folder"])
@@ -261,7 +250,6 @@ def _limit_file_size() -> None:
 
 
 @pytest.mark.slow
-
 def test_output_filling_the_disk_mid_chunk_fails_cleanly(tmp_path, sentences, tiny_checkpoint_dir):
     folder = tmp_path / "in"
     _write_reports(folder, sentences, 12)
