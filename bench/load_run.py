@@ -71,6 +71,10 @@ class LoadConfig:
     max_wait_ms: float = field(default=5.0, metadata={"help": "server: longest wait to fill a model call"})
     num_threads: int = field(default=1, metadata={"help": "server torch threads"})
     backoff_ms: float = field(default=20.0, metadata={"help": "a client's pause after a 429"})
+    keepalive_expiry_s: float = field(
+        default=2.0,
+        metadata={"help": "clients drop connections idle this long (keep it below uvicorn's 5 s keep-alive)"},
+    )
     seed: int = field(default=0, metadata={"help": "seed of the request sizes and contents"})
     host: str = field(default="127.0.0.1", metadata={"help": "loopback address for the server"})
     startup_timeout_s: float = field(
@@ -301,7 +305,14 @@ async def run_load(base: str, texts: list[str], cfg: LoadConfig, results: Result
             elif len(results.unexpected) < 5:
                 results.unexpected.append(f"{response.status_code}: {response.text[:300]}")
 
-    limits = httpx.Limits(max_connections=cfg.clients, max_keepalive_connections=cfg.clients)
+    # A pooled connection left idle for uvicorn's keep-alive timeout (5 s, as long as httpx's default
+    # expiry) can be closed by the server just as a client reuses it: the request then dies with a
+    # connection reset. Clients should expire idle connections before the server does (--keepalive_expiry_s).
+    limits = httpx.Limits(
+        max_connections=cfg.clients,
+        max_keepalive_connections=cfg.clients,
+        keepalive_expiry=cfg.keepalive_expiry_s,
+    )
     async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=120, limits=limits) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(cfg.clients)))
