@@ -25,7 +25,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,15 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fintag.data.reader import read_report
-from fintag.data.split import segment
+from common import build_random_model, corpus_sentences, free_port, model_counters, wait_ready
 from fintag.serve.cli import _parse, setup_logging
-from prometheus_client.parser import text_string_to_metric_families
 
 logger = logging.getLogger("fintag.bench.load_run")
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "data" / "corpus"
 MIB = 1024 * 1024
 
 
@@ -178,34 +174,6 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
 
 
-def corpus_sentences() -> list[str]:
-    out: list[str] = []
-    for path in sorted(CORPUS.glob("*.txt")):
-        out += [s.text for s in segment(read_report(path).text).sentences]
-    if not out:
-        raise SystemExit(f"no sentences found in {CORPUS}/*.txt")
-    return out
-
-
-def build_random_model(preset: str, vocab_size: int, sentences: list[str], folder: Path) -> Path:
-    import torch
-    from fintag.model.checkpoint import build_from_scratch, save_tagger
-    from fintag.model.tokenizer import train_wordpiece
-
-    tokenizer = train_wordpiece(sentences, vocab_size=vocab_size)
-    torch.manual_seed(0)
-    path = folder / f"random-{preset}"
-    save_tagger(build_from_scratch(preset, tokenizer), tokenizer, path, card=f"# random-weight {preset}")
-    logger.info("built a random-weight %s model in %s", preset, path)
-    return path
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def start_server(cfg: LoadConfig, model_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "fintag.serve.cli", "serve",
@@ -218,32 +186,6 @@ def start_server(cfg: LoadConfig, model_dir: Path, port: int, log_path: Path) ->
     logger.info("starting the server on %s:%d (log: %s)", cfg.host, port, log_path)
     with log_path.open("wb") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float, log_path: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(base_url=base, trust_env=False, timeout=5) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                if http.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-    raise SystemExit(f"the server was not ready within {timeout_s} s:\n{log_path.read_text()[-4000:]}")
-
-
-def model_counters(http: httpx.Client) -> tuple[float, float]:
-    """(model calls, sentences in them) so far, from the server's /metrics."""
-    values = {
-        s.name: s.value
-        for family in text_string_to_metric_families(http.get("/metrics").text)
-        for s in family.samples
-        if s.name.startswith("fintag_model_batch_size_")
-    }
-    return values.get("fintag_model_batch_size_count", 0.0), values.get("fintag_model_batch_size_sum", 0.0)
 
 
 def request_inputs(cfg: LoadConfig, texts: list[str], i: int) -> list[str]:

@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,16 +30,13 @@ from pathlib import Path
 
 import httpx
 import torch
-from fintag.data.reader import read_report
-from fintag.data.split import segment
+from common import build_random_model, corpus_sentences, free_port, model_counters, wait_ready
 from fintag.serve.cli import _parse, setup_logging
 from fintag.serve.tagger import Tagger
-from prometheus_client.parser import text_string_to_metric_families
 
 logger = logging.getLogger("bench.server_load")
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "data" / "corpus"
 GOAL_RATIO = 0.70
 
 
@@ -109,28 +105,6 @@ class LevelResult:
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def corpus_sentences() -> list[str]:
-    out: list[str] = []
-    for path in sorted(CORPUS.glob("*.txt")):
-        out += [s.text for s in segment(read_report(path).text).sentences]
-    if not out:
-        raise SystemExit(f"no sentences found in {CORPUS}/*.txt")
-    return out
-
-
-def build_random_model(preset: str, vocab_size: int, sentences: list[str], folder: Path) -> Path:
-    from fintag.model.checkpoint import build_from_scratch, save_tagger
-    from fintag.model.tokenizer import train_wordpiece
-
-    tokenizer = train_wordpiece(sentences, vocab_size=vocab_size)
-    torch.manual_seed(0)
-    model = build_from_scratch(preset, tokenizer)
-    path = folder / f"random-{preset}"
-    save_tagger(model, tokenizer, path, card=f"# random-weight {preset} model for bench/server_load.py")
-    logger.info("built a random-weight %s model in %s", preset, path)
-    return path
-
-
 def offline_throughput(model_dir: Path, texts: list[str], num_threads: int, chunk: int) -> list[LevelResult]:
     """Tagger.tag on all texts in one call (the baseline), then on consecutive chunks of `chunk` texts."""
     tagger = Tagger.load(model_dir, num_threads=num_threads)
@@ -151,12 +125,6 @@ def offline_throughput(model_dir: Path, texts: list[str], num_threads: int, chun
     ]
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def start_server(
     cfg: BenchConfig, model_dir: Path, port: int, num_threads: int, log_path: Path
 ) -> subprocess.Popen:
@@ -173,32 +141,6 @@ def start_server(
     logger.info("starting the server on %s:%d (log: %s)", cfg.host, port, log_path)
     with log_path.open("wb") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(base_url=base, trust_env=False, timeout=5) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if http.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-    raise SystemExit(f"the server was not ready within {timeout_s} s:\n{log_path.read_text()}")
-
-
-def batch_counters(http: httpx.Client) -> tuple[float, float]:
-    """(model calls, sentences in them) so far, from the server's /metrics."""
-    values = {
-        s.name: s.value
-        for family in text_string_to_metric_families(http.get("/metrics").text)
-        for s in family.samples
-        if s.name.startswith("fintag_model_batch_size_")
-    }
-    return values.get("fintag_model_batch_size_count", 0.0), values.get("fintag_model_batch_size_sum", 0.0)
 
 
 async def run_level(base: str, texts: list[str], clients: int, cfg: BenchConfig) -> LevelResult:
@@ -297,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(cfg.warmup_requests):
                     http.post("/v1/tag", json={"inputs": texts[i : i + cfg.sentences_per_request]})
                 for clients in cfg.clients:
-                    calls_before, sentences_before = batch_counters(http)
+                    calls_before, sentences_before = model_counters(http)
                     result = asyncio.run(run_level(base, texts, clients, cfg))
-                    calls_after, sentences_after = batch_counters(http)
+                    calls_after, sentences_after = model_counters(http)
                     result.model_calls = calls_after - calls_before
                     result.batched_sentences = sentences_after - sentences_before
                     logger.info(
