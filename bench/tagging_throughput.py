@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fintag.data.reader import read_report
-from fintag.data.split import segment
+from common import corpus_sentences
 from fintag.model.checkpoint import build_from_scratch, save_tagger
 from fintag.model.labels import LABEL_SPACE
 from fintag.model.tokenizer import train_wordpiece
@@ -33,7 +32,6 @@ from fintag.serve.tagger import Tagger
 
 logger = logging.getLogger("fintag.bench")
 
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 GOALS = {"pipeline bs1": 3.0, "pipeline bs32": 1.25}
 
 
@@ -62,16 +60,6 @@ class BenchConfig:
                 f"--sentences {self.sentences!r} has no count for preset {preset!r}; add {preset}=N"
             )
         return int(counts[preset])
-
-
-def seed_sentences() -> list[str]:
-    """The sentences of the seed reports, split by the project's splitter."""
-    out: list[str] = []
-    for path in sorted(CORPUS.glob("*.txt")):
-        out += [s.text for s in segment(read_report(path).text).sentences]
-    if not out:
-        raise FileNotFoundError(f"no seed reports in {CORPUS}")
-    return out
 
 
 def repeat_to(items: list[str], n: int) -> list[str]:
@@ -168,7 +156,7 @@ def main(argv: list[str]) -> int:
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     )
     torch.set_num_threads(threads)
-    sentences = seed_sentences()
+    sentences = corpus_sentences()
     tokenizer = train_wordpiece(sentences)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="fintag-bench-") as tmp:
