@@ -11,10 +11,10 @@ from typing import Any
 
 from fintag.data.dedup import NEAR_DUP_THRESHOLD, duplicate_clusters
 from fintag.data.fsutil import atomic_directory, read_jsonl, write_json, write_jsonl
-from fintag.data.normalize import detect_lang, normalize
+from fintag.data.normalize import normalize
 from fintag.data.reader import ReportReadError, iter_report_paths, read_report
 from fintag.data.split import segment, sentence_id
-from fintag.data.taxonomy import GROUPS, LANGS, ORIGINS, TAXONOMY, check_labels
+from fintag.data.taxonomy import LANGS, ORIGINS, TAXONOMY, check_labels
 from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
@@ -243,6 +243,3 @@ def load_split(dataset_dir: str | Path, split: str) -> list[dict[str, Any]]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; run `fintag data build` first")
     return read_jsonl(path)
-
-
-__all__ = ["GROUPS", "SPLITS", "BuildConfig", "BuildError", "build", "detect_lang", "load_split"]

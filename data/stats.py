@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fintag.data.build import PROJECT_DATA, SPLITS, load_split
-from fintag.data.fsutil import read_jsonl, write_text
+from fintag.data.fsutil import write_text
 from fintag.data.taxonomy import LANGS, ORIGINS, TAXONOMY
 
 logger = logging.getLogger(__name__)
@@ -155,14 +155,3 @@ def format_table(stats: dict[str, Counter[str]]) -> str:
     out = [f"{'':{width}} " + " ".join(f"{c:>10}" for c in cols)]
     out += [f"{k:{width}} " + " ".join(f"{stats[c][k]:>10}" for c in cols) for k in _keys()]
     return "\n".join(out)
-
-
-__all__ = [
-    "TARGETS",
-    "StatsConfig",
-    "compute_stats",
-    "format_table",
-    "read_jsonl",
-    "run_stats",
-    "unmet_targets",
-]
