@@ -36,6 +36,11 @@ REPORT_TRADITIONAL = (
 )
 
 
+def _one_report_per_chunk(report_dir: Path, checkpoint: Path) -> list[str]:
+    """`fintag tag` arguments that make every report its own durable chunk (for kill/resume tests)."""
+    return [str(report_dir), "--model", str(checkpoint), "--reports_per_chunk", "1", "--num_threads", "1"]
+
+
 @pytest.fixture(autouse=True)
 def _keep_torch_threads():
     """`fintag tag` sets torch's thread count for the process; give other tests theirs back."""
@@ -289,15 +294,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, many_reports, t
 def test_resume_repairs_partial_line_and_unrecorded_reports(
     tmp_path, report_dir, tiny_checkpoint_dir, caplog, where
 ):
-    args = [
-        str(report_dir),
-        "--model",
-        str(tiny_checkpoint_dir),
-        "--reports_per_chunk",
-        "1",
-        "--num_threads",
-        "1",
-    ]
+    args = _one_report_per_chunk(report_dir, tiny_checkpoint_dir)
     out, reference = tmp_path / "out.jsonl", tmp_path / "ref.jsonl"
     assert _tag(*args, "--out", reference) == 0
     assert _tag(*args, "--out", out) == 0
@@ -333,15 +330,7 @@ def _free_port() -> int:
 
 def test_two_process_run_equals_single_process(tmp_path, report_dir, tiny_checkpoint_dir):
     (report_dir / "broken.txt").write_bytes(b"")  # a skipped file must not upset the split
-    args = [
-        str(report_dir),
-        "--model",
-        str(tiny_checkpoint_dir),
-        "--reports_per_chunk",
-        "1",
-        "--num_threads",
-        "1",
-    ]
+    args = _one_report_per_chunk(report_dir, tiny_checkpoint_dir)
     merged, single = tmp_path / "merged.jsonl", tmp_path / "single.jsonl"
     # `--multi_gpu` is accelerate's torchrun launcher; with no GPU visible the processes use gloo on the
     # CPU (`--cpu` alone would start a single process).

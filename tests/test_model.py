@@ -7,6 +7,19 @@ from fintag.model.checkpoint import CheckpointError, load_tagger
 from fintag.model.labels import CONFIG_KEY, LABEL_SPACE, LabelMismatchError
 
 
+def _plain_bert_config(tokenizer):
+    """A one-layer BERT config with no fintag labels: a stand-in for a hub base model."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+
+
 def test_config_explains_its_labels(tiny_checkpoint_dir):
     config = json.loads((tiny_checkpoint_dir / "config.json").read_text())
     names = [f"{g.name}:{label}" for g in TAXONOMY for label in g.labels]
@@ -86,17 +99,9 @@ def test_refuses_mismatched_labels(tiny_checkpoint):
 
 
 def test_refuses_plain_base_model_without_fintag_labels(tmp_path, tiny_tokenizer):
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    model = BertForSequenceClassification(
-        BertConfig(
-            vocab_size=len(tiny_tokenizer),
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-        )
-    )
+    model = BertForSequenceClassification(_plain_bert_config(tiny_tokenizer))
     model.save_pretrained(tmp_path / "base")
     tiny_tokenizer.save_pretrained(tmp_path / "base")
     with pytest.raises(LabelMismatchError, match="not a fintag tagger"):
@@ -113,17 +118,9 @@ def test_missing_checkpoint_and_unreachable_hub(tmp_path):
 def test_fine_tuning_start_from_a_local_bert_folder(tmp_path, tiny_tokenizer):
     """The `--model PATH` path: any BERT-family checkpoint gets a fresh head over the taxonomy."""
     from fintag.model.checkpoint import build_from_pretrained
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
-    BertModel(
-        BertConfig(
-            vocab_size=len(tiny_tokenizer),
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-        )
-    ).save_pretrained(tmp_path / "encoder")
+    BertModel(_plain_bert_config(tiny_tokenizer)).save_pretrained(tmp_path / "encoder")
     tiny_tokenizer.save_pretrained(tmp_path / "encoder")
     model, tok = build_from_pretrained(str(tmp_path / "encoder"))
     LABEL_SPACE.check_config(model.config)
