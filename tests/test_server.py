@@ -20,7 +20,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from fintag.data.taxonomy import RATING, SENTIMENT, TAXONOMY, THEMES
-from fintag.serve.app import create_app
+from fintag.serve.app import SentenceTags, TagReportResponse, create_app
 from fintag.serve.batching import BatcherClosedError, BatchLimits, MicroBatcher
 from fintag.serve.errors import ERROR_STATUS
 from fintag.serve.settings import ServerSettings, SettingsError, load_settings
@@ -44,6 +44,12 @@ def assert_same_tags(got: dict[str, Any], want: dict[str, Any]) -> None:
         key = "labels" if g.multi_label else "label"
         assert got[g.name][key] == want[g.name][key]
         assert got[g.name]["scores"] == pytest.approx(want[g.name]["scores"], abs=1e-4)
+
+
+def assert_schema(model: Any, got: Any) -> None:
+    """`got` is exactly what the published response model describes: it validates, and dumping the validated
+    model gives `got` back (no missing or extra keys, no value the model would coerce)."""
+    assert model.model_validate(got).model_dump(mode="json") == got
 
 
 def assert_error(response: httpx.Response, error_type: str) -> None:
@@ -112,8 +118,10 @@ def client(tagger):
 def test_tag_one_sentence_returns_a_dict_like_tagger_tag(client, tagger, sentences):
     response = client.post("/v1/tag", json={"inputs": sentences[3]})
     assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
     got = response.json()
     assert isinstance(got, dict)
+    assert_schema(SentenceTags, got)
     assert_same_tags(got, tagger.tag(sentences[3]))
     assert got["sentiment"]["label"] in SENTIMENT.labels
     assert set(got["themes"]["labels"]) <= set(THEMES.labels)
@@ -127,6 +135,7 @@ def test_tag_list_returns_a_list_in_order(client, tagger, sentences):
     got = response.json()
     assert isinstance(got, list) and len(got) == len(inputs)
     for g, w in zip(got, tagger.tag(inputs), strict=True):
+        assert_schema(SentenceTags, g)
         assert_same_tags(g, w)
     assert client.post("/v1/tag", json={"inputs": []}).json() == []
 
@@ -137,6 +146,7 @@ def test_tag_report_matches_tagger_tag_report(client, tagger, sentences):
     assert response.status_code == 200
     got = response.json()
     want = tagger.tag_report(text, report_id="r-1")
+    assert_schema(TagReportResponse, got)
     assert got["report_id"] == "r-1"
     assert [(s["text"], s["start"], s["end"]) for s in got["sentences"]] == [
         (s["text"], s["start"], s["end"]) for s in want["sentences"]
