@@ -181,8 +181,8 @@ def build(cfg: BuildConfig) -> dict[str, Any]:
         kept.append(r)
     missing_ids = {r["id"] for r in missing}
     still_missing = [r for r in kept if r["id"] in missing_ids]
+    pending = Path(cfg.output_dir) / "pending_labels.jsonl"
     if still_missing and not cfg.allow_unlabeled:
-        pending = Path(cfg.output_dir) / "pending_labels.jsonl"
         write_jsonl(
             pending, ({"id": r["id"], "report_id": r["report_id"], "text": r["text"]} for r in still_missing)
         )
@@ -190,6 +190,7 @@ def build(cfg: BuildConfig) -> dict[str, Any]:
             f"{len(still_missing)} report sentences have no gold label (listed in {pending}); label them in "
             f"{labels_dir}/reports*.jsonl or pass --allow_unlabeled"
         )
+    pending.unlink(missing_ok=True)  # a list left by an earlier failed build is no longer true
     splits: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     for r in kept:
         if r["origin"] == "report":
@@ -215,22 +216,18 @@ def write_outputs(splits: dict[str, list[dict[str, Any]]], output_dir: str) -> N
     out = Path(output_dir)
     for name, rows in splits.items():
         write_jsonl(out / f"{name}.jsonl", rows)
+
+    def encode(r: dict[str, Any]) -> dict[str, Any]:
+        labels = {
+            g.name: [g.index(x) for x in r[g.name]] if g.multi_label else g.index(r[g.name]) for g in TAXONOMY
+        }
+        return {**r, **labels, "origin": ORIGINS.index(r["origin"]), "lang": LANGS.index(r["lang"])}
+
+    # An empty split (a tiny or filtered corpus) still gets its columns; from_list([]) would have none.
     encoded = {
-        name: Dataset.from_list(
-            [
-                {
-                    **r,
-                    **{
-                        g.name: [g.index(x) for x in r[g.name]] if g.multi_label else g.index(r[g.name])
-                        for g in TAXONOMY
-                    },
-                    "origin": ORIGINS.index(r["origin"]),
-                    "lang": LANGS.index(r["lang"]),
-                }
-                for r in rows
-            ],
-            features=features,
-        )
+        name: Dataset.from_list([encode(r) for r in rows], features=features)
+        if rows
+        else Dataset.from_dict({column: [] for column in features}, features=features)
         for name, rows in splits.items()
     }
     with atomic_directory(out / "hf") as tmp:

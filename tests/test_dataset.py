@@ -75,8 +75,11 @@ def test_unlabeled_report_sentence_fails_the_build(tmp_path):
     cfg = BuildConfig(corpus_dir=str(corpus), labels_dir=str(labels), output_dir=str(tmp_path / "out"))
     with pytest.raises(BuildError, match="no gold label"):
         build(cfg)
-    pending = (tmp_path / "out" / "pending_labels.jsonl").read_text(encoding="utf-8")
-    assert "从未标注过" in pending
+    pending = tmp_path / "out" / "pending_labels.jsonl"
+    assert "从未标注过" in pending.read_text(encoding="utf-8")
+    # A later build that succeeds removes the list: it no longer describes the dataset.
+    build(BuildConfig(**{**vars(cfg), "allow_unlabeled": True}))
+    assert not pending.exists()
 
 
 def test_validate_names_file_line_and_bad_value(tmp_path):

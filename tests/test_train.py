@@ -193,3 +193,69 @@ def test_two_process_accelerate_run(tmp_path, mini_dataset):
     tagger = Tagger.load(tmp_path / "ddp" / "model")
     out = tagger.tag(["投资评级:买入(维持)", "风险提示:需求不及预期。"])
     assert len(out) == 2 and all(set(r) == {"sentiment", "themes", "rating"} for r in out)
+
+
+def test_recombined_clauses_are_new_sentences_made_of_training_clauses():
+    from fintag.data.normalize import CJK_RE
+    from fintag.train.augment import clauses, recombine_clauses
+
+    texts = [
+        "公司维持买入评级,算力订单饱满,毛利率同比提升2.1个百分点。",
+        "国产GPU渗透率持续提升;但高端制程受限,短期出货承压。",
+        "萝卜快跑全无人订单占比超过70%,单位经济模型已经转正。",
+        "We maintain Outperform, as AI server demand keeps rising, and margins expand.",
+        "Robotaxi fleets grew 40% quarter on quarter, but utilisation fell.",
+    ]
+    known = {c.strip() for t in texts for c in clauses(t)}
+    out = recombine_clauses(texts, 40, seed=3)
+    assert len(out) == len(set(out)) and len(out) >= 20
+    assert not set(out) & set(texts)
+    for sentence in out:
+        parts = [c.strip() for c in clauses(sentence)]
+        assert set(parts) <= known, sentence  # made only of whole training clauses
+        has_cjk = [CJK_RE.search(p) is not None for p in parts]
+        assert all(has_cjk) or not any(has_cjk), sentence  # never Chinese head with English tail
+    assert recombine_clauses(texts, 40, seed=3) == out  # reproducible
+    assert recombine_clauses(["没有逗号的句子。"], 5, seed=0) == []
+
+
+def test_distillation_set_keeps_gold_rows_and_adds_teacher_probabilities(mini_dataset):
+    from fintag.data.build import load_split
+    from fintag.model.labels import LABEL_SPACE
+    from fintag.train.augment import distillation_set
+
+    train_records = load_split(mini_dataset, "train")
+    records, targets = distillation_set(train_records, per_sentence=2, seed=0)
+    n = len(train_records)
+    assert records[:n] == train_records and len(records) > n
+    gold = LABEL_SPACE.encode(train_records)
+    for g in LABEL_SPACE.groups:
+        t = targets[g.name]
+        assert t.shape == (len(records), len(g.labels))
+        assert ((t >= 0) & (t <= 1)).all()
+        if g.multi_label:
+            assert torch.equal(t[:n], gold[g.name])
+        else:
+            assert torch.equal(t[:n].argmax(1), gold[g.name]) and torch.equal(t[:n].sum(1), torch.ones(n))
+            assert torch.allclose(t[n:].sum(1), torch.ones(len(records) - n), atol=1e-5)
+            assert ((t[n:] > 0) & (t[n:] < 1)).any()  # soft, not one-hot
+    # The soft rows train through the ordinary loss.
+    ds = SentenceDataset(records, _tokenizer_for(records), 64, targets=targets)
+    batch = Collator(0)([ds[i] for i in range(n, n + 8)])
+    logits = torch.zeros(8, LABEL_SPACE.size, requires_grad=True)
+    loss = LABEL_SPACE.loss(logits, {g.name: batch[f"y_{g.name}"] for g in LABEL_SPACE.groups})
+    loss.backward()
+    assert torch.isfinite(loss) and logits.grad.abs().sum() > 0
+
+
+def _tokenizer_for(records):
+    from fintag.model.tokenizer import train_wordpiece
+
+    return train_wordpiece([r["text"] for r in records], vocab_size=800)
+
+
+def test_train_with_distillation_runs_more_steps_per_epoch(tmp_path, mini_dataset):
+    cfg = tiny_train_config(mini_dataset, tmp_path / "run", epochs=1, mlm_epochs=0, distill_augment=1)
+    path = train(cfg)
+    summary = json.loads((path / "training_summary.json").read_text())
+    assert summary["global_step"] == 12  # 96 gold + 96 recombined sentences / 16 per batch

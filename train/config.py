@@ -64,6 +64,13 @@ class TrainConfig:
             "(else one token per character)"
         },
     )
+    distill_augment: int = field(
+        default=0,
+        metadata={
+            "help": "knowledge distillation: recombined-clause sentences per training sentence, labelled by "
+            "the TF-IDF baseline as teacher (0: off)"
+        },
+    )
     save_every_steps: int = field(default=200, metadata={"help": "resume checkpoint every N optimiser steps"})
     resume: bool = field(
         default=False, metadata={"help": "continue the run in --output_dir from its last checkpoint"}
@@ -78,5 +85,7 @@ class TrainConfig:
             raise ValueError(
                 f"--mixed_precision must be no, bf16, fp16 or auto, not {self.mixed_precision!r}"
             )
+        if self.distill_augment < 0:
+            raise ValueError("--distill_augment must be 0 (off) or a positive number of sentences")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("--batch_size and --gradient_accumulation_steps must be at least 1")

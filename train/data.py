@@ -12,13 +12,20 @@ from torch.utils.data import Dataset, Sampler
 
 
 class SentenceDataset(Dataset):
-    def __init__(self, records: Sequence[dict[str, Any]], tokenizer: Any, max_length: int) -> None:
+    def __init__(
+        self,
+        records: Sequence[dict[str, Any]],
+        tokenizer: Any,
+        max_length: int,
+        targets: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """`targets` (one row per record and group) replace the records' own labels, e.g. soft targets."""
         self.records = list(records)
         enc = tokenizer([r["text"] for r in self.records], truncation=True, max_length=max_length)
         self.input_ids: list[list[int]] = enc["input_ids"]
-        self.targets = (
-            LABEL_SPACE.encode(self.records) if self.records and "sentiment" in self.records[0] else None
-        )
+        if targets is None and self.records and "sentiment" in self.records[0]:
+            targets = LABEL_SPACE.encode(self.records)
+        self.targets = targets
 
     def __len__(self) -> int:
         return len(self.records)

@@ -219,7 +219,13 @@ def train(cfg: TrainConfig) -> Path:
     )
     tokenizer, model = _load_tokenizer_and_model(cfg, accelerator, [r["text"] for r in train_records], run)
 
-    train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
+    if cfg.distill_augment:
+        from fintag.train.augment import distillation_set
+
+        records, soft = distillation_set(train_records, cfg.distill_augment, cfg.seed)
+        train_ds = SentenceDataset(records, tokenizer, cfg.max_length, targets=soft)
+    else:
+        train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
     val_ds = SentenceDataset(val_records, tokenizer, cfg.max_length)
     sampler = LengthGroupedBatchSampler(train_ds.lengths(), cfg.batch_size, cfg.seed)
     collate = Collator(tokenizer.pad_token_id)
