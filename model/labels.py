@@ -110,10 +110,18 @@ class LabelSpace:
             if w is not None:
                 w = w.to(logits.device)
             y = targets[g.name].to(logits.device)
+            x = logits[:, s]
+            if y.is_floating_point() and y.dim() == 2:
+                # Rows of NaN carry no target for this group (e.g. distillation sentences for a group
+                # the teacher does not label); they are left out of its loss.
+                keep = ~torch.isnan(y).any(dim=1)
+                if not keep.any():
+                    continue
+                x, y = x[keep], y[keep]
             if g.multi_label:
-                total = total + F.binary_cross_entropy_with_logits(logits[:, s], y, pos_weight=w)
+                total = total + F.binary_cross_entropy_with_logits(x, y, pos_weight=w)
             else:
-                total = total + F.cross_entropy(logits[:, s], y, weight=w)
+                total = total + F.cross_entropy(x, y, weight=w)
         return total
 
     def probabilities(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -503,4 +503,6 @@ def test_fuzzing_without_the_key_never_reaches_the_model(tagger):
             )
             _run_cases(strategy, 40, _checker(app, client, "POST", path, seen, _refused_before_the_model))
         assert app.state.fintag.batcher.model_calls == 0
-    assert set(seen) <= {400, 401, 413, 422} and seen[401] >= 60
+    # Each case was checked above; the count only shows the key check was exercised, not a few cases.
+    # (It was >= 60 of 80, which failed at random: 57 in one run, the rest being undecodable bodies.)
+    assert set(seen) <= {400, 401, 413, 422} and seen[401] >= 40

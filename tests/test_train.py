@@ -206,39 +206,45 @@ def test_recombined_clauses_are_new_sentences_made_of_training_clauses():
         "We maintain Outperform, as AI server demand keeps rising, and margins expand.",
         "Robotaxi fleets grew 40% quarter on quarter, but utilisation fell.",
     ]
-    known = {c.strip() for t in texts for c in clauses(t)}
-    out = recombine_clauses(texts, 40, seed=3)
+    made = recombine_clauses(texts, 40, seed=3)
+    out = [t for t, _ in made]
     assert len(out) == len(set(out)) and len(out) >= 20
     assert not set(out) & set(texts)
-    for sentence in out:
+    for sentence, sources in made:
         parts = [c.strip() for c in clauses(sentence)]
-        assert set(parts) <= known, sentence  # made only of whole training clauses
+        from_sources = {c.strip() for i in sources for c in clauses(texts[i])}
+        assert set(parts) <= from_sources, sentence  # made only of whole clauses of its sources
         has_cjk = [CJK_RE.search(p) is not None for p in parts]
         assert all(has_cjk) or not any(has_cjk), sentence  # never Chinese head with English tail
-    assert recombine_clauses(texts, 40, seed=3) == out  # reproducible
+    assert recombine_clauses(texts, 40, seed=3) == made  # reproducible
     assert recombine_clauses(["没有逗号的句子。"], 5, seed=0) == []
 
 
 def test_distillation_set_keeps_gold_rows_and_adds_teacher_probabilities(mini_dataset):
     from fintag.data.build import load_split
     from fintag.model.labels import LABEL_SPACE
-    from fintag.train.augment import distillation_set
+    from fintag.train.augment import DISTILLED_GROUPS, distillation_set
 
     train_records = load_split(mini_dataset, "train")
     records, targets = distillation_set(train_records, per_sentence=2, seed=0)
     n = len(train_records)
     assert records[:n] == train_records and len(records) > n
+    assert set(DISTILLED_GROUPS) == {"sentiment", "themes"}
     gold = LABEL_SPACE.encode(train_records)
     for g in LABEL_SPACE.groups:
         t = targets[g.name]
         assert t.shape == (len(records), len(g.labels))
-        assert ((t >= 0) & (t <= 1)).all()
         if g.multi_label:
             assert torch.equal(t[:n], gold[g.name])
         else:
             assert torch.equal(t[:n].argmax(1), gold[g.name]) and torch.equal(t[:n].sum(1), torch.ones(n))
+        if g.name not in DISTILLED_GROUPS:
+            assert torch.isnan(t[n:]).all()  # no target: the rating loss sees gold sentences only
+            continue
+        assert ((t >= 0) & (t <= 1)).all()
+        assert ((t[n:] > 0) & (t[n:] < 1)).any()  # soft, not one-hot
+        if not g.multi_label:
             assert torch.allclose(t[n:].sum(1), torch.ones(len(records) - n), atol=1e-5)
-            assert ((t[n:] > 0) & (t[n:] < 1)).any()  # soft, not one-hot
     # The soft rows train through the ordinary loss.
     ds = SentenceDataset(records, _tokenizer_for(records), 64, targets=targets)
     batch = Collator(0)([ds[i] for i in range(n, n + 8)])
@@ -259,3 +265,43 @@ def test_train_with_distillation_runs_more_steps_per_epoch(tmp_path, mini_datase
     path = train(cfg)
     summary = json.loads((path / "training_summary.json").read_text())
     assert summary["global_step"] == 12  # 96 gold + 96 recombined sentences / 16 per batch
+
+
+def test_sharpen_keeps_the_teachers_choice_and_makes_it_more_confident():
+    from fintag.train.augment import sharpen
+
+    p = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    s = sharpen(p, multi_label=False, temperature=0.5)
+    assert torch.allclose(s.sum(1), torch.ones(2))
+    assert torch.equal(s.argmax(1), p.argmax(1))
+    assert (s.max(1).values > p.max(1).values).all()
+    assert torch.allclose(s[0], torch.tensor([0.36, 0.09, 0.01]) / 0.46)
+    m = sharpen(torch.tensor([[0.5, 0.8, 0.1]]), multi_label=True, temperature=0.5)
+    assert m[0, 0] == pytest.approx(0.5) and m[0, 1] > 0.8 and m[0, 2] < 0.1
+    assert torch.equal(sharpen(p, multi_label=False, temperature=1.0), p)
+
+
+def test_loss_leaves_out_rows_without_a_target():
+    import torch.nn.functional as F
+    from fintag.model.labels import LABEL_SPACE
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, LABEL_SPACE.size)
+    targets = {
+        g.name: torch.rand(4, len(g.labels))
+        if g.multi_label
+        else torch.softmax(torch.randn(4, len(g.labels)), dim=1)
+        for g in LABEL_SPACE.groups
+    }
+    holed = {k: v.clone() for k, v in targets.items()}
+    holed["rating"][2:] = float("nan")
+    want = torch.zeros(())
+    for g, s in zip(LABEL_SPACE.groups, LABEL_SPACE.slices().values(), strict=True):
+        rows = slice(0, 2) if g.name == "rating" else slice(None)
+        loss = F.binary_cross_entropy_with_logits if g.multi_label else F.cross_entropy
+        want = want + loss(logits[rows, s], targets[g.name][rows])
+    got = LABEL_SPACE.loss(logits, holed)
+    assert got == pytest.approx(want.item(), rel=1e-6)
+    assert got != pytest.approx(LABEL_SPACE.loss(logits, targets).item(), rel=1e-3)
+    holed["rating"][:] = float("nan")  # no rating target at all: the group adds nothing
+    assert torch.isfinite(LABEL_SPACE.loss(logits, holed))

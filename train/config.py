@@ -21,7 +21,9 @@ class TrainConfig:
     output_dir: str = field(
         default="artifacts/run", metadata={"help": "run folder: model/, state/, metrics.jsonl"}
     )
-    epochs: int = field(default=60, metadata={"help": "maximum fine-tuning epochs"})
+    epochs: int = field(
+        default=15, metadata={"help": "maximum fine-tuning epochs (each includes the distillation sentences)"}
+    )
     max_steps: int = field(
         default=-1, metadata={"help": "stop after this many optimiser steps (-1: no limit)"}
     )
@@ -65,11 +67,15 @@ class TrainConfig:
         },
     )
     distill_augment: int = field(
-        default=0,
+        default=5,
         metadata={
             "help": "knowledge distillation: recombined-clause sentences per training sentence, labelled by "
             "the TF-IDF baseline as teacher (0: off)"
         },
+    )
+    distill_temperature: float = field(
+        default=0.5,
+        metadata={"help": "temperature applied to the teacher's probabilities (< 1 sharpens them)"},
     )
     save_every_steps: int = field(default=200, metadata={"help": "resume checkpoint every N optimiser steps"})
     resume: bool = field(
@@ -85,6 +91,8 @@ class TrainConfig:
             raise ValueError(
                 f"--mixed_precision must be no, bf16, fp16 or auto, not {self.mixed_precision!r}"
             )
+        if self.distill_temperature <= 0:
+            raise ValueError("--distill_temperature must be positive")
         if self.distill_augment < 0:
             raise ValueError("--distill_augment must be 0 (off) or a positive number of sentences")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:

@@ -222,7 +222,9 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.distill_augment:
         from fintag.train.augment import distillation_set
 
-        records, soft = distillation_set(train_records, cfg.distill_augment, cfg.seed)
+        records, soft = distillation_set(
+            train_records, cfg.distill_augment, cfg.seed, cfg.distill_temperature
+        )
         train_ds = SentenceDataset(records, tokenizer, cfg.max_length, targets=soft)
     else:
         train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
