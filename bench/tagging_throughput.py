@@ -4,6 +4,8 @@ Same model object, same sentences (the seed reports' sentences, repeated), same 
 run. The baseline is `pipeline("text-classification", top_k=None, function_to_apply="none")`, which
 returns every label's logit, at batch size 1 and 32; its logits are decoded with the project's label
 space and compared with ours (agreement = sentences whose sentiment, rating and theme set all match).
+Our path also runs with int8 dynamic quantisation (`Tagger.load(..., quantize=True)`, `--quantize`);
+its agreement is with our fp32 path. The goal column reads "fp32/int8".
 Models have random weights: speed does not depend on them.
 
     python bench/tagging_throughput.py                              # small and base, 2,400 sentences
@@ -33,6 +35,7 @@ from fintag.serve.tagger import Tagger
 logger = logging.getLogger("fintag.bench")
 
 GOALS = {"pipeline bs1": 3.0, "pipeline bs32": 1.25}
+INT8 = "ours int8 (--quantize)"
 
 
 @dataclass
@@ -115,7 +118,12 @@ def bench_preset(preset: str, texts: list[str], tokenizer: Any, folder: Path, cf
 
     # Paths are timed in turns, `--repeats` rounds, keeping each one's best time: on a shared machine
     # the best of a few runs is the least disturbed one.
-    runs: dict[str, Callable[[], Any]] = {"ours (Tagger.tag)": lambda: tagger.tag(texts)}
+    int8 = Tagger.load(folder / preset, batch_size=cfg.batch_size, max_length=cfg.max_length, quantize=True)
+    int8.tag(warm)
+    runs: dict[str, Callable[[], Any]] = {
+        "ours (Tagger.tag)": lambda: tagger.tag(texts),
+        INT8: lambda: int8.tag(texts),
+    }
     for bs in (int(b) for b in cfg.pipeline_batch_sizes.split(",")):
         runs[f"pipeline bs{bs}"] = lambda bs=bs: pipe(texts, batch_size=bs, **tok_kwargs)
     best: dict[str, float] = {}
@@ -128,24 +136,31 @@ def bench_preset(preset: str, texts: list[str], tokenizer: Any, folder: Path, cf
     ours = outputs.pop("ours (Tagger.tag)")
     rows = [{"preset": preset, "path": name, "sentences": len(texts), "seconds": best[name]} for name in runs]
     for row in rows[1:]:
+        if row["path"] == INT8:  # agreement of the int8 model with the fp32 one
+            row["agreement"] = agreement(ours, outputs[INT8])
+            continue
         theirs = pipeline_predictions(outputs[row["path"]], tagger.model.config, tagger.thresholds)
         row["agreement"] = agreement(ours, theirs)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    cols = f"{'preset':<7} {'path':<20} {'sentences':>9} {'sent/s':>9} {'ours/this':>9}"
-    head = f"{cols} {'goal':>9} {'agree%':>7}"
+    """One row per path; `ours/this` and `int8/this` are our fp32 and int8 throughput over the row's."""
+    cols = f"{'preset':<7} {'path':<20} {'sentences':>9} {'sent/s':>9} {'ours/this':>9} {'int8/this':>9}"
+    head = f"{cols} {'goal':>11} {'agree%':>7}"
     lines = [head, "-" * len(head)]
-    ours = {r["preset"]: r["sentences"] / r["seconds"] for r in rows if r["path"].startswith("ours")}
+    rate = {(r["preset"], r["path"]): r["sentences"] / r["seconds"] for r in rows}
     for r in rows:
-        rate = r["sentences"] / r["seconds"]
-        ratio = ours[r["preset"]] / rate
+        this = rate[(r["preset"], r["path"])]
+        ratio = rate[(r["preset"], "ours (Tagger.tag)")] / this
+        int8_ratio = rate[(r["preset"], INT8)] / this
         goal = GOALS.get(r["path"])
-        goal_txt = "" if goal is None else (f">={goal:g}" + (" ok" if ratio >= goal else " NO"))
+        goal_txt = "" if goal is None else (f">={goal:g} " + ("ok" if ratio >= goal else "NO"))
+        if goal is not None:
+            goal_txt += "/" + ("ok" if int8_ratio >= goal else "NO")
         agree = f"{r['agreement']:.1f}" if "agreement" in r else ""
-        cols = f"{r['preset']:<7} {r['path']:<20} {r['sentences']:>9} {rate:>9.1f} {ratio:>8.2f}x"
-        lines.append(f"{cols} {goal_txt:>9} {agree:>7}")
+        cols = f"{r['preset']:<7} {r['path']:<20} {r['sentences']:>9} {this:>9.1f}"
+        lines.append(f"{cols} {ratio:>8.2f}x {int8_ratio:>8.2f}x {goal_txt:>11} {agree:>7}")
     return "\n".join(lines)
 
 

@@ -230,6 +230,7 @@ class ServerState:
                 str(s.model),
                 allow_pickle=s.allow_pickle,
                 num_threads=s.num_threads,
+                quantize=s.quantize,
                 max_tokens=s.model_pass_tokens,
             )
         except (CheckpointError, OSError, ValueError) as exc:

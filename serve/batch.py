@@ -70,6 +70,9 @@ class TagConfig:
         metadata={"help": "torch CPU threads per process (0: the machine's cores shared among processes)"},
     )
     allow_pickle: bool = field(default=False, metadata={"help": "allow pickled (.bin) weights you trust"})
+    quantize: bool = field(
+        default=False, metadata={"help": "int8 dynamic quantisation on CPU: faster, near-identical labels"}
+    )
     reports_per_chunk: int = field(
         default=32, metadata={"help": "reports tagged per batched pass and written per durable chunk"}
     )
@@ -350,6 +353,7 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
     tagger = Tagger.load(
         cfg.model, allow_pickle=cfg.allow_pickle, device=device,
         num_threads=_threads(cfg, state.num_processes), batch_size=cfg.batch_size, max_length=cfg.max_length,
+        quantize=cfg.quantize,
     )  # fmt: skip
     done = prepare_resume(cfg, fmt, state, keys) if cfg.resume else {}
     sink = open_sink(cfg, fmt, state)
@@ -382,6 +386,7 @@ def _add_inputs(parser: Any) -> None:
 def tag_main(argv: list[str]) -> int:
     """`fintag tag`: exit 0 when anything was tagged, 1 on a model or output error, 2 when nothing was."""
     from fintag.model.checkpoint import CheckpointError
+    from fintag.model.quantize import QuantizeError
 
     try:
         cfg, extra = _parse((TagConfig,), argv, _add_inputs)
@@ -393,7 +398,7 @@ def tag_main(argv: list[str]) -> int:
     except BatchError as exc:
         logger.error("%s", exc)
         return EXIT_NOTHING_TAGGED
-    except (CheckpointError, OutputError) as exc:
+    except (CheckpointError, QuantizeError, OutputError) as exc:
         logger.error("%s", exc)
         return EXIT_ERROR
     except BrokenPipeError:

@@ -130,3 +130,30 @@ def test_fine_tuning_start_from_a_local_bert_folder(tmp_path, tiny_tokenizer):
 def test_tokenizer_keeps_cjk_characters_as_single_tokens(tiny_tokenizer):
     tokens = tiny_tokenizer.tokenize("国产算力GPU出货")
     assert tokens[:4] == ["国", "产", "算", "力"]
+
+
+def test_int8_quantisation_keeps_labels_and_replaces_linear_layers(tiny_checkpoint_dir, tagger, sentences):
+    from fintag.model.quantize import QuantizeError, quantize_int8
+    from fintag.serve.tagger import Tagger
+
+    quantized = Tagger.load(tiny_checkpoint_dir, quantize=True)
+    float_linears = [m for m in quantized.model.modules() if type(m) is torch.nn.Linear]
+    assert not float_linears  # every linear layer is an int8 one now
+    texts = sentences[:200]
+    want, got = tagger.tag(texts), quantized.tag(texts)
+    same = [
+        (a["sentiment"]["label"], a["rating"]["label"], a["themes"]["labels"])
+        == (b["sentiment"]["label"], b["rating"]["label"], b["themes"]["labels"])
+        for a, b in zip(want, got, strict=True)
+    ]
+    assert sum(same) / len(same) >= 0.9
+    worst = max(
+        abs(a[g.name]["scores"][k] - b[g.name]["scores"][k])
+        for a, b in zip(want, got, strict=True)
+        for g in TAXONOMY
+        for k in g.labels
+    )
+    assert 0 < worst < 0.05  # changed (really quantised), but only a little
+    model = load_tagger(tiny_checkpoint_dir).model.to("meta")
+    with pytest.raises(QuantizeError, match="CPU only"):
+        quantize_int8(model)

@@ -154,7 +154,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, mini_dataset
 
     ref_losses, got_losses = epoch_losses("ref"), epoch_losses("killed")
     assert len(got_losses) == len(ref_losses) == 3
-    assert got_losses == pytest.approx(ref_losses, rel=0.02)
+    # Epoch 2 was interrupted: the resumed process's mean covers only the batches it ran, so it is not
+    # comparable. Epochs 1 and 3 ran whole in both runs (same batches, same token masks).
+    assert [got_losses[0], got_losses[2]] == pytest.approx([ref_losses[0], ref_losses[2]], rel=0.01)
     a = load_file(tmp_path / "ref" / "model" / "model.safetensors")
     b = load_file(tmp_path / "killed" / "model" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -305,3 +307,17 @@ def test_loss_leaves_out_rows_without_a_target():
     assert got != pytest.approx(LABEL_SPACE.loss(logits, targets).item(), rel=1e-3)
     holed["rating"][:] = float("nan")  # no rating target at all: the group adds nothing
     assert torch.isfinite(LABEL_SPACE.loss(logits, holed))
+
+
+def test_token_masks_depend_on_seed_epoch_and_sentence_not_on_batch_history():
+    items = [{"input_ids": list(range(1, 41)), "index": i} for i in range(6)]
+    collate = Collator(0, mask_token_id=99, mask_prob=0.3, seed=5)
+    together = collate(items)["input_ids"]
+    collate(items)  # more batches before: a shared generator would now give other masks
+    alone = collate([items[4]])["input_ids"][0]
+    assert torch.equal(together[4], alone)
+    masked = together == 99
+    assert 0.15 < masked.float().mean() < 0.45 and not torch.equal(masked[0], masked[1])
+    assert not masked[:, 0].any() and not masked[:, -1].any()  # never [CLS] or the closing [SEP]
+    collate.set_epoch(1)
+    assert not torch.equal(collate([items[4]])["input_ids"][0], alone)

@@ -80,7 +80,10 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 class Collator:
     """Pads a batch to its longest row. With `mask_prob > 0` (training only) each ordinary token is
     replaced by [MASK] with that probability: an augmentation that stops a small model from memorising
-    one cue per sentence."""
+    one cue per sentence.
+
+    The masks of a sentence depend only on (seed, epoch, its index), not on how many batches came before:
+    a run resumed mid-epoch masks exactly as an unbroken one (call `set_epoch` with the sampler's)."""
 
     def __init__(
         self, pad_token_id: int, mask_token_id: int | None = None, mask_prob: float = 0.0, seed: int = 0
@@ -88,7 +91,15 @@ class Collator:
         self.pad = pad_token_id
         self.mask_id = mask_token_id
         self.mask_prob = mask_prob if mask_token_id is not None else 0.0
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _uniform(self, index: int, width: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + index)
+        return torch.rand(width, generator=g)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         width = max(len(it["input_ids"]) for it in items)
@@ -103,7 +114,8 @@ class Collator:
             inner = mask.clone()
             inner[:, 0] = 0
             inner[torch.arange(len(items)), mask.sum(1) - 1] = 0
-            hit = (torch.rand(ids.shape, generator=self.generator) < self.mask_prob) & inner.bool()
+            uniform = torch.stack([self._uniform(int(it["index"]), width) for it in items])
+            hit = (uniform < self.mask_prob) & inner.bool()
             ids = ids.masked_fill(hit, self.mask_id)
         batch: dict[str, Any] = {
             "input_ids": ids,

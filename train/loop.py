@@ -270,6 +270,7 @@ def train(cfg: TrainConfig) -> Path:
     while not state.finished and state.epoch < cfg.epochs:
         epoch = state.epoch
         sampler.set_epoch(epoch)
+        train_collate.set_epoch(epoch)
         model.train()
         loader = train_dl
         if state.step_in_epoch:
