@@ -2,8 +2,9 @@
 
 `recombine_clauses` joins the head of one training sentence to the tail of another at clause punctuation
 (，；： and their ASCII forms), or drops one clause of a sentence. The TF-IDF baseline (the teacher)
-labels them with probabilities, and the student learns those soft targets next to the gold labels: it
-sees many more variations of the same cues than the 2,500 hand-labelled sentences hold.
+labels them with probabilities (sentiment and themes; the rating is learned from gold sentences only),
+and the student learns those soft targets next to the gold labels: it sees many more variations of the
+same cues than the 2,500 hand-labelled sentences hold. What each choice scored: `docs/model.md`.
 """
 
 from __future__ import annotations
