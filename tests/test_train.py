@@ -228,25 +228,28 @@ def test_distillation_set_keeps_gold_rows_and_adds_teacher_probabilities(mini_da
     from fintag.train.augment import DISTILLED_GROUPS, distillation_set
 
     train_records = load_split(mini_dataset, "train")
-    records, targets = distillation_set(train_records, per_sentence=2, seed=0)
+    assert DISTILLED_GROUPS == tuple(g.name for g in LABEL_SPACE.groups)  # the default: every group
     n = len(train_records)
-    assert records[:n] == train_records and len(records) > n
-    assert set(DISTILLED_GROUPS) == {"sentiment", "themes"}
     gold = LABEL_SPACE.encode(train_records)
-    for g in LABEL_SPACE.groups:
-        t = targets[g.name]
-        assert t.shape == (len(records), len(g.labels))
-        if g.multi_label:
-            assert torch.equal(t[:n], gold[g.name])
-        else:
-            assert torch.equal(t[:n].argmax(1), gold[g.name]) and torch.equal(t[:n].sum(1), torch.ones(n))
-        if g.name not in DISTILLED_GROUPS:
-            assert torch.isnan(t[n:]).all()  # no target: the rating loss sees gold sentences only
-            continue
-        assert ((t >= 0) & (t <= 1)).all()
-        assert ((t[n:] > 0) & (t[n:] < 1)).any()  # soft, not one-hot
-        if not g.multi_label:
-            assert torch.allclose(t[n:].sum(1), torch.ones(len(records) - n), atol=1e-5)
+    for groups in (DISTILLED_GROUPS, ("sentiment", "themes")):
+        records, targets = distillation_set(train_records, per_sentence=2, seed=0, groups=groups)
+        assert records[:n] == train_records and len(records) > n
+        for g in LABEL_SPACE.groups:
+            t = targets[g.name]
+            assert t.shape == (len(records), len(g.labels))
+            if g.multi_label:
+                assert torch.equal(t[:n], gold[g.name])
+            else:
+                assert torch.equal(t[:n].argmax(1), gold[g.name])
+                assert torch.equal(t[:n].sum(1), torch.ones(n))
+            if g.name not in groups:
+                assert torch.isnan(t[n:]).all()  # no target: this group's loss sees gold sentences only
+                continue
+            assert ((t >= 0) & (t <= 1)).all()
+            assert ((t[n:] > 0) & (t[n:] < 1)).any()  # soft, not one-hot
+            if not g.multi_label:
+                assert torch.allclose(t[n:].sum(1), torch.ones(len(records) - n), atol=1e-5)
+    assert torch.isnan(targets["rating"][n:]).all() and not torch.isnan(targets["sentiment"]).any()
     # The soft rows train through the ordinary loss.
     ds = SentenceDataset(records, _tokenizer_for(records), 64, targets=targets)
     batch = Collator(0)([ds[i] for i in range(n, n + 8)])
@@ -321,3 +324,39 @@ def test_token_masks_depend_on_seed_epoch_and_sentence_not_on_batch_history():
     assert not masked[:, 0].any() and not masked[:, -1].any()  # never [CLS] or the closing [SEP]
     collate.set_epoch(1)
     assert not torch.equal(collate([items[4]])["input_ids"][0], alone)
+
+
+def test_distill_groups_flag_is_parsed_and_checked(capsys):
+    from fintag.serve.cli import _parse
+    from fintag.train.config import TrainConfig
+
+    assert TrainConfig().distill_group_names == ("sentiment", "themes", "rating")
+    (cfg,) = _parse((TrainConfig,), ["--distill_groups", "sentiment, themes"])
+    assert cfg.distill_group_names == ("sentiment", "themes")
+    for bad in ("sentiment,price", ","):
+        with pytest.raises(ValueError, match="comma-separated subset of sentiment,themes,rating"):
+            TrainConfig(distill_groups=bad)
+
+
+def test_train_cli_refuses_a_bad_setting_with_usage_not_a_traceback(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fintag.serve.cli",
+            "train",
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--distill_groups",
+            "rating,price",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "--distill_groups takes a comma-separated subset" in proc.stderr and "usage:" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fintag.data.taxonomy import TAXONOMY
+
+GROUP_NAMES = tuple(g.name for g in TAXONOMY)
+
 
 @dataclass
 class TrainConfig:
@@ -77,6 +81,13 @@ class TrainConfig:
         default=0.5,
         metadata={"help": "temperature applied to the teacher's probabilities (< 1 sharpens them)"},
     )
+    distill_groups: str = field(
+        default=",".join(GROUP_NAMES),
+        metadata={
+            "help": "comma-separated label groups the teacher labels on the recombined sentences; the other "
+            "groups learn from the gold sentences only"
+        },
+    )
     save_every_steps: int = field(default=200, metadata={"help": "resume checkpoint every N optimiser steps"})
     resume: bool = field(
         default=False, metadata={"help": "continue the run in --output_dir from its last checkpoint"}
@@ -95,5 +106,15 @@ class TrainConfig:
             raise ValueError("--distill_temperature must be positive")
         if self.distill_augment < 0:
             raise ValueError("--distill_augment must be 0 (off) or a positive number of sentences")
+        unknown = set(self.distill_group_names) - set(GROUP_NAMES)
+        if unknown or not self.distill_group_names:
+            raise ValueError(
+                f"--distill_groups takes a comma-separated subset of {','.join(GROUP_NAMES)}, "
+                f"not {self.distill_groups!r}"
+            )
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("--batch_size and --gradient_accumulation_steps must be at least 1")
+
+    @property
+    def distill_group_names(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.distill_groups.split(",") if name.strip())

@@ -223,7 +223,11 @@ def train(cfg: TrainConfig) -> Path:
         from fintag.train.augment import distillation_set
 
         records, soft = distillation_set(
-            train_records, cfg.distill_augment, cfg.seed, cfg.distill_temperature
+            train_records,
+            cfg.distill_augment,
+            cfg.seed,
+            cfg.distill_temperature,
+            groups=cfg.distill_group_names,
         )
         train_ds = SentenceDataset(records, tokenizer, cfg.max_length, targets=soft)
     else:
