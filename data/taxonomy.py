@@ -17,6 +17,9 @@ class LabelGroup:
     multi_label: bool
     description: str
     default: str | None = None  # the label given when nothing else applies (single-choice groups)
+    # Single-choice groups only: a label other than `default` is given only when its probability reaches
+    # a threshold tuned on validation (stored with the checkpoint); below it the sentence gets `default`.
+    abstains: bool = False
 
     def index(self, label: str) -> int:
         try:
@@ -46,6 +49,7 @@ RATING = LabelGroup(
     multi_label=False,
     description="formal investment rating stated by the sentence",
     default="none",
+    abstains=True,
 )
 
 TAXONOMY: tuple[LabelGroup, ...] = (SENTIMENT, THEMES, RATING)

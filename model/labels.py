@@ -2,7 +2,9 @@
 
 Logit layout (derived from `fintag.data.taxonomy.TAXONOMY`): the labels of each group, in taxonomy
 order, concatenated. Single-choice groups are decoded with a softmax inside the group, the multi-label
-group (themes) with a sigmoid per label and a tuned threshold.
+group (themes) with a sigmoid per label and a tuned threshold. A single-choice group that abstains
+(rating) gives its top label only when that label's probability reaches its tuned threshold, else its
+default label (none).
 """
 
 from __future__ import annotations
@@ -54,6 +56,16 @@ class LabelSpace:
         }
         multi = [g for g in self.groups if g.multi_label]
         th = {f"{g.name}:{label}": DEFAULT_THRESHOLD for g in multi for label in g.labels}
+        # Abstaining groups: 0.0 (never abstain) until training tunes them.
+        th.update(
+            {
+                f"{g.name}:{label}": 0.0
+                for g in self.groups
+                if g.abstains
+                for label in g.labels
+                if label != g.default
+            }
+        )
         th.update(thresholds or {})
         return {
             "id2label": id2label,
@@ -152,6 +164,9 @@ class LabelSpace:
                     row[g.name] = {"labels": labels, "scores": scores}
                 else:
                     k = max(range(len(p)), key=p.__getitem__)
+                    label = g.labels[k]
+                    if g.abstains and label != g.default and p[k] < thresholds.get(f"{g.name}:{label}", 0.0):
+                        k = g.index(g.default)  # not confident enough to state it: the group's default
                     row[g.name] = {"label": g.labels[k], "score": round(float(p[k]), 6), "scores": scores}
             rows.append(row)
         return rows

@@ -31,10 +31,7 @@ def _parse(
     parser = HfArgumentParser(dataclass_types)
     if positional is not None:
         positional(parser)
-    try:
-        return parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as exc:  # a settings class refused a value: usage and the message, no traceback
-        parser.error(str(exc))
+    return parser.parse_args_into_dataclasses(args=argv)
 
 
 def _data_build(argv: list[str]) -> int:

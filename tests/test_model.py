@@ -127,6 +127,25 @@ def test_fine_tuning_start_from_a_local_bert_folder(tmp_path, tiny_tokenizer):
     assert model.config.num_labels == LABEL_SPACE.size and len(tok) == len(tiny_tokenizer)
 
 
+def test_rating_below_its_threshold_decodes_as_none_with_the_probability_of_none():
+    from fintag.model.labels import LABEL_SPACE
+
+    logits = torch.zeros(2, LABEL_SPACE.size)
+    rating = LABEL_SPACE.slices()["rating"]
+    logits[0, rating.start] = 3.0  # buy, p ≈ 0.8
+    logits[1, rating.start] = 6.0  # buy, p ≈ 0.99
+    th = {f"rating:{label}": 0.9 for label in ("buy", "outperform", "neutral", "underperform", "sell")}
+    unsure, sure = LABEL_SPACE.decode(logits, th)
+    assert unsure["rating"]["label"] == "none" and sure["rating"]["label"] == "buy"
+    assert unsure["rating"]["score"] == unsure["rating"]["scores"]["none"] < 0.1
+    assert unsure["rating"]["scores"]["buy"] > 0.7  # the probabilities themselves are kept
+    # Without thresholds (older checkpoints) the top label is given.
+    assert [r["rating"]["label"] for r in LABEL_SPACE.decode(logits)] == ["buy", "buy"]
+    # Sentiment does not abstain, whatever the thresholds say.
+    logits[0, LABEL_SPACE.slices()["sentiment"].start] = 0.5
+    assert LABEL_SPACE.decode(logits, {"sentiment:positive": 0.99})[0]["sentiment"]["label"] == "positive"
+
+
 def test_tokenizer_keeps_cjk_characters_as_single_tokens(tiny_tokenizer):
     tokens = tiny_tokenizer.tokenize("国产算力GPU出货")
     assert tokens[:4] == ["国", "产", "算", "力"]

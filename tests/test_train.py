@@ -86,13 +86,41 @@ def test_metrics_and_calibration():
     assert expected_calibration_error(np.array([0.9, 0.9]), np.array([1.0, 1.0])) == pytest.approx(0.1)
 
 
+def test_rating_threshold_is_tuned_to_drop_unsure_ratings_only_when_that_helps():
+    from fintag.data.taxonomy import RATING
+    from fintag.train.metrics import tune_min_score
+
+    def probs(top: str, p: float) -> list[float]:
+        row = [(1 - p) / (len(RATING.labels) - 1)] * len(RATING.labels)
+        row[RATING.index(top)] = p
+        return row
+
+    # Sure ratings are right; the unsure ones (0.6) are false: the tuned threshold sits above 0.6.
+    gold = ["buy", "sell", "outperform", "none", "none", "none"]
+    p = np.array(
+        [probs("buy", 0.97), probs("sell", 0.9), probs("outperform", 0.95)]
+        + [probs("buy", 0.6)] * 2
+        + [probs("none", 0.9)]
+    )
+    th = tune_min_score(RATING, gold, p)
+    assert set(th) == {f"rating:{label}" for label in RATING.labels if label != "none"}
+    assert 0.6 < th["rating:buy"] <= 0.9 and len(set(th.values())) == 1
+    # When the unsure ratings are right, abstaining would only lose them: no threshold.
+    assert set(tune_min_score(RATING, ["buy", "sell", "outperform", "buy", "buy", "none"], p).values()) == {
+        0.0
+    }
+
+
 def test_train_exports_a_loadable_tagger_and_refuses_to_overwrite(tmp_path, mini_dataset):
     from fintag.serve.tagger import Tagger
 
     cfg = tiny_train_config(mini_dataset, tmp_path / "run")
     path = train(cfg)
     tagger = Tagger.load(path)
-    assert set(tagger.thresholds) == {"themes:compute", "themes:domestic_substitution", "themes:robotaxi"}
+    ratings = {f"rating:{label}" for label in ("buy", "outperform", "neutral", "underperform", "sell")}
+    themes = {"themes:compute", "themes:domestic_substitution", "themes:robotaxi"}
+    assert set(tagger.thresholds) == themes | ratings
+    assert len({tagger.thresholds[k] for k in ratings}) == 1  # one tuned threshold for every rating
     summary = json.loads((path / "training_summary.json").read_text())
     assert summary["global_step"] == 2 * 6  # 96 sentences / 16 per batch, 2 epochs
     card = (path / "README.md").read_text()
@@ -338,7 +366,7 @@ def test_distill_groups_flag_is_parsed_and_checked(capsys):
             TrainConfig(distill_groups=bad)
 
 
-def test_train_cli_refuses_a_bad_setting_with_usage_not_a_traceback(tmp_path):
+def test_train_cli_refuses_a_bad_setting_with_a_message_not_a_traceback(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [
@@ -358,5 +386,5 @@ def test_train_cli_refuses_a_bad_setting_with_usage_not_a_traceback(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert "--distill_groups takes a comma-separated subset" in proc.stderr and "usage:" in proc.stderr
+    assert "--distill_groups takes a comma-separated subset" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()

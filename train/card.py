@@ -28,13 +28,19 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any]) -> str:
         "Tags a sentence of a Chinese broker research report with sentiment, themes and investment rating.",
         "One classification head over the grouped label space; `config.json` explains it:",
         "`id2label` names each logit `group:label`, `fintag_label_groups` gives each group's labels,",
-        "offset and kind, `fintag_thresholds` the tuned sigmoid threshold of each theme.",
+        "offset and kind, `fintag_thresholds` the tuned sigmoid threshold of each theme and, for the rating,",
+        "the probability a rating needs to be stated (below it the sentence gets `none`).",
         "",
         "| group | decoding | labels |",
         "| --- | --- | --- |",
     ]
     for g in TAXONOMY:
-        dec = "sigmoid per label, threshold per label" if g.multi_label else "softmax within the group"
+        if g.multi_label:
+            dec = "sigmoid per label, threshold per label"
+        elif g.abstains:
+            dec = f"softmax within the group; {g.default} unless the top label reaches its threshold"
+        else:
+            dec = "softmax within the group"
         lines.append(f"| {g.name} | {dec} | {', '.join(g.labels)} |")
     lines += [
         "",

@@ -15,7 +15,11 @@ def train_main(argv: list[str]) -> int:
     from fintag.train.config import TrainConfig
     from fintag.train.loop import RunError, train
 
-    (cfg,) = _parse((TrainConfig,), argv)
+    try:
+        (cfg,) = _parse((TrainConfig,), argv)
+    except ValueError as exc:  # a setting was refused: the message names it and the fix
+        logger.error("%s", exc)
+        return 2
     try:
         path = train(cfg)
     except (RunError, CheckpointError, FileNotFoundError) as exc:

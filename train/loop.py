@@ -29,7 +29,7 @@ from fintag.model.checkpoint import build_from_pretrained, build_from_scratch, s
 from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY
 from fintag.train.config import TrainConfig
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
-from fintag.train.metrics import all_metrics, tune_thresholds
+from fintag.train.metrics import all_metrics, tune_min_score, tune_thresholds
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -360,7 +360,7 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def export(run: Path, val_records: list[dict[str, Any]], cfg: TrainConfig, state: TrainerState) -> None:
-    """Load the best weights, tune theme thresholds on validation, write the final checkpoint + card."""
+    """Load the best weights, tune theme and rating thresholds on validation, write the checkpoint + card."""
     from fintag.model.checkpoint import load_tagger
     from fintag.model.inference import batched_logits
     from fintag.train.card import model_card
@@ -374,6 +374,8 @@ def export(run: Path, val_records: list[dict[str, Any]], cfg: TrainConfig, state
     for g in LABEL_SPACE.groups:
         if g.multi_label:
             thresholds.update(tune_thresholds(g, [r[g.name] for r in val_records], probs[g.name].numpy()))
+        elif g.abstains:
+            thresholds.update(tune_min_score(g, [r[g.name] for r in val_records], probs[g.name].numpy()))
     setattr(best.model.config, THRESHOLDS_KEY, thresholds)
     preds, probs_np = decode_records(logits.numpy(), thresholds)
     metrics = all_metrics(val_records, preds, probs_np)

@@ -101,3 +101,22 @@ def tune_thresholds(group: LabelGroup, gold: Sequence[list[str]], probs: np.ndar
         best = float(grid[int(np.argmax(scores))])
         out[f"{group.name}:{label}"] = best
     return out
+
+
+def tune_min_score(group: LabelGroup, gold: Sequence[str], probs: np.ndarray) -> dict[str, float]:
+    """One threshold for the non-default labels of an abstaining single-choice group (rating): below it
+    the default label is given. The grid value maximising macro-F1 on `gold` (validation); ties go to
+    the lowest, and 0.0 (never abstain) is on the grid."""
+    assert group.abstains and group.default is not None
+    grid = [0.0, *np.round(np.arange(0.5, 0.96, 0.05), 2).tolist()]
+    top = probs.argmax(1)
+    top_p = probs.max(1)
+    default = group.index(group.default)
+    labels = list(range(len(group.labels)))
+    y = np.array([group.index(g) for g in gold])
+    scores = []
+    for t in grid:
+        pred = np.where((top != default) & (top_p < t), default, top)
+        scores.append(f1_score(y, pred, labels=labels, average="macro", zero_division=0))
+    best = float(grid[int(np.argmax(scores))])
+    return {f"{group.name}:{label}": best for label in group.labels if label != group.default}
