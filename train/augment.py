@@ -17,16 +17,11 @@ from typing import Any
 
 import torch
 from fintag.data.normalize import CJK_RE
+from fintag.data.taxonomy import GROUPS
 from fintag.model.labels import LABEL_SPACE
 from fintag.train.baseline import TfidfBaseline
 
 logger = logging.getLogger(__name__)
-
-# The groups the teacher labels by default: all of them. Rating was left out while the training data
-# taught the teacher quotation marks as a rating cue (see docs/model.md, "Quotation marks"); with the
-# quoted-terms sentences in the data, distilling it too lifted validation rating from 0.84-0.87 to
-# 0.92-0.94 with no more false ratings on the seed reports.
-DISTILLED_GROUPS = tuple(g.name for g in LABEL_SPACE.groups)
 
 # Split after a clause mark (kept with its clause); a following space stays with the next clause.
 _CLAUSE_END_RE = re.compile(r"(?<=[,;:，；：])")
@@ -94,11 +89,13 @@ def distillation_set(
     per_sentence: int,
     seed: int,
     temperature: float = 1.0,
-    groups: Sequence[str] = DISTILLED_GROUPS,
+    groups: Sequence[str] = tuple(GROUPS),
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     """Training records followed by recombined sentences, with gold one-hot rows for the first and the
     baseline teacher's probabilities (at `temperature`) for the second, in `groups`; the recombined
-    sentences' rows of the other groups are NaN (no target: left out of that group's loss)."""
+    sentences' rows of the other groups are NaN (no target: left out of that group's loss). Every group
+    by default; leaving the rating out was the default while the teacher read quotation marks as a rating
+    (`docs/model.md`, "Quotation marks")."""
     texts = [r["text"] for r in train_records]
     made = recombine_clauses(texts, per_sentence * len(texts), seed)
     extra = [t for t, _ in made]

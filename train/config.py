@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fintag.data.taxonomy import TAXONOMY
-
-GROUP_NAMES = tuple(g.name for g in TAXONOMY)
+from fintag.data.taxonomy import GROUPS
 
 
 @dataclass
@@ -82,7 +80,7 @@ class TrainConfig:
         metadata={"help": "temperature applied to the teacher's probabilities (< 1 sharpens them)"},
     )
     distill_groups: str = field(
-        default=",".join(GROUP_NAMES),
+        default=",".join(GROUPS),
         metadata={
             "help": "comma-separated label groups the teacher labels on the recombined sentences; the other "
             "groups learn from the gold sentences only"
@@ -106,10 +104,10 @@ class TrainConfig:
             raise ValueError("--distill_temperature must be positive")
         if self.distill_augment < 0:
             raise ValueError("--distill_augment must be 0 (off) or a positive number of sentences")
-        unknown = set(self.distill_group_names) - set(GROUP_NAMES)
+        unknown = set(self.distill_group_names) - set(GROUPS)
         if unknown or not self.distill_group_names:
             raise ValueError(
-                f"--distill_groups takes a comma-separated subset of {','.join(GROUP_NAMES)}, "
+                f"--distill_groups takes a comma-separated subset of {','.join(GROUPS)}, "
                 f"not {self.distill_groups!r}"
             )
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
