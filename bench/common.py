@@ -49,14 +49,15 @@ def free_port(host: str) -> int:
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float, log_path: Path) -> None:
-    """Poll /readyz until 200; exit with the server's log if it dies or takes too long."""
+    """Poll /readyz until 200 and every worker is ready; exit with the server log if it dies or is slow."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(base_url=base, trust_env=False, timeout=5) as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise SystemExit(f"the server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
             try:
-                if http.get("/readyz").status_code == 200:
+                # /readyz speaks for the worker that answers; fintag_model_ready is 1 once every worker is.
+                if http.get("/readyz").status_code == 200 and _all_ready(http):
                     return
             except httpx.TransportError:
                 pass
@@ -64,12 +65,24 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float, log_p
     raise SystemExit(f"the server was not ready within {timeout_s} s:\n{log_path.read_text()[-4000:]}")
 
 
-def model_counters(http: httpx.Client) -> tuple[float, float]:
-    """(model calls, sentences in them) so far, from the server's /metrics."""
+def _all_ready(http: httpx.Client) -> bool:
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "fintag_model_ready":
+                return sample.value == 1
+    return False
+
+
+def model_counters(http: httpx.Client) -> tuple[float, float, float]:
+    """(model calls, sentences in them, seconds spent in them) so far, from the server's /metrics."""
     values = {
         s.name: s.value
         for family in text_string_to_metric_families(http.get("/metrics").text)
         for s in family.samples
-        if s.name.startswith("fintag_model_batch_size_")
+        if s.name.startswith(("fintag_model_batch_size_", "fintag_model_call_duration_seconds_"))
     }
-    return values.get("fintag_model_batch_size_count", 0.0), values.get("fintag_model_batch_size_sum", 0.0)
+    return (
+        values.get("fintag_model_batch_size_count", 0.0),
+        values.get("fintag_model_batch_size_sum", 0.0),
+        values.get("fintag_model_call_duration_seconds_sum", 0.0),
+    )

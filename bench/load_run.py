@@ -295,7 +295,7 @@ def measure(cfg: LoadConfig, model_dir: Path, texts: list[str], folder: Path) ->
             for i in range(4):  # warm-up: the first model calls allocate
                 http.post("/v1/tag", json={"inputs": request_inputs(cfg, texts, -1 - i)})
             results.rss_before_mib = results.rss_peak_mib = rss_mib(proc.pid)
-            calls_before, sentences_before = model_counters(http)
+            calls_before, sentences_before, _ = model_counters(http)
             stop = threading.Event()
             sampler = threading.Thread(
                 target=sample_rss, args=(proc.pid, cfg.rss_every_s, stop, results), daemon=True
@@ -308,7 +308,7 @@ def measure(cfg: LoadConfig, model_dir: Path, texts: list[str], folder: Path) ->
                 sampler.join()
             results.rss_after_mib = rss_mib(proc.pid)
             results.rss_peak_mib = max(results.rss_peak_mib, results.rss_after_mib)
-            calls_after, sentences_after = model_counters(http)
+            calls_after, sentences_after, _ = model_counters(http)
             results.model_calls = calls_after - calls_before
             results.model_sentences = sentences_after - sentences_before
     finally:

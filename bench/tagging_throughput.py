@@ -6,7 +6,9 @@ returns every label's logit, at batch size 1 and 32; its logits are decoded with
 space and compared with ours (agreement = sentences whose sentiment, rating and theme set all match).
 Our path also runs with int8 dynamic quantisation (`Tagger.load(..., quantize=True)`, `--quantize`);
 its agreement is with our fp32 path. The goal column reads "fp32/int8".
-Models have random weights: speed does not depend on them.
+Models have random weights: speed does not depend on them. The GFLOP/s column is the encoder's arithmetic
+(a lower bound, no padding counted) per second; the last lines set the rate the batch-size-1 goal asks
+for against this CPU's fp32 matrix-product peak, measured in the same run.
 
     python bench/tagging_throughput.py                              # small and base, 2,400 sentences
     python bench/tagging_throughput.py --sentences small=600,base=200   # a quick run
@@ -103,6 +105,29 @@ def agreement(ours: list[dict], theirs: list[dict]) -> float:
     return 100.0 * same / len(ours)
 
 
+def encoder_gflop(model: Any, tokenizer: Any, texts: list[str], max_length: int) -> float:
+    """Arithmetic of one pass over `texts` without padding, in GFLOP (a lower bound: the weight matrices of
+    the encoder layers, 2 FLOP per weight per token, and attention's two products; embeddings, pooler and
+    head left out)."""
+    lengths = [len(x) for x in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    dense = sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if p.dim() == 2 and not any(k in name for k in ("embeddings", "pooler", "classifier"))
+    )
+    config = model.config
+    attention = 4 * config.num_hidden_layers * config.hidden_size * sum(n * n for n in lengths)
+    return (2 * dense * sum(lengths) + attention) / 1e9
+
+
+def sgemm_peak(n: int = 2048, rounds: int = 5) -> float:
+    """GFLOP/s of a large fp32 matrix product with torch's current threads: what the CPU can do at best."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(timed(lambda: a @ b)[0] for _ in range(rounds))
+    return 2 * n**3 / best / 1e9
+
+
 def bench_preset(preset: str, texts: list[str], tokenizer: Any, folder: Path, cfg: BenchConfig) -> list[dict]:
     from transformers import pipeline
 
@@ -134,7 +159,11 @@ def bench_preset(preset: str, texts: list[str], tokenizer: Any, folder: Path, cf
             best[name] = min(seconds, best.get(name, seconds))
             logger.info("%s %s: %.1f sentences/s", preset, name, len(texts) / seconds)
     ours = outputs.pop("ours (Tagger.tag)")
-    rows = [{"preset": preset, "path": name, "sentences": len(texts), "seconds": best[name]} for name in runs]
+    gflop = encoder_gflop(tagger.model, tagger.tokenizer, texts, cfg.max_length)
+    rows = [
+        {"preset": preset, "path": name, "sentences": len(texts), "seconds": best[name], "gflop": gflop}
+        for name in runs
+    ]
     for row in rows[1:]:
         if row["path"] == INT8:  # agreement of the int8 model with the fp32 one
             row["agreement"] = agreement(ours, outputs[INT8])
@@ -147,7 +176,7 @@ def bench_preset(preset: str, texts: list[str], tokenizer: Any, folder: Path, cf
 def format_table(rows: list[dict]) -> str:
     """One row per path; `ours/this` and `int8/this` are our fp32 and int8 throughput over the row's."""
     cols = f"{'preset':<7} {'path':<20} {'sentences':>9} {'sent/s':>9} {'ours/this':>9} {'int8/this':>9}"
-    head = f"{cols} {'goal':>11} {'agree%':>7}"
+    head = f"{cols} {'goal':>11} {'agree%':>7} {'GFLOP/s':>8}"
     lines = [head, "-" * len(head)]
     rate = {(r["preset"], r["path"]): r["sentences"] / r["seconds"] for r in rows}
     for r in rows:
@@ -160,7 +189,23 @@ def format_table(rows: list[dict]) -> str:
             goal_txt += "/" + ("ok" if int8_ratio >= goal else "NO")
         agree = f"{r['agreement']:.1f}" if "agreement" in r else ""
         cols = f"{r['preset']:<7} {r['path']:<20} {r['sentences']:>9} {this:>9.1f}"
-        lines.append(f"{cols} {ratio:>8.2f}x {int8_ratio:>8.2f}x {goal_txt:>11} {agree:>7}")
+        flops = r["gflop"] / r["seconds"]
+        lines.append(f"{cols} {ratio:>8.2f}x {int8_ratio:>8.2f}x {goal_txt:>11} {agree:>7} {flops:>8.1f}")
+    return "\n".join(lines)
+
+
+def compute_bound_notes(rows: list[dict], peak: float) -> str:
+    """Per preset: the fp32 arithmetic rate the batch-size-1 goal asks for, against this CPU's sgemm peak."""
+    lines = [f"fp32 matrix-product peak of this CPU with these threads (2048x2048 sgemm): {peak:.1f} GFLOP/s"]
+    for r in rows:
+        goal = GOALS.get(r["path"])
+        if r["path"] != "pipeline bs1" or goal is None:
+            continue
+        need = goal * r["gflop"] / r["seconds"]
+        lines.append(
+            f"{r['preset']}: {goal:g}x the batch-size-1 pipeline needs at least {need:.1f} GFLOP/s of fp32 "
+            f"arithmetic ({need / peak:.2f} of the sgemm peak)"
+        )
     return "\n".join(lines)
 
 
@@ -180,7 +225,11 @@ def main(argv: list[str]) -> int:
             rows += bench_preset(preset, texts, tokenizer, Path(tmp), cfg)
     sys.stdout.write(
         f"torch {torch.__version__}, {threads} thread(s), best of {cfg.repeats} round(s), "
-        f"{len(sentences)} distinct seed sentences\n" + format_table(rows) + "\n"
+        f"{len(sentences)} distinct seed sentences\n"
+        + format_table(rows)
+        + "\n"
+        + compute_bound_notes(rows, sgemm_peak())
+        + "\n"
     )
     return 0
 

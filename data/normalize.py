@@ -202,9 +202,88 @@ def normalize(text: str) -> Normalized:
     return Normalized(text="".join(chars), offsets=tuple(idx), original=text)
 
 
+# The text-only fast path. `normalize` works character by character to keep the offset map; callers that
+# only want the text (the server, `Tagger.tag`) can do the same steps on whole strings, in C, when the
+# text holds only characters for which that gives the same result: no combining marks (per-grapheme and
+# whole-string NFKC then agree), nothing that NFKC turns into a combining mark, a control or format
+# character, a line separator or an unusual space, and no Hangul jamo (which compose with each other).
+# Anything else (and any phrase conversion that changes the length) takes `normalize` itself.
+# `tests/test_normalize.py` checks that both paths agree.
+_FAST_CANDIDATES = (
+    (0x20, 0x7E), (0xA0, 0xFF), (0x2010, 0x205E), (0x2100, 0x22FF), (0x2460, 0x24FF), (0x25A0, 0x25FF),
+    (0x3000, 0x303F), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xFF01, 0xFF5E),
+)  # fmt: skip
+_HANGUL_JAMO = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xD7B0, 0xD7FF))
+
+
+def _plain(ch: str) -> bool:
+    """A character that `_nfkc_and_clean` keeps as it is (or, for " ", turns into a space)."""
+    cat = unicodedata.category(ch)
+    return (
+        unicodedata.combining(ch) == 0
+        and cat[0] != "C"
+        and cat not in ("Zl", "Zp")
+        and (cat != "Zs" or ch == " ")
+        and not any(a <= ord(ch) <= b for a, b in _HANGUL_JAMO)
+    )
+
+
+def _fast_ok(ch: str) -> bool:
+    cat = unicodedata.category(ch)
+    if unicodedata.combining(ch) or cat[0] == "C" or cat in ("Zl", "Zp"):
+        return False
+    return all(_plain(c) for c in unicodedata.normalize("NFKC", ch))
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_re() -> re.Pattern[str]:
+    """A pattern matching texts made only of characters the fast path handles exactly."""
+    ranges: list[list[int]] = []
+    for lo, hi in _FAST_CANDIDATES:
+        for cp in range(lo, hi + 1):
+            if not _fast_ok(chr(cp)):
+                continue
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1][1] = cp
+            else:
+                ranges.append([cp, cp])
+    body = "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
+    )
+    return re.compile(f"[\\t\\n\\r{body}]*")
+
+
+_SPACES_RE = re.compile(" {2,}")
+_CJK_SPACE_RE = re.compile(f"(?<=[{CJK}]) (?=[{CJK}])")
+
+
+def _fast_text(text: str) -> str | None:
+    """``normalize(text).text`` computed on whole strings, or None where that would not be exact."""
+    if _fast_re().fullmatch(text) is None:
+        return None
+    nfkc = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    converted = to_simplified(nfkc)
+    if len(converted) != len(nfkc):
+        return None  # the per-character fallback of `_to_simplified_chars` applies
+    pieces: list[str] = []
+    last = 0
+    for m in CITATION_RE.finditer(converted):  # as `_drop_spans` with repl_newline=True
+        pieces.append(converted[last : m.start()])
+        last = m.end()
+        if _SUMMARY_BREAK_RE.match(converted, last) is not None:
+            pieces.append("\n")
+            last += 1
+    pieces.append(converted[last:])
+    lines = (_SPACES_RE.sub(" ", line).strip(" ") for line in "".join(pieces).split("\n"))
+    return _CJK_SPACE_RE.sub("", "\n".join(line for line in lines if line))  # as `_collapse_whitespace`
+
+
 def normalize_text(text: str) -> str:
-    """Shorthand for ``normalize(text).text``."""
-    return normalize(text).text
+    """``normalize(text).text``, faster: whole-string operations where they give the same text."""
+    if not isinstance(text, str):
+        raise TypeError(f"normalize_text expects str, got {type(text).__name__}")
+    fast = _fast_text(text)
+    return fast if fast is not None else normalize(text).text
 
 
 def detect_lang(original: str) -> str:

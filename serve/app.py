@@ -3,7 +3,8 @@
 Routes: `POST /v1/tag` (one sentence or a list, same shape back), `POST /v1/tag-report` (split, tag and
 summarise a report), `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus), OpenAPI at `/docs`.
 Sentences of all requests go through one micro-batcher (`fintag.serve.batching`); the response models
-are generated from the label taxonomy, so the published schema follows it.
+are generated from the label taxonomy, so the published schema follows it. `fintag serve --workers N`
+runs N such servers on one port (`fintag.serve.workers`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -47,6 +50,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -147,9 +151,15 @@ class TagReportRequest(BaseModel):
 
 
 class Metrics:
-    """Prometheus metrics in a registry of their own, so several apps (tests) never share counters."""
+    """Prometheus metrics in a registry of their own, so several apps (tests) never share counters.
+
+    Under `fintag serve --workers N` (prometheus_client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR is set)
+    every worker writes its values to that folder and `/metrics`, whichever worker answers, sums them:
+    counts and histograms over all workers, the queue depth summed over live workers, and ready = 1 only
+    when every live worker has its model."""
 
     def __init__(self) -> None:
+        self.multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "fintag_http_requests",
@@ -177,13 +187,29 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_depth = Gauge(
-            "fintag_queue_depth", "requests waiting for the model", registry=self.registry
+            "fintag_queue_depth",
+            "requests waiting for the model",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
-        self.ready = Gauge("fintag_model_ready", "1 once the model is loaded", registry=self.registry)
+        self.ready = Gauge(
+            "fintag_model_ready",
+            "1 once the model is loaded",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.model_seconds.observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The text `/metrics` answers: this process's metrics, or every worker's in multiprocess mode."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
 
 
 # --- Application state -----------------------------------------------------------------------------------
@@ -212,11 +238,14 @@ class ServerState:
             return min(len(text) + 2, longest)
 
         batcher: MicroBatcher[dict[str, Any]] = MicroBatcher(
-            tagger.tag_normalized, limits, cost=cost, on_batch=self.metrics.observe_batch
+            tagger.tag_normalized,
+            limits,
+            cost=cost,
+            on_batch=self.metrics.observe_batch,
+            on_depth=self.metrics.queue_depth.set,
         )
         batcher.start()
         self.tagger, self.batcher = tagger, batcher
-        self.metrics.queue_depth.set_function(lambda: batcher.depth)
         self.metrics.ready.set(1)
 
     async def load(self) -> None:
@@ -496,7 +525,7 @@ def _router(settings: ServerSettings) -> APIRouter:
 
     @router.get("/metrics", dependencies=guarded, summary="Prometheus metrics", response_class=Response)
     async def metrics(state: StateDep) -> Response:
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -557,15 +586,27 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def serve_main(argv: list[str]) -> int:
-    """`fintag serve`: run the endpoint with uvicorn until SIGTERM or Ctrl-C, then stop gracefully."""
-    import uvicorn
+    """`fintag serve`: run the endpoint with uvicorn until SIGTERM or Ctrl-C, then stop gracefully.
 
+    With `--workers N` (N > 1) it runs N server processes instead (`fintag.serve.workers`)."""
     try:
         settings = load_settings(argv)
+        if settings.workers > 1:
+            from fintag.serve.workers import run_workers
+
+            return run_workers(settings)
         app = create_app(settings)
     except SettingsError as exc:
         logger.error("%s", exc)
         return 2
+    return run_server(app, settings)
+
+
+def run_server(app: FastAPI, settings: ServerSettings, sockets: list[socket.socket] | None = None) -> int:
+    """Serve `app` with uvicorn on settings.host:port (or on `sockets`) until SIGTERM or Ctrl-C; the exit
+    code: 0 after a graceful stop, 1 when the model failed to load or the server did not start."""
+    import uvicorn
+
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -587,7 +628,7 @@ def serve_main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
     try:
-        server.run()
+        server.run(sockets=sockets)
     except _Stopped as stopped:
         logger.info("stopped by %s after a graceful shutdown", stopped)
     if state.load_error is not None:

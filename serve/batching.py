@@ -81,7 +81,7 @@ class MicroBatcher(Generic[R]):
 
     `predict` takes a list of texts and returns one result per text, in order; it runs in a dedicated
     thread, one call at a time. `cost` estimates a text's tokens. `on_batch(size, seconds)` is called
-    after each model call (for metrics).
+    after each model call and `on_depth(depth)` whenever the number of waiting requests changes (for metrics).
     """
 
     def __init__(
@@ -90,11 +90,13 @@ class MicroBatcher(Generic[R]):
         limits: BatchLimits,
         cost: Callable[[str], int] = len,
         on_batch: Callable[[int, float], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
     ) -> None:
         self._predict = predict
         self.limits = limits
         self._cost = cost
         self._on_batch = on_batch
+        self._on_depth = on_depth
         self._queue: deque[_Request[R]] = deque()
         self._pending_items = 0
         self._pending_cost = 0
@@ -139,6 +141,7 @@ class MicroBatcher(Generic[R]):
         self._queue.append(request)
         self._pending_items += len(texts)
         self._pending_cost += sum(request.costs)
+        self._depth_changed()
         self._arrival.set()
         # If the caller is cancelled (client gone), awaiting cancels the future and the worker skips it.
         return await request.future
@@ -151,6 +154,10 @@ class MicroBatcher(Generic[R]):
             await asyncio.shield(self._task)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+
+    def _depth_changed(self) -> None:
+        if self._on_depth is not None:
+            self._on_depth(len(self._queue))
 
     # The worker.
 
@@ -216,6 +223,7 @@ class MicroBatcher(Generic[R]):
             if request.dispatched < len(request.texts):
                 break  # the batch is full; the rest of this request goes in the next one
             self._queue.popleft()
+        self._depth_changed()
         return batch
 
     async def _call(self, batch: list[_Slice[R]]) -> None:
@@ -273,3 +281,4 @@ class MicroBatcher(Generic[R]):
             request = self._queue.popleft()
             if not request.future.done():
                 request.future.set_exception(BatcherClosedError("the batcher's worker stopped"))
+        self._depth_changed()

@@ -64,7 +64,20 @@ class ServerSettings(BaseSettings):
         default=5.0, ge=0, le=1000, description="longest a sentence waits for others to share its model call"
     )
     max_queue: int = Field(default=256, gt=0, description="most requests waiting for the model; more get 429")
-    num_threads: int | None = Field(default=None, gt=0, description="torch threads (default: torch's choice)")
+    num_threads: int | None = Field(
+        default=None,
+        gt=0,
+        description="torch threads per worker (default: torch's choice with one worker, else the CPUs "
+        "divided among the workers)",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="server processes on the port, each with its own model and micro-batcher: on a CPU "
+        "2 or more give more throughput under many concurrent clients (one model per worker in memory; "
+        "a lone client waits longer, each worker having fewer threads)",
+    )
     allow_pickle: bool = Field(
         default=False, description="allow pickled (.bin) weights: only for trusted files"
     )

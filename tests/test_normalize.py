@@ -1,4 +1,4 @@
-from fintag.data.normalize import detect_lang, normalize
+from fintag.data.normalize import _fast_text, detect_lang, normalize, normalize_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,3 +58,33 @@ def test_lone_surrogates_and_arbitrary_code_points_never_crash(text):
     n = normalize(text + "\ud800" + "\U0001f600" + "\u200f")
     assert "\ud800" not in n.text and "\u200f" not in n.text
     assert "\U0001f600" in n.text
+
+
+# Characters where whole-string and per-character normalisation could part ways: line ends, tabs, unusual
+# spaces, marks that NFKC composes, spacing accents NFKC turns into marks, halfwidth katakana with a voicing
+# mark, Hangul jamo, phrase conversions, citation markers before an English capital, CJK around spaces.
+_TRICKY = list(
+    "\r\n\t  \u3000\xa0\u2003\u00a8\u00b4\u0301\u0308\u200b\u2028\ufeff\uff76\uff9e\u1100\u1161\u11a8"
+    "ＡＢ１２，。（）[]5,-–•The 字節跳動算力產業鏈臺灣後發髮著乾坤℃①≥■é"
+)
+_TEXTS = st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(codec="utf-8"), max_size=120)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_TEXTS)
+def test_normalize_text_fast_path_gives_the_same_text_as_normalize(text):
+    assert normalize_text(text) == normalize(text).text
+
+
+def test_report_text_takes_the_fast_path():
+    raw = [
+        "字節跳動大幅催化算力產業鏈，ＡＩ需求[5][26]持續　驗證。",
+        "power demand [5][26][67] The emergence of Mid-training\r\nis ■ key",
+        "维持“优于大市”评级，预计2026年营收同比增长35.2%（前值：28%）。",
+        "国 产 替 代 and AI  capex ①",
+    ]
+    for text in raw:
+        fast = _fast_text(text)
+        assert fast is not None, text
+        assert fast == normalize(text).text
+    assert _fast_text("e\u0301") is None  # a combining mark: only the per-character path is exact

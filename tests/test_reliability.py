@@ -165,7 +165,9 @@ def test_repeated_sigkill_then_resume_holds_every_sentence_exactly_once(
     out = tmp_path / "killed.jsonl"
 
     done_at_kill = _kill_runs(args, out, readable, kills, rng, seed)
-    assert done_at_kill == sorted(done_at_kill) and done_at_kill[-1] < readable, (done_at_kill, seed)
+    # The first kill lands mid-run (its target leaves 3 reports per kill); a later one may land after the
+    # last report but before the run exits (the 0-15 ms jitter), which --resume must handle too.
+    assert done_at_kill == sorted(done_at_kill) and done_at_kill[0] < readable, (done_at_kill, seed)
 
     assert _tag(*args, "--out", out, "--resume") == 0
     reference = tmp_path / "whole.jsonl"

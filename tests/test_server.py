@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -283,6 +284,8 @@ def test_full_queue_is_429(tagger):
                 break
             await asyncio.sleep(0.01)
         assert batcher.depth == 1
+        metrics = metric_samples((await client.get("/metrics")).text)
+        assert metrics[("fintag_queue_depth", ())] == 1
         third = await client.post("/v1/tag", json={"inputs": "国产替代加速"})
         gated.gate.set()
         return await first, await second, third
@@ -418,42 +421,138 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_real_uvicorn_server_answers_and_stops_on_sigterm(tiny_checkpoint_dir, tagger, tmp_path):
-    port = _free_port()
+def _start_serve(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """`fintag serve ARGS` in a subprocess, its output in a log file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINTAG_")}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    log_path: Path = tmp_path / "server.log"
+    log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fintag.serve.cli", "serve", "--model", str(tiny_checkpoint_dir),
-             "--port", str(port)],
+            [sys.executable, "-m", "fintag.serve.cli", "serve", *args],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
         )  # fmt: skip
+    return proc, log_path
+
+
+def _wait_until_ready(http: httpx.Client, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Until /readyz answers 200 and /metrics says every worker has its model."""
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, "server not ready in 90 s:\n" + log_path.read_text()
         try:
-            base = f"http://127.0.0.1:{port}"
-            with httpx.Client(base_url=base, trust_env=False, timeout=10) as http:
-                deadline = time.monotonic() + 90
-                while True:
-                    assert proc.poll() is None, log_path.read_text()
-                    assert time.monotonic() < deadline, "server not ready in 90 s:\n" + log_path.read_text()
-                    try:
-                        if http.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    time.sleep(0.2)
-                response = http.post("/v1/tag", json={"inputs": ["公司维持买入评级", "算力需求旺盛"]})
-                assert response.status_code == 200
-                for g, w in zip(
-                    response.json(), tagger.tag(["公司维持买入评级", "算力需求旺盛"]), strict=True
-                ):
-                    assert_same_tags(g, w)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0, log_path.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            if (
+                http.get("/readyz").status_code == 200
+                and metric_samples(http.get("/metrics").text)[("fintag_model_ready", ())] == 1
+            ):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_real_uvicorn_server_answers_and_stops_on_sigterm(tiny_checkpoint_dir, tagger, tmp_path):
+    port = _free_port()
+    proc, log_path = _start_serve(["--model", str(tiny_checkpoint_dir), "--port", str(port)], tmp_path)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10) as http:
+            _wait_until_ready(http, proc, log_path)
+            response = http.post("/v1/tag", json={"inputs": ["公司维持买入评级", "算力需求旺盛"]})
+            assert response.status_code == 200
+            for g, w in zip(response.json(), tagger.tag(["公司维持买入评级", "算力需求旺盛"]), strict=True):
+                assert_same_tags(g, w)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log_path.read_text()
+    finally:
+        _stop(proc)
     log_text = log_path.read_text()
     assert "Application shutdown complete" in log_text
     assert "Traceback" not in log_text
+
+
+# --- several workers --------------------------------------------------------------------------------------
+
+
+def test_workers_share_the_port_and_their_metrics_and_stop_on_sigterm(tiny_checkpoint_dir, tagger, tmp_path):
+    import psutil
+
+    port = _free_port()
+    args = ["--model", str(tiny_checkpoint_dir), "--port", str(port), "--workers", "2", "--max_wait_ms", "0"]
+    proc, log_path = _start_serve(args, tmp_path)
+    texts = ["公司维持买入评级", "算力需求旺盛", "国产替代加速推进"]
+    want = tagger.tag(texts)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10) as http:
+            _wait_until_ready(http, proc, log_path)
+            workers = [
+                c
+                for c in psutil.Process(proc.pid).children()
+                if "resource_tracker" not in " ".join(c.cmdline())
+            ]
+            assert len(workers) == 2
+            before = metric_samples(http.get("/metrics").text)
+            # A new connection per request: the kernel spreads connections over the workers' sockets.
+            n = 24
+            for _ in range(n):
+                response = http.post("/v1/tag", json={"inputs": texts}, headers={"Connection": "close"})
+                assert response.status_code == 200, response.text
+                for g, w in zip(response.json(), want, strict=True):
+                    assert_same_tags(g, w)
+            after = metric_samples(http.get("/metrics").text)
+        # /metrics sums every worker's counters: a single worker's view would miss the other's requests.
+        key = ("fintag_http_requests_total", (("route", "/v1/tag"), ("status", "200")))
+        assert after[key] - before.get(key, 0) == n
+        sent = after[("fintag_model_batch_size_sum", ())] - before.get(("fintag_model_batch_size_sum", ()), 0)
+        assert sent == n * len(texts)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()
+        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    finally:
+        _stop(proc)
+    log_text = log_path.read_text()
+    assert log_text.count("Application shutdown complete") == 2
+    assert "all 2 workers stopped" in log_text
+    assert "Traceback" not in log_text
+
+
+def test_workers_stop_with_exit_1_when_the_model_fails_to_load(tiny_checkpoint_dir, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    proc, log_path = _start_serve(
+        ["--model", str(broken), "--port", str(_free_port()), "--workers", "2"], tmp_path
+    )
+    try:
+        assert proc.wait(timeout=90) == 1, log_path.read_text()
+    finally:
+        _stop(proc)
+    log_text = log_path.read_text()
+    assert "the model failed to load" in log_text
+    assert "exited with 1" in log_text
+
+
+def test_workers_refuse_a_port_in_use(tiny_checkpoint_dir, caplog):
+    from fintag.serve.app import serve_main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = serve_main(["--model", str(tiny_checkpoint_dir), "--port", str(port), "--workers", "2"])
+    assert code == 2
+    assert f"127.0.0.1:{port} is already in use" in caplog.text
+
+
+def test_worker_threads_share_out_the_cpus():
+    from fintag.serve.workers import worker_threads
+
+    cpus = len(os.sched_getaffinity(0))
+    assert worker_threads(ServerSettings(workers=2)) == max(1, cpus // 2)
+    assert worker_threads(ServerSettings(workers=2 * cpus + 1)) == 1
+    assert worker_threads(ServerSettings(workers=2, num_threads=3)) == 3
