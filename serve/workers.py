@@ -3,8 +3,8 @@
 Why: on a CPU, one process whose torch threads take every core shares those cores with its own event
 loop, JSON and tokenizer, and between two model calls the cores wait while answers go out and the next
 requests come in. N processes with (CPUs / N) torch threads each overlap one worker's HTTP work with
-another's model call (`docs/benchmarks.md`: 0.55 of offline throughput at 32 clients with one worker,
-0.75 to 0.85 with two, on 2 cores).
+another's model call (`docs/benchmarks.md`, 2 cores, 32 clients: 0.63 to 0.64 of offline throughput
+with one worker, 0.77 to 0.82 with two, in the same runs).
 
 How:
 - Each worker binds its own listening socket to the port with SO_REUSEPORT, so the kernel spreads new
