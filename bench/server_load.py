@@ -171,11 +171,12 @@ def offline_throughput(
 def start_server(
     cfg: BenchConfig, model_dir: Path, port: int, num_threads: int, log_path: Path
 ) -> subprocess.Popen:
+    """`fintag serve` with `num_threads` torch threads per worker."""
     max_in_flight = max(cfg.clients)
     command = [
         sys.executable, "-m", "fintag.serve.cli", "serve",
         "--model", str(model_dir), "--host", cfg.host, "--port", str(port),
-        "--workers", str(cfg.workers), "--num_threads", str(max(1, num_threads // cfg.workers)),
+        "--workers", str(cfg.workers), "--num_threads", str(num_threads),
         "--max_batch_size", str(cfg.max_batch_size),
         "--max_wait_ms", str(cfg.max_wait_ms), "--max_queue", str(4 * max_in_flight),
         "--max_items_per_request", str(max(256, cfg.sentences_per_request)),
@@ -290,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     (cfg,) = _parse((BenchConfig,), list(sys.argv[1:] if argv is None else argv))
     cfg.check()
     num_threads = cfg.num_threads or torch.get_num_threads()
+    per_worker = max(1, num_threads // cfg.workers)  # the server's workers share the offline threads
     sentences = corpus_sentences()
     total = max(cfg.clients) * cfg.requests_per_client * cfg.sentences_per_request
     texts = [sentences[i % len(sentences)] for i in range(total)]
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         port = cfg.port or free_port(cfg.host)
         base = f"http://{cfg.host}:{port}"
         log_path = folder / "server.log"
-        proc = start_server(cfg, model_dir, port, num_threads, log_path)
+        proc = start_server(cfg, model_dir, port, per_worker, log_path)
         levels: list[LevelResult] = []
         try:
             wait_ready(base, proc, cfg.startup_timeout_s, log_path)
@@ -332,7 +334,6 @@ def main(argv: list[str] | None = None) -> int:
             stop_server(proc, log_path)
 
     table = format_table(offline, reference, levels)
-    per_worker = max(1, num_threads // cfg.workers)
     sys.stdout.write(f"\nserver load vs offline Tagger.tag ({num_threads} torch threads offline; server: "
                      f"{cfg.workers} worker(s) x {per_worker} threads; "
                      f"{cfg.sentences_per_request} sentences/request, {cfg.client} client, "

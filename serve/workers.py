@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from multiprocessing.connection import wait
@@ -80,14 +81,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(BACKLOG)
-    sock.set_inheritable(True)
     return sock
 
 
 def _worker_main(settings: ServerSettings, index: int) -> None:
     """One worker process: its own socket on the shared port, its own app and model; exits with the code."""
-    import sys
-
     from fintag.serve.app import create_app, run_server
     from fintag.serve.cli import setup_logging
 
