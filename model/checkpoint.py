@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from fintag.data.fsutil import atomic_directory
-from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY, LabelMismatchError
+from fintag.model.labels import LABEL_SPACE, MAX_LENGTH_KEY, THRESHOLDS_KEY, LabelMismatchError
 from fintag.model.presets import get_preset
 
 logger = logging.getLogger(__name__)
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+DEFAULT_MAX_LENGTH = 128
 
 
 class CheckpointError(Exception):
@@ -41,6 +42,11 @@ class Loaded:
     @property
     def thresholds(self) -> dict[str, float]:
         return dict(getattr(self.model.config, THRESHOLDS_KEY, {}) or {})
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per sentence the model was trained with (128 for checkpoints that do not say)."""
+        return int(getattr(self.model.config, MAX_LENGTH_KEY, None) or DEFAULT_MAX_LENGTH)
 
 
 def _check_local_folder(path: Path, allow_pickle: bool) -> None:

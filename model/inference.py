@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 MAX_CHARS_PER_TOKEN = 101
 
@@ -36,6 +37,7 @@ def batched_logits(
     batch_size: int = 64,
     max_length: int = 128,
     max_tokens: int = 8192,
+    progress: str | None = None,
 ) -> torch.Tensor:
     """Logits for `texts`, in input order, shape (len(texts), num_labels)."""
     num_labels = model.config.num_labels
@@ -50,6 +52,7 @@ def batched_logits(
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id or 0
     out = torch.empty(len(texts), num_labels)
+    bar = tqdm(total=len(texts), desc=progress, disable=progress is None)
     for idx in length_batches(lengths, batch_size, max_tokens):
         width = max(lengths[i] for i in idx)
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
@@ -59,4 +62,6 @@ def batched_logits(
             mask[k, : lengths[i]] = 1
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         out[torch.tensor(idx)] = logits.float().cpu()
+        bar.update(len(idx))
+    bar.close()
     return out

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from fintag.data.taxonomy import TAXONOMY, LabelGroup
 
 CONFIG_KEY = "fintag_label_groups"
 THRESHOLDS_KEY = "fintag_thresholds"
+MAX_LENGTH_KEY = "fintag_max_length"
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -173,3 +175,18 @@ class LabelSpace:
 
 
 LABEL_SPACE = LabelSpace()
+
+
+def decode_records(
+    logits: np.ndarray | torch.Tensor, thresholds: dict[str, float] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Predicted labels per row ({group: label or [labels]}) and per-group probabilities, through
+    `LABEL_SPACE.decode`: what training, evaluation and tagging all use."""
+    t = torch.as_tensor(logits)
+    rows = LABEL_SPACE.decode(t, thresholds)
+    preds = [
+        {g.name: (r[g.name]["labels"] if g.multi_label else r[g.name]["label"]) for g in LABEL_SPACE.groups}
+        for r in rows
+    ]
+    probs = {k: v.numpy() for k, v in LABEL_SPACE.probabilities(t).items()}
+    return preds, probs

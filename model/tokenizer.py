@@ -26,16 +26,12 @@ def common_hanzi() -> list[str]:
 
 
 def train_wordpiece(
-    texts: Iterable[str], vocab_size: int = 12000, min_frequency: int = 2, cjk_words: bool = False
+    texts: Iterable[str], vocab_size: int = 12000, min_frequency: int = 2
 ) -> BertTokenizerFast:
-    """Train a BERT WordPiece tokenizer.
-
-    By default CJK characters become single tokens (as in bert-base-chinese). With `cjk_words=True`
-    runs of CJK characters are word-pieced like Latin words, so frequent words (算力, 国产替代, 买入)
-    become single tokens."""
+    """Train a BERT WordPiece tokenizer; CJK characters become single tokens (as in bert-base-chinese)."""
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=200))
     tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=not cjk_words, strip_accents=False, lowercase=True
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
@@ -61,7 +57,7 @@ def train_wordpiece(
         cls_token="[CLS]",
         mask_token="[MASK]",
         do_lower_case=True,
-        tokenize_chinese_chars=not cjk_words,
+        tokenize_chinese_chars=True,
         strip_accents=False,
     )
     logger.info("trained a WordPiece tokenizer with %d tokens", fast.vocab_size)

@@ -72,9 +72,7 @@ def compile_charsmap(norm_map: dict[int, tuple[int, ...]]) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "rules.tsv"
         rules.write_text(
-            "".join(
-                f"{cp:X}\t{' '.join(f'{o:X}' for o in outs)}\n" for cp, outs in sorted(norm_map.items())
-            ),
+            "".join(f"{cp:X}\t{' '.join(f'{o:X}' for o in outs)}\n" for cp, outs in sorted(norm_map.items())),
             encoding="utf-8",
         )
         corpus = Path(tmp) / "corpus.txt"
@@ -102,7 +100,9 @@ def build_tokenizer(pieces: Sequence[str], scores: Sequence[float], charsmap: by
     if missing:
         raise ValueError(f"the vocabulary lacks the special pieces {missing}")
     tok = Tokenizer(
-        models.Unigram([(p, float(s)) for p, s in zip(pieces, scores)], unk_id=ids["<unk>"], byte_fallback=False)
+        models.Unigram(
+            [(p, float(s)) for p, s in zip(pieces, scores)], unk_id=ids["<unk>"], byte_fallback=False
+        )
     )
     tok.normalizer = normalizers.Sequence(
         [normalizers.Precompiled(charsmap), normalizers.Replace(Regex(" {2,}"), " ")]

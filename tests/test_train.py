@@ -1,13 +1,16 @@
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fintag.model.labels import LABEL_SPACE
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
 from fintag.train.loop import RunError, train
 from fintag.train.metrics import expected_calibration_error, group_metrics
@@ -152,10 +155,10 @@ def _cli_args(cfg) -> list[str]:
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, mini_dataset):
     from safetensors.torch import load_file
 
-    ref_cfg = tiny_train_config(mini_dataset, tmp_path / "ref", epochs=3, mlm_epochs=0, save_every_steps=2)
+    ref_cfg = tiny_train_config(mini_dataset, tmp_path / "ref", epochs=3, save_every_steps=2)
     ref = _run_train_cli(_cli_args(ref_cfg), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert ref.wait(timeout=300) == 0
-    cfg = tiny_train_config(mini_dataset, tmp_path / "killed", epochs=3, mlm_epochs=0, save_every_steps=2)
+    cfg = tiny_train_config(mini_dataset, tmp_path / "killed", epochs=3, save_every_steps=2)
     proc = _run_train_cli(_cli_args(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "killed" / "state"
     deadline = time.time() + 120
@@ -195,7 +198,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, mini_dataset
 def test_two_process_accelerate_run(tmp_path, mini_dataset):
     from fintag.serve.tagger import Tagger
 
-    cfg = tiny_train_config(mini_dataset, tmp_path / "ddp", epochs=1, mlm_epochs=1)
+    cfg = tiny_train_config(mini_dataset, tmp_path / "ddp", epochs=1)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cmd = [
         sys.executable,
@@ -296,7 +299,7 @@ def _tokenizer_for(records):
 
 
 def test_train_with_distillation_runs_more_steps_per_epoch(tmp_path, mini_dataset):
-    cfg = tiny_train_config(mini_dataset, tmp_path / "run", epochs=1, mlm_epochs=0, distill_augment=1)
+    cfg = tiny_train_config(mini_dataset, tmp_path / "run", epochs=1, distill_augment=1)
     path = train(cfg)
     summary = json.loads((path / "training_summary.json").read_text())
     assert summary["global_step"] == 12  # 96 gold + 96 recombined sentences / 16 per batch
@@ -390,3 +393,98 @@ def test_train_cli_refuses_a_bad_setting_with_a_message_not_a_traceback(tmp_path
     assert proc.returncode == 2
     assert "--distill_groups takes a comma-separated subset" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_pretrained(tmp_path_factory, mini_dataset) -> Path:
+    """A tiny encoder in the default base model's layout: a `BertModel` with a SentencePiece-unigram
+    tokenizer built by `fintag.model.unigram` (what `fintag base` writes, at toy size)."""
+    from fintag.data.build import load_split
+    from fintag.model.unigram import SPECIALS, build_tokenizer, compile_charsmap
+    from transformers import BertConfig, BertModel
+
+    chars = sorted(
+        {
+            ch
+            for split in ("train", "validation", "test")
+            for r in load_split(mini_dataset, split)
+            for ch in r["text"]
+            if ch != " "
+        }
+    )
+    pieces = [*SPECIALS, "▁", *chars, *(f"▁{c}" for c in chars if c.isascii())]
+    scores = [0.0] * len(SPECIALS) + [-2.0] + [-5.0] * (len(pieces) - len(SPECIALS) - 1)
+    tokenizer = build_tokenizer(pieces, scores, compile_charsmap({0xFF0C: (0x2C,)}))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(pieces),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    out = tmp_path_factory.mktemp("pretrained") / "encoder"
+    BertModel(config, add_pooling_layer=False).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_fine_tuning_a_pretrained_folder_freezes_embeddings_and_exports_what_stock_transformers_loads(
+    tmp_path, mini_dataset, tiny_pretrained
+):
+    from fintag.model.checkpoint import load_tagger
+    from fintag.model.labels import MAX_LENGTH_KEY
+    from fintag.serve.tagger import Tagger
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    cfg = tiny_train_config(
+        mini_dataset, tmp_path / "run", model=str(tiny_pretrained), max_length=48, learning_rate=1e-3
+    )
+    path = train(cfg)
+    base = load_file(tiny_pretrained / "model.safetensors")["embeddings.word_embeddings.weight"]
+    tuned = load_file(path / "model.safetensors")
+    assert torch.equal(tuned["bert.embeddings.word_embeddings.weight"], base)  # --freeze_embeddings
+    assert not torch.equal(
+        tuned["bert.encoder.layer.0.attention.self.query.weight"],
+        load_file(tiny_pretrained / "model.safetensors")["encoder.layer.0.attention.self.query.weight"],
+    )
+    assert json.loads((path / "config.json").read_text())[MAX_LENGTH_KEY] == 48
+    tagger = Tagger.load(path)
+    assert tagger.max_length == 48 and load_tagger(path).max_length == 48
+    # Stock transformers, no fintag code: the same logits as the Tagger's path.
+    texts = ["国产算力芯片需求旺盛,维持买入评级。", "The robotaxi fleet grew 30% quarter on quarter."]
+    stock = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    enc = AutoTokenizer.from_pretrained(path)(
+        texts, padding=True, truncation=True, max_length=48, return_tensors="pt"
+    )
+    with torch.inference_mode():
+        ref = stock(**enc).logits
+    from fintag.model.inference import batched_logits
+
+    ours = batched_logits(tagger.model, tagger.tokenizer, texts, max_length=tagger.max_length)
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_the_fast_tier_learns_from_a_checkpoint_teacher(tmp_path, mini_dataset, tiny_pretrained):
+    """Distillation from a trained checkpoint: recombined sentences carry that model's probabilities."""
+    from fintag.data.build import load_split
+    from fintag.train.augment import CheckpointTeacher, distillation_set
+
+    teacher = train(
+        tiny_train_config(mini_dataset, tmp_path / "teacher", model=str(tiny_pretrained), epochs=1)
+    )
+    records = load_split(mini_dataset, "train")
+    mixed, targets = distillation_set(records, 1, seed=3, teacher=str(teacher))
+    extra = [r["text"] for r in mixed[len(records) :]]
+    assert extra and all(t not in {r["text"] for r in records} for t in extra)
+    _, probs = CheckpointTeacher(str(teacher)).predict(extra)
+    for g in LABEL_SPACE.groups:
+        assert torch.allclose(targets[g.name][len(records) :], torch.as_tensor(probs[g.name]), atol=1e-6)
+    student = train(
+        tiny_train_config(mini_dataset, tmp_path / "fast", teacher=str(teacher), distill_augment=1, epochs=1)
+    )
+    summary = json.loads((student / "training_summary.json").read_text())
+    assert summary["global_step"] == math.ceil(len(mixed) / 16)

