@@ -7,7 +7,7 @@ PY := python
 else
 PY := $(VENV)/bin/python
 endif
-FINTAG := $(PY) -m fintag.serve.cli
+FINTAG := $(PY) -m fintag.cli
 TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false

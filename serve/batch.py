@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fintag.cli.args import UsageError, parse_settings, report_usage_error
 from fintag.data.reader import RawReport, ReportReadError, decode_bytes, iter_report_paths, read_report
-from fintag.serve.cli import _parse
 from fintag.serve.outputs import (
     FORMATS,
     STDIN_PATH,
@@ -385,14 +385,14 @@ def _add_inputs(parser: Any) -> None:
 
 def tag_main(argv: list[str]) -> int:
     """`fintag tag`: exit 0 when anything was tagged, 1 on a model or output error, 2 when nothing was."""
+    try:
+        cfg, extra = parse_settings((TagConfig,), argv, "tag", _add_inputs)
+    except UsageError as exc:
+        report_usage_error("tag", exc)
+        return EXIT_NOTHING_TAGGED
     from fintag.model.checkpoint import CheckpointError
     from fintag.model.quantize import QuantizeError
 
-    try:
-        cfg, extra = _parse((TagConfig,), argv, _add_inputs)
-    except ValueError as exc:
-        logger.error("%s", exc)
-        return EXIT_NOTHING_TAGGED
     try:
         return run(cfg, list(extra.inputs))
     except BatchError as exc:

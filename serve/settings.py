@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from fintag.cli.args import add_bool_flag, command_parser
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -135,22 +136,22 @@ def _is_loopback(host: str) -> bool:
 
 
 def _flag_help(name: str, field: Any) -> str:
-    default = "unset" if field.default is None else repr(field.default)
-    return f"{field.description} (env {ENV_PREFIX}{name.upper()}; default {default})"
+    default = (
+        "unset"
+        if field.default is None
+        else str(field.default).lower()
+        if field.annotation is bool
+        else field.default
+    )
+    return f"{field.description} (default: {default}; env {ENV_PREFIX}{name.upper()})"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per settings field; a flag left out keeps the environment's value or the default."""
-    parser = argparse.ArgumentParser(
-        prog="fintag serve",
-        description="Run the HTTP inference endpoint.",
-        argument_default=argparse.SUPPRESS,
-    )
+    parser = command_parser("serve", argument_default=argparse.SUPPRESS)
     for name, field in ServerSettings.model_fields.items():
         if field.annotation is bool:
-            parser.add_argument(
-                f"--{name}", nargs="?", const="true", metavar="true|false", help=_flag_help(name, field)
-            )
+            add_bool_flag(parser, name, _flag_help(name, field))
         else:
             parser.add_argument(f"--{name}", metavar=name.upper(), help=_flag_help(name, field))
     return parser

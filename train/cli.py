@@ -5,21 +5,21 @@ from __future__ import annotations
 import logging
 import sys
 
-from fintag.serve.cli import _parse
+from fintag.cli.args import UsageError, parse_settings, report_usage_error
 
 logger = logging.getLogger(__name__)
 
 
 def train_main(argv: list[str]) -> int:
-    from fintag.model.checkpoint import CheckpointError
     from fintag.train.config import TrainConfig
-    from fintag.train.loop import RunError, train
 
     try:
-        (cfg,) = _parse((TrainConfig,), argv)
-    except ValueError as exc:  # a setting was refused: the message names it and the fix
-        logger.error("%s", exc)
-        return 2
+        (cfg,) = parse_settings((TrainConfig,), argv, "train")
+    except UsageError as exc:  # a setting was refused: the message names it and the fix
+        return report_usage_error("train", exc)
+    from fintag.model.checkpoint import CheckpointError
+    from fintag.train.loop import RunError, train
+
     try:
         path = train(cfg)
     except (RunError, CheckpointError, FileNotFoundError) as exc:
@@ -30,10 +30,15 @@ def train_main(argv: list[str]) -> int:
 
 
 def evaluate_main(argv: list[str]) -> int:
-    from fintag.model.checkpoint import CheckpointError
-    from fintag.train.evaluate import EvalConfig, evaluate, side_by_side
+    from fintag.train.config import EvalConfig
 
-    (cfg,) = _parse((EvalConfig,), argv)
+    try:
+        (cfg,) = parse_settings((EvalConfig,), argv, "evaluate")
+    except UsageError as exc:
+        return report_usage_error("evaluate", exc)
+    from fintag.model.checkpoint import CheckpointError
+    from fintag.train.evaluate import evaluate, side_by_side
+
     try:
         results = evaluate(cfg)
     except (CheckpointError, FileNotFoundError) as exc:

@@ -1,4 +1,4 @@
-"""Training settings; `fintag train` generates its flags from this dataclass."""
+"""Settings of `fintag train` and `fintag evaluate`; each command generates its flags from its dataclass."""
 
 from __future__ import annotations
 
@@ -116,3 +116,15 @@ class TrainConfig:
     @property
     def distill_group_names(self) -> tuple[str, ...]:
         return tuple(name.strip() for name in self.distill_groups.split(",") if name.strip())
+
+
+@dataclass
+class EvalConfig:
+    model: str = field(
+        default="artifacts/run/model", metadata={"help": "trained checkpoint folder or hub id"}
+    )
+    dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
+    output_dir: str = field(default="eval", metadata={"help": "where metrics.json, report.md and PNGs go"})
+    splits: str = field(default="validation,test", metadata={"help": "comma-separated splits to evaluate"})
+    batch_size: int = field(default=64, metadata={"help": "sentences per forward pass"})
+    allow_pickle: bool = field(default=False, metadata={"help": "accept pickled .bin weights (unsafe)"})
