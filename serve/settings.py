@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-from pathlib import Path
 from typing import Any
 
 from fintag.cli.args import add_bool_flag, command_parser
@@ -105,13 +104,12 @@ class ServerSettings(BaseSettings):
     def _local_model_exists(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        path = Path(value).expanduser()
-        # The same rule as the loader: an existing path or one that looks like a path is local, else a hub id.
-        if (path.exists() or value.startswith((".", "/", "~"))) and not (path / "config.json").is_file():
-            problem = "does not exist" if not path.exists() else "has no config.json"
-            raise ValueError(
-                f"checkpoint folder {value} {problem}; pass the folder written by `fintag train --output_dir`"
-            )
+        from fintag.model.paths import ModelPathError, resolve_model  # the loader's own rule and words
+
+        try:
+            resolve_model(value)
+        except ModelPathError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
