@@ -33,11 +33,26 @@ class UsageError(ValueError):
         self.usage = usage
 
 
+def _underscored(arg: str) -> str:
+    """`--summary-only` (and `--summary-only=x`) as `--summary_only`: both spellings are accepted."""
+    if not arg.startswith("--"):
+        return arg
+    name, eq, value = arg.partition("=")
+    return "--" + name[2:].replace("-", "_") + eq + value
+
+
 class Parser(argparse.ArgumentParser):
-    """An argparse parser that raises `UsageError` instead of printing and exiting."""
+    """An argparse parser that raises `UsageError` instead of printing and exiting, and takes flags
+    spelled with dashes or underscores."""
 
     def error(self, message: str) -> typing.NoReturn:
         raise UsageError(message, self.format_usage())
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        argv = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args([_underscored(a) for a in argv], namespace)
 
 
 class _Formatter(argparse.HelpFormatter):

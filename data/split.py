@@ -115,6 +115,8 @@ _CAPTION_RE = re.compile(
     r"^[(（]?(?:(?:图|表|图表)\s*\d*\s*[:：]|(?:资料|数据)?来源\s*[:：]|(?:Figure|Table|Source)\b)"
 )
 _NUMERIC_CELL_RE = re.compile(r"^[-+]?[\d.,]+%?[xX倍]?$|^\d{6}(?:\.[A-Z]{2})?$")
+_TOC_ENTRY_RE = re.compile(r"^【\s*\d{1,2}\s*】[^。!?;.]{0,30}$")
+_TITLE_CASE_RE = re.compile(r"^(?:(?:[A-Z][\w'-]*|&|and|of|the|for|in)\s*){1,6}$")
 _KEY_VALUE_RE = re.compile(r"^[^:：]{0,12}[\u4e00-\u9fff][^:：\d]{0,12}[:：]\s*\S")  # not "08:18"
 
 
@@ -290,11 +292,13 @@ class _Section:
 def unit_kind(unit: str, layout: str, section: _Section) -> str:
     """The kind (one of `KINDS`) of a kept unit, given its layout and the section it is in (updated)."""
     level = _heading_level(unit)
-    # A short bullet without end punctuation is a title too ("【 01 】 港股互联网所处阶段"); a markdown
-    # title long enough to state a view ("# 尽管...估值仍处于历史分位较低水平") stays a sentence.
+    # A bullet point states something, unless it is a table-of-contents entry ("【 01 】 港股互联网所处阶段")
+    # or an English title ("Automotive & Autonomous Driving"); a markdown title long enough to state a
+    # view ("# 尽管...估值仍处于历史分位较低水平") is a sentence too.
     shaped_like_heading = (
         layout == "heading"
-        or (layout == "bullet" and len(unit) <= 30 and _is_heading(unit))
+        or _TOC_ENTRY_RE.match(unit) is not None
+        or (layout == "bullet" and _TITLE_CASE_RE.match(unit) is not None)
         or (level > 0 and _is_heading(unit.lstrip("# ")))
     )
     opens = shaped_like_heading or level > 0

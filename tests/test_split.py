@@ -42,10 +42,10 @@ def test_bullets_and_headings_are_their_own_units():
     seg = segment(text)
     assert [(s.text, s.kind) for s in seg.sentences] == [
         ("行业动向:", "heading"),
-        ("字节跳动已跃升为世界顶级CSP", "bullet"),
-        ("国产算力产业链全面受益", "bullet"),
-        ("光模块需求旺盛。", "bullet"),
-        ("ASIC出货加速。", "bullet"),
+        ("字节跳动已跃升为世界顶级CSP", "sentence"),  # a bullet point states something
+        ("国产算力产业链全面受益", "sentence"),
+        ("光模块需求旺盛。", "sentence"),
+        ("ASIC出货加速。", "sentence"),
     ]
 
 
