@@ -299,7 +299,7 @@ def unit_kind(unit: str, layout: str, section: _Section) -> str:
         layout == "heading"
         or _TOC_ENTRY_RE.match(unit) is not None
         or (layout == "bullet" and _TITLE_CASE_RE.match(unit) is not None)
-        or (level > 0 and _is_heading(unit.lstrip("# ")))
+        or (level > 0 and _is_heading(unit.lstrip("# ") or unit))
     )
     opens = shaped_like_heading or level > 0
     if opens and _DISCLAIMER_SECTION_RE.match(unit) and not _KEY_VALUE_RE.match(unit.lstrip("# ")):
