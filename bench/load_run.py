@@ -177,7 +177,7 @@ def rss_mib(pid: int) -> float:
 
 def start_server(cfg: LoadConfig, model_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "fintag.serve.cli", "serve",
+        sys.executable, "-m", "fintag.cli", "serve",
         "--model", str(model_dir), "--host", cfg.host, "--port", str(port),
         "--num_threads", str(cfg.num_threads), "--max_queue", str(cfg.max_queue),
         "--max_batch_size", str(cfg.max_batch_size), "--max_wait_ms", str(cfg.max_wait_ms),

@@ -175,7 +175,7 @@ def start_server(
     """`fintag serve` with `num_threads` torch threads per worker."""
     max_in_flight = max(cfg.clients)
     command = [
-        sys.executable, "-m", "fintag.serve.cli", "serve",
+        sys.executable, "-m", "fintag.cli", "serve",
         "--model", str(model_dir), "--host", cfg.host, "--port", str(port),
         "--workers", str(cfg.workers), "--num_threads", str(num_threads),
         "--max_batch_size", str(cfg.max_batch_size),

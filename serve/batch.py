@@ -5,7 +5,7 @@ a whole chunk go through `Tagger.tag_reports` in one batched pass (sorted by len
 Each chunk's records are made durable before its reports are recorded as done (see `fintag.serve.outputs`),
 so `--resume` continues an interrupted run without losing or repeating a record.
 
-Under `accelerate launch --multi_gpu --num_processes N -m fintag.serve.cli tag ...` (on a machine without
+Under `accelerate launch --multi_gpu --num_processes N -m fintag.cli tag ...` (on a machine without
 GPUs too: there accelerate's `--cpu` flag starts a single process unless MPI is set up) or torchrun, each
 process tags its share of the sorted file list into `<out>.part-<rank>`; the main process then merges the
 parts into `--out` in input order, atomically. Resuming works with any number of processes: finished
