@@ -28,6 +28,13 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether a hub repository's config.json is in the local cache (what an offline load can use)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
 def looks_like_path(value: str) -> bool:
     """A value the hub could not take: it starts like a path or has more than one '/'."""
     return value.startswith((".", "/", "~", "\\")) or "\\" in value or _HUB_ID_RE.match(value) is None
@@ -56,11 +63,11 @@ def resolve_model(value: str | os.PathLike[str], what: str = "checkpoint") -> tu
             f"{source} has no config.json, so it is not a Hugging Face {what} folder; pass the folder "
             "written by `fintag train` (the model/ subfolder of its --output_dir)"
         )
-    if looks_like_path(source) or _offline():
+    if looks_like_path(source) or (_offline() and not _in_hub_cache(source)):
         where = f"looked for {path.absolute()} from the current folder {Path.cwd()}"
         hub = (
-            "; it is not looked up on the hub because HF_HUB_OFFLINE is set"
-            if _offline() and not looks_like_path(source)
+            "; as a hub id it is not in the local hub cache, and HF_HUB_OFFLINE is set"
+            if not looks_like_path(source)
             else ""
         )
         raise ModelPathError(
