@@ -8,7 +8,7 @@ PY := python
 else
 PY := $(VENV)/bin/python
 endif
-FINTAG := $(PY) -m fintag.serve.cli
+FINTAG := $(PY) -m fintag.cli
 TORCH_VERSION ?= 2.13.0
 # The fast tier: a 2-layer, 128-wide BERT trained from scratch on the gold sentences plus recombined
 # sentences labelled by the fine-tuned default (knowledge distillation). Recipe chosen on validation.

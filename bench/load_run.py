@@ -37,7 +37,8 @@ from typing import Any
 
 import httpx
 from common import build_random_model, corpus_sentences, free_port, model_counters, wait_ready
-from fintag.serve.cli import _parse, setup_logging
+from fintag.cli.args import parse_settings
+from fintag.cli.main import setup_logging
 
 logger = logging.getLogger("fintag.bench.load_run")
 
@@ -176,7 +177,7 @@ def rss_mib(pid: int) -> float:
 
 def start_server(cfg: LoadConfig, model_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "fintag.serve.cli", "serve",
+        sys.executable, "-m", "fintag.cli", "serve",
         "--model", str(model_dir), "--host", cfg.host, "--port", str(port),
         "--num_threads", str(cfg.num_threads), "--max_queue", str(cfg.max_queue),
         "--max_batch_size", str(cfg.max_batch_size), "--max_wait_ms", str(cfg.max_wait_ms),
@@ -341,7 +342,7 @@ def format_report(cfg: LoadConfig, summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    (cfg,) = _parse((LoadConfig,), list(sys.argv[1:] if argv is None else argv))
+    (cfg,) = parse_settings((LoadConfig,), list(sys.argv[1:] if argv is None else argv), Path(__file__).name)
     cfg.check()
     texts = corpus_sentences()
     with tempfile.TemporaryDirectory(prefix="fintag-load-") as tmp:

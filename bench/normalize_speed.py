@@ -14,11 +14,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from common import CORPUS
+from fintag.cli.args import parse_settings
+from fintag.cli.main import setup_logging
 from fintag.data.normalize import _fast_text, normalize, normalize_text
 from fintag.data.reader import read_report
-from fintag.serve.cli import _parse, setup_logging
 
 logger = logging.getLogger("bench.normalize_speed")
 
@@ -50,7 +52,9 @@ def best_time(fn: Callable[[str], str], texts: list[str], repeats: int) -> float
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    (cfg,) = _parse((NormalizeBenchConfig,), list(sys.argv[1:] if argv is None else argv))
+    (cfg,) = parse_settings(
+        (NormalizeBenchConfig,), list(sys.argv[1:] if argv is None else argv), Path(__file__).name
+    )
     texts = raw_inputs(cfg.window)
     fast_share = sum(_fast_text(t) is not None for t in texts) / len(texts)
     disagree = sum(normalize_text(t) != normalize(t).text for t in texts)

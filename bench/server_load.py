@@ -41,7 +41,8 @@ import aiohttp
 import httpx
 import torch
 from common import build_random_model, corpus_sentences, free_port, model_counters, wait_ready
-from fintag.serve.cli import _parse, setup_logging
+from fintag.cli.args import parse_settings
+from fintag.cli.main import setup_logging
 from fintag.serve.tagger import Tagger
 
 logger = logging.getLogger("bench.server_load")
@@ -174,7 +175,7 @@ def start_server(
     """`fintag serve` with `num_threads` torch threads per worker."""
     max_in_flight = max(cfg.clients)
     command = [
-        sys.executable, "-m", "fintag.serve.cli", "serve",
+        sys.executable, "-m", "fintag.cli", "serve",
         "--model", str(model_dir), "--host", cfg.host, "--port", str(port),
         "--workers", str(cfg.workers), "--num_threads", str(num_threads),
         "--max_batch_size", str(cfg.max_batch_size),
@@ -288,7 +289,7 @@ def format_table(offline: LevelResult, reference: LevelResult, levels: list[Leve
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    (cfg,) = _parse((BenchConfig,), list(sys.argv[1:] if argv is None else argv))
+    (cfg,) = parse_settings((BenchConfig,), list(sys.argv[1:] if argv is None else argv), Path(__file__).name)
     cfg.check()
     num_threads = cfg.num_threads or torch.get_num_threads()
     per_worker = max(1, num_threads // cfg.workers)  # the server's workers share the offline threads

@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 from common import corpus_sentences
+from fintag.cli.args import parse_settings
+from fintag.cli.main import setup_logging
 from fintag.model.checkpoint import build_from_scratch, save_tagger
 from fintag.model.labels import LABEL_SPACE
 from fintag.model.tokenizer import train_wordpiece
-from fintag.serve.cli import _parse, setup_logging
 from fintag.serve.tagger import Tagger
 
 logger = logging.getLogger("fintag.bench")
@@ -211,7 +212,7 @@ def compute_bound_notes(rows: list[dict], peak: float) -> str:
 
 def main(argv: list[str]) -> int:
     setup_logging()
-    (cfg,) = _parse((BenchConfig,), argv)
+    (cfg,) = parse_settings((BenchConfig,), argv, Path(__file__).name)
     threads = cfg.num_threads or (
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     )

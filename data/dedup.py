@@ -6,10 +6,6 @@ import logging
 import unicodedata
 from collections.abc import Sequence
 
-import numpy as np
-from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer
-
 logger = logging.getLogger(__name__)
 
 NEAR_DUP_THRESHOLD = 0.8
@@ -35,6 +31,10 @@ def near_duplicate_pairs(
     """All pairs (i, j, similarity) with i < j whose character-bigram Jaccard exceeds `threshold`."""
     if len(texts) < 2:
         return []
+    import numpy as np
+    from scipy import sparse
+    from sklearn.feature_extraction.text import CountVectorizer
+
     vec = CountVectorizer(analyzer=lambda t: list(bigrams(t)), binary=True, lowercase=False)
     x = vec.fit_transform(texts).astype(np.int32)
     sizes = np.asarray(x.sum(axis=1)).ravel()

@@ -1,8 +1,11 @@
 """The one text normaliser of fintag, used by dataset building, batch tagging and the server.
 
 `normalize` applies, in order: NFKC (full-width to half-width) per grapheme, removal of control and
-format characters (zero-width spaces, BOMs, bidi marks, lone surrogates), traditional to simplified
-Chinese (OpenCC ``t2s``), removal of citation markers such as ``[5][26]``, and whitespace collapsing.
+format characters (zero-width spaces, BOMs, bidi marks, lone surrogates), removal of citation markers
+such as ``[5][26]``, traditional to simplified Chinese (OpenCC ``t2s``) of the lines that read as
+traditional (`looks_traditional`), with the words of `KEEP_WORDS` kept as written, and whitespace
+collapsing. Simplified text is left as it is: t2s alone would rewrite 昇腾 (Huawei's Ascend) as 升腾
+(figures in docs/normalizer.md).
 Every output character remembers the index of the original character it came from, so a span of the
 normalised text maps back to the original text.
 """
@@ -43,14 +46,73 @@ class Normalized:
         return self.offsets[start], self.offsets[end - 1] + 1
 
 
+# Simplified spellings that OpenCC t2s rewrites all the same (昇 -> 升, 乾崑 -> 干昆): names the tagger must
+# see as written. Their traditional spellings (昇騰) become these too. `bench/t2s_changes.py` measures
+# which characters t2s changes in the simplified sentences of the dataset.
+KEEP_WORDS = ("昇腾", "昇思", "乾崑")
+# A line reads as traditional when t2s changes at least this share of its CJK characters (simplified
+# text: 0 apart from KEEP_WORDS; traditional report text: 10-30%).
+TRADITIONAL_SHARE = 0.04
+
+
 @functools.lru_cache(maxsize=1)
 def _converter() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
+@functools.lru_cache(maxsize=1)
+def _keep_forms() -> tuple[tuple[str, str], ...]:
+    return tuple((_converter().convert(w), w) for w in KEEP_WORDS)
+
+
+def _t2s(text: str) -> str:
+    """OpenCC t2s with `KEEP_WORDS` kept: where t2s wrote a kept word's converted form, each character
+    that was already the kept word's character is put back (昇騰 -> 升腾 -> 昇腾; 升腾 stays)."""
+    converted = _converter().convert(text)
+    if len(converted) != len(text):
+        return converted
+    for form, word in _keep_forms():
+        start = converted.find(form)
+        while start >= 0:
+            for k, ch in enumerate(word):
+                if text[start + k] == ch:
+                    converted = converted[: start + k] + ch + converted[start + k + 1 :]
+            start = converted.find(form, start + 1)
+    return converted
+
+
+def _changed_share(cjk: str) -> float:
+    converted = _t2s(cjk)
+    if len(converted) != len(cjk):
+        return 1.0
+    return sum(a != b for a, b in zip(cjk, converted)) / len(cjk)
+
+
+def looks_traditional(text: str) -> bool:
+    """True when t2s would change at least `TRADITIONAL_SHARE` of the CJK characters of `text`."""
+    cjk = "".join(CJK_RE.findall(text))
+    return bool(cjk) and _changed_share(cjk) >= TRADITIONAL_SHARE
+
+
+def _simplify_line(line: str) -> str:
+    if not looks_traditional(line):
+        return line
+    converted = _t2s(line)
+    if len(converted) == len(line):
+        return converted
+    # A phrase conversion changed the length: convert character by character, which keeps the
+    # one-to-one offset map.
+    out: list[str] = []
+    for ch in line:
+        c = _t2s(ch) if CJK_RE.match(ch) else ch
+        out.append(c if len(c) == 1 else ch)
+    return "".join(out)
+
+
 def to_simplified(text: str) -> str:
-    """Traditional to simplified Chinese with OpenCC (phrase-aware)."""
-    return _converter().convert(text)
+    """Each line that reads as traditional Chinese in simplified (OpenCC t2s, phrase-aware, `KEEP_WORDS`
+    kept); other lines as they are. Same length as `text`, character for character."""
+    return "\n".join(_simplify_line(line) for line in text.split("\n"))
 
 
 def _graphemes(text: str) -> list[tuple[str, int]]:
@@ -86,17 +148,7 @@ def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
 
 
 def _to_simplified_chars(chars: list[str]) -> list[str]:
-    joined = "".join(chars)
-    converted = to_simplified(joined)
-    if len(converted) == len(joined):
-        return list(converted)
-    # A phrase conversion changed the length: fall back to character-by-character conversion,
-    # which keeps the one-to-one offset map.
-    out: list[str] = []
-    for ch in chars:
-        c = to_simplified(ch) if CJK_RE.match(ch) else ch
-        out.append(c if len(c) == 1 else ch)
-    return out
+    return list(to_simplified("".join(chars)))
 
 
 def _drop_spans(chars: list[str], idx: list[int], pattern: re.Pattern[str], repl_newline: bool) -> None:
@@ -195,8 +247,10 @@ def normalize(text: str) -> Normalized:
     if not isinstance(text, str):
         raise TypeError(f"normalize expects str, got {type(text).__name__}")
     chars, idx = _nfkc_and_clean(text)
-    chars = _to_simplified_chars(chars)
+    # Citations first: the line break a citation can leave decides which lines are tested for
+    # traditional text, and must be there already, or a second `normalize` would decide differently.
     _drop_spans(chars, idx, CITATION_RE, repl_newline=True)
+    chars = _to_simplified_chars(chars)
     chars, idx = _collapse_whitespace(chars, idx)
     chars, idx = _recompose(chars, idx)
     return Normalized(text="".join(chars), offsets=tuple(idx), original=text)
@@ -207,7 +261,7 @@ def normalize(text: str) -> Normalized:
 # text holds only characters for which that gives the same result: no combining marks (per-grapheme and
 # whole-string NFKC then agree), nothing that NFKC turns into a combining mark, a control or format
 # character, a line separator or an unusual space, and no Hangul jamo (which compose with each other).
-# Anything else (and any phrase conversion that changes the length) takes `normalize` itself.
+# Anything else takes `normalize` itself.
 # `tests/test_normalize.py` checks that both paths agree.
 _FAST_CANDIDATES = (
     (0x20, 0x7E), (0xA0, 0xFF), (0x2010, 0x205E), (0x2100, 0x22FF), (0x2460, 0x24FF), (0x25A0, 0x25FF),
@@ -262,19 +316,17 @@ def _fast_text(text: str) -> str | None:
     if _fast_re().fullmatch(text) is None:
         return None
     nfkc = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
-    converted = to_simplified(nfkc)
-    if len(converted) != len(nfkc):
-        return None  # the per-character fallback of `_to_simplified_chars` applies
     pieces: list[str] = []
     last = 0
-    for m in CITATION_RE.finditer(converted):  # as `_drop_spans` with repl_newline=True
-        pieces.append(converted[last : m.start()])
+    for m in CITATION_RE.finditer(nfkc):  # as `_drop_spans` with repl_newline=True
+        pieces.append(nfkc[last : m.start()])
         last = m.end()
-        if _SUMMARY_BREAK_RE.match(converted, last) is not None:
+        if _SUMMARY_BREAK_RE.match(nfkc, last) is not None:
             pieces.append("\n")
             last += 1
-    pieces.append(converted[last:])
-    lines = (_SPACES_RE.sub(" ", line).strip(" ") for line in "".join(pieces).split("\n"))
+    pieces.append(nfkc[last:])
+    converted = to_simplified("".join(pieces))  # as `_to_simplified_chars`
+    lines = (_SPACES_RE.sub(" ", line).strip(" ") for line in converted.split("\n"))
     return _CJK_SPACE_RE.sub("", "\n".join(line for line in lines if line))  # as `_collapse_whitespace`
 
 
@@ -295,6 +347,4 @@ def detect_lang(original: str) -> str:
         return "en"
     if not cjk:
         return "zh-Hans" if not latin else "en"
-    simplified = to_simplified("".join(cjk))
-    changed = sum(1 for a, b in zip(cjk, simplified) if a != b) if len(simplified) == len(cjk) else 1
-    return "zh-Hant" if changed and changed / len(cjk) >= 0.04 else "zh-Hans"
+    return "zh-Hant" if _changed_share("".join(cjk)) >= TRADITIONAL_SHARE else "zh-Hans"

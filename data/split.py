@@ -1,8 +1,12 @@
 """The one sentence splitter of fintag, used by dataset building, batch tagging and the server.
 
-`segment(raw_text)` normalises a report, cuts it into units (sentences, bullets, headings), drops what
-is not a sentence (tables of numbers, page debris, menu lines) and counts what it dropped. Each kept
-unit carries its offsets in the original text and a stable id (a hash of its normalised text).
+`segment(raw_text)` normalises a report, cuts it into units (lines, sentences, bullets), and classifies
+each unit once, here and nowhere else: `drop_reason` drops what is not text at all (tables of numbers,
+page debris, menu lines; counted), `unit_kind` gives every kept unit one of `KINDS`. Each kept unit
+carries its offsets in the original text and a stable id (a hash of its normalised text).
+
+Dataset building, batch tagging and the server all call `segment`; summaries and the stated rating read
+only the units of kind `SUMMARY_KIND`.
 """
 
 from __future__ import annotations
@@ -65,16 +69,67 @@ _DEBRIS_RE = re.compile(
 )
 
 
+# What a kept unit is. Defined once: the API schema, the README and the tests read it from here.
+KINDS: dict[str, str] = {
+    "sentence": "a statement of the report: prose, a bullet point, or a `key: value` line (投资评级:买入)",
+    "heading": "a title: of the report, a section, a figure or a table (图1:), or a source line (资料来源:)",
+    "table_row": "a row of a table (cells separated by | or a run of numbers)",
+    "contact": "analyst names, e-mail addresses, phone numbers, registration numbers (S0980...), addresses",
+    "disclaimer": "legal notices, analyst certifications and the rating scale's definitions (评级说明...)",
+}
+SUMMARY_KIND = "sentence"  # the only kind that counts in summaries and can be the stated rating
+
+# Contact lines: e-mail, SAC registration number, phone or fax, a named analyst, a street address.
+_CONTACT_RE = re.compile(
+    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\bS\d{13}\b|执业(?:证书)?编号|登记编号|SAC\s*(?:No|编号)|"
+    r"(?:电话|联系电话|传真|Tel|Fax|TEL|FAX)\s*[:：]|\+86[\d\s-]{6,}|\b\d{3,4}-\d{7,8}\b|"
+    r"^(?:证券)?(?:分析师|研究助理|联系人|Analysts?|Contacts?)\s*[:：]\s*\S.{0,40}$|"
+    r"^.{0,20}(?:路|街|道)\s*\d+\s*(?:号|弄).{0,30}$",
+    re.IGNORECASE,
+)
+_RATING_WORDS = (
+    r"(?:强烈推荐|谨慎推荐|推荐|买入|增持|持有|中性|减持|卖出|回避|优于大市|弱于大市|同步大市|跑赢行业|跑输行业|"
+    r"跑赢大市|跑输大市|看好|看淡|Buy|Outperform|Overweight|Neutral|Hold|Underperform|Underweight|Sell)"
+)
+# Disclaimer units: the rating scale's definitions ("买入:预期未来6个月...", "评级分为..."), legal notices
+# and analyst certifications. A definition starts with a rating word; a rating stated in the report's
+# own sentence ("维持买入评级") does not.
+_DISCLAIMER_RE = re.compile(
+    r"评级.{0,8}分为|评级(?:标准|说明|体系|定义)|投资评级的?(?:说明|定义|含义)|"
+    rf"^(?:(?:股票|行业|公司)?(?:投资)?评级\s*)?{_RATING_WORDS}\s*[:：]?\s*"
+    r"(?:\(|（)?(?:预期|预计|指|相对|未来|股价|行业指数|公司股价|expected|we expect|the stock)|"
+    r"免责声明|免责条款|请务必阅读|本报告仅供|本报告(?:版权|由|基于|所载|不构成)|版权(?:所有|归)|"
+    r"不构成.{0,12}(?:投资建议|要约|邀请)|未经.{0,10}(?:许可|授权)|特此声明|证券投资咨询业务资格|"
+    r"本人(?:承诺|已在|对证券研究报告|不曾因)|反映本人|Disclaimer|Analyst Certification",
+    re.IGNORECASE,
+)
+# A heading that opens a disclaimer section: every unit after it is a disclaimer (or a contact) until a
+# markdown heading of the same or a higher level that does not open one.
+_DISCLAIMER_SECTION_RE = re.compile(
+    r"^(#*)\s*[【\[(（]?\s*.{0,8}?(?:免责声明|免责条款|法律声明|重要声明|特别声明|一般声明|分析师声明|分析师承诺|"
+    r"评级说明|投资评级|评级标准|评级体系|信息披露|证券投资咨询业务的说明|Disclaimers?|Disclosures?|"
+    r"Analyst Certification|Ratings? (?:System|Definitions?))\s*[】\])）]?\s*[:：]?$",
+    re.IGNORECASE,
+)
+_CAPTION_RE = re.compile(
+    r"^[(（]?(?:(?:图|表|图表)\s*\d*\s*[:：]|(?:资料|数据)?来源\s*[:：]|(?:Figure|Table|Source)\b)"
+)
+_NUMERIC_CELL_RE = re.compile(r"^[-+]?[\d.,]+%?[xX倍]?$|^\d{6}(?:\.[A-Z]{2})?$")
+_TOC_ENTRY_RE = re.compile(r"^【\s*\d{1,2}\s*】[^。!?;.]{0,30}$")
+_TITLE_CASE_RE = re.compile(r"^(?:(?:[A-Z][\w'-]*|&|and|of|the|for|in)\s*){1,6}$")
+_KEY_VALUE_RE = re.compile(r"^[^:：]{0,12}[\u4e00-\u9fff][^:：\d]{0,12}[:：]\s*\S")  # not "08:18"
+
+
 @dataclass(frozen=True)
 class Sentence:
-    """A unit of a report: `text` is normalised; `start`/`end` index the original text."""
+    """A unit of a report: `text` is normalised, `original` as written; `start`/`end` index the original."""
 
     id: str
     text: str
     original: str
     start: int
     end: int
-    kind: str  # "sentence" | "bullet" | "heading"
+    kind: str  # one of KINDS
     lang: str
 
 
@@ -150,8 +205,21 @@ def _split_long(start: int, end: int, text: str) -> list[tuple[int, int]]:
     return _split_long(start, cut, text) + _split_long(cut, end, text)
 
 
+def _line_units(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, layout) of each non-empty line, uncut: one unit per line (`segment(by_line=True)`)."""
+    spans: list[tuple[int, int, str]] = []
+    pos = 0
+    for line in text.split("\n"):
+        if line.strip():
+            lead = len(line) - len(line.lstrip())
+            spans.append((pos + lead, pos + len(line.rstrip()), "sentence"))
+        pos += len(line) + 1
+    return spans
+
+
 def _units(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, kind) spans of the normalised text, before filtering."""
+    """(start, end, layout) spans of the normalised text, before filtering; layout is sentence, bullet or
+    heading (the shape of the line, which `unit_kind` turns into a kind)."""
     spans: list[tuple[int, int, str]] = []
     pos = 0
     for line in text.split("\n"):
@@ -202,16 +270,71 @@ def drop_reason(unit: str) -> str | None:
     return None
 
 
-def segment(raw_text: str, normalized: Normalized | None = None) -> Segmentation:
-    """Normalise and split a report; see the module docstring."""
+def _is_table_row(unit: str) -> bool:
+    if unit.count("|") >= 2:
+        return True
+    cells = unit.split(" ")
+    numeric = sum(_NUMERIC_CELL_RE.match(c) is not None for c in cells)
+    return len(cells) >= 4 and numeric * 2 >= len(cells) and unit[-1] not in _END_PUNCT + "."
+
+
+def _heading_level(unit: str) -> int:
+    return len(unit) - len(unit.lstrip("#"))
+
+
+@dataclass
+class _Section:
+    """Where `unit_kind` is in the report: inside a disclaimer section (opened at a markdown level) or not."""
+
+    disclaimer_level: int | None = None
+
+
+def unit_kind(unit: str, layout: str, section: _Section) -> str:
+    """The kind (one of `KINDS`) of a kept unit, given its layout and the section it is in (updated)."""
+    level = _heading_level(unit)
+    # A bullet point states something, unless it is a table-of-contents entry ("【 01 】 港股互联网所处阶段")
+    # or an English title ("Automotive & Autonomous Driving"); a markdown title long enough to state a
+    # view ("# 尽管...估值仍处于历史分位较低水平") is a sentence too.
+    shaped_like_heading = (
+        layout == "heading"
+        or _TOC_ENTRY_RE.match(unit) is not None
+        or (layout == "bullet" and _TITLE_CASE_RE.match(unit) is not None)
+        or (level > 0 and _is_heading(unit.lstrip("# ") or unit))
+    )
+    opens = shaped_like_heading or level > 0
+    if opens and _DISCLAIMER_SECTION_RE.match(unit) and not _KEY_VALUE_RE.match(unit.lstrip("# ")):
+        section.disclaimer_level = level
+        return "disclaimer"
+    if section.disclaimer_level is not None and 0 < level <= max(section.disclaimer_level, 0):
+        section.disclaimer_level = None  # a markdown heading of the same level or above ends the section
+    if _CONTACT_RE.search(unit):
+        return "contact"
+    if section.disclaimer_level is not None or _DISCLAIMER_RE.search(unit):
+        return "disclaimer"
+    if _is_table_row(unit):
+        return "table_row"
+    if _CAPTION_RE.match(unit):
+        return "heading"
+    if shaped_like_heading and not (_KEY_VALUE_RE.match(unit) and unit[-1] not in ":："):
+        return "heading"
+    return "sentence"
+
+
+def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool = False) -> Segmentation:
+    """Normalise and split a report; see the module docstring.
+
+    `by_line=True`: every non-empty line is one unit, not cut and not dropped (text that is already one
+    sentence per line); each still gets its kind."""
     norm = normalized if normalized is not None else normalize(raw_text)
     result = Segmentation(sentences=[])
-    for start, end, kind in _units(norm.text):
+    section = _Section()
+    for start, end, layout in _line_units(norm.text) if by_line else _units(norm.text):
         unit = norm.text[start:end]
-        reason = drop_reason(unit)
+        reason = None if by_line else drop_reason(unit)
         if reason:
             result.dropped[reason] += 1
             continue
+        kind = unit_kind(unit, layout, section)
         o_start, o_end = norm.original_span(start, end)
         original = norm.original[o_start:o_end]
         result.sentences.append(

@@ -16,6 +16,7 @@ from typing import Any
 
 from fintag.data.fsutil import atomic_directory
 from fintag.model.labels import LABEL_SPACE, MAX_LENGTH_KEY, THRESHOLDS_KEY, LabelMismatchError
+from fintag.model.paths import ModelPathError, resolve_model
 from fintag.model.presets import get_preset
 
 logger = logging.getLogger(__name__)
@@ -88,20 +89,23 @@ def load_tagger(
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     source = str(name_or_path)
-    path = Path(source)
-    if path.exists() or source.startswith((".", "/", "~")):
-        _check_local_folder(path.expanduser(), allow_pickle)
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+        target, local = resolve_model(source)
+    except ModelPathError as exc:
+        raise CheckpointError(str(exc)) from None
+    if local:
+        _check_local_folder(Path(target), allow_pickle)
+    try:
+        config = AutoConfig.from_pretrained(target, trust_remote_code=False)
         # Labels first: a head of another size is then reported as a label mismatch, not as bad weights.
         try:
             LABEL_SPACE.check_config(config)
         except LabelMismatchError as exc:
             raise CheckpointLabelError(f"{source}: {exc}") from None
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, config=config, trust_remote_code=False, use_safetensors=None if allow_pickle else True
+            target, config=config, trust_remote_code=False, use_safetensors=None if allow_pickle else True
         )
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(target, trust_remote_code=False)
     except OSError as exc:
         raise CheckpointError(
             f"cannot load {source!r}: {exc}. Pass a local checkpoint folder, or a hub id on a machine that "
@@ -147,9 +151,13 @@ def build_from_pretrained(name_or_path: str, allow_pickle: bool = False) -> tupl
     """A BERT-family encoder from the hub or a folder, with a fresh tagger head; and its tokenizer."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    path = Path(name_or_path)
-    if path.exists():
-        _check_local_folder(path, allow_pickle)
+    try:
+        target, local = resolve_model(name_or_path, what="base model")
+    except ModelPathError as exc:
+        raise CheckpointError(str(exc)) from None
+    if local:
+        _check_local_folder(Path(target), allow_pickle)
+    name_or_path = target
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
         # from_pretrained ignores keyword arguments that are not attributes already: set them here.

@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fintag.data.normalize import normalize_text
-from fintag.data.split import segment
+from fintag.data.split import KINDS, segment
 from fintag.data.taxonomy import LANGS, RATING, SENTIMENT, TAXONOMY, THEMES, LabelGroup
 from fintag.model.checkpoint import CheckpointError
 from fintag.serve.batching import (
@@ -87,11 +87,12 @@ SentenceTags = create_model(
 ReportSentence = create_model(
     "ReportSentence",
     __base__=SentenceTags,
-    __doc__="A sentence of the report (normalised text, offsets in the original text) and its labels.",
-    text=(str, ...),
+    __doc__="A unit of the report (original and normalised text, offsets in the original) and its labels.",
+    text=(str, Field(description="the text as written in the report")),
+    text_normalized=(str, Field(description="the text the model read (normalised)")),
     start=(int, ...),
     end=(int, ...),
-    kind=(str, Field(description="sentence, bullet or heading")),
+    kind=(Literal[tuple(KINDS)], Field(description="; ".join(f"{k}: {v}" for k, v in KINDS.items()))),
     lang=(Literal[LANGS], ...),  # type: ignore[valid-type]
 )
 SentimentLabel = Literal[SENTIMENT.labels]  # type: ignore[valid-type]
@@ -117,7 +118,8 @@ class StatedRating(Evidence):
 
 
 class ReportSummary(BaseModel):
-    sentences: int
+    sentences: int = Field(description="units of kind sentence: the only ones the other figures count")
+    kind_counts: dict[str, int]
     rating: RatingSummary
     ratings_stated: list[StatedRating]
     sentiment_counts: dict[SentimentLabel, int]

@@ -5,7 +5,7 @@ a whole chunk go through `Tagger.tag_reports` in one batched pass (sorted by len
 Each chunk's records are made durable before its reports are recorded as done (see `fintag.serve.outputs`),
 so `--resume` continues an interrupted run without losing or repeating a record.
 
-Under `accelerate launch --multi_gpu --num_processes N -m fintag.serve.cli tag ...` (on a machine without
+Under `accelerate launch --multi_gpu --num_processes N -m fintag.cli tag ...` (on a machine without
 GPUs too: there accelerate's `--cpu` flag starts a single process unless MPI is set up) or torchrun, each
 process tags its share of the sorted file list into `<out>.part-<rank>`; the main process then merges the
 parts into `--out` in input order, atomically. Resuming works with any number of processes: finished
@@ -14,6 +14,7 @@ reports are looked up in `<out>` and in every part file left behind.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -22,8 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fintag.data.reader import RawReport, ReportReadError, decode_bytes, iter_report_paths, read_report
-from fintag.serve.cli import _parse
+from fintag.cli.args import UsageError, parse_settings, report_usage_error
+from fintag.data.reader import (
+    SUPPORTED_SUFFIXES,
+    RawReport,
+    ReportReadError,
+    decode_bytes,
+    iter_report_paths,
+    read_report,
+)
 from fintag.serve.outputs import (
     FORMATS,
     STDIN_PATH,
@@ -49,13 +57,32 @@ class TagConfig:
     model: str = field(
         default="artifacts/run/model", metadata={"help": "checkpoint folder (or hub id) to tag with"}
     )
-    out: str | None = field(default=None, metadata={"help": "output file (default: standard output)"})
-    format: Literal["jsonl", "csv"] = field(
-        default="jsonl",
-        metadata={"help": "jsonl: sentence + summary records; csv: flat rows with a `type` column"},
+    out: str | None = field(
+        default=None,
+        metadata={
+            "help": "output file (default: standard output); finished reports are recorded beside it in "
+            "<out>.progress, which --resume reads"
+        },
+    )
+    format: Literal["jsonl", "csv"] | None = field(
+        default=None,
+        metadata={
+            "help": "jsonl: sentence + summary records; csv: flat rows with a `type` column (default: "
+            "from the extension of --out, .csv or .jsonl; jsonl for other names and standard output)"
+        },
     )
     resume: bool = field(
-        default=False, metadata={"help": "continue an interrupted run into --out, skipping finished reports"}
+        default=False,
+        metadata={
+            "help": "continue an interrupted run into --out, skipping the reports <out>.progress lists"
+        },
+    )
+    stdin: Literal["report", "lines"] = field(
+        default="report",
+        metadata={
+            "help": "what standard input holds: one report (split into sentences) or one sentence per "
+            "line (each non-empty line tagged as it is)"
+        },
     )
     summary_only: bool = field(default=False, metadata={"help": "write only the per-report summary records"})
     batch_size: int = field(
@@ -85,6 +112,22 @@ class TagConfig:
             raise ValueError(f"--num_threads must be 0 (all cores) or more, got {self.num_threads}")
         if self.resume and not self.out:
             raise ValueError("--resume needs --out: a run written to standard output cannot be resumed")
+        self.format = output_format(self.out, self.format)
+
+
+# The format an --out name asks for; other names take --format, or JSONL.
+EXTENSION_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+
+
+def output_format(out: str | None, given: str | None) -> Literal["jsonl", "csv"]:
+    """The format of `--out`: from its extension; a `--format` that contradicts it is refused."""
+    implied = EXTENSION_FORMATS.get(Path(out).suffix.lower()) if out else None
+    if given is not None and implied is not None and given != implied:
+        raise ValueError(
+            f"--out {out} names a {implied.upper()} file but --format is {given}; drop --format (the "
+            f"extension decides) or give --out a .{given} name"
+        )
+    return "csv" if (given or implied) == "csv" else "jsonl"
 
 
 class BatchError(Exception):
@@ -123,15 +166,51 @@ def _skip(stats: Stats, path: str, problem: str, fix: str, quiet: bool = False) 
 
 
 def collect_inputs(inputs: list[str], stats: Stats, quiet: bool = False) -> list[Path]:
-    """Files, folders and globs as one sorted list of report paths; an input matching nothing is skipped."""
+    """Files, folders and globs as one sorted list of absolute report paths (a file named twice, as typed
+    differently, is one input); an input matching nothing, or a folder without reports, is skipped."""
     found: dict[str, Path] = {}
     for item in inputs:
         try:
-            for p in iter_report_paths([item]):
-                found.setdefault(str(p), p)
+            paths = iter_report_paths([item])
         except ReportReadError as exc:
             _skip(stats, exc.path, exc.problem, exc.fix, quiet)
+            continue
+        if not paths:
+            _skip(
+                stats,
+                item,
+                f"the folder holds no report files ({', '.join(SUPPORTED_SUFFIXES)})",
+                "check the folder, or pass the files themselves",
+                quiet,
+            )
+        for p in paths:
+            absolute = Path(os.path.abspath(p))  # not resolve(): a symbolic link is refused when read
+            found.setdefault(str(absolute), absolute)
     return [found[k] for k in sorted(found)]
+
+
+def report_ids(paths: list[Path]) -> dict[str, str]:
+    """A report id per path, unique in the run: the file name without its extension, preceded by as many
+    parent folders as it takes to tell apart files of the same name (a/r.txt, b/r.txt: a/r, b/r)."""
+    depth = {str(p): 0 for p in paths}
+
+    def rid(p: Path) -> str:
+        parts = p.with_suffix("").parts
+        return "/".join(parts[len(parts) - 1 - depth[str(p)] :])
+
+    while True:
+        groups: dict[str, list[Path]] = {}
+        for p in paths:
+            groups.setdefault(rid(p), []).append(p)
+        clashes = [g for g in groups.values() if len(g) > 1]
+        grown = False
+        for group in clashes:
+            for p in group:
+                if depth[str(p)] < len(p.parts) - 1:
+                    depth[str(p)] += 1
+                    grown = True
+        if not grown:
+            return {str(p): rid(p) for p in paths}
 
 
 def _read(path: Path, stats: Stats) -> RawReport | None:
@@ -172,10 +251,21 @@ def _current_keys(paths: list[Path]) -> dict[str, ReportKey]:
 
 
 def tag_chunk(
-    tagger: Any, raws: list[RawReport], keys: dict[str, ReportKey], sink: Any, cfg: TagConfig, stats: Stats
+    tagger: Any,
+    raws: list[RawReport],
+    keys: dict[str, ReportKey],
+    sink: Any,
+    cfg: TagConfig,
+    stats: Stats,
+    by_line: bool = False,
 ) -> None:
-    """Tag a chunk of reports in one batched pass and write its records as one durable chunk."""
-    results = tagger.tag_reports([(r.report_id, r.text) for r in raws]) if raws else []
+    """Tag a chunk of reports in one batched pass and write its records as one durable chunk.
+
+    `by_line`: each non-empty line of a report is one sentence, tagged as it is (`--stdin lines`)."""
+    pairs = [(r.report_id, r.text) for r in raws]
+    results = (
+        (tagger.tag_reports(pairs, by_line=True) if by_line else tagger.tag_reports(pairs)) if raws else []
+    )
     records: list[dict[str, Any]] = []
     finished: list[ReportKey] = []
     for raw, result in zip(raws, results, strict=True):
@@ -202,8 +292,10 @@ def tag_files(
     sink: Any,
     cfg: TagConfig,
     show_bar: bool,
+    ids: dict[str, str] | None = None,
 ) -> Stats:
-    """Tag the reports of `paths` that are not already done (unchanged since), a chunk at a time."""
+    """Tag the reports of `paths` that are not already done (unchanged since), a chunk at a time;
+    `ids` gives each path its report id (`report_ids`), else the file name without extension."""
     from tqdm import tqdm
 
     stats = Stats()
@@ -212,7 +304,11 @@ def tag_files(
     with tqdm(total=len(todo), unit="report", disable=None if show_bar else True) as bar:
         for i in range(0, len(todo), cfg.reports_per_chunk):
             chunk = todo[i : i + cfg.reports_per_chunk]
-            raws = [r for r in (_read(p, stats) for p in chunk) if r is not None]
+            raws = [
+                dataclasses.replace(r, report_id=(ids or {}).get(r.path, r.report_id))
+                for r in (_read(p, stats) for p in chunk)
+                if r is not None
+            ]
             tag_chunk(tagger, raws, keys, sink, cfg, stats)
             bar.update(len(chunk))
     return stats
@@ -363,16 +459,22 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
                 logger.info(
                     "process %d of %d: %d report file(s)", state.process_index, state.num_processes, len(mine)
                 )
-            stats.add(tag_files(tagger, mine, keys, done, sink, cfg, show_bar=state.is_main_process))
+            stats.add(
+                tag_files(tagger, mine, keys, done, sink, cfg, state.is_main_process, report_ids(paths))
+            )
         if use_stdin and state.is_main_process:
             raw = read_stdin(stats)
-            tag_chunk(tagger, [raw] if raw else [], keys, sink, cfg, stats)
+            tag_chunk(tagger, [raw] if raw else [], keys, sink, cfg, stats, by_line=cfg.stdin == "lines")
     finally:
         sink.close()
     total = finish(cfg, fmt, state, stats)
+    nothing = not (total.tagged or total.resumed)
     if state.is_main_process:
-        logger.info("%s", total.line())
-    return EXIT_OK if total.tagged or total.resumed else EXIT_NOTHING_TAGGED
+        # Exit 2 always comes with its reason: the skipped inputs and why.
+        (logger.error if nothing else logger.info)(
+            "%s%s", "nothing was tagged: " if nothing else "", total.line()
+        )
+    return EXIT_NOTHING_TAGGED if nothing else EXIT_OK
 
 
 def _add_inputs(parser: Any) -> None:
@@ -385,14 +487,14 @@ def _add_inputs(parser: Any) -> None:
 
 def tag_main(argv: list[str]) -> int:
     """`fintag tag`: exit 0 when anything was tagged, 1 on a model or output error, 2 when nothing was."""
+    try:
+        cfg, extra = parse_settings((TagConfig,), argv, "tag", _add_inputs)
+    except UsageError as exc:
+        report_usage_error("tag", exc)
+        return EXIT_NOTHING_TAGGED
     from fintag.model.checkpoint import CheckpointError
     from fintag.model.quantize import QuantizeError
 
-    try:
-        cfg, extra = _parse((TagConfig,), argv, _add_inputs)
-    except ValueError as exc:
-        logger.error("%s", exc)
-        return EXIT_NOTHING_TAGGED
     try:
         return run(cfg, list(extra.inputs))
     except BatchError as exc:

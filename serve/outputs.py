@@ -87,6 +87,7 @@ def report_records(
                     "start": s["start"],
                     "end": s["end"],
                     "text": s["text"],
+                    "text_normalized": s["text_normalized"],
                     "kind": s["kind"],
                     "lang": s["lang"],
                     "sentiment": s["sentiment"],
@@ -133,7 +134,7 @@ class JsonlFormat:
 
 
 SENTENCE_COLUMNS = [
-    "type", "report_id", "path", "sentence_index", "start", "end", "kind", "lang", "text",
+    "type", "report_id", "path", "sentence_index", "start", "end", "kind", "lang", "text", "text_normalized",
     "sentiment", "sentiment_score", "themes", *[f"{t}_score" for t in THEMES.labels],
     "rating", "rating_score",
 ]  # fmt: skip
@@ -155,7 +156,10 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         themes = record["themes"]
         return {
             **base,
-            **{k: record[k] for k in ("sentence_index", "start", "end", "kind", "lang", "text")},
+            **{
+                k: record[k]
+                for k in ("sentence_index", "start", "end", "kind", "lang", "text", "text_normalized")
+            },
             "sentiment": record["sentiment"]["label"],
             "sentiment_score": record["sentiment"]["score"],
             "themes": ";".join(themes["labels"]),

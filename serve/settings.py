@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-from pathlib import Path
 from typing import Any
 
+from fintag.cli.args import add_bool_flag, command_parser
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -104,13 +104,12 @@ class ServerSettings(BaseSettings):
     def _local_model_exists(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        path = Path(value).expanduser()
-        # The same rule as the loader: an existing path or one that looks like a path is local, else a hub id.
-        if (path.exists() or value.startswith((".", "/", "~"))) and not (path / "config.json").is_file():
-            problem = "does not exist" if not path.exists() else "has no config.json"
-            raise ValueError(
-                f"checkpoint folder {value} {problem}; pass the folder written by `fintag train --output_dir`"
-            )
+        from fintag.model.paths import ModelPathError, resolve_model  # the loader's own rule and words
+
+        try:
+            resolve_model(value)
+        except ModelPathError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
@@ -135,22 +134,22 @@ def _is_loopback(host: str) -> bool:
 
 
 def _flag_help(name: str, field: Any) -> str:
-    default = "unset" if field.default is None else repr(field.default)
-    return f"{field.description} (env {ENV_PREFIX}{name.upper()}; default {default})"
+    default = (
+        "unset"
+        if field.default is None
+        else str(field.default).lower()
+        if field.annotation is bool
+        else field.default
+    )
+    return f"{field.description} (default: {default}; env {ENV_PREFIX}{name.upper()})"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per settings field; a flag left out keeps the environment's value or the default."""
-    parser = argparse.ArgumentParser(
-        prog="fintag serve",
-        description="Run the HTTP inference endpoint.",
-        argument_default=argparse.SUPPRESS,
-    )
+    parser = command_parser("serve", argument_default=argparse.SUPPRESS)
     for name, field in ServerSettings.model_fields.items():
         if field.annotation is bool:
-            parser.add_argument(
-                f"--{name}", nargs="?", const="true", metavar="true|false", help=_flag_help(name, field)
-            )
+            add_bool_flag(parser, name, _flag_help(name, field))
         else:
             parser.add_argument(f"--{name}", metavar=name.upper(), help=_flag_help(name, field))
     return parser

@@ -1,9 +1,13 @@
-"""Per-report summary of tagged sentences: stated rating, theme shares, sentiment index, evidence."""
+"""Per-report summary of tagged sentences: stated rating, theme shares, sentiment index, evidence.
+
+Only units of kind `SUMMARY_KIND` ("sentence") count: headings, table rows, contact lines and disclaimers
+(a rating scale's "买入:预期未来6个月..." among them) are never the stated rating nor part of a share."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from fintag.data.split import KINDS, SUMMARY_KIND
 from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
 
 EVIDENCE_PER_LABEL = 3
@@ -21,8 +25,10 @@ def _index(sentences: list[dict[str, Any]]) -> float | None:
     return round((pos - neg) / len(sentences), 4)
 
 
-def summarize(sentences: list[dict[str, Any]]) -> dict[str, Any]:
-    """Summary of one report's tagged sentences (each with text, offsets and labels)."""
+def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary of one report's tagged units (each with text, offsets, kind and labels); `sentences` and
+    every figure count the units of kind "sentence" only, `kind_counts` all of them."""
+    sentences = [s for s in units if s.get("kind", SUMMARY_KIND) == SUMMARY_KIND]
     n = len(sentences)
     rated = [s for s in sentences if s["rating"]["label"] != RATING.default]
     rated.sort(key=lambda s: s["rating"]["score"], reverse=True)
@@ -50,6 +56,7 @@ def summarize(sentences: list[dict[str, Any]]) -> dict[str, Any]:
         evidence[f"themes:{t}"] = [_brief(s, s["themes"]["scores"][t]) for s in hits[:EVIDENCE_PER_LABEL]]
     return {
         "sentences": n,
+        "kind_counts": {kind: sum(s.get("kind", SUMMARY_KIND) == kind for s in units) for kind in KINDS},
         "rating": rating,
         "ratings_stated": [{"label": s["rating"]["label"], **_brief(s, s["rating"]["score"])} for s in rated],
         "sentiment_counts": sentiment_counts,

@@ -26,9 +26,18 @@ class EmptyReportError(ValueError):
 
 
 def sentence_results(sentences: list[Sentence], preds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each split sentence's text, offsets, kind and language, with its labels."""
+    """Each split sentence's text as written in the report (`text`) and as the model read it
+    (`text_normalized`), its offsets, kind and language, with its labels."""
     return [
-        {"text": s.text, "start": s.start, "end": s.end, "kind": s.kind, "lang": s.lang, **p}
+        {
+            "text": s.original,
+            "text_normalized": s.text,
+            "start": s.start,
+            "end": s.end,
+            "kind": s.kind,
+            "lang": s.lang,
+            **p,
+        }
         for s, p in zip(sentences, preds, strict=True)
     ]
 
@@ -115,9 +124,11 @@ class Tagger:
         """Tag split sentences; each result carries its text, kind and offsets in the original report."""
         return sentence_results(sentences, self._predict([s.text for s in sentences]))
 
-    def tag_reports(self, reports: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        """Tag several (report_id, text) pairs in one batched pass; one result per report."""
-        split = [(rid, segment(text).sentences) for rid, text in reports]
+    def tag_reports(self, reports: list[tuple[str, str]], by_line: bool = False) -> list[dict[str, Any]]:
+        """Tag several (report_id, text) pairs in one batched pass; one result per report.
+
+        `by_line`: every non-empty line is one sentence, not split further (`segment(by_line=True)`)."""
+        split = [(rid, segment(text, by_line=by_line).sentences) for rid, text in reports]
         flat = [s for _, sents in split for s in sents]
         tagged = self.tag_sentences(flat)
         out: list[dict[str, Any]] = []

@@ -86,8 +86,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def _worker_main(settings: ServerSettings, index: int) -> None:
     """One worker process: its own socket on the shared port, its own app and model; exits with the code."""
+    from fintag.cli.main import setup_logging
     from fintag.serve.app import create_app, run_server
-    from fintag.serve.cli import setup_logging
 
     setup_logging()
     sock = listening_socket(settings.host, settings.port)

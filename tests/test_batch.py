@@ -134,7 +134,8 @@ def test_mixed_encodings_are_decoded_and_unreadable_files_skipped(tmp_path, tiny
         "big5.txt": "big5", "bom.txt": "utf-8-sig", "gbk.txt": "gb18030", "utf16.md": "utf-16",
     }  # fmt: skip
     texts = {
-        name: [r["text"] for r in rs if r["type"] == "sentence"] for name, rs in _by_path(records).items()
+        name: [r["text_normalized"] for r in rs if r["type"] == "sentence"]
+        for name, rs in _by_path(records).items()
     }
     wanted = [s.text for s in segment(REPORT_SIMPLIFIED).sentences]
     assert len(wanted) == 3
@@ -178,7 +179,7 @@ def test_pdf_text_layer_is_tagged(tmp_path, tiny_checkpoint_dir):
     out = tmp_path / "pdf.jsonl"
     assert _tag(pdf, "--model", tiny_checkpoint_dir, "--out", out) == 0
     records = _jsonl(out)
-    texts = [r["text"] for r in records if r["type"] == "sentence"]
+    texts = [r["text_normalized"] for r in records if r["type"] == "sentence"]
     assert "公司算力业务收入同比增长百分之三十,维持买入评级。" in texts
     assert "国产替代进程加速,看好自动驾驶出租车商业化。" in texts
     assert records[-1]["type"] == "summary" and records[-1]["encoding"] == "pdf"
@@ -226,7 +227,8 @@ def test_stdin_report(monkeypatch, capsys, tiny_checkpoint_dir):
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["type"] for r in records] == ["sentence"] * 3 + ["summary"]
     assert {r["path"] for r in records} == {"-"} and records[-1]["encoding"] == "gb18030"
-    assert records[0]["text"] == "公司发布三季度报告,营业收入同比增长百分之二十五。"
+    assert records[0]["text"] == "公司发布三季度报告，营业收入同比增长百分之二十五。"  # as written
+    assert records[0]["text_normalized"] == "公司发布三季度报告,营业收入同比增长百分之二十五。"
 
 
 # ---------------------------------------------------------------- crash and resume

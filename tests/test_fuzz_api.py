@@ -22,6 +22,7 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from fintag.data.normalize import normalize, normalize_text
+from fintag.data.split import KINDS as fintag_kinds
 from fintag.data.split import segment, sentence_id
 from fintag.data.taxonomy import LANGS, TAXONOMY
 from fintag.serve.app import SentenceTags, TagReportResponse, create_app
@@ -34,7 +35,7 @@ from pydantic import TypeAdapter
 from schemathesis.generation.modes import GenerationMode
 
 API_KEY = "fuzz-key-" + "s3cr3t" * 4
-KINDS = {"sentence", "bullet", "heading"}
+KINDS = set(fintag_kinds)
 ONE_MB = 1_000_000
 
 # Pieces that uniform random Unicode rarely produces but reports and attackers do: controls, bidi and

@@ -109,7 +109,7 @@ def test_refuses_plain_base_model_without_fintag_labels(tmp_path, tiny_tokenizer
 
 
 def test_missing_checkpoint_and_unreachable_hub(tmp_path):
-    with pytest.raises(CheckpointError, match="not a folder"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         load_tagger(tmp_path / "missing")
     with pytest.raises(CheckpointError, match="hub"):
         load_tagger("hfl/chinese-roberta-wwm-ext")

@@ -1,6 +1,13 @@
-from fintag.data.normalize import _fast_text, detect_lang, normalize, normalize_text
+import unicodedata
+from pathlib import Path
+
+from fintag.data.normalize import _fast_text, detect_lang, normalize, normalize_text, to_simplified
+from fintag.data.reader import read_report
+from fintag.data.split import segment
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 
 
 def test_fullwidth_traditional_citations_and_whitespace():
@@ -42,6 +49,39 @@ def test_detect_lang():
     assert detect_lang('The investment rating is "Buy" (maintained).') == "en"
 
 
+def test_simplified_words_are_not_rewritten():
+    simplified = (
+        "华为昇腾910C性能可达H100的60%。",
+        "昇腾910C",
+        "华为乾崑ADS 4推送城市NOA",
+        "股价升腾,需求旺盛。",
+    )
+    for text in simplified:
+        assert normalize(text).text == text
+        assert normalize_text(text) == text
+    assert detect_lang("昇腾910C") == "zh-Hans"
+
+
+def test_traditional_is_still_converted_and_kept_words_survive_inside_it():
+    assert normalize("華為昇騰910C性能達到預期。").text == "华为昇腾910C性能达到预期。"
+    assert normalize_text("華為昇騰910C性能達到預期。") == "华为昇腾910C性能达到预期。"
+    assert normalize("股價升騰，需求旺盛。").text == "股价升腾,需求旺盛。"  # a genuine 升腾 stays 升腾
+    # The decision is per line: a simplified line next to a traditional one is left as written.
+    assert normalize("昇腾出货加速。\n國產替代加速推進。").text == "昇腾出货加速。\n国产替代加速推进。"
+
+
+def test_no_simplified_sentence_of_the_seed_reports_is_changed_by_the_t2s_step():
+    checked = 0
+    for path in sorted(CORPUS.glob("*.txt")):
+        for s in segment(read_report(path).text).sentences:
+            if s.lang != "zh-Hans":
+                continue
+            folded = unicodedata.normalize("NFKC", s.original)
+            assert to_simplified(folded) == folded, s.original
+            checked += 1
+    assert checked > 300
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=()), max_size=200))
 def test_idempotent_and_offsets_valid(text):
@@ -65,7 +105,7 @@ def test_lone_surrogates_and_arbitrary_code_points_never_crash(text):
 # mark, Hangul jamo, phrase conversions, citation markers before an English capital, CJK around spaces.
 _TRICKY = list(
     "\r\n\t  \u3000\xa0\u2003\u00a8\u00b4\u0301\u0308\u200b\u2028\ufeff\uff76\uff9e\u1100\u1161\u11a8"
-    "ＡＢ１２，。（）[]5,-–•The 字節跳動算力產業鏈臺灣後發髮著乾坤℃①≥■é"
+    "ＡＢ１２，。（）[]5,-–•The 字節跳動算力產業鏈臺灣後發髮著乾坤℃①≥■é昇騰腾升乾崑"
 )
 _TEXTS = st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(codec="utf-8"), max_size=120)
 

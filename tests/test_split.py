@@ -42,10 +42,10 @@ def test_bullets_and_headings_are_their_own_units():
     seg = segment(text)
     assert [(s.text, s.kind) for s in seg.sentences] == [
         ("行业动向:", "heading"),
-        ("字节跳动已跃升为世界顶级CSP", "bullet"),
-        ("国产算力产业链全面受益", "bullet"),
-        ("光模块需求旺盛。", "bullet"),
-        ("ASIC出货加速。", "bullet"),
+        ("字节跳动已跃升为世界顶级CSP", "sentence"),  # a bullet point states something
+        ("国产算力产业链全面受益", "sentence"),
+        ("光模块需求旺盛。", "sentence"),
+        ("ASIC出货加速。", "sentence"),
     ]
 
 
@@ -102,3 +102,17 @@ def test_sentence_content_is_preserved(parts):
     for p in parts:
         if len(p) >= 4:
             assert p in joined
+
+
+_PIECES = st.sampled_from([*"#|:：【】 01。a买入评级\n@S-", "昇腾", "免责声明", "分析师:", "\n## "])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_PIECES, max_size=30).map("".join))
+def test_by_line_gives_one_unit_per_non_empty_line_and_every_unit_a_kind(text):
+    from fintag.data.normalize import normalize
+    from fintag.data.split import KINDS
+
+    units = segment(text, by_line=True).sentences
+    assert [u.text for u in units] == [ln.strip() for ln in normalize(text).text.split("\n") if ln.strip()]
+    assert all(u.kind in KINDS for u in units)

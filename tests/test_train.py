@@ -360,11 +360,11 @@ def test_token_masks_depend_on_seed_epoch_and_sentence_not_on_batch_history():
 
 
 def test_distill_groups_flag_is_parsed_and_checked():
-    from fintag.serve.cli import _parse
+    from fintag.cli.args import parse_settings
     from fintag.train.config import TrainConfig
 
     assert TrainConfig().distill_group_names == ("sentiment", "themes", "rating")
-    (cfg,) = _parse((TrainConfig,), ["--distill_groups", "sentiment, themes"])
+    (cfg,) = parse_settings((TrainConfig,), ["--distill_groups", "sentiment, themes"], "train")
     assert cfg.distill_group_names == ("sentiment", "themes")
     for bad in ("sentiment,price", ","):
         with pytest.raises(ValueError, match="comma-separated subset of sentiment,themes,rating"):

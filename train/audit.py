@@ -10,7 +10,6 @@ those probabilities contradict most (self-confidence). The list is for a person 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,10 @@ import numpy as np
 from fintag.data.build import load_split
 from fintag.data.fsutil import write_jsonl
 from fintag.data.taxonomy import TAXONOMY
-from fintag.model.base import BASE_ALIAS, resolve_model
+from fintag.model.base import resolve_model
+from fintag.train.config import AuditConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class AuditConfig:
-    dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
-    model: str = field(
-        default=BASE_ALIAS, metadata={"help": "encoder whose embeddings the out-of-fold models use"}
-    )
-    output: str = field(default="artifacts/audit.jsonl", metadata={"help": "the ranked list (JSONL)"})
-    top: int = field(default=80, metadata={"help": "how many suspected issues to list"})
-    folds: int = field(default=5, metadata={"help": "cross-validation folds"})
-    seed: int = field(default=0, metadata={"help": "random seed of the folds"})
 
 
 def embed(model_path: str, texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -5,21 +5,21 @@ from __future__ import annotations
 import logging
 import sys
 
-from fintag.serve.cli import _parse
+from fintag.cli.args import UsageError, parse_settings, report_usage_error
 
 logger = logging.getLogger(__name__)
 
 
 def train_main(argv: list[str]) -> int:
-    from fintag.model.checkpoint import CheckpointError
     from fintag.train.config import TrainConfig
-    from fintag.train.loop import RunError, train
 
     try:
-        (cfg,) = _parse((TrainConfig,), argv)
-    except ValueError as exc:  # a setting was refused: the message names it and the fix
-        logger.error("%s", exc)
-        return 2
+        (cfg,) = parse_settings((TrainConfig,), argv, "train")
+    except UsageError as exc:  # a setting was refused: the message names it and the fix
+        return report_usage_error("train", exc)
+    from fintag.model.checkpoint import CheckpointError
+    from fintag.train.loop import RunError, train
+
     try:
         path = train(cfg)
     except (RunError, CheckpointError, FileNotFoundError) as exc:
@@ -30,10 +30,15 @@ def train_main(argv: list[str]) -> int:
 
 
 def evaluate_main(argv: list[str]) -> int:
-    from fintag.model.checkpoint import CheckpointError
-    from fintag.train.evaluate import EvalConfig, evaluate, side_by_side
+    from fintag.train.config import EvalConfig
 
-    (cfg,) = _parse((EvalConfig,), argv)
+    try:
+        (cfg,) = parse_settings((EvalConfig,), argv, "evaluate")
+    except UsageError as exc:
+        return report_usage_error("evaluate", exc)
+    from fintag.model.checkpoint import CheckpointError
+    from fintag.train.evaluate import evaluate, side_by_side
+
     try:
         results = evaluate(cfg)
     except (CheckpointError, FileNotFoundError) as exc:
@@ -41,6 +46,47 @@ def evaluate_main(argv: list[str]) -> int:
         return 1
     for split in results:
         sys.stdout.write(side_by_side(results, split) + "\n\n")
+    return 0
+
+
+def base_main(argv: list[str]) -> int:
+    from fintag.model.base import BaseConfig
+
+    try:
+        (cfg,) = parse_settings((BaseConfig,), argv, "base")
+    except UsageError as exc:
+        return report_usage_error("base", exc)
+    from fintag.model.base import BaseModelError, ensure_base
+
+    try:
+        path = ensure_base(cfg.output_dir or None, trim=cfg.trim, force=cfg.force, corpus_dir=cfg.corpus_dir)
+    except BaseModelError as exc:
+        logger.error("%s", exc)
+        return 1
+    sys.stdout.write(f"{path}\n")
+    return 0
+
+
+def audit_main(argv: list[str]) -> int:
+    from fintag.train.config import AuditConfig
+
+    try:
+        (cfg,) = parse_settings((AuditConfig,), argv, "data audit")
+    except UsageError as exc:
+        return report_usage_error("data audit", exc)
+    from fintag.model.base import BaseModelError
+    from fintag.train.audit import audit
+
+    try:
+        rows = audit(cfg)
+    except (BaseModelError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 1
+    for row in rows:
+        sys.stdout.write(
+            f"{row['gold_probability']:.3f} {row['group']}: gold {row['gold']} predicted {row['predicted']} "
+            f"[{row['report_id']}] {row['text'][:100]}\n"
+        )
     return 0
 
 

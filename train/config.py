@@ -1,4 +1,4 @@
-"""Training settings; `fintag train` generates its flags from this dataclass."""
+"""Settings of `fintag train` and `fintag evaluate`; each command generates its flags from its dataclass."""
 
 from __future__ import annotations
 
@@ -133,3 +133,27 @@ class TrainConfig:
     @property
     def distill_group_names(self) -> tuple[str, ...]:
         return tuple(name.strip() for name in self.distill_groups.split(",") if name.strip())
+
+
+@dataclass
+class EvalConfig:
+    model: str = field(
+        default="artifacts/run/model", metadata={"help": "trained checkpoint folder or hub id"}
+    )
+    dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
+    output_dir: str = field(default="eval", metadata={"help": "where metrics.json, report.md and PNGs go"})
+    splits: str = field(default="validation,test", metadata={"help": "comma-separated splits to evaluate"})
+    batch_size: int = field(default=64, metadata={"help": "sentences per forward pass"})
+    allow_pickle: bool = field(default=False, metadata={"help": "accept pickled .bin weights (unsafe)"})
+
+
+@dataclass
+class AuditConfig:
+    dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
+    model: str = field(
+        default=BASE_ALIAS, metadata={"help": "encoder whose embeddings the out-of-fold models use"}
+    )
+    output: str = field(default="artifacts/audit.jsonl", metadata={"help": "the ranked list (JSONL)"})
+    top: int = field(default=80, metadata={"help": "how many suspected issues to list"})
+    folds: int = field(default=5, metadata={"help": "cross-validation folds"})
+    seed: int = field(default=0, metadata={"help": "random seed of the folds"})

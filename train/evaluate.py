@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +14,10 @@ from fintag.data.build import load_split
 from fintag.data.fsutil import write_json, write_text
 from fintag.data.taxonomy import TAXONOMY, LabelGroup
 from fintag.train.baseline import TfidfBaseline
+from fintag.train.config import EvalConfig
 from fintag.train.metrics import all_metrics
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalConfig:
-    model: str = field(
-        default="artifacts/run/model", metadata={"help": "trained checkpoint folder or hub id"}
-    )
-    dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
-    output_dir: str = field(default="eval", metadata={"help": "where metrics.json, report.md and PNGs go"})
-    splits: str = field(default="validation,test", metadata={"help": "comma-separated splits to evaluate"})
-    batch_size: int = field(default=64, metadata={"help": "sentences per forward pass"})
-    allow_pickle: bool = field(default=False, metadata={"help": "accept pickled .bin weights (unsafe)"})
 
 
 def _slices(records: list[dict[str, Any]]) -> dict[str, list[int]]:

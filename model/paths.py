@@ -1,0 +1,77 @@
+"""The one resolver of `--model` values, used by `fintag tag`, `evaluate`, `serve`, `train` and `Tagger.load`.
+
+A value is a local folder when it exists or looks like a path; otherwise a hub id. Every way a local
+value can be wrong gets one message, the same in every command: the folder does not exist (with the
+folder it was looked for in), it is a file, it is a training run folder (use its `model/`), or it holds
+no `config.json`. Nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+RUN_MODEL_SUBFOLDER = "model"  # where `fintag train --output_dir RUN` writes the checkpoint
+# What the hub accepts as a repository id: "name" or "namespace/name".
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?$")
+
+
+class ModelPathError(ValueError):
+    """A `--model` value that names no usable checkpoint; the message says why and what to pass."""
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether a hub repository's config.json is in the local cache (what an offline load can use)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def looks_like_path(value: str) -> bool:
+    """A value the hub could not take: it starts like a path or has more than one '/'."""
+    return value.startswith((".", "/", "~", "\\")) or "\\" in value or _HUB_ID_RE.match(value) is None
+
+
+def resolve_model(value: str | os.PathLike[str], what: str = "checkpoint") -> tuple[str, bool]:
+    """(value to load, is_local) for a `--model` value; raises `ModelPathError` naming the fix.
+
+    `what` names the expected folder in messages ("checkpoint" for a trained tagger, "base model")."""
+    source = os.fspath(value)
+    path = Path(source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelPathError(
+                f"{source} is a file; pass the {what} folder that holds config.json "
+                "(e.g. artifacts/run/model)"
+            )
+        if (path / "config.json").is_file():
+            return str(path), True
+        nested = path / RUN_MODEL_SUBFOLDER
+        if (nested / "config.json").is_file():
+            raise ModelPathError(
+                f"{source} is a training run folder; its {what} is {nested}: pass --model {nested}"
+            )
+        raise ModelPathError(
+            f"{source} has no config.json, so it is not a Hugging Face {what} folder; pass the folder "
+            "written by `fintag train` (the model/ subfolder of its --output_dir)"
+        )
+    if looks_like_path(source) or (_offline() and not _in_hub_cache(source)):
+        where = f"looked for {path.absolute()} from the current folder {Path.cwd()}"
+        hub = (
+            "; as a hub id it is not in the local hub cache, and HF_HUB_OFFLINE is set"
+            if not looks_like_path(source)
+            else ""
+        )
+        raise ModelPathError(
+            f"{what} folder {source} does not exist ({where}){hub}. Pass the folder written by "
+            "`fintag train` (the model/ subfolder of its --output_dir), or an absolute path"
+        )
+    return source, False

@@ -1,0 +1,300 @@
+"""What a new user meets first: the command line, its help and errors, the output fields, kinds and resume.
+
+Each test here pins one finding of issue 14; each failed on the code before the fix."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fintag.cli.commands import COMMANDS
+from fintag.cli.main import main
+from fintag.data.reader import read_report
+from fintag.data.split import KINDS, SUMMARY_KIND, segment
+from fintag.serve.batch import tag_main
+from fintag.serve.summary import summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "corpus"
+HEAVY = ("torch", "transformers", "sklearn", "fastapi", "datasets", "accelerate")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _tag(*args: str | Path) -> int:
+    return tag_main([str(a) for a in args])
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _errors(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# ---------------------------------------------------------------- the text as written
+
+
+def test_text_is_the_original_and_the_normalised_form_has_its_own_field(tagger):
+    report = "华为昇腾910C性能可达H100的60%。\n字節跳動大幅催化算力產業鏈，需求持續驗證。\n"
+    result = tagger.tag_report(report)
+    texts = [(s["text"], s["text_normalized"]) for s in result["sentences"]]
+    assert texts == [
+        ("华为昇腾910C性能可达H100的60%。", "华为昇腾910C性能可达H100的60%。"),
+        ("字節跳動大幅催化算力產業鏈，需求持續驗證。", "字节跳动大幅催化算力产业链,需求持续验证。"),
+    ]
+    for s in result["sentences"]:
+        assert report[s["start"] : s["end"]] == s["text"]
+
+
+def test_tag_writes_original_text_in_jsonl_and_csv(tmp_path, tiny_checkpoint_dir):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "r.txt").write_text(
+        "投資評級：買入（維持）。\n华为昇腾910C出货加速。\n", encoding="utf-8"
+    )
+    assert _tag(tmp_path / "in", "--model", tiny_checkpoint_dir, "--out", tmp_path / "t.jsonl") == 0
+    rows = [r for r in _jsonl(tmp_path / "t.jsonl") if r["type"] == "sentence"]
+    assert [r["text"] for r in rows] == ["投資評級：買入（維持）。", "华为昇腾910C出货加速。"]
+    assert [r["text_normalized"] for r in rows] == ["投资评级:买入(维持)。", "华为昇腾910C出货加速。"]
+    assert _tag(tmp_path / "in", "--model", tiny_checkpoint_dir, "--out", tmp_path / "t.csv") == 0
+    table = list(csv.DictReader(io.StringIO((tmp_path / "t.csv").read_text(encoding="utf-8"))))
+    assert [r["text"] for r in table if r["type"] == "sentence"] == [r["text"] for r in rows]
+
+
+# ---------------------------------------------------------------- kinds
+
+
+def _kinds(path: Path) -> dict[str, str]:
+    return {s.text: s.kind for s in segment(read_report(path).text).sentences}
+
+
+def test_seed_report_non_sentences_get_their_kind():
+    guosen = _kinds(CORPUS / "003_79c94fc73134dc31.txt")
+    assert guosen["投资评级:优于大市(维持)"] == "sentence"  # the report's own rating line
+    assert guosen["zhanglunke@guosen.com.cn"] == "contact"
+    assert guosen["证券分析师:张伦可"] == "contact"
+    assert guosen["深圳市福田区福华一路125号国信金融大厦36层"] == "contact"
+    # The rating scale, its table rows and the legal notices after "## 国信证券投资评级".
+    assert guosen["股票投资评级优于大市股价表现优于市场代表性指数10%以上"] == "disclaimer"
+    assert guosen["中性股价表现介于市场代表性指数±10%之间"] == "disclaimer"
+    assert guosen["报告中投资建议所涉及的评级(如有)分为股票评级和行业评级(另有说明的除外)。"] == "disclaimer"
+    assert guosen["本报告仅供我公司客户使用,本公司不会因接收人收到本报告而视其为客户。"] == "disclaimer"
+    assert guosen["请务必阅读正文之后的免责声明及其项下所有内容"] == "disclaimer"
+    assert guosen["我们认为AI将持续驱动巨头提升变现水平。"] == "sentence"
+    shanxi = _kinds(CORPUS / "002_d1516b028d16e038.txt")
+    assert shanxi["分析师:高宇洋"] == "contact"
+    assert (
+        shanxi["本人承诺不利用自己的身份、地位或执业过程中所掌握的信息为自己或他人谋取私利。"] == "disclaimer"
+    )
+    assert shanxi["禁止任何公众媒体或者其他机构未经授权私自刊载或者转发我司的证券研究报告。"] == "disclaimer"
+    assert shanxi["表1:建议重点关注的公司"] == "heading"
+    for path in sorted(CORPUS.glob("*.txt")):
+        kinds = set(_kinds(path).values())
+        assert kinds <= set(KINDS) and SUMMARY_KIND in kinds, path
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("评级说明\n买入：预期未来6个月内相对基准指数涨幅15%以上。", "disclaimer"),
+        ("公司评级分为买入、增持、中性、减持和卖出五级。", "disclaimer"),
+        ("买入：预期未来6个月内，个股相对同期基准指数涨幅在20%以上。", "disclaimer"),
+        ("Buy: we expect the stock to outperform the index by more than 15% over 12 months.", "disclaimer"),
+        ("我们维持公司买入评级，目标价上调至八十元。", "sentence"),
+        ("| 寒武纪 | 买入 | 算力芯片龙头 | 688256 |", "table_row"),
+        ("证券分析师：张伦可 执业证书编号：S0980520040001", "contact"),
+        ("联系电话：010-12345678 邮箱：analyst@broker.com", "contact"),
+    ],
+)
+def test_kind_of_typical_lines(text, kind):
+    assert segment(text).sentences[-1].kind == kind
+
+
+def _unit(text: str, kind: str, rating: str, score: float, sentiment: str = "neutral") -> dict:
+    from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
+
+    return {
+        "text": text,
+        "start": 0,
+        "end": len(text),
+        "kind": kind,
+        "sentiment": {"label": sentiment, "score": 0.9, "scores": dict.fromkeys(SENTIMENT.labels, 0.3)},
+        "themes": {"labels": ["compute"], "scores": dict.fromkeys(THEMES.labels, 0.9)},
+        "rating": {"label": rating, "score": score, "scores": dict.fromkeys(RATING.labels, 0.1)},
+    }
+
+
+def test_summary_reads_sentences_only_and_never_states_a_disclaimers_rating():
+    units = [
+        _unit("买入：预期未来6个月内相对基准指数涨幅15%以上", "disclaimer", "buy", 0.99, "positive"),
+        _unit("zhang@broker.com", "contact", "sell", 0.98, "negative"),
+        _unit("我们维持公司中性评级。", "sentence", "neutral", 0.7),
+        _unit("算力需求旺盛。", "sentence", "none", 0.8, "positive"),
+    ]
+    summary = summarize(units)
+    assert summary["rating"]["label"] == "neutral"
+    assert summary["rating"]["evidence"]["text"] == "我们维持公司中性评级。"
+    assert [r["label"] for r in summary["ratings_stated"]] == ["neutral"]
+    assert summary["sentences"] == 2 and summary["sentiment_index"] == 0.5
+    assert summary["kind_counts"] == {**dict.fromkeys(KINDS, 0), "sentence": 2, "disclaimer": 1, "contact": 1}
+
+
+def test_every_tagged_row_has_a_kind_and_the_seed_summary_uses_sentences_only(tmp_path, tiny_checkpoint_dir):
+    seed = CORPUS / "003_79c94fc73134dc31.txt"
+    assert _tag(seed, "--model", tiny_checkpoint_dir, "--out", tmp_path / "t.jsonl") == 0
+    records = _jsonl(tmp_path / "t.jsonl")
+    rows = [r for r in records if r["type"] == "sentence"]
+    assert rows and all(r["kind"] in KINDS for r in rows)
+    sentences = [r["text"] for r in rows if r["kind"] == SUMMARY_KIND]
+    (summary,) = [r["summary"] for r in records if r["type"] == "summary"]
+    assert summary["sentences"] == len(sentences) < len(rows)
+    assert all(r["text"] in sentences for r in summary["ratings_stated"])
+
+
+# ---------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_help_names_the_command_and_imports_nothing_heavy(command):
+    code = (
+        "import sys\nfrom fintag.cli.main import main\n"
+        "try:\n    main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *command.split(), "--help"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith(f"usage: fintag {command} "), out[:200]
+    assert "HEAVY=" in proc.stderr and proc.stderr.rsplit("HEAVY=", 1)[1] == "", proc.stderr[-300:]
+    description = out.split("\n\n")[1]
+    assert COMMANDS[command].summary[:20].lower() in description.lower()
+    flat = " ".join(out.split())
+    assert "(default: None)" not in flat and "default: standard output) (default" not in flat
+    for line in out.splitlines():
+        assert line.count("default") <= 1, line
+    if "true|false" in out or "[RESUME]" in out:
+        assert "[true|false]" in out and "[RESUME]" not in out
+
+
+def test_unknown_command_and_unknown_flag_are_named(capsys):
+    assert main(["bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'bogus'" in err and "usage: fintag <command>" in err
+    assert main(["data", "bogus"]) == 2
+    assert "did you mean" in capsys.readouterr().err
+    assert main(["tag", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --bogus" in err and "HfArgumentParser" not in err
+    assert err.startswith("usage: fintag tag ")
+
+
+# ---------------------------------------------------------------- model path errors
+
+
+def test_a_missing_model_folder_gets_one_message_naming_the_folder_and_cwd(
+    tmp_path, monkeypatch, caplog, report_file
+):
+    from fintag.serve.settings import SettingsError, load_settings
+
+    monkeypatch.chdir(tmp_path)
+    assert _tag(report_file, "--model", "artifacts/run/model", "--out", tmp_path / "t.jsonl") == 1
+    (message,) = [e for e in _errors(caplog) if "artifacts/run/model" in e]
+    assert "does not exist" in message and str(tmp_path) in message and "Repo id" not in message
+    with pytest.raises(SettingsError) as served:
+        load_settings(["--model", "artifacts/run/model"])
+    assert "does not exist" in str(served.value) and str(tmp_path) in str(served.value)
+
+
+def test_a_run_folder_points_to_its_model_subfolder(tmp_path, tiny_checkpoint_dir, caplog, report_file):
+    shutil.copytree(tiny_checkpoint_dir, tmp_path / "run" / "model")
+    assert _tag(report_file, "--model", tmp_path / "run", "--out", tmp_path / "t.jsonl") == 1
+    assert any(f"pass --model {tmp_path / 'run' / 'model'}" in e for e in _errors(caplog)), _errors(caplog)
+
+
+def test_an_empty_folder_says_why_nothing_was_tagged(tmp_path, tiny_checkpoint_dir, caplog):
+    (tmp_path / "empty").mkdir()
+    assert _tag(tmp_path / "empty", "--model", tiny_checkpoint_dir, "--out", tmp_path / "t.jsonl") == 2
+    assert any("no report files" in e and "empty" in e for e in _errors(caplog)), _errors(caplog)
+
+
+# ---------------------------------------------------------------- outputs and resume
+
+
+@pytest.fixture
+def report_file(tmp_path) -> Path:
+    path = tmp_path / "a" / "r.txt"
+    path.parent.mkdir()
+    path.write_text(
+        "算力需求持续旺盛，国产芯片替代进程加快。\n我们维持对公司的买入评级。\n", encoding="utf-8"
+    )
+    return path
+
+
+def test_out_csv_writes_csv_and_a_contradicting_format_is_refused(tmp_path, tiny_checkpoint_dir, report_file):
+    out = tmp_path / "x.csv"
+    assert _tag(report_file, "--model", tiny_checkpoint_dir, "--out", out) == 0
+    assert out.read_text(encoding="utf-8").startswith("type,report_id,path,")
+    other = tmp_path / "y.csv"
+    assert _tag(report_file, "--model", tiny_checkpoint_dir, "--out", other, "--format", "jsonl") == 2
+    assert not other.exists()
+
+
+def test_resume_knows_a_file_given_relative_then_absolute(
+    tmp_path, tiny_checkpoint_dir, report_file, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "t.jsonl"
+    assert _tag("a/r.txt", "--model", tiny_checkpoint_dir, "--out", out) == 0
+    first = out.read_text(encoding="utf-8")
+    assert _tag(report_file, "--model", tiny_checkpoint_dir, "--out", out, "--resume") == 0
+    assert out.read_text(encoding="utf-8") == first  # nothing tagged twice
+    assert {r["path"] for r in _jsonl(out)} == {str(report_file)}
+
+
+def test_files_of_the_same_name_in_two_folders_get_two_report_ids(tmp_path, tiny_checkpoint_dir, report_file):
+    twin = tmp_path / "b" / "r.txt"
+    twin.parent.mkdir()
+    shutil.copy(report_file, twin)
+    out = tmp_path / "t.jsonl"
+    assert _tag(report_file, twin, "--model", tiny_checkpoint_dir, "--out", out) == 0
+    ids = {r["path"]: r["report_id"] for r in _jsonl(out) if r["type"] == "summary"}
+    assert ids == {str(report_file): "a/r", str(twin): "b/r"}
+
+
+def test_stdin_one_sentence_per_line(monkeypatch, capsys, tiny_checkpoint_dir):
+    lines = "算力需求旺盛。国产替代加速!\n买入\n\n昇腾910C出货\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines.encode("utf-8"))))
+    assert _tag("-", "--model", tiny_checkpoint_dir, "--stdin", "lines") == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows = [r for r in records if r["type"] == "sentence"]
+    assert [r["text"] for r in rows] == ["算力需求旺盛。国产替代加速!", "买入", "昇腾910C出货"]
+    assert records[-1]["type"] == "summary"
