@@ -67,7 +67,8 @@ def test_a_review_is_stored_in_the_label_format_and_listed(tagger, tmp_path, sen
 def test_a_review_with_an_unknown_label_is_refused_and_not_stored(tagger, tmp_path):
     path = tmp_path / "reviews.jsonl"
     with TestClient(make_app(tagger, path)) as client:
-        response = client.post("/v1/reviews", json={**review_body(tagger, "公司维持买入评级。"), "rating": "hold"})
+        body = {**review_body(tagger, "公司维持买入评级。"), "rating": "hold"}
+        response = client.post("/v1/reviews", json=body)
         assert response.status_code == 422
         assert "rating" in response.json()["error"]
     assert not path.exists()
@@ -129,7 +130,7 @@ def test_a_torn_last_line_is_repaired_on_start_and_earlier_reviews_kept(tagger, 
 
 
 def test_the_store_indexes_reviews_written_by_another_process(tmp_path):
-    """Two stores on one file (two `--workers`): a review_id stored by one is not stored again by the other."""
+    """Two stores on one file (two `--workers`): a review_id stored by one is not stored by the other."""
     path = tmp_path / "reviews.jsonl"
     a, b = ReviewStore(path), ReviewStore(path)
     a.open()
