@@ -18,7 +18,9 @@ commands:
   train           fine-tune the tagger (CPU, one GPU or many through `accelerate launch`)
   evaluate        evaluate a checkpoint against the TF-IDF baseline, write eval/
   tag             tag report files (txt, md, pdf) or stdin into JSONL/CSV
-  serve           run the HTTP inference endpoint
+  serve           run the HTTP inference endpoint and the analysts' page
+  review export-ls   tagged sentences -> Label Studio tasks (most uncertain first) and labelling config
+  review import-ls   a Label Studio JSON export -> reviews appended to a reviews file
 
 `fintag <command> --help` lists the flags of a command."""
 
@@ -77,6 +79,31 @@ def _data_validate(argv: list[str]) -> int:
     return 1 if problems else 0
 
 
+def _review_export(argv: list[str]) -> int:
+    from fintag.data.labelstudio import ExportConfig, LabelStudioError, export_tasks
+
+    (cfg,) = _parse((ExportConfig,), argv)
+    try:
+        export_tasks(cfg)
+    except LabelStudioError as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0
+
+
+def _review_import(argv: list[str]) -> int:
+    from fintag.data.labelstudio import ImportConfig, LabelStudioError, import_annotations
+    from fintag.data.reviews import ReviewFileError
+
+    (cfg,) = _parse((ImportConfig,), argv)
+    try:
+        import_annotations(cfg)
+    except (LabelStudioError, ReviewFileError) as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0
+
+
 def _lazy(module: str, func: str) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
         import importlib
@@ -94,6 +121,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "evaluate": _lazy("fintag.train.cli", "evaluate_main"),
     "tag": _lazy("fintag.serve.batch", "tag_main"),
     "serve": _lazy("fintag.serve.app", "serve_main"),
+    "review export-ls": _review_export,
+    "review import-ls": _review_import,
 }
 
 

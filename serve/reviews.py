@@ -24,13 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from fintag.data.normalize import normalize_text
+from fintag.data.reviews import ReviewFileError, read_reviews
 from fintag.data.split import sentence_id
 
 logger = logging.getLogger(__name__)
-
-
-class ReviewFileError(Exception):
-    """The reviews file cannot be used; the message names the file, the problem and the fix."""
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -65,28 +62,6 @@ def repair_torn_tail(path: Path) -> int:
     return len(fragment)
 
 
-def read_reviews(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every complete record of a reviews file, in the order written (a torn last line is skipped)."""
-    p = Path(path)
-    if not p.exists():
-        raise ReviewFileError(f"{p}: the reviews file does not exist; check the path")
-    out: list[dict[str, Any]] = []
-    lines = p.read_bytes().split(b"\n")
-    for line_no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if line_no == len(lines):  # unterminated last line: a write cut short, not stored
-                logger.warning("%s:%d: torn last line skipped", p, line_no)
-                continue
-            raise ReviewFileError(
-                f"{p}:{line_no}: not a JSON record ({exc.msg}); fix or remove that line"
-            ) from exc
-    return out
-
-
 def make_record(body: dict[str, Any]) -> dict[str, Any]:
     """The stored form of a review request (a `ReviewRequest` as a dict)."""
     text = normalize_text(body["text"])
@@ -99,6 +74,7 @@ def make_record(body: dict[str, Any]) -> dict[str, Any]:
         "text": text,
         "start": body.get("start"),
         "end": body.get("end"),
+        "lang": body.get("lang"),
         "sentiment": body["sentiment"],
         "themes": sorted(set(body["themes"])),
         "rating": body["rating"],

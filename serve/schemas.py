@@ -114,6 +114,7 @@ class ReviewRequest(BaseModel):
     report_id: str = Field(default="report", min_length=1, max_length=200, description="its report")
     start: int | None = Field(default=None, ge=0, description="offset of the sentence in the report text")
     end: int | None = Field(default=None, ge=0, description="end offset of the sentence in the report text")
+    lang: Literal[LANGS] | None = Field(default=None, description="its language, as tagged")  # type: ignore[valid-type]
     sentiment: SentimentLabel = Field(description="the corrected sentiment")
     themes: list[ThemeLabel] = Field(description="the corrected themes (empty: none)")
     rating: RatingLabel = Field(description="the corrected stated rating ('none' if it states none)")
@@ -139,6 +140,7 @@ class Review(BaseModel):
     text: str
     start: int | None
     end: int | None
+    lang: Literal[LANGS] | None  # type: ignore[valid-type]
     sentiment: SentimentLabel
     themes: list[ThemeLabel]
     rating: RatingLabel

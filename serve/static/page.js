@@ -299,7 +299,7 @@ async function saveReview(event) {
   const i = state.editing;
   const s = report.sentences[i];
   const body = {
-    text: s.text, report_id: report.report_id, start: s.start, end: s.end,
+    text: s.text, report_id: report.report_id, start: s.start, end: s.end, lang: s.lang || null,
     sentiment: $("review-sentiment").value, rating: $("review-rating").value,
     themes: [...$("review-themes").querySelectorAll("input:checked")].map((b) => b.value),
     model: { sentiment: s.sentiment, themes: s.themes, rating: s.rating },
