@@ -207,7 +207,10 @@ def test_pasting_report_003_shows_its_sentences_labels_and_outperform(page, serv
 def test_correcting_a_sentence_stores_a_review(page, server, tmp_path):
     text = REPORT_003.read_text(encoding="utf-8")
     tag_text(page, text, "003_79c94fc73134dc31")
-    target = page.get_by_test_id("sentence").nth(4)
+    first = page.locator('[data-testid="sentence"][data-kind="sentence"]').filter(has_text="算力").first
+    index = first.get_attribute("data-index")
+    target = page.locator(f'[data-testid="sentence"][data-index="{index}"]')
+    target.scroll_into_view_if_needed()
     sentence_text = target.locator(".text").inner_text()
     before = target.get_attribute("data-sentiment")
     corrected = next(label for label in SENTIMENT.labels if label != before)
@@ -221,7 +224,8 @@ def test_correcting_a_sentence_stores_a_review(page, server, tmp_path):
     shot(page, tmp_path, "page_review.png")
     page.get_by_test_id("review-save").click()
     page.locator('[data-testid="sentence"][data-reviewed="true"]').first.wait_for()
-    assert page.get_by_test_id("sentence").nth(4).get_attribute("data-sentiment") == corrected
+    assert target.get_attribute("data-sentiment") == corrected
+    assert target.get_attribute("data-reviewed") == "true"
     listed = httpx.get(f"{server.url}/v1/reviews").json()["reviews"]
     mine = [r for r in listed if r["text"] == sentence_text]
     assert len(mine) == 1

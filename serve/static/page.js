@@ -178,7 +178,7 @@ function renderReports() {
     const st = stats(r);
     const row = el("tr", { "data-testid": "report-row", "data-report-id": r.report_id, class: k === state.current ? "current" : "",
       onclick: () => { state.current = k; render(); } },
-    el("td", { text: r.report_id }), el("td", { text: r.date || "–" }), el("td", { text: String(st.n) }),
+    el("td", { text: r.report_id }), el("td", { text: r.date || "–" }), el("td", { text: String(r.sentences.length) }),
     el("td", {}, el("span", { class: `badge rating-${r.summary.rating.label}`, text: r.summary.rating.label })),
     el("td", { text: fmt(st.index) }),
     el("td", { text: Object.entries(st.share).filter(([, v]) => v > 0).map(([t, v]) => `${t} ${(v * 100).toFixed(0)}%`).join(", ") || "–" }),
