@@ -7,7 +7,7 @@ import logging
 from typing import Literal
 
 from fintag.data.taxonomy import LANGS, RATING, SENTIMENT, TAXONOMY, THEMES, LabelGroup
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ ReportSentence = create_model(
 SentimentLabel = Literal[SENTIMENT.labels]  # type: ignore[valid-type]
 ThemeLabel = Literal[THEMES.labels]  # type: ignore[valid-type]
 RatingLabel = Literal[RATING.labels]  # type: ignore[valid-type]
+MAX_OFFSET = 2**31 - 1
 
 
 class Evidence(BaseModel):
@@ -112,8 +113,12 @@ class ReviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=2000, description="the sentence as tagged (normalised text)")
     report_id: str = Field(default="report", min_length=1, max_length=200, description="its report")
-    start: int | None = Field(default=None, ge=0, description="offset of the sentence in the report text")
-    end: int | None = Field(default=None, ge=0, description="end offset of the sentence in the report text")
+    start: int | None = Field(
+        default=None, ge=0, le=MAX_OFFSET, description="offset of the sentence in the report text"
+    )
+    end: int | None = Field(
+        default=None, ge=0, le=MAX_OFFSET, description="end offset of the sentence in the report text"
+    )
     lang: Literal[LANGS] | None = Field(default=None, description="its language, as tagged")  # type: ignore[valid-type]
     sentiment: SentimentLabel = Field(description="the corrected sentiment")
     themes: list[ThemeLabel] = Field(description="the corrected themes (empty: none)")
@@ -129,6 +134,18 @@ class ReviewRequest(BaseModel):
         description="the client's id of this review; a retry with the same id is stored once",
     )
     reviewer: str | None = Field(default=None, max_length=100, description="who corrected it")
+
+    @field_validator("text", "report_id", "reviewer")
+    @classmethod
+    def _encodable(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    "contains a lone surrogate (\\ud800-\\udfff); send valid Unicode text"
+                ) from exc
+        return value
 
 
 class Review(BaseModel):

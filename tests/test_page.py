@@ -218,7 +218,7 @@ def test_correcting_a_sentence_stores_a_review(page, server, tmp_path):
     panel = page.get_by_test_id("review-panel")
     panel.wait_for()
     page.get_by_test_id("review-sentiment").select_option(corrected)
-    theme = page.get_by_test_id("review-theme-robotaxi")
+    theme = page.get_by_test_id("review-theme-compute")
     theme.set_checked(not theme.is_checked())
     page.get_by_test_id("review-rating").select_option("none")
     shot(page, tmp_path, "page_review.png")

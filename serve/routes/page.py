@@ -79,7 +79,7 @@ def router(settings: ServerSettings) -> APIRouter:
         "/v1/read-report",
         response_model=ReadReportResponse,
         dependencies=guarded,
-        responses=error_responses("unauthorized", "validation_too_large", "validation"),
+        responses=error_responses("bad_request", "unauthorized", "validation_too_large", "validation"),
         summary="Decode an uploaded report file (the raw bytes as the body; ?filename= names its type)",
         openapi_extra={
             "requestBody": {

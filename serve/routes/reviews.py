@@ -26,7 +26,9 @@ def router(settings: ServerSettings) -> APIRouter:
         response_model=Review,
         status_code=201,
         dependencies=guarded,
-        responses=error_responses("unauthorized", "validation", "backend"),
+        responses=error_responses(
+            "bad_request", "unauthorized", "validation_too_large", "validation", "backend"
+        ),
         summary="Store a correction of one sentence's labels in the reviews file",
     )
     async def add_review(body: ReviewRequest, state: StateDep) -> Any:
@@ -49,7 +51,7 @@ def router(settings: ServerSettings) -> APIRouter:
         "/v1/reviews",
         response_model=ReviewList,
         dependencies=guarded,
-        responses=error_responses("unauthorized", "backend"),
+        responses=error_responses("unauthorized", "validation", "backend"),
         summary="Every stored review, oldest first (optionally of one report)",
     )
     async def list_reviews(state: StateDep, report_id: str | None = None) -> Any:
