@@ -234,6 +234,14 @@ def test_correcting_a_sentence_stores_a_review(page, server, tmp_path):
     assert review["model"]["sentiment"]["label"] == before
     stored = [json.loads(line) for line in server.reviews_file.read_text(encoding="utf-8").splitlines()]
     assert review in stored
+    # A second correction of the same sentence is a new review (the latest wins in `fintag data build`).
+    again = next(label for label in SENTIMENT.labels if label not in (before, corrected))
+    target.click()
+    page.get_by_test_id("review-sentiment").select_option(again)
+    page.get_by_test_id("review-save").click()
+    page.locator(f'[data-testid="sentence"][data-index="{index}"][data-sentiment="{again}"]').wait_for()
+    listed = httpx.get(f"{server.url}/v1/reviews").json()["reviews"]
+    assert [r["sentiment"] for r in listed if r["text"] == sentence_text] == [corrected, again]
 
 
 def test_no_request_leaves_127_0_0_1(page, server, tmp_path):

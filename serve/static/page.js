@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { reports: [], current: 0, files: [], editing: null };
+const state = { reports: [], current: 0, files: [], editing: null, reviewId: null };
 const SENT_COLOR = { positive: "#2e9d58", neutral: "#8a8f98", negative: "#d0453c" };
 const THEME_COLORS = ["#3b6fd8", "#c0822b", "#8d4fc4", "#1f9aa3", "#b5487a"];
 
@@ -275,6 +275,7 @@ function openReview(i) {
   const s = report.sentences[i];
   const l = shown(report, i);
   state.editing = i;
+  state.reviewId = newId();
   $("review-text").textContent = s.text;
   $("review-model").textContent = `model: ${s.sentiment.label} (${fmt(s.sentiment.score)}), themes [${s.themes.labels.join(", ")}], rating ${s.rating.label} (${fmt(s.rating.score)})`;
   const sel = $("review-sentiment");
@@ -293,6 +294,12 @@ function openReview(i) {
   $("review-panel").showModal();
 }
 
+// A review's id, new for each opening of the review dialog, so a retried save is stored once (getRandomValues also works on plain
+// http to a non-local host, where crypto.randomUUID is missing).
+function newId() {
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function saveReview(event) {
   event.preventDefault();
   const report = state.reports[state.current];
@@ -303,7 +310,7 @@ async function saveReview(event) {
     sentiment: $("review-sentiment").value, rating: $("review-rating").value,
     themes: [...$("review-themes").querySelectorAll("input:checked")].map((b) => b.value),
     model: { sentiment: s.sentiment, themes: s.themes, rating: s.rating },
-    review_id: (report.reviewIds[i] ||= crypto.randomUUID().replaceAll("-", "")),
+    review_id: state.reviewId,
   };
   try {
     const stored = await postJson("/v1/reviews", body);
@@ -351,7 +358,7 @@ async function tagAll() {
     for (const input of inputs) {
       try {
         const r = await postJson("/v1/tag-report", input);
-        reports.push({ ...r, date: reportDate(input.text), reviews: {}, reviewIds: {} });
+        reports.push({ ...r, date: reportDate(input.text), reviews: {} });
       } catch (e) { problems.push(`${input.report_id}: ${e.message}`); }
     }
   } finally {
