@@ -91,7 +91,7 @@ def _free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, model: Path, reviews_file: Path) -> None:
+    def __init__(self, model: Path, reviews_file: Path, **settings: Any) -> None:
         import uvicorn
         from fintag.serve.app import create_app
         from fintag.serve.settings import ServerSettings
@@ -100,8 +100,9 @@ class LiveServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.reviews_file = reviews_file
-        settings = ServerSettings(reviews_file=str(reviews_file), port=self.port)
-        app = create_app(settings, Tagger.load(model))
+        app = create_app(
+            ServerSettings(reviews_file=str(reviews_file), port=self.port, **settings), Tagger.load(model)
+        )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="fintag-page-server", daemon=True)
@@ -302,3 +303,28 @@ def test_several_reports_get_a_table_and_a_trend_chart(page, tmp_path):
     assert page.get_by_test_id("report-title").inner_text().startswith("001_be547b9c7e19a828")
     assert page.get_by_test_id("sentence").count() > 10
     shot(page, tmp_path, "page_reports.png")
+
+
+def test_with_an_api_key_the_page_says_so_and_works_once_it_is_typed(
+    browser, checkpoint_fit_to_003, tmp_path
+):
+    key = "page-key-" + "x" * 20
+    with LiveServer(checkpoint_fit_to_003, tmp_path / "reviews.jsonl", api_key=key) as live:
+        context = browser.new_context()
+        pg = context.new_page()
+        pg.goto(live.url + "/")
+        pg.get_by_test_id("report-input").fill("投资评级:优于大市(维持)。公司算力业务收入同比增长。")
+        pg.get_by_test_id("tag-button").click()
+        pg.get_by_test_id("error").wait_for()
+        assert "API key" in pg.get_by_test_id("error").inner_text()
+        pg.get_by_test_id("api-key").fill(key)
+        pg.get_by_test_id("tag-button").click()
+        pg.get_by_test_id("sentence").first.wait_for()
+        pg.get_by_test_id("sentence").first.click()
+        pg.get_by_test_id("review-save").click()
+        pg.locator('[data-testid="sentence"][data-reviewed="true"]').wait_for()
+        assert pg.get_by_test_id("error").is_hidden()
+        context.close()
+        assert httpx.get(f"{live.url}/v1/reviews").status_code == 401
+        listed = httpx.get(f"{live.url}/v1/reviews", headers={"Authorization": f"Bearer {key}"}).json()
+        assert listed["count"] == 1
