@@ -7,7 +7,7 @@ import logging
 from typing import Literal
 
 from fintag.data.taxonomy import LANGS, RATING, SENTIMENT, TAXONOMY, THEMES, LabelGroup
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 logger = logging.getLogger(__name__)
 
@@ -134,18 +134,6 @@ class ReviewRequest(BaseModel):
         description="the client's id of this review; a retry with the same id is stored once",
     )
     reviewer: str | None = Field(default=None, max_length=100, description="who corrected it")
-
-    @field_validator("text", "report_id", "reviewer")
-    @classmethod
-    def _encodable(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError(
-                    "contains a lone surrogate (\\ud800-\\udfff); send valid Unicode text"
-                ) from exc
-        return value
 
 
 class Review(BaseModel):

@@ -212,3 +212,12 @@ def test_read_report_decodes_gb18030_and_names_a_bad_file(client):
     assert "r.pdf" in bad.json()["error"] and "not a PDF" in bad.json()["error"]
     docx = client.post("/v1/read-report?filename=r.docx", content=b"PK\x03\x04")
     assert "unsupported file type '.docx'" in docx.json()["error"]
+
+
+def test_a_review_with_a_lone_surrogate_or_a_huge_offset_is_a_422(client):
+    base = {"text": "维持买入评级。", "sentiment": "neutral", "themes": [], "rating": "buy"}
+    body = json.dumps({**base, "text": "维持\ud800评级"}, ensure_ascii=True)
+    response = client.post("/v1/reviews", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "body.text" in response.json()["error"]
+    response = client.post("/v1/reviews", json={**base, "end": 2**64})
+    assert response.status_code == 422 and "end" in response.json()["error"]
