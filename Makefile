@@ -17,7 +17,7 @@ FAST_FLAGS ?= --model scratch --preset small --teacher artifacts/run/model --dis
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup browser demo test test-slow lint bench clean
 
 setup: $(if $(VIRTUAL_ENV),,$(VENV)/.installed)
 
@@ -42,7 +42,15 @@ demo: setup
 	$(FINTAG) tag data/corpus/*.txt --model artifacts/run/model --out artifacts/tags.jsonl
 	$(PY) -c "import json; [print(r['report_id'], r['summary']['rating']['label'], r['summary']['sentiment_index'], r['summary']['theme_share']) for r in map(json.loads, open('artifacts/tags.jsonl')) if r['type'] == 'summary']"
 
-test: setup
+# The page's browser tests drive Debian's chromium with Playwright (pip: dev extras); `playwright install`
+# downloads browsers, which this set-up never needs. Installs chromium when missing (as root, or via sudo).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+test: setup browser
 	$(PY) -m pytest -q
 
 test-slow: setup

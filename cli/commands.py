@@ -88,9 +88,24 @@ COMMANDS: dict[str, Command] = {
             "was tagged, 1 on a model or output error, 2 when nothing was tagged or a flag is wrong.",
         ),
         Command(
+            "review export-ls",
+            "fintag.data.cli:review_export_main",
+            "tagged sentences -> Label Studio tasks (most uncertain first) and labelling config",
+            "Reads tagged JSONL (`fintag tag --out x.jsonl`) and writes Label Studio tasks with the model's "
+            "labels as predictions, plus a labelling config generated from the taxonomy.",
+        ),
+        Command(
+            "review import-ls",
+            "fintag.data.cli:review_import_main",
+            "a Label Studio JSON export -> reviews appended to a reviews file",
+            "Each annotation becomes a review in the reviews file's format (what `POST /v1/reviews` "
+            "writes); `fintag data build --reviews FILE` then takes them as labels. Re-importing adds "
+            "nothing.",
+        ),
+        Command(
             "serve",
             "fintag.serve.app:serve_main",
-            "run the HTTP inference endpoint",
+            "run the HTTP inference endpoint and the analysts' page",
             "Every flag can also be set with a FINTAG_<NAME> environment variable; flags win.",
             parser="fintag.serve.settings:build_parser",
         ),

@@ -11,8 +11,9 @@ from typing import Any
 
 from fintag.data.dedup import NEAR_DUP_THRESHOLD, duplicate_clusters
 from fintag.data.fsutil import atomic_directory, read_jsonl, write_json, write_jsonl
-from fintag.data.normalize import normalize
+from fintag.data.normalize import detect_lang, normalize
 from fintag.data.reader import ReportReadError, iter_report_paths, read_report
+from fintag.data.reviews import ReviewFileError, reviews_for_build
 from fintag.data.split import segment, sentence_id
 from fintag.data.taxonomy import LANGS, ORIGINS, TAXONOMY, check_labels
 from tqdm.auto import tqdm
@@ -40,6 +41,14 @@ class BuildConfig:
     )
     allow_unlabeled: bool = field(
         default=False, metadata={"help": "skip report sentences without gold labels instead of failing"}
+    )
+    reviews: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "reviews files (JSONL: `fintag serve`'s POST /v1/reviews, or `fintag review import-ls`): "
+            "their labels override gold labels; reviewed sentences of other reports are added, each report "
+            "wholly in one split"
+        },
     )
 
 
@@ -130,12 +139,14 @@ def authored_records(labels_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def assign_split(record: dict[str, Any], cfg: BuildConfig) -> str:
+def assign_split(record: dict[str, Any], cfg: BuildConfig, key: str | None = None) -> str:
+    """The split of a record: authored ones by their file, report sentences by the hash of `key` (default:
+    the sentence id; a whole report's id for reviewed sentences of reports outside the corpus)."""
     if record["origin"] == "authored":
         if not record.pop("heldout"):
             return "train"
         return "validation" if _bucket(record["id"], cfg.seed) < 0.5 else "test"
-    b = _bucket(record["id"], cfg.seed)
+    b = _bucket(key or record["id"], cfg.seed)
     if b < cfg.report_train_share:
         return "train"
     return "validation" if b < cfg.report_train_share + (1 - cfg.report_train_share) / 2 else "test"
@@ -161,17 +172,53 @@ def hf_features() -> Any:
     return Features(feats)
 
 
+def reviewed_records(
+    reviewed: dict[str, dict[str, Any]], known: set[str]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Records of reviewed sentences that are not in the corpus (reports tagged through the page), and the
+    split key of each: its report, so a reviewed report never straddles two splits."""
+    records: list[dict[str, Any]] = []
+    keys: dict[str, str] = {}
+    for sid, r in reviewed.items():
+        if sid in known:
+            continue
+        start, end = r.get("start"), r.get("end")
+        records.append(
+            {
+                "id": sid,
+                "text": r["text"],
+                "text_original": r["text"],
+                "origin": "report",
+                "lang": r["lang"] if r.get("lang") in LANGS else detect_lang(r["text"]),
+                "report_id": r["report_id"],
+                "start": start if isinstance(start, int) else -1,
+                "end": end if isinstance(end, int) else -1,
+                "kind": "sentence",
+            }
+        )
+        keys[sid] = f"report:{r['report_id']}"
+    return records, keys
+
+
 def build(cfg: BuildConfig) -> dict[str, Any]:
     """Build the dataset; return the build statistics."""
     labels_dir = Path(cfg.labels_dir)
     reports, dropped = report_records(cfg)
     gold = load_gold(labels_dir)
+    try:
+        reviewed = reviews_for_build(cfg.reviews) if cfg.reviews else {}
+    except ReviewFileError as exc:
+        raise BuildError(str(exc)) from exc
+    added, split_keys = reviewed_records(reviewed, {r["id"] for r in reports})
+    relabelled = sum(r["id"] in reviewed for r in reports)
+    # A review is a label: the latest review of a sentence wins over its gold label.
+    gold = {**gold, **reviewed}
     missing = [r for r in reports if r["id"] not in gold]
     authored = authored_records(labels_dir)
 
     # Near duplicates: keep the first of each cluster (report sentences come first), so no two
     # near-duplicate sentences exist anywhere in the dataset and none can straddle two splits.
-    records = reports + authored
+    records = reports + added + authored
     clusters = duplicate_clusters([r["text"] for r in records], cfg.near_dup_threshold)
     kept: list[dict[str, Any]] = []
     for i, r in enumerate(records):
@@ -201,9 +248,20 @@ def build(cfg: BuildConfig) -> dict[str, Any]:
             if problems:
                 raise BuildError(f"gold label of {r['id']} is invalid: {'; '.join(problems)}")
             r.update({g.name: gold[r["id"]][g.name] for g in TAXONOMY})
-        splits[assign_split(r, cfg)].append(r)
+        splits[assign_split(r, cfg, split_keys.get(r["id"]))].append(r)
     write_outputs(splits, cfg.output_dir)
-    stats = {"dropped": dict(sorted(dropped.items())), "sizes": {k: len(v) for k, v in splits.items()}}
+    stats: dict[str, Any] = {
+        "dropped": dict(sorted(dropped.items())),
+        "sizes": {k: len(v) for k, v in splits.items()},
+    }
+    if cfg.reviews:
+        stats["reviews"] = {
+            "files": list(cfg.reviews),
+            "sentences": len(reviewed),
+            "relabelled": relabelled,
+            "added": len(added),
+            "added_reports": len({r["report_id"] for r in added}),
+        }
     write_json(Path(cfg.output_dir) / "build_stats.json", stats)
     logger.info("built %s; dropped %s", stats["sizes"], stats["dropped"])
     return stats

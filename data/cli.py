@@ -64,3 +64,32 @@ def validate_main(argv: list[str]) -> int:
         sys.stdout.write(f"{p}\n")
     logger.info("%d file(s) checked, %d problem(s)", len(paths), len(problems))
     return 1 if problems else 0
+
+
+def review_export_main(argv: list[str]) -> int:
+    from fintag.data.labelstudio import ExportConfig
+
+    (cfg,) = parse_settings((ExportConfig,), argv, "review export-ls")
+    from fintag.data.labelstudio import LabelStudioError, export_tasks
+
+    try:
+        export_tasks(cfg)
+    except LabelStudioError as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0
+
+
+def review_import_main(argv: list[str]) -> int:
+    from fintag.data.labelstudio import ImportConfig
+
+    (cfg,) = parse_settings((ImportConfig,), argv, "review import-ls")
+    from fintag.data.labelstudio import LabelStudioError, import_annotations
+    from fintag.data.reviews import ReviewFileError
+
+    try:
+        import_annotations(cfg)
+    except (LabelStudioError, ReviewFileError) as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0

@@ -94,9 +94,24 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.error_type, exc.message, exc.headers)
 
 
+def _not_json_body(request: Request, exc: RequestValidationError) -> str | None:
+    """The message for a body that is not JSON at all (a form, text/plain...), naming its Content-Type."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return None
+    if not any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+        return None
+    given = f"Content-Type {content_type}" if content_type else "no Content-Type"
+    return (
+        f"the request body must be a JSON object sent with Content-Type application/json; this request has "
+        f'{given}. Send e.g. {{"inputs": ["..."]}} with the header Content-Type: application/json '
+        "(see /docs for each route's body)"
+    )
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response("validation", describe_validation(exc))
+    return error_response("validation", _not_json_body(request, exc) or describe_validation(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -112,6 +127,13 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
     if exc.status_code == 404:
         message = f"no route {request.method} {request.url.path}; see /docs for the API"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("allow", (exc.headers or {}).get("Allow", ""))
+        use = f"use {allowed} " if allowed else ""
+        message = (
+            f"{request.url.path} does not take {request.method}; {use}(a POST with a JSON body for the /v1 "
+            "routes); see /docs for each route's method and body"
+        )
     elif exc.status_code == 400 and message == FASTAPI_BODY_ERROR:
         # FastAPI's answer to a body that json.loads cannot even decode (not UTF-8, nested too deep).
         message = (

@@ -88,6 +88,11 @@ class ServerSettings(BaseSettings):
         default=30.0, gt=0, description="on SIGTERM, how long in-flight requests may take to finish"
     )
     access_log: bool = Field(default=False, description="log every request (uvicorn's access log)")
+    reviews_file: str = Field(
+        default="reviews.jsonl",
+        min_length=1,
+        description="append-only JSONL file where the page's corrections are stored (POST /v1/reviews)",
+    )
 
     @field_validator("api_key")
     @classmethod

@@ -13,7 +13,7 @@ How:
   share it with another server of the same user.
 - Workers are spawned (not forked): the parent never loads the model.
 - Metrics: prometheus_client's multiprocess mode, in a folder the parent creates and removes; `/metrics`
-  from any worker sums all of them (`fintag.serve.app.Metrics`).
+  from any worker sums all of them (`fintag.serve.metrics.Metrics`).
 - SIGTERM or SIGINT to the parent is passed on; every worker finishes its requests in flight and stops.
   When a worker exits by itself (its model failed to load, a crash), the parent stops the others and
   exits 1 with the reason, rather than restarting it in a loop; a supervisor (systemd, Kubernetes)

@@ -218,8 +218,9 @@ def test_tagger_on_a_one_megabyte_line(tagger):
 
 
 @pytest.fixture(scope="module")
-def api(tagger: Tagger) -> Iterator[tuple[FastAPI, TestClient]]:
-    app = create_app(ServerSettings(max_items_per_request=64), tagger)
+def api(tagger: Tagger, tmp_path_factory) -> Iterator[tuple[FastAPI, TestClient]]:
+    reviews = tmp_path_factory.mktemp("fuzz") / "reviews.jsonl"
+    app = create_app(ServerSettings(max_items_per_request=64, reviews_file=str(reviews)), tagger)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield app, client
 
@@ -276,6 +277,8 @@ def _send(client: TestClient, case: Any) -> tuple[httpx.Response, Any] | None:
 SCHEMA_BUDGET = {
     ("POST", "/v1/tag"): (60, 50),
     ("POST", "/v1/tag-report"): (40, 40),
+    ("POST", "/v1/reviews"): (30, 30),
+    ("GET", "/v1/reviews"): (5, 0),
     ("GET", "/healthz"): (5, 0),
     ("GET", "/readyz"): (5, 0),
     ("GET", "/metrics"): (5, 0),

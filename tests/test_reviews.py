@@ -1,0 +1,223 @@
+"""The review loop over HTTP (`POST/GET /v1/reviews`, the reviews file) and the HTTP messages of issue 14
+(non-JSON bodies, wrong methods, every route's body in the README), with the tiny real tagger injected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from fintag.data.normalize import normalize_text
+from fintag.data.split import sentence_id
+from fintag.serve.app import create_app
+from fintag.serve.reviews import ReviewStore, read_reviews, repair_torn_tail
+from fintag.serve.schemas import Review, ReviewList
+from fintag.serve.settings import ServerSettings
+from fintag.serve.tagger import Tagger
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "r" * 24
+
+
+def make_app(tagger: Tagger, reviews_file: Path, **settings: Any) -> FastAPI:
+    return create_app(ServerSettings(reviews_file=str(reviews_file), **settings), tagger)
+
+
+def review_body(tagger: Tagger, text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "text": text,
+        "report_id": "003_79c94fc73134dc31",
+        "start": 10,
+        "end": 10 + len(text),
+        "sentiment": "negative",
+        "themes": ["compute"],
+        "rating": "none",
+        "model": tagger.tag(text),
+        **extra,
+    }
+
+
+def test_a_review_is_stored_in_the_label_format_and_listed(tagger, tmp_path, sentences):
+    path = tmp_path / "reviews.jsonl"
+    with TestClient(make_app(tagger, path)) as client:
+        assert client.get("/v1/reviews").json() == {"count": 0, "reviews": []}
+        response = client.post("/v1/reviews", json=review_body(tagger, sentences[5]))
+        assert response.status_code == 201, response.text
+        stored = response.json()
+        listed = client.get("/v1/reviews").json()
+    Review.model_validate(stored)
+    ReviewList.model_validate(listed)
+    assert listed["count"] == 1 and listed["reviews"] == [stored]
+    text = normalize_text(sentences[5])
+    # The dataset's label format: the sentence id of the normalised text, its report, the corrected labels.
+    assert stored["id"] == sentence_id(text)
+    assert (stored["text"], stored["report_id"]) == (text, "003_79c94fc73134dc31")
+    assert (stored["sentiment"], stored["themes"], stored["rating"]) == ("negative", ["compute"], "none")
+    assert stored["model"]["sentiment"]["label"] == tagger.tag(sentences[5])["sentiment"]["label"]
+    assert stored["reviewed_at"].endswith("+00:00")
+    assert read_reviews(path) == [stored]
+
+
+def test_a_review_with_an_unknown_label_is_refused_and_not_stored(tagger, tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    with TestClient(make_app(tagger, path)) as client:
+        body = {**review_body(tagger, "公司维持买入评级。"), "rating": "hold"}
+        response = client.post("/v1/reviews", json=body)
+        assert response.status_code == 422
+        assert "rating" in response.json()["error"]
+    assert not path.exists()
+
+
+def test_reviews_need_the_api_key_when_one_is_set(tagger, tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    with TestClient(make_app(tagger, path, api_key=API_KEY)) as client:
+        assert client.get("/v1/reviews").status_code == 401
+        assert client.post("/v1/reviews", json=review_body(tagger, "公司维持买入评级。")).status_code == 401
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        ok = client.post("/v1/reviews", json=review_body(tagger, "公司维持买入评级。"), headers=headers)
+        assert ok.status_code == 201
+        assert client.get("/v1/reviews", headers=headers).json()["count"] == 1
+    assert len(read_reviews(path)) == 1
+
+
+def test_fifty_concurrent_reviews_are_all_stored_exactly_once(tagger, tmp_path, sentences):
+    path = tmp_path / "reviews.jsonl"
+    app = make_app(tagger, path)
+    texts = sentences[:50]
+    # Half of them sent twice with the same review_id (a client retrying): still stored once.
+    bodies = [review_body(tagger, t, review_id=f"review-{i:04d}") for i, t in enumerate(texts)]
+
+    async def scenario() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                sends = [client.post("/v1/reviews", json=b) for b in bodies + bodies[:25]]
+                return await asyncio.gather(*sends)
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [201] * 75
+    records = read_reviews(path)
+    ids = [r["review_id"] for r in records]
+    assert sorted(ids) == sorted(b["review_id"] for b in bodies)  # each exactly once, none lost
+    assert len(path.read_bytes().splitlines()) == 50
+    by_id = {r["review_id"]: r for r in records}
+    assert all(by_id[b["review_id"]]["text"] == normalize_text(b["text"]) for b in bodies)
+
+
+def test_a_torn_last_line_is_repaired_on_start_and_earlier_reviews_kept(tagger, tmp_path, sentences):
+    """A server killed mid-write leaves an unterminated last line: the next start cuts it off (into
+    `<file>.torn`), keeps every complete review and appends after them."""
+    path = tmp_path / "reviews.jsonl"
+    with TestClient(make_app(tagger, path)) as client:
+        first = [client.post("/v1/reviews", json=review_body(tagger, t)).json() for t in sentences[:3]]
+    whole = path.read_bytes()
+    torn = json.dumps(review_body(tagger, sentences[3]), ensure_ascii=False).encode()[:57]
+    path.write_bytes(whole + torn)
+    with TestClient(make_app(tagger, path)) as client:
+        assert path.read_bytes() == whole  # repaired before the first request
+        listed = client.get("/v1/reviews").json()
+        assert listed["reviews"] == first
+        new = client.post("/v1/reviews", json=review_body(tagger, sentences[4])).json()
+    assert read_reviews(path) == [*first, new]
+    assert (tmp_path / "reviews.jsonl.torn").read_bytes() == torn + b"\n"
+    assert repair_torn_tail(path) == 0  # a whole file is left alone
+
+
+def test_the_store_indexes_reviews_written_by_another_process(tmp_path):
+    """Two stores on one file (two `--workers`): a review_id stored by one is not stored by the other."""
+    path = tmp_path / "reviews.jsonl"
+    a, b = ReviewStore(path), ReviewStore(path)
+    a.open()
+    b.open()
+    record = {"review_id": "same-review", "id": "x", "text": "t"}
+    asyncio.run(a.append(record))
+    again = asyncio.run(b.append({**record, "text": "other"}))
+    assert again["text"] == "t"
+    assert len(read_reviews(path)) == 1
+
+
+# --- issue 14: HTTP messages ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(tagger, tmp_path_factory):
+    with TestClient(make_app(tagger, tmp_path_factory.mktemp("rev") / "reviews.jsonl")) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "kwargs,named",
+    [
+        ({"data": {"inputs": "公司维持买入评级。"}}, "application/x-www-form-urlencoded"),
+        (
+            {"content": "公司维持买入评级。".encode(), "headers": {"Content-Type": "text/plain"}},
+            "text/plain",
+        ),
+    ],
+)
+def test_a_non_json_body_gets_a_message_naming_its_content_type(client, kwargs, named):
+    for route in ("/v1/tag", "/v1/tag-report", "/v1/reviews"):
+        response = client.post(route, **kwargs)
+        assert response.status_code == 422
+        message = response.json()["error"]
+        assert named in message and "Content-Type application/json" in message
+        assert "valid dictionary" not in message
+
+
+def test_a_wrong_method_gets_a_message_naming_the_right_one(client):
+    response = client.get("/v1/tag")
+    assert response.status_code == 405
+    assert response.json()["error_type"] == "method_not_allowed"
+    message = response.json()["error"]
+    assert "/v1/tag does not take GET" in message and "POST" in message and "/docs" in message
+    assert response.headers["allow"] == "POST"
+
+
+def test_the_readme_documents_every_route_and_its_body(client):
+    """Every route of the OpenAPI document is in the README, each POST route with its body's fields."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            assert re.search(rf"`{method.upper()} {re.escape(path)}[`?]", readme), f"{method} {path}"
+            content = op.get("requestBody", {}).get("content", {})
+            ref = content.get("application/json", {}).get("schema", {}).get("$ref")
+            if ref:
+                for field in schemas[ref.rsplit("/", 1)[1]]["properties"]:
+                    assert f"`{field}`" in readme, f"{method} {path}: body field {field}"
+
+
+def test_docs_are_served_without_a_cdn(client):
+    html = client.get("/docs").text
+    assert "cdn" not in html.lower() and "https://" not in html
+    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
+        assert client.get(asset).status_code == 200, asset
+    assert len(re.findall(r'(?:src|href)="(/static/[^"]+)"', html)) >= 2
+
+
+def test_read_report_decodes_gb18030_and_names_a_bad_file(client):
+    text = "公司维持买入评级。算力需求持续增长。"
+    ok = client.post("/v1/read-report?filename=r.txt", content=text.encode("gb18030"))
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["text"].strip() == text and ok.json()["report_id"] == "r"
+    bad = client.post("/v1/read-report?filename=r.pdf", content=b"not a pdf at all")
+    assert bad.status_code == 422
+    assert "r.pdf" in bad.json()["error"] and "not a PDF" in bad.json()["error"]
+    docx = client.post("/v1/read-report?filename=r.docx", content=b"PK\x03\x04")
+    assert "unsupported file type '.docx'" in docx.json()["error"]
+
+
+def test_a_review_with_a_lone_surrogate_or_a_huge_offset_is_a_422(client):
+    base = {"text": "维持买入评级。", "sentiment": "neutral", "themes": [], "rating": "buy"}
+    body = json.dumps({**base, "text": "维持\ud800评级"}, ensure_ascii=True)
+    response = client.post("/v1/reviews", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "body.text" in response.json()["error"]
+    response = client.post("/v1/reviews", json={**base, "end": 2**64})
+    assert response.status_code == 422 and "end" in response.json()["error"]
