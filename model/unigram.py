@@ -5,11 +5,13 @@ normalisation map (compiled into a SentencePiece "precompiled charsmap" by the `
 `normalization_rule_tsv`), runs of spaces collapsed, Metaspace (`▁`, always prepended), Viterbi over the
 unigram pieces, then `<s> $A </s>`.
 
-Trimming (vocabulary trimming, Ushio et al. 2023) keeps the special pieces and every piece made only of
-characters that Chinese (simplified and traditional) and English financial text use. A unigram Viterbi
-segmentation only ever uses pieces whose characters occur in the text, and every kept piece keeps its score,
-so any text made of kept characters is segmented exactly as before (ids renumbered). The lowest-scoring piece
-is kept too: the unknown-character penalty is the minimum score minus 10 and must not move.
+Trimming (vocabulary trimming, Ushio et al. 2023) keeps the special pieces, every piece made only of
+Chinese characters (simplified and traditional), digits, punctuation and symbols, and the Latin-letter
+pieces that English and the project's own text use (`trim_vocab`). A unigram Viterbi segmentation only
+ever uses pieces whose characters occur in the text, and every kept piece keeps its score, so Chinese text
+is segmented exactly as before (ids renumbered), and so is any text whose pieces were kept. The
+lowest-scoring piece is kept too: the unknown-character penalty is the minimum score minus 10 and must not
+move.
 """
 
 from __future__ import annotations
@@ -160,9 +162,10 @@ def trim_vocab(pieces: Sequence[str], scores: Sequence[float], used: set[str]) -
 
     Kept: the specials; the lowest-scoring piece; every piece without Latin letters whose characters are all
     in `KEPT_RANGES` (Chinese text of any kind, digits, punctuation, symbols); and pieces with Latin letters
-    only when they are single letters or spell frequent English words (`english`). Other languages written
-    in the Latin alphabet (the larger part of XLM-R's vocabulary) are dropped; English words outside the
-    list are then spelled with more, shorter pieces, never with <unk>."""
+    only when they are short (at most `SHORT_LATIN` letters) or in `used` (the pieces of frequent English
+    words and of the project's own text). Other languages written in the Latin alphabet (the larger part of
+    XLM-R's vocabulary) are dropped; English words outside the list are then spelled with more, shorter
+    pieces, never with <unk>."""
     lowest = min(range(len(scores)), key=lambda i: scores[i])
     keep = []
     for i, piece in enumerate(pieces):

@@ -363,7 +363,7 @@ def test_distill_groups_flag_is_parsed_and_checked():
     from fintag.cli.args import parse_settings
     from fintag.train.config import TrainConfig
 
-    assert TrainConfig().distill_group_names == ("sentiment", "themes", "rating")
+    assert TrainConfig().distill_group_names == ("themes",)
     (cfg,) = parse_settings((TrainConfig,), ["--distill_groups", "sentiment, themes"], "train")
     assert cfg.distill_group_names == ("sentiment", "themes")
     for bad in ("sentiment,price", ","):
@@ -488,3 +488,30 @@ def test_the_fast_tier_learns_from_a_checkpoint_teacher(tmp_path, mini_dataset, 
     )
     summary = json.loads((student / "training_summary.json").read_text())
     assert summary["global_step"] == math.ceil(len(mixed) / 16)
+
+
+def test_label_audit_ranks_contradicted_gold_labels(tmp_path, mini_dataset, tiny_pretrained):
+    """The audit's out-of-fold probabilities: each listed row's gold label is less likely than its
+    prediction, rows come most-contradicted first, and nothing in the dataset changes."""
+    from fintag.train.audit import audit
+    from fintag.train.config import AuditConfig
+
+    before = {p.name: p.read_bytes() for p in mini_dataset.glob("*.jsonl")}
+    rows = audit(
+        AuditConfig(
+            dataset_dir=str(mini_dataset),
+            model=str(tiny_pretrained),
+            output=str(tmp_path / "audit.jsonl"),
+            top=15,
+            folds=3,
+        )
+    )
+    assert 0 < len(rows) <= 15
+    assert [r["gold_probability"] for r in rows] == sorted(r["gold_probability"] for r in rows)
+    for r in rows:
+        assert r["gold"] != r["predicted"]
+        if r["group"] != "themes":
+            assert r["probabilities"][r["gold"]] < r["probabilities"][r["predicted"]]
+    written = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert written == rows
+    assert {p.name: p.read_bytes() for p in mini_dataset.glob("*.jsonl")} == before

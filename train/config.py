@@ -30,7 +30,7 @@ class TrainConfig:
         default="artifacts/run", metadata={"help": "run folder: model/, state/, metrics.jsonl"}
     )
     epochs: int = field(
-        default=5, metadata={"help": "maximum fine-tuning epochs (each includes the distillation sentences)"}
+        default=4, metadata={"help": "maximum fine-tuning epochs (each includes the distillation sentences)"}
     )
     max_steps: int = field(
         default=-1, metadata={"help": "stop after this many optimiser steps (-1: no limit)"}
@@ -79,7 +79,7 @@ class TrainConfig:
         metadata={"help": "keep the word embeddings of a pretrained model as they are (faster, less memory)"},
     )
     distill_augment: int = field(
-        default=0,
+        default=1,
         metadata={
             "help": "knowledge distillation: recombined-clause sentences per training sentence, labelled by "
             "--teacher (0: off)"
@@ -97,7 +97,7 @@ class TrainConfig:
         metadata={"help": "temperature applied to the teacher's probabilities (< 1 sharpens them)"},
     )
     distill_groups: str = field(
-        default=",".join(GROUPS),
+        default="themes",
         metadata={
             "help": "comma-separated label groups the teacher labels on the recombined sentences; the other "
             "groups learn from the gold sentences only"
