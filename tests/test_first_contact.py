@@ -211,6 +211,9 @@ def test_unknown_command_and_unknown_flag_are_named(capsys):
     assert "unknown command 'bogus'" in err and "usage: fintag <command>" in err
     assert main(["data", "bogus"]) == 2
     assert "did you mean" in capsys.readouterr().err
+    assert main(["data", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fintag data <command>") and "data validate" in out and "serve" not in out
     assert main(["tag", "--bogus"]) == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments: --bogus" in err and "HfArgumentParser" not in err
