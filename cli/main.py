@@ -12,11 +12,14 @@ from fintag.cli.commands import COMMANDS, find
 logger = logging.getLogger("fintag")
 
 
-def usage() -> str:
-    width = max(len(name) for name in COMMANDS) + 2
-    lines = [f"  {name:<{width}}{c.summary}" for name, c in COMMANDS.items()]
+def usage(group: str = "") -> str:
+    """The list of commands (of one group, e.g. "data", when given)."""
+    chosen = {n: c for n, c in COMMANDS.items() if not group or n.split()[0] == group}
+    width = max(len(name) for name in chosen) + 2
+    lines = [f"  {name:<{width}}{c.summary}" for name, c in chosen.items()]
+    head = f"usage: fintag {group} <command> [flags]" if group else "usage: fintag <command> [flags]"
     return (
-        "usage: fintag <command> [flags]\n\ncommands:\n"
+        f"{head}\n\ncommands:\n"
         + "\n".join(lines)
         + "\n\n`fintag <command> --help` lists the flags of a command."
     )
@@ -49,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(usage() + "\n")
         return 2
     found = find(argv)
+    groups = {name.split()[0] for name in COMMANDS if " " in name}
+    if found is None and argv[0] in groups and (len(argv) == 1 or argv[1] in ("-h", "--help")):
+        # `fintag data` / `fintag data --help`: the commands of the group.
+        (sys.stdout if len(argv) > 1 else sys.stderr).write(usage(argv[0]) + "\n")
+        return 0 if len(argv) > 1 else 2
     if found is None:
         sys.stderr.write(_unknown(argv) + "\n" + usage() + "\n")
         return 2

@@ -69,16 +69,17 @@ def _t2s(text: str) -> str:
     """OpenCC t2s with `KEEP_WORDS` kept: where t2s wrote a kept word's converted form, each character
     that was already the kept word's character is put back (昇騰 -> 升腾 -> 昇腾; 升腾 stays)."""
     converted = _converter().convert(text)
-    if len(converted) != len(text):
+    if len(converted) != len(text) or not any(form in converted for form, _ in _keep_forms()):
         return converted
+    out = list(converted)  # edited in place: one string copy per kept character would be quadratic
     for form, word in _keep_forms():
         start = converted.find(form)
         while start >= 0:
             for k, ch in enumerate(word):
                 if text[start + k] == ch:
-                    converted = converted[: start + k] + ch + converted[start + k + 1 :]
+                    out[start + k] = ch
             start = converted.find(form, start + 1)
-    return converted
+    return "".join(out)
 
 
 def _changed_share(cjk: str) -> float:

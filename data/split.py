@@ -81,7 +81,7 @@ SUMMARY_KIND = "sentence"  # the only kind that counts in summaries and can be t
 
 # Contact lines: e-mail, SAC registration number, phone or fax, a named analyst, a street address.
 _CONTACT_RE = re.compile(
-    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\bS\d{13}\b|执业(?:证书)?编号|登记编号|SAC\s*(?:No|编号)|"
+    r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,4}|\bS\d{13}\b|执业(?:证书)?编号|登记编号|SAC\s*(?:No|编号)|"
     r"(?:电话|联系电话|传真|Tel|Fax|TEL|FAX)\s*[:：]|\+86[\d\s-]{6,}|\b\d{3,4}-\d{7,8}\b|"
     r"^(?:证券)?(?:分析师|研究助理|联系人|Analysts?|Contacts?)\s*[:：]\s*\S.{0,40}$|"
     r"^.{0,20}(?:路|街|道)\s*\d+\s*(?:号|弄).{0,30}$",
@@ -116,7 +116,9 @@ _CAPTION_RE = re.compile(
 )
 _NUMERIC_CELL_RE = re.compile(r"^[-+]?[\d.,]+%?[xX倍]?$|^\d{6}(?:\.[A-Z]{2})?$")
 _TOC_ENTRY_RE = re.compile(r"^【\s*\d{1,2}\s*】[^。!?;.]{0,30}$")
-_TITLE_CASE_RE = re.compile(r"^(?:(?:[A-Z][\w'-]*|&|and|of|the|for|in)\s*){1,6}$")
+# Words separated by spaces (\s+, never \s*: an optional separator would let one long word split up
+# in exponentially many ways, and a hostile bullet line take forever).
+_TITLE_CASE_RE = re.compile(r"^[A-Z][\w'-]*(?:\s+(?:[A-Z][\w'-]*|&|and|of|the|for|in)){0,5}$")
 _KEY_VALUE_RE = re.compile(r"^[^:：]{0,12}[\u4e00-\u9fff][^:：\d]{0,12}[:：]\s*\S")  # not "08:18"
 
 

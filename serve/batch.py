@@ -190,27 +190,24 @@ def collect_inputs(inputs: list[str], stats: Stats, quiet: bool = False) -> list
 
 
 def report_ids(paths: list[Path]) -> dict[str, str]:
-    """A report id per path, unique in the run: the file name without its extension, preceded by as many
-    parent folders as it takes to tell apart files of the same name (a/r.txt, b/r.txt: a/r, b/r)."""
-    depth = {str(p): 0 for p in paths}
-
-    def rid(p: Path) -> str:
-        parts = p.with_suffix("").parts
-        return "/".join(parts[len(parts) - 1 - depth[str(p)] :])
-
-    while True:
-        groups: dict[str, list[Path]] = {}
-        for p in paths:
-            groups.setdefault(rid(p), []).append(p)
-        clashes = [g for g in groups.values() if len(g) > 1]
-        grown = False
-        for group in clashes:
-            for p in group:
-                if depth[str(p)] < len(p.parts) - 1:
-                    depth[str(p)] += 1
-                    grown = True
-        if not grown:
-            return {str(p): rid(p) for p in paths}
+    """A report id per path, unique in the run: the file name without its extension; files of the same
+    name are told apart by their path below the folder they share (a/r.txt, b/r.txt: a/r, b/r), and by
+    their extension when only that differs (r.txt, r.md)."""
+    groups: dict[str, list[Path]] = {}
+    for p in paths:
+        groups.setdefault(p.stem, []).append(p)
+    ids: dict[str, str] = {}
+    for stem, group in groups.items():
+        if len(group) == 1:
+            ids[str(group[0])] = stem
+            continue
+        common = Path(os.path.commonpath([str(p.parent) for p in group]))
+        relative = [p.relative_to(common) for p in group]
+        bare = [r.with_suffix("").as_posix() for r in relative]
+        keep_suffix = len(set(bare)) < len(bare)
+        for p, r, b in zip(group, relative, bare):
+            ids[str(p)] = r.as_posix() if keep_suffix else b
+    return ids
 
 
 def _read(path: Path, stats: Stats) -> RawReport | None:

@@ -167,7 +167,8 @@ def _describe(exc: ValidationError) -> str:
         # Never repeat the value of a secret.
         got = "" if name == "api_key" else f" (got {error.get('input')!r})"
         where = f"--{name} / {ENV_PREFIX}{name.upper()}" if name in ServerSettings.model_fields else name
-        lines.append(f"  {where}: {error['msg']}{got}")
+        message = str(error["msg"]).removeprefix("Value error, ")  # pydantic's prefix says nothing to a user
+        lines.append(f"  {where}: {message}{got}")
     return "invalid server settings:\n" + "\n".join(lines)
 
 

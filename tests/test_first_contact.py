@@ -211,6 +211,9 @@ def test_unknown_command_and_unknown_flag_are_named(capsys):
     assert "unknown command 'bogus'" in err and "usage: fintag <command>" in err
     assert main(["data", "bogus"]) == 2
     assert "did you mean" in capsys.readouterr().err
+    assert main(["data", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fintag data <command>") and "data validate" in out and "serve" not in out
     assert main(["tag", "--bogus"]) == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments: --bogus" in err and "HfArgumentParser" not in err
@@ -298,3 +301,18 @@ def test_stdin_one_sentence_per_line(monkeypatch, capsys, tiny_checkpoint_dir):
     rows = [r for r in records if r["type"] == "sentence"]
     assert [r["text"] for r in rows] == ["算力需求旺盛。国产替代加速!", "买入", "昇腾910C出货"]
     assert records[-1]["type"] == "summary"
+
+
+def test_report_ids_are_unique_per_path():
+    from fintag.serve.batch import report_ids
+
+    paths = [Path(p) for p in ("/t/a/r.txt", "/t/b/r.txt", "/t/z/s.txt", "/t/z/s.md", "/t/u.txt")]
+    ids = report_ids(paths)
+    assert ids == {
+        "/t/a/r.txt": "a/r",
+        "/t/b/r.txt": "b/r",
+        "/t/z/s.txt": "s.txt",
+        "/t/z/s.md": "s.md",
+        "/t/u.txt": "u",
+    }
+    assert len(set(ids.values())) == len(paths)
