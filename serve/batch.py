@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fintag.data.reader import RawReport, ReportReadError, decode_bytes, iter_report_paths, read_report
+from fintag.model.backend import DEFAULT_QUANTIZE
 from fintag.serve.cli import _parse
 from fintag.serve.outputs import (
     FORMATS,
@@ -70,8 +71,19 @@ class TagConfig:
         metadata={"help": "torch CPU threads per process (0: the machine's cores shared among processes)"},
     )
     allow_pickle: bool = field(default=False, metadata={"help": "allow pickled (.bin) weights you trust"})
+    backend: Literal["auto", "torch", "onnx"] = field(
+        default="auto",
+        metadata={
+            "help": "inference backend: onnx (onnxruntime, CPU), torch, or auto (onnx on a CPU, torch on a "
+            "GPU; fintag.model.backend.DEFAULT_CPU_BACKEND)"
+        },
+    )
     quantize: bool = field(
-        default=False, metadata={"help": "int8 dynamic quantisation on CPU: faster, near-identical labels"}
+        default=DEFAULT_QUANTIZE,
+        metadata={
+            "help": "int8 on CPU (either backend): faster, near-identical labels (default: "
+            "fintag.model.backend.DEFAULT_QUANTIZE)"
+        },
     )
     reports_per_chunk: int = field(
         default=32, metadata={"help": "reports tagged per batched pass and written per durable chunk"}
@@ -353,7 +365,7 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
     tagger = Tagger.load(
         cfg.model, allow_pickle=cfg.allow_pickle, device=device,
         num_threads=_threads(cfg, state.num_processes), batch_size=cfg.batch_size, max_length=cfg.max_length,
-        quantize=cfg.quantize,
+        quantize=cfg.quantize, backend=cfg.backend,
     )  # fmt: skip
     done = prepare_resume(cfg, fmt, state, keys) if cfg.resume else {}
     sink = open_sink(cfg, fmt, state)
@@ -385,7 +397,9 @@ def _add_inputs(parser: Any) -> None:
 
 def tag_main(argv: list[str]) -> int:
     """`fintag tag`: exit 0 when anything was tagged, 1 on a model or output error, 2 when nothing was."""
+    from fintag.model.backend import BackendError
     from fintag.model.checkpoint import CheckpointError
+    from fintag.model.onnx import OnnxError
     from fintag.model.quantize import QuantizeError
 
     try:
@@ -398,7 +412,7 @@ def tag_main(argv: list[str]) -> int:
     except BatchError as exc:
         logger.error("%s", exc)
         return EXIT_NOTHING_TAGGED
-    except (CheckpointError, QuantizeError, OutputError) as exc:
+    except (CheckpointError, QuantizeError, BackendError, OnnxError, OutputError) as exc:
         logger.error("%s", exc)
         return EXIT_ERROR
     except BrokenPipeError:

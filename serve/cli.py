@@ -19,6 +19,7 @@ commands:
   evaluate        evaluate a checkpoint against the TF-IDF baseline, write eval/
   tag             tag report files (txt, md, pdf) or stdin into JSONL/CSV
   serve           run the HTTP inference endpoint
+  export          write a checkpoint as ONNX (fp32 and int8) that onnxruntime serves without fintag
 
 `fintag <command> --help` lists the flags of a command."""
 
@@ -94,6 +95,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "evaluate": _lazy("fintag.train.cli", "evaluate_main"),
     "tag": _lazy("fintag.serve.batch", "tag_main"),
     "serve": _lazy("fintag.serve.app", "serve_main"),
+    "export": _lazy("fintag.model.export", "export_main"),
 }
 
 

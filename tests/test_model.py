@@ -155,7 +155,7 @@ def test_int8_quantisation_keeps_labels_and_replaces_linear_layers(tiny_checkpoi
     from fintag.model.quantize import QuantizeError, quantize_int8
     from fintag.serve.tagger import Tagger
 
-    quantized = Tagger.load(tiny_checkpoint_dir, quantize=True)
+    quantized = Tagger.load(tiny_checkpoint_dir, quantize=True, backend="torch")
     float_linears = [m for m in quantized.model.modules() if type(m) is torch.nn.Linear]
     assert not float_linears  # every linear layer is an int8 one now
     texts = sentences[:200]
