@@ -7,11 +7,13 @@ default path (e.g. to int8 once its labels are shown to agree with fp32 on the t
 `bench/backend_agreement.py`).
 
 A folder written by `fintag export` (with `model.onnx`) runs on onnxruntime without torch weights; a
-standard checkpoint asked to run on onnx is exported at load (a few seconds; `fintag export` once avoids it).
+standard checkpoint asked to run on onnx is exported at load (seconds) into a cache (`cache_root()`,
+keyed by the checkpoint's files and the library versions), so later loads and other workers reuse it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -97,6 +99,48 @@ def _load_export(path: Path, quantize: bool, num_threads: int | None) -> Loaded:
     return Loaded(model=OnnxModel(sess, config, str(graph)), tokenizer=tokenizer, source=str(path))
 
 
+def cache_root() -> Path:
+    """Where graphs exported at load are kept: $FINTAG_ONNX_CACHE, else $XDG_CACHE_HOME/fintag/onnx."""
+    if os.environ.get("FINTAG_ONNX_CACHE"):
+        return Path(os.environ["FINTAG_ONNX_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "fintag" / "onnx"
+
+
+def _cache_folder(name_or_path: str | os.PathLike[str], quantize: bool) -> Path | None:
+    """The cache folder of a local checkpoint's export: keyed by its path, the size and time of its files,
+    and the torch/onnxruntime versions, so a changed checkpoint or library is exported again. None for a
+    hub id."""
+    import onnxruntime
+    import torch
+
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        return None
+    stats = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file())
+    key = repr((str(path.resolve()), stats, torch.__version__, onnxruntime.__version__, quantize))
+    return cache_root() / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _export_at_load(model: Any, cached: Path | None, quantize: bool, num_threads: int | None) -> Any:
+    """Export `model` into the cache (atomically; a temporary folder when the cache is not writable) and
+    open a session on it. Several server workers starting together may each export; the last one stays."""
+    from fintag.data.fsutil import atomic_directory
+    from fintag.model.onnx import session
+
+    graph = INT8_FILE if quantize else ONNX_FILE
+    if cached is not None:
+        try:
+            with atomic_directory(cached) as tmp:
+                write_onnx_files(model, tmp, int8=quantize)
+            return session(cached / graph, num_threads)
+        except OSError as exc:
+            logger.warning("cannot write the ONNX cache %s (%s); using a temporary folder", cached, exc)
+    with tempfile.TemporaryDirectory(prefix="fintag-onnx-") as tmp:
+        write_onnx_files(model, Path(tmp), int8=quantize)
+        # The session holds the graph in memory: the files can go.
+        return session(Path(tmp) / graph, num_threads)
+
+
 def load_backend(
     name_or_path: str | os.PathLike[str],
     backend: str = "auto",
@@ -126,12 +170,13 @@ def load_backend(
 
             loaded.model = quantize_int8(loaded.model)
         return loaded
-    with tempfile.TemporaryDirectory(prefix="fintag-onnx-") as tmp:
-        folder = Path(tmp)
-        write_onnx_files(loaded.model, folder, int8=quantize)
-        # The session holds the graph in memory: the files can go.
-        sess = session(folder / (INT8_FILE if quantize else ONNX_FILE), num_threads)
-    logger.info("%s exported to ONNX%s at load; `fintag export` saves this step", loaded.source,
-                " int8" if quantize else "")  # fmt: skip
+    graph = INT8_FILE if quantize else ONNX_FILE
+    cached = _cache_folder(name_or_path, quantize)
+    if cached is not None and (cached / graph).is_file():
+        sess = session(cached / graph, num_threads)
+        logger.info("ONNX graph of %s from the cache %s", loaded.source, cached)
+    else:
+        sess = _export_at_load(loaded.model, cached, quantize, num_threads)
+        logger.info("%s exported to ONNX%s at load", loaded.source, " int8" if quantize else "")
     model = OnnxModel(sess, loaded.model.config, f"{loaded.source} (onnx{' int8' if quantize else ''})")
     return Loaded(model=model, tokenizer=loaded.tokenizer, source=loaded.source)

@@ -57,6 +57,23 @@ def test_onnx_backend_gives_the_torch_labels(tiny_checkpoint_dir, torch_tagger, 
     assert onnx.tag_report(report)["summary"] == torch_tagger.tag_report(report)["summary"]
 
 
+def test_export_at_load_is_cached_per_checkpoint_version(tiny_checkpoint, monkeypatch, tmp_path, sentences):
+    from fintag.model.backend import load_backend
+
+    monkeypatch.setenv("FINTAG_ONNX_CACHE", str(tmp_path / "cache"))
+    first = load_backend(tiny_checkpoint, backend="onnx")
+    (entry,) = (tmp_path / "cache").iterdir()
+    stamp = (entry / "model.onnx").stat().st_mtime_ns
+    again = load_backend(tiny_checkpoint, backend="onnx")
+    assert (entry / "model.onnx").stat().st_mtime_ns == stamp  # read, not written again
+    assert again.model.session is not first.model.session
+    # A changed checkpoint is a new cache entry.
+    config = tiny_checkpoint / "config.json"
+    config.write_text(config.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    load_backend(tiny_checkpoint, backend="onnx")
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
 def test_auto_backend_and_its_refusals(tiny_checkpoint_dir, export_dir):
     from fintag.model import backend
     from fintag.model.backend import BackendError, load_backend, resolve_backend
