@@ -81,8 +81,8 @@ class TagConfig:
     quantize: bool = field(
         default=DEFAULT_QUANTIZE,
         metadata={
-            "help": "int8 on CPU (either backend): faster, near-identical labels (default: "
-            "fintag.model.backend.DEFAULT_QUANTIZE)"
+            "help": "int8 on CPU (either backend): faster, near-identical labels; the default is "
+            "fintag.model.backend.DEFAULT_QUANTIZE"
         },
     )
     reports_per_chunk: int = field(

@@ -89,8 +89,8 @@ class ServerSettings(BaseSettings):
     )
     quantize: bool = Field(
         default=DEFAULT_QUANTIZE,
-        description="int8 on CPU (either backend): faster, near-identical labels (default: "
-        "fintag.model.backend.DEFAULT_QUANTIZE)",
+        description="int8 on CPU (either backend): faster, near-identical labels; the default is "
+        "fintag.model.backend.DEFAULT_QUANTIZE",
     )
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0, description="on SIGTERM, how long in-flight requests may take to finish"
