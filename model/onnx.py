@@ -107,15 +107,22 @@ def quantize_onnx(src: str | Path, dst: str | Path) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(
-            str(src),
-            str(dst),
-            weight_type=QuantType.QInt8,
-            # Fused contrib operators have no ONNX shape inference: their outputs are fp32 tensors.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+    root = logging.getLogger()
+    level = root.level
+    # onnxruntime's quantiser logs a line per tensor through the root logger: keep its warnings only.
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(
+                str(src),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                # Fused contrib operators have no ONNX shape inference: their outputs are fp32 tensors.
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+    finally:
+        root.setLevel(level)
     return Path(dst)
 
 
