@@ -206,3 +206,21 @@ def test_server_batches_count_tokens_not_characters(torch_tagger, sentences):
     for call in sizes:
         tokens = sum(torch_tagger.token_count(t) for t in call)
         assert len(call) == 1 or tokens - torch_tagger.token_count(call[-1]) < 60
+
+
+def test_pipeline_task_is_registered_when_transformers_pipelines_loads_later(tiny_checkpoint_dir):
+    """In a fresh process `import fintag.model` does not load transformers.pipelines (seconds); the task
+    is registered when it loads."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fintag.model\n"
+        "assert 'transformers.pipelines' not in sys.modules\n"
+        "from transformers import pipeline\n"
+        f"p = pipeline('fintag-tagging', model={str(tiny_checkpoint_dir)!r})\n"
+        "print(type(p).__name__, sorted(p('投资评级:买入(维持)')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "FintagTaggingPipeline ['rating', 'sentiment', 'themes']" in out.stdout
