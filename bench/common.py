@@ -86,3 +86,58 @@ def model_counters(http: httpx.Client) -> tuple[float, float, float]:
         values.get("fintag_model_batch_size_sum", 0.0),
         values.get("fintag_model_call_duration_seconds_sum", 0.0),
     )
+
+
+E5_SMALL_SHAPE = {
+    "hidden_size": 384,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 1536,
+    "vocab_size": 50000,
+    "layer_norm_eps": 1e-12,
+}
+
+
+def train_unigram(sentences: list[str], vocab_size: int = 8000, max_piece_length: int = 2):
+    """An XLM-R-style SentencePiece-Unigram tokenizer (Metaspace, `<s> … </s>`, pad id 1) trained on
+    `sentences`: the layout of the converted multilingual-e5-small's `tokenizer.json`. Pieces of at most
+    `max_piece_length` characters give the seed sentences 41 tokens on average, near the 47 of e5-small's
+    own tokenizer (longer pieces learnt from this small corpus would give 25 and flatter the speed)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>", max_piece_length=max_piece_length
+    )
+    tok.train_from_iterator(sentences, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+        cls_token="<s>", sep_token="</s>", mask_token="<mask>", model_max_length=512,
+    )  # fmt: skip
+
+
+def build_e5_shape_model(sentences: list[str], folder: Path, seed: int = 0) -> Path:
+    """A random-weight tagger of multilingual-e5-small's shape (12 layers, 384 wide, 12 heads, FFN 1536,
+    50,000-piece vocabulary) with a Unigram tokenizer trained on `sentences`: speed only, labels random."""
+    import torch
+    from fintag.model.checkpoint import save_tagger
+    from fintag.model.labels import LABEL_SPACE
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tokenizer = train_unigram(sentences)
+    config = BertConfig(**E5_SMALL_SHAPE, pad_token_id=tokenizer.pad_token_id, **LABEL_SPACE.config_fields())
+    torch.manual_seed(seed)
+    path = folder / "random-e5-small-shape"
+    save_tagger(BertForSequenceClassification(config), tokenizer, path, card="# random-weight e5-small shape")
+    logger.info("built a random-weight e5-small-shaped model in %s", path)
+    return path

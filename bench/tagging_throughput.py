@@ -4,7 +4,8 @@ Same model object, same sentences (the seed reports' sentences, repeated), same 
 run. The baseline is `pipeline("text-classification", top_k=None, function_to_apply="none")`, which
 returns every label's logit, at batch size 1 and 32; its logits are decoded with the project's label
 space and compared with ours (agreement = sentences whose sentiment, rating and theme set all match).
-Our path also runs with int8 dynamic quantisation (`Tagger.load(..., quantize=True)`, `--quantize`);
+Both our paths run on the torch backend (`bench/inference_backends.py` compares the backends). Our path
+also runs with int8 dynamic quantisation (`Tagger.load(..., quantize=True)`, `--quantize`);
 its agreement is with our fp32 path. The goal column reads "fp32/int8".
 Models have random weights: speed does not depend on them. The GFLOP/s column is the encoder's arithmetic
 (a lower bound, no padding counted) per second; the last lines set the rate the batch-size-1 goal asks
@@ -76,7 +77,7 @@ def build_tagger(preset: str, tokenizer: Any, folder: Path, cfg: BenchConfig) ->
     """A random-weight tagger of `preset`, saved as a checkpoint and loaded the way `fintag tag` loads it."""
     torch.manual_seed(cfg.seed)
     save_tagger(build_from_scratch(preset, tokenizer), tokenizer, folder / preset)
-    return Tagger.load(folder / preset, batch_size=cfg.batch_size, max_length=cfg.max_length)
+    return Tagger.load(folder / preset, batch_size=cfg.batch_size, max_length=cfg.max_length, backend="torch")
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -144,7 +145,9 @@ def bench_preset(preset: str, texts: list[str], tokenizer: Any, folder: Path, cf
 
     # Paths are timed in turns, `--repeats` rounds, keeping each one's best time: on a shared machine
     # the best of a few runs is the least disturbed one.
-    int8 = Tagger.load(folder / preset, batch_size=cfg.batch_size, max_length=cfg.max_length, quantize=True)
+    int8 = Tagger.load(
+        folder / preset, batch_size=cfg.batch_size, max_length=cfg.max_length, quantize=True, backend="torch"
+    )
     int8.tag(warm)
     runs: dict[str, Callable[[], Any]] = {
         "ours (Tagger.tag)": lambda: tagger.tag(texts),

@@ -103,6 +103,13 @@ COMMANDS: dict[str, Command] = {
             "nothing.",
         ),
         Command(
+            "export",
+            "fintag.model.export:export_main",
+            "write a checkpoint as ONNX (fp32 and int8) that onnxruntime serves without fintag",
+            "Writes model.onnx (fp32, checked against torch within 1e-3) and model.int8.onnx next to the "
+            "tokenizer and the label config, so onnxruntime or Triton can serve the tagger alone.",
+        ),
+        Command(
             "serve",
             "fintag.serve.app:serve_main",
             "run the HTTP inference endpoint and the analysts' page",

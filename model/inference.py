@@ -49,7 +49,8 @@ def batched_logits(
     clip = max_length * MAX_CHARS_PER_TOKEN
     enc = tokenizer([t[:clip] for t in texts], truncation=True, max_length=max_length)["input_ids"]
     lengths = [len(x) for x in enc]
-    device = next(model.parameters()).device
+    # transformers models and `fintag.model.onnx.OnnxModel` both say where their inputs go.
+    device = getattr(model, "device", None) or next(model.parameters()).device
     pad = tokenizer.pad_token_id or 0
     out = torch.empty(len(texts), num_labels)
     bar = tqdm(total=len(texts), desc=progress, disable=progress is None)

@@ -32,6 +32,7 @@ from fintag.data.reader import (
     iter_report_paths,
     read_report,
 )
+from fintag.model.backend import DEFAULT_QUANTIZE
 from fintag.serve.outputs import (
     FORMATS,
     STDIN_PATH,
@@ -97,8 +98,19 @@ class TagConfig:
         metadata={"help": "torch CPU threads per process (0: the machine's cores shared among processes)"},
     )
     allow_pickle: bool = field(default=False, metadata={"help": "allow pickled (.bin) weights you trust"})
+    backend: Literal["auto", "torch", "onnx"] = field(
+        default="auto",
+        metadata={
+            "help": "inference backend: onnx (onnxruntime, CPU), torch, or auto (onnx on a CPU, torch on a "
+            "GPU; fintag.model.backend.DEFAULT_CPU_BACKEND)"
+        },
+    )
     quantize: bool = field(
-        default=False, metadata={"help": "int8 dynamic quantisation on CPU: faster, near-identical labels"}
+        default=DEFAULT_QUANTIZE,
+        metadata={
+            "help": "int8 on CPU (either backend): faster, near-identical labels; the default is "
+            "fintag.model.backend.DEFAULT_QUANTIZE"
+        },
     )
     reports_per_chunk: int = field(
         default=32, metadata={"help": "reports tagged per batched pass and written per durable chunk"}
@@ -446,7 +458,7 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
     tagger = Tagger.load(
         cfg.model, allow_pickle=cfg.allow_pickle, device=device,
         num_threads=_threads(cfg, state.num_processes), batch_size=cfg.batch_size, max_length=cfg.max_length,
-        quantize=cfg.quantize,
+        quantize=cfg.quantize, backend=cfg.backend,
     )  # fmt: skip
     done = prepare_resume(cfg, fmt, state, keys) if cfg.resume else {}
     sink = open_sink(cfg, fmt, state)
@@ -489,7 +501,9 @@ def tag_main(argv: list[str]) -> int:
     except UsageError as exc:
         report_usage_error("tag", exc)
         return EXIT_NOTHING_TAGGED
+    from fintag.model.backend import BackendError
     from fintag.model.checkpoint import CheckpointError
+    from fintag.model.onnx import OnnxError
     from fintag.model.quantize import QuantizeError
 
     try:
@@ -497,7 +511,7 @@ def tag_main(argv: list[str]) -> int:
     except BatchError as exc:
         logger.error("%s", exc)
         return EXIT_NOTHING_TAGGED
-    except (CheckpointError, QuantizeError, OutputError) as exc:
+    except (CheckpointError, QuantizeError, BackendError, OnnxError, OutputError) as exc:
         logger.error("%s", exc)
         return EXIT_ERROR
     except BrokenPipeError:

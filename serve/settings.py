@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from fintag.cli.args import add_bool_flag, command_parser
+from fintag.model.backend import DEFAULT_QUANTIZE
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -50,8 +52,8 @@ class ServerSettings(BaseSettings):
     max_batch_tokens: int = Field(
         default=16384,
         gt=0,
-        description="most tokens in one model call (each sentence counted as its characters + 2, capped "
-        "at the model's maximum length)",
+        description="most tokens in one model call (each sentence counted in the model's tokens, special "
+        "tokens included, capped at its maximum length)",
     )
     model_pass_tokens: int = Field(
         default=1024,
@@ -81,8 +83,15 @@ class ServerSettings(BaseSettings):
     allow_pickle: bool = Field(
         default=False, description="allow pickled (.bin) weights: only for trusted files"
     )
+    backend: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="inference backend: onnx (onnxruntime, CPU), torch, or auto (onnx on a CPU, torch on a "
+        "GPU; fintag.model.backend.DEFAULT_CPU_BACKEND)",
+    )
     quantize: bool = Field(
-        default=False, description="int8 dynamic quantisation on CPU: faster, near-identical labels"
+        default=DEFAULT_QUANTIZE,
+        description="int8 on CPU (either backend): faster, near-identical labels; the default is "
+        "fintag.model.backend.DEFAULT_QUANTIZE",
     )
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0, description="on SIGTERM, how long in-flight requests may take to finish"

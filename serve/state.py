@@ -41,16 +41,10 @@ class ServerState:
         """Start serving `tagger`: one batcher feeds its model."""
         s = self.settings
         limits = BatchLimits(s.max_batch_size, s.max_batch_tokens, s.max_wait_ms, s.max_queue)
-        longest = tagger.max_length
-
-        def cost(text: str) -> int:
-            # Characters approximate tokens for Chinese; [CLS] and [SEP] add two; the model truncates.
-            return min(len(text) + 2, longest)
-
         batcher: MicroBatcher[dict[str, Any]] = MicroBatcher(
             tagger.tag_normalized,
             limits,
-            cost=cost,
+            cost=tagger.token_count,
             on_batch=self.metrics.observe_batch,
             on_depth=self.metrics.queue_depth.set,
         )
@@ -70,6 +64,7 @@ class ServerState:
                 allow_pickle=s.allow_pickle,
                 num_threads=s.num_threads,
                 quantize=s.quantize,
+                backend=s.backend,
                 max_tokens=s.model_pass_tokens,
             )
         except (CheckpointError, OSError, ValueError) as exc:

@@ -13,8 +13,8 @@ from typing import Any, overload
 import torch
 from fintag.data.normalize import normalize_text
 from fintag.data.split import Sentence, segment
-from fintag.model.checkpoint import load_tagger
-from fintag.model.inference import batched_logits
+from fintag.model.backend import load_backend
+from fintag.model.inference import MAX_CHARS_PER_TOKEN, batched_logits
 from fintag.model.labels import LABEL_SPACE
 from fintag.serve.summary import summarize
 
@@ -68,22 +68,30 @@ class Tagger:
         allow_pickle: bool = False,
         device: str | None = None,
         num_threads: int | None = None,
-        quantize: bool = False,
+        quantize: bool | None = None,
+        backend: str = "auto",
         **kwargs: Any,
     ) -> Tagger:
-        """Load a trained checkpoint (folder or hub id); refuses pickled weights and remote code.
+        """Load a trained checkpoint (folder or hub id) or a `fintag export` folder; refuses pickled weights
+        and remote code.
 
-        `quantize`: int8 dynamic quantisation of the linear layers (CPU only; faster, near-same labels)."""
+        `backend`: `torch`, `onnx` (onnxruntime, CPU) or `auto` (`fintag.model.backend.DEFAULT_CPU_BACKEND`
+        on a CPU, torch on a GPU). `quantize`: int8 linear layers on either backend (CPU only; faster,
+        near-same labels); None takes `fintag.model.backend.DEFAULT_QUANTIZE`."""
         if num_threads:
             torch.set_num_threads(num_threads)
-        loaded = load_tagger(name_or_path, allow_pickle=allow_pickle, device=device)
-        model = loaded.model
-        if quantize:
-            from fintag.model.quantize import quantize_int8
-
-            model = quantize_int8(model)
+        loaded = load_backend(
+            name_or_path, backend=backend, quantize=quantize, device=device, num_threads=num_threads,
+            allow_pickle=allow_pickle,
+        )  # fmt: skip
         kwargs.setdefault("max_length", loaded.max_length)
-        return cls(model, loaded.tokenizer, loaded.thresholds, source=loaded.source, **kwargs)
+        return cls(loaded.model, loaded.tokenizer, loaded.thresholds, source=loaded.source, **kwargs)
+
+    def token_count(self, text: str) -> int:
+        """Tokens the model sees for `text` (special tokens included, truncation applied)."""
+        clip = self.max_length * MAX_CHARS_PER_TOKEN
+        ids = self.tokenizer(text[:clip], truncation=True, max_length=self.max_length)["input_ids"]
+        return len(ids)
 
     def _predict(self, texts: list[str]) -> list[dict[str, Any]]:
         logits = batched_logits(

@@ -46,11 +46,12 @@ def test_plain_transformers_loads_the_export(tiny_checkpoint_dir, tagger):
     assert decoded["sentiment"]["score"] == pytest.approx(ours["sentiment"]["score"], abs=1e-5)
 
 
-def test_save_then_load_gives_identical_predictions(tmp_path, tagger, sentences):
+def test_save_then_load_gives_identical_predictions(tmp_path, tiny_checkpoint_dir, tagger, sentences):
     from fintag.model.checkpoint import save_tagger
     from fintag.serve.tagger import Tagger
 
-    save_tagger(tagger.model, tagger.tokenizer, tmp_path / "copy")
+    loaded = load_tagger(tiny_checkpoint_dir)
+    save_tagger(loaded.model, loaded.tokenizer, tmp_path / "copy")
     again = Tagger.load(tmp_path / "copy")
     assert again.tag(sentences[:40]) == tagger.tag(sentences[:40])
 
@@ -155,7 +156,7 @@ def test_int8_quantisation_keeps_labels_and_replaces_linear_layers(tiny_checkpoi
     from fintag.model.quantize import QuantizeError, quantize_int8
     from fintag.serve.tagger import Tagger
 
-    quantized = Tagger.load(tiny_checkpoint_dir, quantize=True)
+    quantized = Tagger.load(tiny_checkpoint_dir, quantize=True, backend="torch")
     float_linears = [m for m in quantized.model.modules() if type(m) is torch.nn.Linear]
     assert not float_linears  # every linear layer is an int8 one now
     texts = sentences[:200]
