@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-from pathlib import Path
 from typing import Any, Literal
 
 from fintag.cli.args import add_bool_flag, command_parser
