@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from fintag.data.fsutil import atomic_directory
-from fintag.model.backend import write_onnx_files
-from fintag.model.onnx import INPUTS, INT8_FILE, ONNX_FILE, OUTPUT, OnnxModel, session
+from fintag.model.backend import INT8_FILE, ONNX_FILE, write_onnx_files
+
+# torch and onnxruntime are imported where they are used: `fintag export --help` stays fast.
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class ExportConfig:
 
 def _max_logit_difference(model: Any, tokenizer: Any, graph: Path) -> float:
     from fintag.model.inference import batched_logits
+    from fintag.model.onnx import OnnxModel, session
 
     texts = list(CHECK_SENTENCES)
     want = batched_logits(model, tokenizer, texts)
@@ -62,7 +63,9 @@ def _max_logit_difference(model: Any, tokenizer: Any, graph: Path) -> float:
 
 def export(cfg: ExportConfig) -> dict[str, Any]:
     """Write the ONNX folder of `cfg.model` into `cfg.out`; returns the facts written to export.json."""
+    import torch
     from fintag.model.checkpoint import load_tagger
+    from fintag.model.onnx import INPUTS, OUTPUT
 
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not (out / "export.json").is_file():
