@@ -79,10 +79,11 @@ class _Slice(Generic[R]):
 class MicroBatcher(Generic[R]):
     """Queue sentences from concurrent callers of `submit` and answer them with shared model calls.
 
-        `predict` takes a list of texts and returns one result per text, in order; it runs in a dedicated
-        thread, one call at a time. `cost` counts a text's tokens (the server passes `Tagger.token_count`,
-    the model's own tokenizer; the default, characters, suits tests only). `on_batch(size, seconds)` is called
-        after each model call and `on_depth(depth)` whenever the number of waiting requests changes (for metrics).
+    `predict` takes a list of texts and returns one result per text, in order; it runs in a dedicated
+    thread, one call at a time. `cost` counts a text's tokens (the server passes `Tagger.token_count`,
+    the model's own tokenizer; the default, characters, suits tests only). `on_batch(size, seconds)` is
+    called after each model call and `on_depth(depth)` whenever the number of waiting requests changes
+    (for metrics).
     """
 
     def __init__(
