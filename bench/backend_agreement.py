@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from common import CORPUS
+from fintag.cli.args import parse_settings
+from fintag.cli.main import setup_logging
 from fintag.data.fsutil import read_jsonl
 from fintag.data.reader import read_report
 from fintag.data.taxonomy import TAXONOMY
-from fintag.serve.cli import _parse, setup_logging
 from fintag.serve.tagger import Tagger
 from inference_backends import agreement_per_group
 
@@ -68,7 +69,7 @@ def seed_summaries(tagger: Tagger) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     setup_logging()
-    (cfg,) = _parse((AgreementConfig,), argv)
+    (cfg,) = parse_settings((AgreementConfig,), argv, Path(__file__).name)
     split = Path(cfg.split)
     if not split.is_file():
         raise SystemExit(f"{split} does not exist: run `fintag data build` first, or pass --split")

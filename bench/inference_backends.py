@@ -32,9 +32,10 @@ from typing import Any
 
 import torch
 from common import build_e5_shape_model, corpus_sentences
+from fintag.cli.args import parse_settings
+from fintag.cli.main import setup_logging
 from fintag.data.taxonomy import TAXONOMY
 from fintag.model import backend as backend_defaults
-from fintag.serve.cli import _parse, setup_logging
 from fintag.serve.tagger import Tagger
 from tagging_throughput import encoder_gflop, pipeline_predictions, repeat_to, sgemm_peak, timed
 
@@ -136,7 +137,7 @@ def format_table(rows: list[dict[str, Any]], peak: float) -> str:
 
 def main(argv: list[str]) -> int:
     setup_logging()
-    (cfg,) = _parse((BackendBenchConfig,), argv)
+    (cfg,) = parse_settings((BackendBenchConfig,), argv, Path(__file__).name)
     threads = cfg.num_threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     seeds = corpus_sentences()
