@@ -140,6 +140,7 @@ def _state_dict(e5: Any, rows: np.ndarray) -> dict[str, Any]:
 def corpus_texts(corpus_dir: str | Path | None) -> list[str]:
     """The report files (`corpus/`) and labelled sentences (`labels/`) of the project, as read and as
     normalised: what the tagger will tokenise."""
+    from fintag.data.fsutil import read_jsonl
     from fintag.data.normalize import normalize_text
     from fintag.data.reader import ReportReadError, read_report
 
@@ -153,9 +154,7 @@ def corpus_texts(corpus_dir: str | Path | None) -> list[str]:
         except ReportReadError as exc:
             logger.warning("skipping %s for trimming: %s", path, exc)
     for path in sorted((root / "labels").rglob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                texts.append(str(json.loads(line).get("text", "")))
+        texts.extend(str(row.get("text", "")) for row in read_jsonl(path))
     return texts + [normalize_text(t) for t in texts]
 
 

@@ -60,12 +60,9 @@ def _embed(model, tokenizer, texts: list[str]) -> np.ndarray:
 
 
 def _label_texts() -> list[str]:
-    return [
-        json.loads(line)["text"]
-        for path in sorted(LABELS.rglob("*.jsonl"))
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    from fintag.data.fsutil import read_jsonl
+
+    return [row["text"] for path in sorted(LABELS.rglob("*.jsonl")) for row in read_jsonl(path)]
 
 
 def test_dequantize_q4_0_block_by_hand():
