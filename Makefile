@@ -14,7 +14,7 @@ TORCH_VERSION ?= 2.13.0
 # sentences labelled by the fine-tuned default (knowledge distillation). Recipe chosen on validation.
 FAST_FLAGS ?= --model scratch --preset small --teacher artifacts/run/model --distill_augment 4 \
 	--distill_groups sentiment,themes,rating \
-	--distill_temperature 1.0 --epochs 15 --learning_rate 1e-3 --token_mask_prob 0.15 --patience 12
+	--distill_temperature 1.0 --epochs 15 --learning_rate 1e-3 --token_mask_prob 0.15 --patience 12 --batch_size 32
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 

@@ -5,7 +5,8 @@ sentences, in order, repeated to `--sentences`) with the same torch/onnxruntime 
 
 - `default`: `Tagger.load(model)` as `fintag tag` runs it (`fintag.model.backend.DEFAULT_CPU_BACKEND`,
   `DEFAULT_QUANTIZE`);
-- `torch fp32`, `torch int8`, `onnx fp32`, `onnx int8`: `Tagger.load(model, backend=…, quantize=…)`;
+- `torch fp32`, `torch int8`, `torch bf16`, `onnx fp32`, `onnx int8`: `Tagger.load(model, backend=…,
+  quantize=…)` (`torch bf16`: the torch model cast to bfloat16);
 - the baseline `pipeline("text-classification", top_k=None, function_to_apply="none")` on the torch
   model, at batch size 1 and 32, its logits decoded with the project's label space.
 
@@ -56,7 +57,7 @@ class BackendBenchConfig:
         default=673, metadata={"help": "sentences per path (the seed sentences, repeated)"}
     )
     paths: str = field(
-        default="default,torch fp32,torch int8,onnx fp32,onnx int8,pipeline bs1,pipeline bs32",
+        default="default,torch fp32,torch int8,torch bf16,onnx fp32,onnx int8,pipeline bs1,pipeline bs32",
         metadata={"help": "comma-separated paths to time"},
     )
     batch_size: int = field(default=16, metadata={"help": "Tagger sentences per forward pass"})
@@ -72,6 +73,12 @@ def _tagger(model: str, cfg: BackendBenchConfig, **kwargs: Any) -> Tagger:
 Predict = Callable[[list[str]], Any]
 
 
+def _bf16(tagger: Tagger) -> Tagger:
+    """The torch model in bfloat16 (oneDNN uses AVX-512 BF16 where the CPU has it)."""
+    tagger.model = tagger.model.to(torch.bfloat16)
+    return tagger
+
+
 def build_paths(model: str, cfg: BackendBenchConfig, reference: Tagger) -> dict[str, Predict]:
     """name -> function from sentences to predictions (dicts as `Tagger.tag` gives)."""
     from transformers import pipeline
@@ -81,6 +88,7 @@ def build_paths(model: str, cfg: BackendBenchConfig, reference: Tagger) -> dict[
         DEFAULT: lambda: _tagger(model, cfg).tag,
         REFERENCE: lambda: reference.tag,
         "torch int8": lambda: _tagger(model, cfg, backend="torch", quantize=True).tag,
+        "torch bf16": lambda: _bf16(_tagger(model, cfg, backend="torch", quantize=False)).tag,
         "onnx fp32": lambda: _tagger(model, cfg, backend="onnx", quantize=False).tag,
         "onnx int8": lambda: _tagger(model, cfg, backend="onnx", quantize=True).tag,
     }

@@ -13,14 +13,24 @@ from tqdm.auto import tqdm
 MAX_CHARS_PER_TOKEN = 101
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> Iterator[list[int]]:
-    """Indices in batches of similar length: at most `batch_size` rows and `max_tokens` padded tokens each."""
+# A batch stops taking (shorter) sentences once the next one is this much shorter than the batch's longest:
+# padding is then at most this fraction of the batch's tokens. Small calls (the server's micro-batches, a
+# report of a few dozen sentences) otherwise pad like random batches; sorted, a whole archive barely pads.
+PAD_SLACK = 0.125
+
+
+def length_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int, pad_slack: float = PAD_SLACK
+) -> Iterator[list[int]]:
+    """Indices in batches of similar length: at most `batch_size` rows and `max_tokens` padded tokens each,
+    and no row shorter than `(1 - pad_slack)` of the batch's longest (`pad_slack` 1: no such bound)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
     batch: list[int] = []
     width = 0
     for i in order:
         w = max(width, lengths[i])
-        if batch and (len(batch) >= batch_size or w * (len(batch) + 1) > max_tokens):
+        full = len(batch) >= batch_size or w * (len(batch) + 1) > max_tokens
+        if batch and (full or lengths[i] < width * (1.0 - pad_slack)):
             yield batch
             batch, w = [], lengths[i]
         batch.append(i)
@@ -38,6 +48,7 @@ def batched_logits(
     max_length: int = 128,
     max_tokens: int = 8192,
     progress: str | None = None,
+    pad_slack: float = PAD_SLACK,
 ) -> torch.Tensor:
     """Logits for `texts`, in input order, shape (len(texts), num_labels)."""
     num_labels = model.config.num_labels
@@ -54,7 +65,7 @@ def batched_logits(
     pad = tokenizer.pad_token_id or 0
     out = torch.empty(len(texts), num_labels)
     bar = tqdm(total=len(texts), desc=progress, disable=progress is None)
-    for idx in length_batches(lengths, batch_size, max_tokens):
+    for idx in length_batches(lengths, batch_size, max_tokens, pad_slack):
         width = max(lengths[i] for i in idx)
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)

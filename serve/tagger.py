@@ -14,7 +14,7 @@ import torch
 from fintag.data.normalize import normalize_text
 from fintag.data.split import Sentence, segment
 from fintag.model.backend import load_backend
-from fintag.model.inference import MAX_CHARS_PER_TOKEN, batched_logits
+from fintag.model.inference import MAX_CHARS_PER_TOKEN, PAD_SLACK, batched_logits
 from fintag.model.labels import LABEL_SPACE
 from fintag.serve.summary import summarize
 
@@ -52,6 +52,7 @@ class Tagger:
         max_length: int = 128,
         max_tokens: int = 2048,
         source: str = "<memory>",
+        pad_slack: float = PAD_SLACK,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -59,6 +60,7 @@ class Tagger:
         self.batch_size = batch_size
         self.max_length = max_length
         self.max_tokens = max_tokens
+        self.pad_slack = pad_slack
         self.source = source
 
     @classmethod
@@ -101,6 +103,7 @@ class Tagger:
             batch_size=self.batch_size,
             max_length=self.max_length,
             max_tokens=self.max_tokens,
+            pad_slack=self.pad_slack,
         )
         return LABEL_SPACE.decode(logits, self.thresholds)
 

@@ -100,7 +100,7 @@ def tiny_train_config(dataset_dir: Path, output_dir: Path, **overrides):
         output_dir=str(output_dir),
         epochs=2,
         batch_size=16,
-        distill_augment=0,  # the default (3) is tested on its own; here it would only slow the runs
+        distill_augment=0,  # the default (1) is tested on its own; here it would only slow the runs
         vocab_size=2000,
         learning_rate=1e-3,
         save_every_steps=3,

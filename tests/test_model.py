@@ -177,3 +177,41 @@ def test_int8_quantisation_keeps_labels_and_replaces_linear_layers(tiny_checkpoi
     model = load_tagger(tiny_checkpoint_dir).model.to("meta")
     with pytest.raises(QuantizeError, match="CPU only"):
         quantize_int8(model)
+
+
+@pytest.mark.parametrize("slack", [1.0, 0.25, 0.125, 0.0])
+def test_length_batches_cover_every_index_once_within_their_limits(slack):
+    import random
+
+    from fintag.model.inference import length_batches
+
+    rng = random.Random(7)
+    lengths = [rng.randint(3, 128) for _ in range(300)]
+    batches = list(length_batches(lengths, batch_size=16, max_tokens=1024, pad_slack=slack))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        width = max(lengths[i] for i in b)
+        assert len(b) <= 16 and width * len(b) <= 1024
+        assert min(lengths[i] for i in b) >= width * (1 - slack)
+    if slack == 0.0:  # no padding at all: every batch holds one length
+        assert all(len({lengths[i] for i in b}) == 1 for b in batches)
+
+
+def test_padding_slack_pads_less_and_keeps_the_logits(tagger, sentences):
+    """Bounded padding changes which sentences share a forward pass, not what comes out of it."""
+    from fintag.model.inference import batched_logits, length_batches
+
+    texts = sentences * 3
+    lengths = [tagger.token_count(t) for t in texts]
+
+    def padded(slack: float) -> int:
+        return sum(max(lengths[i] for i in b) * len(b) for b in length_batches(lengths, 64, 8192, slack))
+
+    assert padded(0.125) < padded(1.0)
+    assert padded(0.125) <= sum(lengths) / (1 - 0.125)
+
+    def logits(slack: float) -> torch.Tensor:
+        m, tok = tagger.model, tagger.tokenizer
+        return batched_logits(m, tok, texts, max_length=tagger.max_length, pad_slack=slack)
+
+    assert torch.allclose(logits(1.0), logits(0.125), atol=1e-5)

@@ -363,7 +363,7 @@ def test_distill_groups_flag_is_parsed_and_checked():
     from fintag.cli.args import parse_settings
     from fintag.train.config import TrainConfig
 
-    assert TrainConfig().distill_group_names == ("themes",)
+    assert TrainConfig().distill_group_names == ("sentiment", "themes", "rating")
     (cfg,) = parse_settings((TrainConfig,), ["--distill_groups", "sentiment, themes"], "train")
     assert cfg.distill_group_names == ("sentiment", "themes")
     for bad in ("sentiment,price", ","):

@@ -30,7 +30,7 @@ class TrainConfig:
         default="artifacts/run", metadata={"help": "run folder: model/, state/, metrics.jsonl"}
     )
     epochs: int = field(
-        default=4, metadata={"help": "maximum fine-tuning epochs (each includes the distillation sentences)"}
+        default=5, metadata={"help": "maximum fine-tuning epochs (each includes the distillation sentences)"}
     )
     max_steps: int = field(
         default=-1, metadata={"help": "stop after this many optimiser steps (-1: no limit)"}
@@ -97,7 +97,7 @@ class TrainConfig:
         metadata={"help": "temperature applied to the teacher's probabilities (< 1 sharpens them)"},
     )
     distill_groups: str = field(
-        default="themes",
+        default="sentiment,themes,rating",
         metadata={
             "help": "comma-separated label groups the teacher labels on the recombined sentences; the other "
             "groups learn from the gold sentences only"
