@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from common import CORPUS
+from common import CORPUS, as_bf16
 from fintag.cli.args import parse_settings
 from fintag.cli.main import setup_logging
 from fintag.data.fsutil import read_jsonl
@@ -95,8 +94,8 @@ def main(argv: list[str]) -> int:
         spec = dict(PATHS[name])
         bf16 = spec.pop("bf16", False)
         tagger = Tagger.load(cfg.model, num_threads=threads, **spec)
-        if bf16:  # the torch model cast to bfloat16 (no backend switch for it yet)
-            tagger.model = tagger.model.to(torch.bfloat16)
+        if bf16:
+            tagger = as_bf16(tagger)
         agree = agreement_per_group(want, tagger.tag(texts))
         summaries = seed_summaries(tagger)
         same = sum(summaries[k] == v for k, v in want_summaries.items())

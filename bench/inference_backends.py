@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import build_e5_shape_model, corpus_sentences
+from common import as_bf16, build_e5_shape_model, corpus_sentences
 from fintag.cli.args import parse_settings
 from fintag.cli.main import setup_logging
 from fintag.data.taxonomy import TAXONOMY
@@ -73,12 +73,6 @@ def _tagger(model: str, cfg: BackendBenchConfig, **kwargs: Any) -> Tagger:
 Predict = Callable[[list[str]], Any]
 
 
-def _bf16(tagger: Tagger) -> Tagger:
-    """The torch model in bfloat16 (oneDNN uses AVX-512 BF16 where the CPU has it)."""
-    tagger.model = tagger.model.to(torch.bfloat16)
-    return tagger
-
-
 def build_paths(model: str, cfg: BackendBenchConfig, reference: Tagger) -> dict[str, Predict]:
     """name -> function from sentences to predictions (dicts as `Tagger.tag` gives)."""
     from transformers import pipeline
@@ -88,7 +82,7 @@ def build_paths(model: str, cfg: BackendBenchConfig, reference: Tagger) -> dict[
         DEFAULT: lambda: _tagger(model, cfg).tag,
         REFERENCE: lambda: reference.tag,
         "torch int8": lambda: _tagger(model, cfg, backend="torch", quantize=True).tag,
-        "torch bf16": lambda: _bf16(_tagger(model, cfg, backend="torch", quantize=False)).tag,
+        "torch bf16": lambda: as_bf16(_tagger(model, cfg, backend="torch", quantize=False)).tag,
         "onnx fp32": lambda: _tagger(model, cfg, backend="onnx", quantize=False).tag,
         "onnx int8": lambda: _tagger(model, cfg, backend="onnx", quantize=True).tag,
     }
