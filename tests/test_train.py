@@ -515,3 +515,51 @@ def test_label_audit_ranks_contradicted_gold_labels(tmp_path, mini_dataset, tiny
     written = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert written == rows
     assert {p.name: p.read_bytes() for p in mini_dataset.glob("*.jsonl")} == before
+
+
+def test_projected_embeddings_keep_the_geometry_of_a_low_rank_matrix():
+    """PCA down to the student's width loses nothing when the matrix has at most that rank: distances
+    between rows survive up to one global scale, and the result has the initialiser's spread."""
+    from fintag.model.student import INIT_STD, project_embeddings
+
+    torch.manual_seed(1)
+    weight = torch.randn(300, 6) @ torch.randn(6, 48) + 3.0  # rank 6 plus an offset, 48 wide
+    out = project_embeddings(weight, 8)
+    assert out.shape == (300, 8)
+    assert abs(out.std().item() - INIT_STD) < 1e-4
+    before, after = torch.cdist(weight, weight), torch.cdist(out, out)
+    scale = (after.sum() / before.sum()).item()
+    assert torch.allclose(after, before * scale, atol=1e-4)
+    # A rank-6 matrix squeezed to 3 dimensions cannot keep them: the test can fail.
+    small = project_embeddings(weight, 3)
+    after3 = torch.cdist(small, small)
+    assert not torch.allclose(after3, before * (after3.sum() / before.sum()).item(), atol=1e-3)
+    with pytest.raises(ValueError, match="cannot project"):
+        project_embeddings(weight, 64)
+
+
+def test_a_student_starts_from_the_pretrained_tokenizer_and_projected_embeddings(
+    tmp_path, mini_dataset, tiny_pretrained
+):
+    from fintag.model.student import build_student, project_embeddings
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    model, tokenizer = build_student(str(tiny_pretrained), "tiny", dropout=0.1, seed=3)
+    source = AutoTokenizer.from_pretrained(tiny_pretrained)
+    text = "国产算力芯片需求旺盛,维持买入评级。Robotaxi fleets grew."
+    assert tokenizer.tokenize(text) == source.tokenize(text)
+    weight = load_file(tiny_pretrained / "model.safetensors")["embeddings.word_embeddings.weight"]
+    expected = project_embeddings(weight, model.config.hidden_size, seed=3)
+    assert torch.allclose(model.get_input_embeddings().weight, expected)
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 32
+
+    path = train(
+        tiny_train_config(mini_dataset, tmp_path / "fast", student_embeddings=str(tiny_pretrained), epochs=1)
+    )
+    assert not (tmp_path / "fast" / "tokenizer").exists()  # no WordPiece trained
+    exported = AutoTokenizer.from_pretrained(path)
+    assert exported.tokenize(text) == source.tokenize(text)
+    assert "PCA-projected" in (path / "README.md").read_text()
+    with pytest.raises(ValueError, match="only applies to --model scratch"):
+        tiny_train_config(mini_dataset, tmp_path / "x", model=str(tiny_pretrained), student_embeddings="a")

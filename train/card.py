@@ -12,6 +12,11 @@ from fintag.train.config import SCRATCH, TrainConfig
 
 
 def base_description(cfg: TrainConfig) -> str:
+    if cfg.model == SCRATCH and cfg.student_embeddings:
+        return (
+            f"BERT '{cfg.preset}' preset built from a config, with the tokenizer of {cfg.student_embeddings} "
+            "and its word embeddings PCA-projected to the preset's width (the rest random init)"
+        )
     if cfg.model == SCRATCH:
         return f"BERT '{cfg.preset}' preset built from a config (random init), WordPiece trained on the data"
     if cfg.model == BASE_ALIAS:

@@ -74,6 +74,14 @@ class TrainConfig:
     vocab_size: int = field(
         default=12000, metadata={"help": "WordPiece vocabulary size (from-scratch models)"}
     )
+    student_embeddings: str = field(
+        default="",
+        metadata={
+            "help": f"with --model {SCRATCH}: a pretrained checkpoint folder or {BASE_ALIAS} whose tokenizer "
+            "and word embeddings (PCA-projected to the preset's width) the small BERT starts from, "
+            "instead of a WordPiece tokenizer trained on the dataset and random embeddings"
+        },
+    )
     freeze_embeddings: bool = field(
         default=True,
         metadata={"help": "keep the word embeddings of a pretrained model as they are (faster, less memory)"},
@@ -127,6 +135,8 @@ class TrainConfig:
                 f"--distill_groups takes a comma-separated subset of {','.join(GROUPS)}, "
                 f"not {self.distill_groups!r}"
             )
+        if self.student_embeddings and self.model != SCRATCH:
+            raise ValueError(f"--student_embeddings only applies to --model {SCRATCH}")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("--batch_size and --gradient_accumulation_steps must be at least 1")
 

@@ -76,6 +76,14 @@ def _load_tokenizer_and_model(
             model.get_input_embeddings().weight.requires_grad_(False)
         return tokenizer, model
 
+    if cfg.student_embeddings:
+        from fintag.model.student import build_student
+
+        with accelerator.main_process_first():
+            source = resolve_model(cfg.student_embeddings)
+        model, tokenizer = build_student(source, cfg.preset, dropout=cfg.dropout, seed=cfg.seed)
+        return tokenizer, model
+
     from fintag.model.tokenizer import train_wordpiece
 
     tok_dir = run / "tokenizer"
