@@ -1,10 +1,11 @@
 """A small from-scratch BERT that starts from a pretrained model's vocabulary and word embeddings.
 
-The fast tier is a 2-layer, 128-wide BERT: too small to learn Chinese from a few thousand sentences, but
-it need not start from nothing. It takes the pretrained model's tokenizer and its word-embedding matrix
-projected onto the matrix's top principal directions (PCA down to the preset's width), so that words
-the gold data never shows still land near their synonyms and translations. Everything above the
-embeddings starts random, and the student stays a plain `BertForSequenceClassification`.
+The fast tier is a 4-layer, 128-wide BERT (preset fast): too small to learn Chinese from a few thousand
+sentences, but it need not start from nothing. It takes the pretrained model's tokenizer and its
+word-embedding matrix projected onto the matrix's top principal directions (PCA down to the preset's
+width), so that words the gold data never shows still land near their synonyms and translations.
+Everything above the embeddings starts random, and the student stays a plain
+`BertForSequenceClassification`.
 """
 
 from __future__ import annotations

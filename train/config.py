@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fintag.data.taxonomy import GROUPS
 from fintag.model.base import BASE_ALIAS
+from fintag.model.presets import PRESETS
 
 SCRATCH = "scratch"
 
@@ -23,7 +24,7 @@ class TrainConfig:
     )
     preset: str = field(
         default="small",
-        metadata={"help": f"size of the --model {SCRATCH} BERT: tiny, small, medium, base"},
+        metadata={"help": f"size of the --model {SCRATCH} BERT: {', '.join(PRESETS)}"},
     )
     dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
     output_dir: str = field(
