@@ -29,7 +29,7 @@ PRESETS: dict[str, Preset] = {
     # The offline default: sized so that training fits in 10 minutes on a 2-core CPU.
     "small": Preset(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512),
     # The fast tier's student (with --student_embeddings): twice small's depth, chosen on validation
-    # (docs/model.md, run X1); 17.6x the default's sentences per second on one thread.
+    # (docs/model.md, run X1); its speed against the default is in docs/benchmarks.md.
     "fast": Preset(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
     "medium": Preset(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
     # bert-base-chinese's shape (for GPUs).
