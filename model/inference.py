@@ -39,6 +39,17 @@ def length_batches(
         yield batch
 
 
+def pad_rows(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows padded to the longest with `pad`: (input_ids, attention_mask)."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, row in enumerate(rows):
+        ids[k, : len(row)] = torch.tensor(row)
+        mask[k, : len(row)] = 1
+    return ids, mask
+
+
 @torch.inference_mode()
 def batched_logits(
     model: Any,
@@ -66,12 +77,7 @@ def batched_logits(
     out = torch.empty(len(texts), num_labels)
     bar = tqdm(total=len(texts), desc=progress, disable=progress is None)
     for idx in length_batches(lengths, batch_size, max_tokens, pad_slack):
-        width = max(lengths[i] for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for k, i in enumerate(idx):
-            ids[k, : lengths[i]] = torch.tensor(enc[i])
-            mask[k, : lengths[i]] = 1
+        ids, mask = pad_rows([enc[i] for i in idx], pad)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         out[torch.tensor(idx)] = logits.float().cpu()
         bar.update(len(idx))

@@ -563,3 +563,70 @@ def test_a_student_starts_from_the_pretrained_tokenizer_and_projected_embeddings
     assert "PCA-projected" in (path / "README.md").read_text()
     with pytest.raises(ValueError, match="only applies to --model scratch"):
         tiny_train_config(mini_dataset, tmp_path / "x", model=str(tiny_pretrained), student_embeddings="a")
+
+
+def test_hidden_loss_reads_the_first_token_only():
+    """Zero when the projected first-token states equal the teacher's, whatever the other tokens hold."""
+    from fintag.train.hidden import hidden_loss
+
+    torch.manual_seed(0)
+    projection = torch.nn.Linear(4, 6)
+    student = torch.randn(2, 5, 4)
+    with torch.no_grad():
+        teacher = projection(student[:, 0])
+    student[:, 1:] = 100.0
+    assert hidden_loss(student, teacher, projection).item() < 1e-10
+    teacher[1] += 1.0  # one sentence off by 1 in each of 6 dims: mean over 2 sentences x 6 dims
+    assert hidden_loss(student, teacher, projection).item() == pytest.approx(0.5, rel=1e-5)
+
+
+def test_hidden_distillation_learns_the_teachers_sentence_states(tmp_path, mini_dataset, tiny_pretrained):
+    """The teacher's first-token states, batched by length, equal its states sentence by sentence; the
+    collator stacks them in batch order; a student with the teacher's tokenizer trains with them and
+    exports a plain classifier; a student with another tokenizer is refused."""
+    from fintag.data.build import load_split
+    from fintag.model.checkpoint import load_tagger
+    from fintag.train.hidden import TokenizerMismatchError, teacher_sentence_states
+
+    teacher = train(
+        tiny_train_config(mini_dataset, tmp_path / "teacher", model=str(tiny_pretrained), epochs=1)
+    )
+    loaded = load_tagger(teacher)
+    texts = [r["text"] for r in load_split(mini_dataset, "train")[:20]]
+    ids = loaded.tokenizer(texts, truncation=True, max_length=64)["input_ids"]
+    states = teacher_sentence_states(str(teacher), ids, batch_size=8)
+    assert states.shape == (20, 32) and states.dtype == torch.float16
+    with torch.inference_mode():
+        for k in (0, 7, 19):
+            alone = loaded.model.base_model(input_ids=torch.tensor([ids[k]])).last_hidden_state[0, 0]
+            assert torch.allclose(states[k].float(), alone, atol=2e-2)
+
+    ds = SentenceDataset(load_split(mini_dataset, "train")[:20], loaded.tokenizer, 64)
+    ds.hidden = states
+    batch = Collator(loaded.tokenizer.pad_token_id)([ds[k] for k in (5, 2, 9)])
+    assert torch.equal(batch["teacher_hidden"], states[[5, 2, 9]])
+
+    def student(name: str, **overrides: object) -> Path:
+        return train(
+            tiny_train_config(
+                mini_dataset,
+                tmp_path / name,
+                teacher=str(teacher),
+                distill_augment=1,
+                distill_hidden=1.0,
+                epochs=1,
+                **overrides,
+            )
+        )
+
+    path = student("fast", student_embeddings=str(tiny_pretrained))
+    from safetensors.torch import load_file
+
+    keys = set(load_file(path / "model.safetensors"))
+    assert keys and not any("projection" in k for k in keys)  # the projection stays behind
+    assert load_tagger(path).model.config.hidden_size == 32
+    assert "Sentence-state distillation: weight 1.0" in (path / "README.md").read_text()
+    with pytest.raises(TokenizerMismatchError, match="--student_embeddings"):
+        student("wordpiece")  # a WordPiece tokenizer trained on the data: other pieces
+    with pytest.raises(ValueError, match="needs a trained checkpoint"):
+        tiny_train_config(mini_dataset, tmp_path / "x", distill_hidden=1.0)

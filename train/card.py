@@ -27,6 +27,21 @@ def base_description(cfg: TrainConfig) -> str:
     return cfg.model
 
 
+def _distillation_lines(cfg: TrainConfig) -> list[str]:
+    if not cfg.distill_augment:
+        return []
+    lines = [
+        f"- Distilled from: {cfg.teacher} (its probabilities on {cfg.distill_augment} recombined sentences "
+        "per training sentence)"
+    ]
+    if cfg.distill_hidden:
+        lines.append(
+            f"- Sentence-state distillation: weight {cfg.distill_hidden} on the distance to the teacher's "
+            "last-layer first-token state (through a projection used only in training)"
+        )
+    return lines
+
+
 def model_card(cfg: TrainConfig, summary: dict[str, Any]) -> str:
     base = base_description(cfg)
     lines = [
@@ -69,6 +84,7 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any]) -> str:
         f"- Base: {base}",
         f"- Data: `{cfg.dataset_dir}` (see the data card, `data/README.md`)",
         f"- Best epoch: {summary['best_epoch']}, optimiser steps: {summary['global_step']}",
+        *_distillation_lines(cfg),
         "",
         "Settings:",
         "```json",

@@ -112,6 +112,14 @@ class TrainConfig:
             "groups learn from the gold sentences only"
         },
     )
+    distill_hidden: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of hidden-state distillation: the student's last-layer state of the first "
+            "token, through a learned projection, learns the --teacher checkpoint's (0: off; needs the "
+            "teacher's tokenizer, e.g. --student_embeddings e5-small)"
+        },
+    )
     save_every_steps: int = field(default=200, metadata={"help": "resume checkpoint every N optimiser steps"})
     resume: bool = field(
         default=False, metadata={"help": "continue the run in --output_dir from its last checkpoint"}
@@ -135,6 +143,12 @@ class TrainConfig:
             raise ValueError(
                 f"--distill_groups takes a comma-separated subset of {','.join(GROUPS)}, "
                 f"not {self.distill_groups!r}"
+            )
+        if self.distill_hidden < 0:
+            raise ValueError("--distill_hidden must be 0 (off) or a positive loss weight")
+        if self.distill_hidden and self.teacher == "tfidf":
+            raise ValueError(
+                "--distill_hidden needs a trained checkpoint as --teacher, not the tfidf baseline"
             )
         if self.student_embeddings and self.model != SCRATCH:
             raise ValueError(f"--student_embeddings only applies to --model {SCRATCH}")

@@ -19,13 +19,15 @@ class SentenceDataset(Dataset):
         max_length: int,
         targets: dict[str, torch.Tensor] | None = None,
     ) -> None:
-        """`targets` (one row per record and group) replace the records' own labels, e.g. soft targets."""
+        """`targets` (one row per record and group) replace the records' own labels, e.g. soft targets.
+        `hidden` (set later, one row per record) holds a teacher's sentence states."""
         self.records = list(records)
         enc = tokenizer([r["text"] for r in self.records], truncation=True, max_length=max_length)
         self.input_ids: list[list[int]] = enc["input_ids"]
         if targets is None and self.records and "sentiment" in self.records[0]:
             targets = LABEL_SPACE.encode(self.records)
         self.targets = targets
+        self.hidden: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -34,6 +36,8 @@ class SentenceDataset(Dataset):
         item: dict[str, Any] = {"input_ids": self.input_ids[i], "index": i}
         if self.targets is not None:
             item["targets"] = {k: v[i] for k, v in self.targets.items()}
+        if self.hidden is not None:
+            item["hidden"] = self.hidden[i]
         return item
 
     def lengths(self) -> list[int]:
@@ -125,6 +129,8 @@ class Collator:
         if "targets" in items[0]:
             for name in items[0]["targets"]:
                 batch[f"y_{name}"] = torch.stack([it["targets"][name] for it in items])
+        if "hidden" in items[0]:
+            batch["teacher_hidden"] = torch.stack([it["hidden"] for it in items])
         return batch
 
 

@@ -225,6 +225,14 @@ def train(cfg: TrainConfig) -> Path:
         train_ds = SentenceDataset(records, tokenizer, cfg.max_length, targets=soft)
     else:
         train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
+    projection: torch.nn.Module | None = None
+    if cfg.distill_hidden:
+        from fintag.train.hidden import check_same_tokenizer, teacher_sentence_states
+
+        check_same_tokenizer(tokenizer, cfg.teacher, [r["text"] for r in train_ds.records])
+        train_ds.hidden = teacher_sentence_states(cfg.teacher, train_ds.input_ids)
+        # Student width -> teacher width; trained with the student, used only by the loss.
+        projection = torch.nn.Linear(model.config.hidden_size, train_ds.hidden.shape[1])
     val_ds = SentenceDataset(val_records, tokenizer, cfg.max_length)
     sampler = LengthGroupedBatchSampler(train_ds.lengths(), cfg.batch_size, cfg.seed)
     collate = Collator(tokenizer.pad_token_id)
@@ -249,6 +257,8 @@ def train(cfg: TrainConfig) -> Path:
     )
     weights = class_weights(train_records, cfg.class_weighting)
     optimizer = _optimizer(model, cfg)
+    if projection is not None:
+        optimizer.add_param_group({"params": list(projection.parameters()), "weight_decay": 0.0})
     # Scheduler length from the un-sharded loader: accelerate steps it once per process.
     steps_per_epoch = math.ceil(len(train_dl) / cfg.gradient_accumulation_steps)
     total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps < 0 else cfg.max_steps
@@ -256,6 +266,8 @@ def train(cfg: TrainConfig) -> Path:
     model, optimizer, train_dl, val_dl, scheduler = accelerator.prepare(
         model, optimizer, train_dl, val_dl, scheduler
     )
+    if projection is not None:
+        projection = accelerator.prepare(projection)
 
     state = TrainerState()
     latest = _latest_checkpoint(state_dir) if cfg.resume else None
@@ -283,9 +295,19 @@ def train(cfg: TrainConfig) -> Path:
         running, seen = 0.0, 0
         for batch in loader:
             with accelerator.accumulate(model):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                out = model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    output_hidden_states=projection is not None,
+                )
                 targets = {g.name: batch[f"y_{g.name}"] for g in LABEL_SPACE.groups}
-                loss = LABEL_SPACE.loss(logits, targets, weights)
+                loss = LABEL_SPACE.loss(out.logits, targets, weights)
+                if projection is not None:
+                    from fintag.train.hidden import hidden_loss
+
+                    loss = loss + cfg.distill_hidden * hidden_loss(
+                        out.hidden_states[-1], batch["teacher_hidden"], projection
+                    )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)
