@@ -20,10 +20,9 @@ from fintag.data.normalize import CJK_RE
 from fintag.data.taxonomy import GROUPS
 from fintag.model.labels import LABEL_SPACE
 from fintag.train.baseline import TfidfBaseline
+from fintag.train.config import TFIDF_TEACHER
 
 logger = logging.getLogger(__name__)
-
-TFIDF_TEACHER = "tfidf"
 
 # Split after a clause mark (kept with its clause); a following space stays with the next clause.
 _CLAUSE_END_RE = re.compile(r"(?<=[,;:，；：])")

@@ -9,6 +9,8 @@ from fintag.model.base import BASE_ALIAS
 from fintag.model.presets import PRESETS
 
 SCRATCH = "scratch"
+# --teacher value that makes the TF-IDF baseline label the distillation sentences.
+TFIDF_TEACHER = "tfidf"
 
 
 @dataclass
@@ -95,7 +97,7 @@ class TrainConfig:
         },
     )
     teacher: str = field(
-        default="tfidf",
+        default=TFIDF_TEACHER,
         metadata={
             "help": "who labels the distillation sentences: tfidf (the baseline) or a trained checkpoint "
             "folder (the fast tier learns from the fine-tuned default this way)"
@@ -146,7 +148,7 @@ class TrainConfig:
             )
         if self.distill_hidden < 0:
             raise ValueError("--distill_hidden must be 0 (off) or a positive loss weight")
-        if self.distill_hidden and self.teacher == "tfidf":
+        if self.distill_hidden and self.teacher == TFIDF_TEACHER:
             raise ValueError(
                 "--distill_hidden needs a trained checkpoint as --teacher, not the tfidf baseline"
             )

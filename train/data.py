@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from fintag.model.inference import pad_rows
 from fintag.model.labels import LABEL_SPACE
 from torch.utils.data import Dataset, Sampler
 
@@ -106,13 +107,8 @@ class Collator:
         return torch.rand(width, generator=g)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        width = max(len(it["input_ids"]) for it in items)
-        ids = torch.full((len(items), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
-        for k, it in enumerate(items):
-            n = len(it["input_ids"])
-            ids[k, :n] = torch.tensor(it["input_ids"])
-            mask[k, :n] = 1
+        ids, mask = pad_rows([it["input_ids"] for it in items], self.pad)
+        width = ids.shape[1]
         if self.mask_prob > 0:
             # Never mask [CLS] (first), [SEP] (last real token) or padding.
             inner = mask.clone()

@@ -29,6 +29,7 @@ from fintag.model.checkpoint import build_from_pretrained, build_from_scratch, s
 from fintag.model.labels import LABEL_SPACE, MAX_LENGTH_KEY, THRESHOLDS_KEY, decode_records
 from fintag.train.config import SCRATCH, TrainConfig
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
+from fintag.train.hidden import check_same_tokenizer, hidden_loss, teacher_sentence_states
 from fintag.train.metrics import all_metrics, tune_min_score, tune_thresholds
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -227,8 +228,6 @@ def train(cfg: TrainConfig) -> Path:
         train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
     projection: torch.nn.Module | None = None
     if cfg.distill_hidden:
-        from fintag.train.hidden import check_same_tokenizer, teacher_sentence_states
-
         check_same_tokenizer(tokenizer, cfg.teacher, [r["text"] for r in train_ds.records])
         train_ds.hidden = teacher_sentence_states(cfg.teacher, train_ds.input_ids)
         # Student width -> teacher width; trained with the student, used only by the loss.
@@ -303,8 +302,6 @@ def train(cfg: TrainConfig) -> Path:
                 targets = {g.name: batch[f"y_{g.name}"] for g in LABEL_SPACE.groups}
                 loss = LABEL_SPACE.loss(out.logits, targets, weights)
                 if projection is not None:
-                    from fintag.train.hidden import hidden_loss
-
                     loss = loss + cfg.distill_hidden * hidden_loss(
                         out.hidden_states[-1], batch["teacher_hidden"], projection
                     )
