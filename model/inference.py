@@ -50,7 +50,6 @@ def pad_rows(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
-@torch.inference_mode()
 def batched_logits(
     model: Any,
     tokenizer: Any,
@@ -62,9 +61,31 @@ def batched_logits(
     pad_slack: float = PAD_SLACK,
 ) -> torch.Tensor:
     """Logits for `texts`, in input order, shape (len(texts), num_labels)."""
+    logits, _ = batched_outputs(
+        model, tokenizer, texts, batch_size, max_length, max_tokens, progress, pad_slack
+    )
+    return logits
+
+
+@torch.inference_mode()
+def batched_outputs(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    max_length: int = 128,
+    max_tokens: int = 8192,
+    progress: str | None = None,
+    pad_slack: float = PAD_SLACK,
+    first_token_states: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits for `texts` in input order, shape (len(texts), num_labels), and with `first_token_states`
+    (a transformers model only) the last layer's state of each sentence's first token, (len(texts),
+    hidden size): what a distilled student's sentence state learns (`fintag.train.hidden`)."""
     num_labels = model.config.num_labels
+    states = torch.empty(len(texts), model.config.hidden_size) if first_token_states else None
     if not texts:
-        return torch.empty(0, num_labels)
+        return torch.empty(0, num_labels), states
     # Tokenizing a 1 MB run-on "sentence" takes seconds only to be truncated. WordPiece makes at least one
     # token of each word's first 100 characters (longer words become [UNK]) and normalised text has single
     # spaces, so the first `max_length * MAX_CHARS_PER_TOKEN` characters already give every kept token.
@@ -78,8 +99,12 @@ def batched_logits(
     bar = tqdm(total=len(texts), desc=progress, disable=progress is None)
     for idx in length_batches(lengths, batch_size, max_tokens, pad_slack):
         ids, mask = pad_rows([enc[i] for i in idx], pad)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        out[torch.tensor(idx)] = logits.float().cpu()
+        kwargs = {"output_hidden_states": True} if states is not None else {}
+        result = model(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+        rows = torch.tensor(idx)
+        out[rows] = result.logits.float().cpu()
+        if states is not None:
+            states[rows] = result.hidden_states[-1][:, 0].float().cpu()
         bar.update(len(idx))
     bar.close()
-    return out
+    return out, states

@@ -264,7 +264,8 @@ def test_distillation_set_keeps_gold_rows_and_adds_teacher_probabilities(mini_da
     every = tuple(g.name for g in LABEL_SPACE.groups)
     for groups in (None, ("sentiment", "themes")):  # None: the default, which distils every group
         kwargs = {} if groups is None else {"groups": groups}
-        records, targets = distillation_set(train_records, per_sentence=2, seed=0, **kwargs)
+        records, targets, states = distillation_set(train_records, per_sentence=2, seed=0, **kwargs)
+        assert states is None
         groups = every if groups is None else groups
         assert records[:n] == train_records and len(records) > n
         for g in LABEL_SPACE.groups:
@@ -477,12 +478,17 @@ def test_the_fast_tier_learns_from_a_checkpoint_teacher(tmp_path, mini_dataset, 
         tiny_train_config(mini_dataset, tmp_path / "teacher", model=str(tiny_pretrained), epochs=1)
     )
     records = load_split(mini_dataset, "train")
-    mixed, targets = distillation_set(records, 1, seed=3, teacher=str(teacher))
+    mixed, targets, _ = distillation_set(records, 1, seed=3, teacher=str(teacher))
     extra = [r["text"] for r in mixed[len(records) :]]
     assert extra and all(t not in {r["text"] for r in records} for t in extra)
     _, probs = CheckpointTeacher(str(teacher)).predict(extra)
     for g in LABEL_SPACE.groups:
         assert torch.allclose(targets[g.name][len(records) :], torch.as_tensor(probs[g.name]), atol=1e-6)
+    # The one torch pass that also gives sentence states labels the same sentences alike (onnx vs torch).
+    same, with_states, states = distillation_set(records, 1, seed=3, teacher=str(teacher), with_states=True)
+    assert same == mixed and states is not None and states.shape == (len(mixed), 32)
+    for g in LABEL_SPACE.groups:
+        assert torch.allclose(with_states[g.name], targets[g.name], atol=1e-4)
     student = train(
         tiny_train_config(mini_dataset, tmp_path / "fast", teacher=str(teacher), distill_augment=1, epochs=1)
     )
@@ -581,12 +587,12 @@ def test_hidden_loss_reads_the_first_token_only():
 
 
 def test_hidden_distillation_learns_the_teachers_sentence_states(tmp_path, mini_dataset, tiny_pretrained):
-    """The teacher's first-token states, batched by length, equal its states sentence by sentence; the
+    """The teacher's first-token states and logits, batched by length, equal its own sentence by sentence; the
     collator stacks them in batch order; a student with the teacher's tokenizer trains with them and
     exports a plain classifier; a student with another tokenizer is refused."""
     from fintag.data.build import load_split
     from fintag.model.checkpoint import load_tagger
-    from fintag.train.hidden import TokenizerMismatchError, teacher_sentence_states
+    from fintag.train.hidden import TokenizerMismatchError, teacher_pass
 
     teacher = train(
         tiny_train_config(mini_dataset, tmp_path / "teacher", model=str(tiny_pretrained), epochs=1)
@@ -594,12 +600,14 @@ def test_hidden_distillation_learns_the_teachers_sentence_states(tmp_path, mini_
     loaded = load_tagger(teacher)
     texts = [r["text"] for r in load_split(mini_dataset, "train")[:20]]
     ids = loaded.tokenizer(texts, truncation=True, max_length=64)["input_ids"]
-    states = teacher_sentence_states(str(teacher), ids, batch_size=8)
+    logits, states = teacher_pass(str(teacher), texts, max_length=64, batch_size=8)
     assert states.shape == (20, 32) and states.dtype == torch.float16
+    assert logits.shape == (20, LABEL_SPACE.size)
     with torch.inference_mode():
         for k in (0, 7, 19):
-            alone = loaded.model.base_model(input_ids=torch.tensor([ids[k]])).last_hidden_state[0, 0]
-            assert torch.allclose(states[k].float(), alone, atol=2e-2)
+            alone = loaded.model(input_ids=torch.tensor([ids[k]]), output_hidden_states=True)
+            assert torch.allclose(states[k].float(), alone.hidden_states[-1][0, 0], atol=2e-2)
+            assert torch.allclose(logits[k], alone.logits[0], atol=1e-4)
 
     ds = SentenceDataset(load_split(mini_dataset, "train")[:20], loaded.tokenizer, 64)
     ds.hidden = states

@@ -117,17 +117,32 @@ def distillation_set(
     temperature: float = 1.0,
     groups: Sequence[str] = tuple(GROUPS),
     teacher: str = TFIDF_TEACHER,
-) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    with_states: bool = False,
+    max_length: int = 128,
+) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], torch.Tensor | None]:
     """Training records followed by recombined sentences, with gold one-hot rows for the first and the
     teacher's probabilities (at `temperature`) for the second, in `groups`; the recombined sentences' rows
     of the other groups are NaN (no target: left out of that group's loss). The teacher is the TF-IDF
     baseline fitted on the training records (`tfidf`) or a trained checkpoint (a folder: how the fast
     tier learns from the fine-tuned default). Every group by default; leaving the rating out was the
-    default while the TF-IDF teacher read quotation marks as a rating (`docs/model.md`)."""
+    default while the TF-IDF teacher read quotation marks as a rating (`docs/model.md`).
+
+    With `with_states` (a checkpoint teacher) one pass of the teacher over every sentence, at `max_length`
+    tokens, gives the recombined sentences' probabilities and every sentence's first-token state (the third
+    value; None otherwise), for hidden-state distillation (`fintag.train.hidden`)."""
     texts = [r["text"] for r in train_records]
     made = recombine_clauses(texts, per_sentence * len(texts), seed)
     extra = [t for t, _ in made]
-    if teacher == TFIDF_TEACHER:
+    states = None
+    if with_states:
+        if teacher == TFIDF_TEACHER:
+            raise ValueError("sentence states need a trained checkpoint as teacher, not the tfidf baseline")
+        from fintag.train.hidden import teacher_pass
+
+        logits, states = teacher_pass(teacher, [*texts, *extra], max_length)
+        probs = {k: v.numpy() for k, v in LABEL_SPACE.probabilities(logits[len(texts) :]).items()}
+        name = f"checkpoint {teacher}"
+    elif teacher == TFIDF_TEACHER:
         _, probs = TfidfBaseline(seed=seed).fit(train_records).predict(extra)
         name = TfidfBaseline.name
     else:
@@ -142,4 +157,4 @@ def distillation_set(
             soft = torch.full_like(soft, float("nan"))  # no target: left out of this group's loss
         targets[g.name] = torch.cat([gold[g.name], soft])
     logger.info("distillation: %d recombined sentences labelled by the teacher %s", len(extra), name)
-    return [*train_records, *({"text": t} for t in extra)], targets
+    return [*train_records, *({"text": t} for t in extra)], targets, states

@@ -2,9 +2,10 @@
 
 Soft labels give the student a dozen numbers per sentence; the teacher's last layer holds a 384-wide
 state per token. With `--distill_hidden W` the fine-tuned teacher runs once over every training sentence
-(gold and recombined) and its last-layer state of the first token (`<s>`/`[CLS]`, the one the classifier's
-pooler reads) is kept; the student adds `W` times the mean squared error between a learned projection of
-its own first-token state and the teacher's to the label loss. Matching every token's state instead
+(gold and recombined; the same pass labels the recombined ones) and its last-layer state of the first
+token (`<s>`/`[CLS]`, the one the classifier's pooler reads) is kept; the student adds `W` times the mean
+squared error between a learned projection of its own first-token state and the teacher's to the label
+loss. Matching every token's state instead
 (TinyBERT) held the 4 x 128 student's label learning back (run Z3 in `docs/model.md`). Student and teacher
 must tokenise alike (the student takes the base's tokenizer with `--student_embeddings`); the projection
 only serves training and is not exported.
@@ -17,8 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from fintag.model.inference import length_batches, pad_rows
-from tqdm.auto import tqdm
+from fintag.model.inference import batched_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -40,27 +40,27 @@ def check_same_tokenizer(student_tokenizer: Any, teacher: str, texts: Sequence[s
         )
 
 
-@torch.inference_mode()
-def teacher_sentence_states(
-    teacher: str, input_ids: Sequence[Sequence[int]], batch_size: int = 64, max_tokens: int = 8192
-) -> torch.Tensor:
-    """The teacher checkpoint's last-layer first-token states, (len(input_ids), width) in fp16, for
-    sentences the student has tokenised as `input_ids`."""
+def teacher_pass(
+    teacher: str, texts: Sequence[str], max_length: int, batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass of the teacher checkpoint over `texts`: its logits (len(texts), labels) and its last-layer
+    first-token states (len(texts), width) in fp16. The labels of the recombined sentences and the states
+    of every sentence come from the same pass (`fintag.train.augment.distillation_set`)."""
     from fintag.model.checkpoint import load_tagger
 
     loaded = load_tagger(teacher)
-    encoder = loaded.model.base_model
-    lengths = [len(ids) for ids in input_ids]
-    out = torch.empty(len(input_ids), loaded.model.config.hidden_size, dtype=torch.float16)
-    bar = tqdm(total=len(input_ids), desc="teacher states")
-    for idx in length_batches(lengths, batch_size, max_tokens):
-        ids, mask = pad_rows([input_ids[i] for i in idx], loaded.tokenizer.pad_token_id or 0)
-        states = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        out[torch.tensor(idx)] = states[:, 0].to(torch.float16)
-        bar.update(len(idx))
-    bar.close()
-    logger.info("teacher states: %d sentences x %d from %s", len(out), out.shape[1], teacher)
-    return out
+    logits, states = batched_outputs(
+        loaded.model,
+        loaded.tokenizer,
+        texts,
+        batch_size=batch_size,
+        max_length=max_length,
+        progress="teacher labels and states",
+        first_token_states=True,
+    )
+    assert states is not None
+    logger.info("teacher pass: %d sentences, states x %d, from %s", len(texts), states.shape[1], teacher)
+    return logits, states.to(torch.float16)
 
 
 def hidden_loss(student: torch.Tensor, teacher: torch.Tensor, projection: torch.nn.Module) -> torch.Tensor:

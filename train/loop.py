@@ -29,7 +29,7 @@ from fintag.model.checkpoint import build_from_pretrained, build_from_scratch, s
 from fintag.model.labels import LABEL_SPACE, MAX_LENGTH_KEY, THRESHOLDS_KEY, decode_records
 from fintag.train.config import SCRATCH, TrainConfig
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
-from fintag.train.hidden import check_same_tokenizer, hidden_loss, teacher_sentence_states
+from fintag.train.hidden import check_same_tokenizer, hidden_loss, teacher_pass
 from fintag.train.metrics import all_metrics, tune_min_score, tune_thresholds
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -212,26 +212,32 @@ def train(cfg: TrainConfig) -> Path:
     )
     tokenizer, model = _load_tokenizer_and_model(cfg, accelerator, [r["text"] for r in train_records], run)
 
+    if cfg.distill_hidden:
+        check_same_tokenizer(tokenizer, cfg.teacher, [r["text"] for r in train_records])
+    states: torch.Tensor | None = None
     if cfg.distill_augment:
         from fintag.train.augment import distillation_set
 
-        records, soft = distillation_set(
+        records, soft, states = distillation_set(
             train_records,
             cfg.distill_augment,
             cfg.seed,
             cfg.distill_temperature,
             groups=cfg.distill_group_names,
             teacher=cfg.teacher,
+            with_states=bool(cfg.distill_hidden),
+            max_length=cfg.max_length,
         )
         train_ds = SentenceDataset(records, tokenizer, cfg.max_length, targets=soft)
     else:
         train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
+        if cfg.distill_hidden:
+            _, states = teacher_pass(cfg.teacher, [r["text"] for r in train_records], cfg.max_length)
     projection: torch.nn.Module | None = None
-    if cfg.distill_hidden:
-        check_same_tokenizer(tokenizer, cfg.teacher, [r["text"] for r in train_ds.records])
-        train_ds.hidden = teacher_sentence_states(cfg.teacher, train_ds.input_ids)
+    if states is not None:
+        train_ds.hidden = states
         # Student width -> teacher width; trained with the student, used only by the loss.
-        projection = torch.nn.Linear(model.config.hidden_size, train_ds.hidden.shape[1])
+        projection = torch.nn.Linear(model.config.hidden_size, states.shape[1])
     val_ds = SentenceDataset(val_records, tokenizer, cfg.max_length)
     sampler = LengthGroupedBatchSampler(train_ds.lengths(), cfg.batch_size, cfg.seed)
     collate = Collator(tokenizer.pad_token_id)
