@@ -87,7 +87,10 @@ class TrainConfig:
     )
     freeze_embeddings: bool = field(
         default=True,
-        metadata={"help": "keep the word embeddings of a pretrained model as they are (faster, less memory)"},
+        metadata={
+            "help": "keep the word embeddings of a pretrained model as they are (faster, less memory); "
+            "the projected embeddings of a --student_embeddings student always train (docs/model.md)"
+        },
     )
     distill_augment: int = field(
         default=1,
