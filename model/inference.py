@@ -50,21 +50,9 @@ def pad_rows(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
-def batched_logits(
-    model: Any,
-    tokenizer: Any,
-    texts: Sequence[str],
-    batch_size: int = 64,
-    max_length: int = 128,
-    max_tokens: int = 8192,
-    progress: str | None = None,
-    pad_slack: float = PAD_SLACK,
-) -> torch.Tensor:
-    """Logits for `texts`, in input order, shape (len(texts), num_labels)."""
-    logits, _ = batched_outputs(
-        model, tokenizer, texts, batch_size, max_length, max_tokens, progress, pad_slack
-    )
-    return logits
+def batched_logits(model: Any, tokenizer: Any, texts: Sequence[str], **options: Any) -> torch.Tensor:
+    """Logits for `texts`, in input order, shape (len(texts), num_labels); `options` as `batched_outputs`."""
+    return batched_outputs(model, tokenizer, texts, **options)[0]
 
 
 @torch.inference_mode()

@@ -5,10 +5,9 @@ state per token. With `--distill_hidden W` the fine-tuned teacher runs once over
 (gold and recombined; the same pass labels the recombined ones) and its last-layer state of the first
 token (`<s>`/`[CLS]`, the one the classifier's pooler reads) is kept; the student adds `W` times the mean
 squared error between a learned projection of its own first-token state and the teacher's to the label
-loss. Matching every token's state instead
-(TinyBERT) held the 4 x 128 student's label learning back (run Z3 in `docs/model.md`). Student and teacher
-must tokenise alike (the student takes the base's tokenizer with `--student_embeddings`); the projection
-only serves training and is not exported.
+loss. Matching every token's state instead (TinyBERT) held the 4 x 128 student's label learning back (run
+Z3 in `docs/model.md`). Student and teacher must tokenise alike (the student takes the base's tokenizer
+with `--student_embeddings`); the projection only serves training and is not exported.
 """
 
 from __future__ import annotations
