@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,63 @@ def tiny_train_config(dataset_dir: Path, output_dir: Path, **overrides):
         save_every_steps=3,
         max_length=64,
         seed=7,
+        # fp32 on every machine: `auto` would pick bf16 on CPUs with native bf16 and change the figures
+        mixed_precision="no",
     )
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+def run_train_cli(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "fintag.serve.cli", "train", *args], cwd=ROOT, env=env, **kw
+    )
+
+
+def cli_args(cfg) -> list[str]:
+    from dataclasses import asdict
+
+    out: list[str] = []
+    for k, v in asdict(cfg).items():
+        if v is None or v is False:
+            continue
+        out += [f"--{k}"] if v is True else [f"--{k}", str(v)]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory, mini_dataset) -> Path:
+    """A tiny encoder in the default base model's layout: a `BertModel` with a SentencePiece-unigram
+    tokenizer built by `fintag.model.unigram` (what `fintag base` writes, at toy size)."""
+    import torch
+    from fintag.data.build import load_split
+    from fintag.model.unigram import SPECIALS, build_tokenizer, compile_charsmap
+    from transformers import BertConfig, BertModel
+
+    chars = sorted(
+        {
+            ch
+            for split in ("train", "validation", "test")
+            for r in load_split(mini_dataset, split)
+            for ch in r["text"]
+            if ch != " "
+        }
+    )
+    pieces = [*SPECIALS, "▁", *chars, *(f"▁{c}" for c in chars if c.isascii())]
+    scores = [0.0] * len(SPECIALS) + [-2.0] + [-5.0] * (len(pieces) - len(SPECIALS) - 1)
+    tokenizer = build_tokenizer(pieces, scores, compile_charsmap({0xFF0C: (0x2C,)}))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(pieces),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    out = tmp_path_factory.mktemp("pretrained") / "encoder"
+    BertModel(config, add_pooling_layer=False).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

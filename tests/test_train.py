@@ -15,7 +15,7 @@ from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDatas
 from fintag.train.loop import RunError, train
 from fintag.train.metrics import expected_calibration_error, group_metrics
 
-from .conftest import ROOT, tiny_train_config
+from .conftest import ROOT, cli_args, run_train_cli, tiny_train_config
 
 
 def test_loss_falls_after_a_few_steps(tiny_tokenizer, mini_dataset):
@@ -134,32 +134,14 @@ def test_train_exports_a_loadable_tagger_and_refuses_to_overwrite(tmp_path, mini
         train(cfg)
 
 
-def _run_train_cli(args: list[str], **kw) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "fintag.serve.cli", "train", *args], cwd=ROOT, env=env, **kw
-    )
-
-
-def _cli_args(cfg) -> list[str]:
-    from dataclasses import asdict
-
-    out: list[str] = []
-    for k, v in asdict(cfg).items():
-        if v is None or v is False:
-            continue
-        out += [f"--{k}"] if v is True else [f"--{k}", str(v)]
-    return out
-
-
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, mini_dataset):
     from safetensors.torch import load_file
 
     ref_cfg = tiny_train_config(mini_dataset, tmp_path / "ref", epochs=3, save_every_steps=2)
-    ref = _run_train_cli(_cli_args(ref_cfg), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ref = run_train_cli(cli_args(ref_cfg), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert ref.wait(timeout=300) == 0
     cfg = tiny_train_config(mini_dataset, tmp_path / "killed", epochs=3, save_every_steps=2)
-    proc = _run_train_cli(_cli_args(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = run_train_cli(cli_args(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "killed" / "state"
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name in ("ckpt-8", "ckpt-10") for p in state.glob("ckpt-*")):
@@ -169,7 +151,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, mini_dataset
     assert not (tmp_path / "killed" / "model" / "config.json").exists(), "killed too late to test resume"
     for partial in state.glob(".tmp-*"):
         assert not (partial / "trainer_state.json").exists()
-    resumed = _run_train_cli([*_cli_args(cfg), "--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    resumed = run_train_cli([*cli_args(cfg), "--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()[-2000:]
     assert b"resumed from" in err
@@ -216,7 +198,7 @@ def test_two_process_accelerate_run(tmp_path, mini_dataset):
         "-m",
         "fintag.serve.cli",
         "train",
-        *_cli_args(cfg),
+        *cli_args(cfg),
     ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
@@ -394,42 +376,6 @@ def test_train_cli_refuses_a_bad_setting_with_a_message_not_a_traceback(tmp_path
     assert proc.returncode == 2
     assert "--distill_groups takes a comma-separated subset" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_pretrained(tmp_path_factory, mini_dataset) -> Path:
-    """A tiny encoder in the default base model's layout: a `BertModel` with a SentencePiece-unigram
-    tokenizer built by `fintag.model.unigram` (what `fintag base` writes, at toy size)."""
-    from fintag.data.build import load_split
-    from fintag.model.unigram import SPECIALS, build_tokenizer, compile_charsmap
-    from transformers import BertConfig, BertModel
-
-    chars = sorted(
-        {
-            ch
-            for split in ("train", "validation", "test")
-            for r in load_split(mini_dataset, split)
-            for ch in r["text"]
-            if ch != " "
-        }
-    )
-    pieces = [*SPECIALS, "▁", *chars, *(f"▁{c}" for c in chars if c.isascii())]
-    scores = [0.0] * len(SPECIALS) + [-2.0] + [-5.0] * (len(pieces) - len(SPECIALS) - 1)
-    tokenizer = build_tokenizer(pieces, scores, compile_charsmap({0xFF0C: (0x2C,)}))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(pieces),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    out = tmp_path_factory.mktemp("pretrained") / "encoder"
-    BertModel(config, add_pooling_layer=False).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
 
 
 def test_fine_tuning_a_pretrained_folder_freezes_embeddings_and_exports_what_stock_transformers_loads(

@@ -72,7 +72,11 @@ class TrainConfig:
     )
     seed: int = field(default=42, metadata={"help": "random seed"})
     mixed_precision: str = field(
-        default="auto", metadata={"help": "no, bf16, fp16 or auto (bf16 where supported)"}
+        default="auto",
+        metadata={
+            "help": "no, bf16, fp16 or auto (bf16 autocast on a GPU that supports it and on a CPU with "
+            "native bf16, AVX-512 BF16 or AMX; fp32 elsewhere)"
+        },
     )
     vocab_size: int = field(
         default=12000, metadata={"help": "WordPiece vocabulary size (from-scratch models)"}

@@ -1,0 +1,120 @@
+"""Training step time of the two models `make demo` trains, in bf16 autocast on the CPU (what
+`--mixed_precision auto` picks on a CPU with native bf16: AVX-512 BF16 or AMX) against fp32 (the named
+baseline), in one run:
+
+- the default (e5-small's shape: 12 layers x 384, the base's 67,608-piece vocabulary, embeddings frozen,
+  batch 16);
+- the fast tier's student (preset fast: 4 layers x 128, the same vocabulary, batch 32).
+
+    python bench/train_step.py --num_threads 2
+
+Random weights (speed only), the seed reports' sentences through the converted base's tokenizer, the
+project's own optimiser (`fintag.train.optim`). Prints milliseconds per step (median of `--steps` after
+3 warm-up steps), the ratio, and whether this CPU has native bf16 (elsewhere bf16 is emulated and slower).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common import corpus_sentences
+from fintag.cli.args import parse_settings
+from fintag.cli.main import setup_logging
+
+logger = logging.getLogger("bench.train_step")
+
+
+@dataclass
+class TrainStepBenchConfig:
+    steps: int = field(default=12, metadata={"help": "timed steps per path (after 3 warm-up steps)"})
+    num_threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)"})
+    rounds: int = field(default=2, metadata={"help": "alternating rounds; each path's best median counts"})
+
+
+def _batches(tokenizer: Any, sentences: list[str], size: int, n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        chunk = [sentences[(i * size + j) % len(sentences)] for j in range(size)]
+        out.append(tokenizer(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt"))
+    return out
+
+
+def _step_time(model: Any, optimizer: Any, batches: list[dict[str, Any]], bf16: bool) -> float:
+    import torch
+
+    times = []
+    for i, batch in enumerate(batches):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        target = torch.zeros_like(logits, dtype=torch.float32)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def main(argv: list[str]) -> None:
+    import torch
+    from fintag.model.base import resolve_model
+    from fintag.model.checkpoint import build_from_scratch
+    from fintag.train.config import SCRATCH, TrainConfig
+    from fintag.train.loop import cpu_has_native_bf16
+    from fintag.train.optim import build_optimizer
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    setup_logging()
+    (cfg,) = parse_settings((TrainStepBenchConfig,), argv, Path(__file__).name)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("e5-small"))
+    sentences = corpus_sentences()
+    n = cfg.steps + 3
+
+    def default(bf16: bool) -> float:
+        torch.manual_seed(0)
+        base = BertConfig.from_pretrained(resolve_model("e5-small"))
+        model = BertForSequenceClassification(BertConfig(**{**base.to_dict(), "num_labels": 12}))
+        model.get_input_embeddings().weight.requires_grad_(False)
+        model.train()
+        optimizer = build_optimizer(model, TrainConfig(output_dir="/nonexistent"))
+        return _step_time(model, optimizer, _batches(tokenizer, sentences, 16, n), bf16)
+
+    def student(bf16: bool) -> float:
+        torch.manual_seed(0)
+        model = build_from_scratch("fast", tokenizer)
+        model.train()
+        optimizer = build_optimizer(model, TrainConfig(model=SCRATCH, output_dir="/nonexistent"))
+        return _step_time(model, optimizer, _batches(tokenizer, sentences, 32, n), bf16)
+
+    results: dict[str, float] = {}
+    for _ in range(cfg.rounds):
+        for name, run in (
+            ("default fp32", lambda: default(False)),
+            ("default bf16", lambda: default(True)),
+            ("student fp32", lambda: student(False)),
+            ("student bf16", lambda: student(True)),
+        ):
+            ms = run()
+            results[name] = min(ms, results.get(name, float("inf")))
+            logger.info("%s: %.0f ms per step", name, ms)
+    threads = torch.get_num_threads()
+    logger.info("native bf16 on this CPU: %s; %d threads", cpu_has_native_bf16(), threads)
+    for model in ("default", "student"):
+        fp32, bf16 = results[f"{model} fp32"], results[f"{model} bf16"]
+        logger.info(
+            "%s: fp32 %.0f ms, bf16 %.0f ms per step: bf16 %.2fx faster", model, fp32, bf16, fp32 / bf16
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,40 @@
+"""Mixed precision of the fine-tuning loop: bf16 autocast where the hardware has it, fp32 weights out."""
+
+import subprocess
+
+import torch
+
+from .conftest import cli_args, run_train_cli, tiny_train_config
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    from fintag.train import loop
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    assert loop.resolve_mixed_precision("auto") == "bf16"
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    assert loop.resolve_mixed_precision("auto") == "no"
+    assert loop.resolve_mixed_precision("bf16") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert loop.resolve_mixed_precision("auto") == "no"
+
+
+def test_bf16_training_on_cpu_autocasts_and_exports_fp32_weights(tmp_path, mini_dataset):
+    """Each precision in its own process: accelerate fixes it once per process."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for precision in ("no", "bf16"):
+        cfg = tiny_train_config(mini_dataset, tmp_path / precision, mixed_precision=precision, epochs=1)
+        proc = run_train_cli(cli_args(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        runs[precision] = load_file(tmp_path / precision / "model" / "model.safetensors")
+    fp32, bf16 = runs["no"], runs["bf16"]
+    assert {t.dtype for t in bf16.values()} == {torch.float32}
+    key = "classifier.weight"
+    # Same seed, same batches: only the autocast forward differs, so the weights differ a little.
+    diff = (fp32[key] - bf16[key]).abs().max().item()
+    assert 0 < diff < 0.05
