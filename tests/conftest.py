@@ -108,8 +108,6 @@ def tiny_train_config(dataset_dir: Path, output_dir: Path, **overrides):
         save_every_steps=3,
         max_length=64,
         seed=7,
-        # fp32 on every machine: `auto` would pick bf16 on CPUs with native bf16 and change the figures
-        mixed_precision="no",
     )
     settings.update(overrides)
     return TrainConfig(**settings)

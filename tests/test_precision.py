@@ -1,4 +1,4 @@
-"""Mixed precision of the fine-tuning loop: bf16 autocast where the hardware has it, fp32 weights out."""
+"""Mixed precision of the fine-tuning loop: what `auto` picks; bf16 on a CPU exports fp32 weights."""
 
 import subprocess
 
@@ -7,18 +7,17 @@ import torch
 from .conftest import cli_args, run_train_cli, tiny_train_config
 
 
-def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+def test_auto_precision_is_bf16_on_a_bf16_gpu_only(monkeypatch):
     from fintag.train import loop
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
-    assert loop.resolve_mixed_precision("auto") == "bf16"
-    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
     assert loop.resolve_mixed_precision("auto") == "no"
     assert loop.resolve_mixed_precision("bf16") == "bf16"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert loop.resolve_mixed_precision("auto") == "no"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert loop.resolve_mixed_precision("auto") == "bf16"
 
 
 def test_bf16_training_on_cpu_autocasts_and_exports_fp32_weights(tmp_path, mini_dataset):
