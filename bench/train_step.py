@@ -76,6 +76,7 @@ def main(argv: list[str]) -> None:
     import torch
     from fintag.model.base import resolve_model
     from fintag.model.checkpoint import build_from_scratch
+    from fintag.model.labels import LABEL_SPACE
     from fintag.train.config import SCRATCH, TrainConfig
     from fintag.train.optim import build_optimizer
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -84,14 +85,18 @@ def main(argv: list[str]) -> None:
     (cfg,) = parse_settings((TrainStepBenchConfig,), argv, Path(__file__).name)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("e5-small"))
+    base_dir = resolve_model("e5-small")
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    # The default's shape with the tagger's head: the base's config plus the label space's fields.
+    default_config = BertConfig(
+        **{**BertConfig.from_pretrained(base_dir).to_dict(), **LABEL_SPACE.config_fields()}
+    )
     sentences = corpus_sentences()
     n = cfg.steps + 3
 
     def default(bf16: bool) -> float:
         torch.manual_seed(0)
-        base = BertConfig.from_pretrained(resolve_model("e5-small"))
-        model = BertForSequenceClassification(BertConfig(**{**base.to_dict(), "num_labels": 12}))
+        model = BertForSequenceClassification(default_config)
         model.get_input_embeddings().weight.requires_grad_(False)
         model.train()
         optimizer = build_optimizer(model, TrainConfig(output_dir="/nonexistent"))
