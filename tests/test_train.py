@@ -584,3 +584,47 @@ def test_hidden_distillation_learns_the_teachers_sentence_states(tmp_path, mini_
         student("wordpiece")  # a WordPiece tokenizer trained on the data: other pieces
     with pytest.raises(ValueError, match="needs a trained checkpoint"):
         tiny_train_config(mini_dataset, tmp_path / "x", distill_hidden=1.0)
+
+
+def test_moving_average_follows_early_weights_then_decays_slowly():
+    from fintag.train.ema import averaged_model
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema = averaged_model(net, 0.5)
+    seen = []
+    for value in (1.0, 1.0, 1.0):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        ema.update_parameters(net)
+        seen.append(ema.module.weight.item())
+    # The first update copies the weights; the next two use the warm-up decay (1+n)/(10+n) = 2/11, 3/12,
+    # below 0.5, so the average is at the new weights instead of holding on to the initial 0.
+    assert seen == pytest.approx([1.0, 1.0, 1.0])
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    for _ in range(10):
+        ema.update_parameters(net)
+    # Warm-up while (1+n)/(10+n) < 0.5 (n < 8), then the decay itself: the average keeps that share of 1.
+    expected = math.prod(min(0.5, (1 + n) / (10 + n)) for n in range(3, 13))
+    assert ema.module.weight.item() == pytest.approx(expected, rel=1e-5)
+    assert expected != pytest.approx(0.5**10) and expected > 1e-4
+    with pytest.raises(ValueError, match="--ema_decay"):
+        averaged_model(net, 1.0)
+
+
+def test_training_with_a_moving_average_exports_the_averaged_weights(tmp_path, mini_dataset):
+    from safetensors.torch import load_file
+
+    cfg = tiny_train_config(mini_dataset, tmp_path / "ema", epochs=1, ema_decay=0.9, save_every_steps=0)
+    path = train(cfg)
+    exported = load_file(path / "model.safetensors")
+    (ckpt,) = (tmp_path / "ema" / "state").glob("ckpt-*")
+    raw = load_file(ckpt / "model.safetensors")
+    averaged = torch.load(ckpt / "custom_checkpoint_0.pkl", weights_only=True)
+    assert averaged["n_averaged"].item() == 6  # one update per optimiser step: 96 sentences / 16
+    moved = [k for k in exported if not torch.equal(exported[k], raw[k])]
+    assert moved, "the export holds the raw weights, not the average"
+    for k in exported:
+        assert torch.equal(exported[k], averaged[f"module.{k}"]), k

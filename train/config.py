@@ -129,6 +129,13 @@ class TrainConfig:
             "teacher's tokenizer, e.g. --student_embeddings e5-small)"
         },
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "evaluate and export an exponential moving average of the weights with this decay "
+            "per optimiser step, e.g. 0.999 (0: off, the raw weights)"
+        },
+    )
     save_every_steps: int = field(default=200, metadata={"help": "resume checkpoint every N optimiser steps"})
     resume: bool = field(
         default=False, metadata={"help": "continue the run in --output_dir from its last checkpoint"}
@@ -161,6 +168,8 @@ class TrainConfig:
             )
         if self.student_embeddings and self.model != SCRATCH:
             raise ValueError(f"--student_embeddings only applies to --model {SCRATCH}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"--ema_decay must be 0 (off) or below 1, e.g. 0.999, not {self.ema_decay}")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("--batch_size and --gradient_accumulation_steps must be at least 1")
 

@@ -248,6 +248,12 @@ def train(cfg: TrainConfig) -> Path:
     )
     if projection is not None:
         projection = accelerator.prepare(projection)
+    ema = None
+    if cfg.ema_decay:
+        from fintag.train.ema import averaged_model
+
+        ema = averaged_model(accelerator.unwrap_model(model), cfg.ema_decay)
+        accelerator.register_for_checkpointing(ema)
 
     state = TrainerState()
     latest = _latest_checkpoint(state_dir) if cfg.resume else None
@@ -296,6 +302,8 @@ def train(cfg: TrainConfig) -> Path:
             running += loss.item()
             seen += 1
             if accelerator.sync_gradients:
+                if ema is not None:
+                    ema.update_parameters(accelerator.unwrap_model(model))
                 state.global_step += 1
                 state.step_in_epoch += 1
                 if state.global_step % 10 == 0:
@@ -315,7 +323,8 @@ def train(cfg: TrainConfig) -> Path:
         state.step_in_epoch = 0
 
         # Validation decides early stopping and which weights are exported.
-        preds, _ = decode_records(predict(model, val_dl, accelerator, len(val_ds)))
+        scored = model if ema is None else ema.module
+        preds, _ = decode_records(predict(scored, val_dl, accelerator, len(val_ds)))
         metrics = all_metrics(val_records, preds)
         score = metrics["mean_macro_f1"]
         log.write(
@@ -334,7 +343,7 @@ def train(cfg: TrainConfig) -> Path:
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
             if accelerator.is_main_process:
-                save_tagger(accelerator.unwrap_model(model), tokenizer, run / "best")
+                save_tagger(accelerator.unwrap_model(scored), tokenizer, run / "best")
         else:
             state.bad_epochs += 1
             if state.bad_epochs >= cfg.patience:

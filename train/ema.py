@@ -1,0 +1,27 @@
+"""An exponential moving average of the weights being trained (Polyak averaging), evaluated and exported
+in place of the raw weights: a noisy student's epoch-to-epoch wander averages out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+
+def _ema_fn(decay: float) -> Any:
+    def update(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        # Warm-up as in TensorFlow's ExponentialMovingAverage(num_updates=...): early averages follow the
+        # weights closely instead of holding on to the random initialisation.
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        return averaged * d + current * (1.0 - d)
+
+    return update
+
+
+def averaged_model(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """A copy of `model` whose `update_parameters(model)` keeps the moving average (buffers copied)."""
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"--ema_decay must lie strictly between 0 and 1 (0 turns it off), not {decay}")
+    return AveragedModel(model, avg_fn=_ema_fn(decay), use_buffers=True)
