@@ -137,10 +137,11 @@ def test_train_exports_a_loadable_tagger_and_refuses_to_overwrite(tmp_path, mini
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, mini_dataset):
     from safetensors.torch import load_file
 
-    ref_cfg = tiny_train_config(mini_dataset, tmp_path / "ref", epochs=3, save_every_steps=2)
+    # With a moving average of the weights (--ema_decay), whose state must survive the kill too.
+    ref_cfg = tiny_train_config(mini_dataset, tmp_path / "ref", epochs=3, save_every_steps=2, ema_decay=0.9)
     ref = run_train_cli(cli_args(ref_cfg), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert ref.wait(timeout=300) == 0
-    cfg = tiny_train_config(mini_dataset, tmp_path / "killed", epochs=3, save_every_steps=2)
+    cfg = tiny_train_config(mini_dataset, tmp_path / "killed", epochs=3, save_every_steps=2, ema_decay=0.9)
     proc = run_train_cli(cli_args(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "killed" / "state"
     deadline = time.time() + 120
@@ -160,6 +161,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, mini_dataset
     ref_sum = json.loads((tmp_path / "ref" / "model" / "training_summary.json").read_text())
     got_sum = json.loads((tmp_path / "killed" / "model" / "training_summary.json").read_text())
     assert got_sum["global_step"] == ref_sum["global_step"] == 18
+    # The average counts every step of both processes: restored from the checkpoint, not restarted.
+    final = torch.load(
+        tmp_path / "killed" / "state" / "ckpt-18" / "custom_checkpoint_0.pkl", weights_only=True
+    )
+    assert final["n_averaged"].item() == 18
 
     def epoch_losses(run: str) -> list[float]:
         rows = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
