@@ -3,13 +3,15 @@ in place of the raw weights: a noisy student's epoch-to-epoch wander averages ou
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+AverageFn = Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor | int], None]
 
-def _ema_fn(decay: float) -> Any:
+
+def _ema_fn(decay: float) -> AverageFn:
     def update(
         averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor | int
     ) -> None:
@@ -27,7 +29,8 @@ def _ema_fn(decay: float) -> Any:
 
 
 def averaged_model(model: torch.nn.Module, decay: float) -> AveragedModel:
-    """A copy of `model` whose `update_parameters(model)` keeps the moving average (buffers copied)."""
+    """A copy of `model` whose `update_parameters(model)` keeps the moving average of its parameters and
+    floating-point buffers; integer buffers are copied."""
     if not 0.0 < decay < 1.0:
         raise ValueError(f"--ema_decay must lie strictly between 0 and 1 (0 turns it off), not {decay}")
     return AveragedModel(model, multi_avg_fn=_ema_fn(decay), use_buffers=True)
