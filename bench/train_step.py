@@ -1,15 +1,17 @@
-"""Training step time of the two models `make demo` trains, in bf16 autocast on the CPU
-(`--mixed_precision bf16`) against fp32 (the named baseline, what `auto` picks on a CPU), in one run:
+"""Training step time of the two models `make demo` trains, in bf16 autocast (`--mixed_precision bf16`)
+against fp32 (the named baseline, what `auto` picks on a CPU), in one run, on the CPU or a GPU (`--device`):
 
 - the default (e5-small's shape: 12 layers x 384, the base's 67,608-piece vocabulary, embeddings frozen,
   batch 16);
 - the fast tier's student (preset fast: 4 layers x 128, the same vocabulary, batch 32).
 
     python bench/train_step.py --num_threads 2
+    python bench/train_step.py --device cuda --default_batch_size 64   # on a GPU, a larger batch too
 
 Random weights (speed only), the seed reports' sentences through the converted base's tokenizer, the
 project's own optimiser (`fintag.train.optim`). Prints milliseconds per step (median of `--steps` after
-3 warm-up steps), the ratio, and whether this CPU has native bf16 (elsewhere bf16 is emulated and slower).
+3 warm-up steps; on a GPU the clock waits for the device), the ratio, and whether this CPU has native bf16
+(elsewhere bf16 is emulated and slower).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class TrainStepBenchConfig:
     steps: int = field(default=12, metadata={"help": "timed steps per path (after 3 warm-up steps)"})
     num_threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)"})
     rounds: int = field(default=2, metadata={"help": "alternating rounds; each path's best median counts"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    default_batch_size: int = field(default=16, metadata={"help": "sentences per step of the default"})
+    student_batch_size: int = field(default=32, metadata={"help": "sentences per step of the student"})
 
 
 def cpu_has_native_bf16() -> bool:
@@ -46,27 +51,37 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def _batches(tokenizer: Any, sentences: list[str], size: int, n: int) -> list[dict[str, Any]]:
+def _batches(tokenizer: Any, sentences: list[str], size: int, n: int, device: str) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         chunk = [sentences[(i * size + j) % len(sentences)] for j in range(size)]
-        out.append(tokenizer(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt"))
+        enc = tokenizer(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        out.append({k: v.to(device) for k, v in enc.items()})
     return out
 
 
-def _step_time(model: Any, optimizer: Any, batches: list[dict[str, Any]], bf16: bool) -> float:
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _step_time(model: Any, optimizer: Any, batches: list[dict[str, Any]], bf16: bool, device: str) -> float:
     import torch
 
     times = []
     for i, batch in enumerate(batches):
+        _sync(device)
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         target = torch.zeros_like(logits, dtype=torch.float32)
         torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
+        _sync(device)
         if i >= 3:
             times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
@@ -96,18 +111,20 @@ def main(argv: list[str]) -> None:
 
     def default(bf16: bool) -> float:
         torch.manual_seed(0)
-        model = BertForSequenceClassification(default_config)
+        model = BertForSequenceClassification(default_config).to(cfg.device)
         model.get_input_embeddings().weight.requires_grad_(False)
         model.train()
         optimizer = build_optimizer(model, TrainConfig(output_dir="/nonexistent"))
-        return _step_time(model, optimizer, _batches(tokenizer, sentences, 16, n), bf16)
+        batches = _batches(tokenizer, sentences, cfg.default_batch_size, n, cfg.device)
+        return _step_time(model, optimizer, batches, bf16, cfg.device)
 
     def student(bf16: bool) -> float:
         torch.manual_seed(0)
-        model = build_from_scratch("fast", tokenizer)
+        model = build_from_scratch("fast", tokenizer).to(cfg.device)
         model.train()
         optimizer = build_optimizer(model, TrainConfig(model=SCRATCH, output_dir="/nonexistent"))
-        return _step_time(model, optimizer, _batches(tokenizer, sentences, 32, n), bf16)
+        batches = _batches(tokenizer, sentences, cfg.student_batch_size, n, cfg.device)
+        return _step_time(model, optimizer, batches, bf16, cfg.device)
 
     results: dict[str, float] = {}
     for _ in range(cfg.rounds):
@@ -121,11 +138,22 @@ def main(argv: list[str]) -> None:
             results[name] = min(ms, results.get(name, float("inf")))
             logger.info("%s: %.0f ms per step", name, ms)
     threads = torch.get_num_threads()
-    logger.info("native bf16 on this CPU: %s; %d threads", cpu_has_native_bf16(), threads)
+    if cfg.device == "cuda":
+        logger.info("device: %s", torch.cuda.get_device_name())
+    else:
+        logger.info("native bf16 on this CPU: %s; %d threads", cpu_has_native_bf16(), threads)
+    sizes = {"default": cfg.default_batch_size, "student": cfg.student_batch_size}
     for model in ("default", "student"):
         fp32, bf16 = results[f"{model} fp32"], results[f"{model} bf16"]
         logger.info(
-            "%s: fp32 %.0f ms, bf16 %.0f ms per step: bf16 %.2fx faster", model, fp32, bf16, fp32 / bf16
+            "%s (batch %d): fp32 %.1f, bf16 %.1f ms per step: bf16 %.2fx faster; %.0f and %.0f sentences/s",
+            model,
+            sizes[model],
+            fp32,
+            bf16,
+            fp32 / bf16,
+            sizes[model] * 1000 / fp32,
+            sizes[model] * 1000 / bf16,
         )
 
 

@@ -129,7 +129,12 @@ def test_train_exports_a_loadable_tagger_and_refuses_to_overwrite(tmp_path, mini
     card = (path / "README.md").read_text()
     assert "fintag_label_groups" in card and "sentiment" in card
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log if "val_mean_macro_f1" in r] == [1, 2]
+    epochs = [r for r in log if "val_mean_macro_f1" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    # What each epoch cost: 96 sentences per epoch, their rate and the peak memory.
+    for r in epochs:
+        assert r["samples_per_second"] * r["train_seconds"] == pytest.approx(96)
+        assert 50 < r["peak_rss_mb"] < 64_000 and "peak_gpu_memory_mb" not in r
     with pytest.raises(RunError, match="--resume"):
         train(cfg)
 

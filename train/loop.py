@@ -32,6 +32,7 @@ from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDatas
 from fintag.train.hidden import check_same_tokenizer, hidden_loss, teacher_pass
 from fintag.train.metrics import all_metrics, tune_min_score, tune_thresholds
 from fintag.train.optim import build_optimizer
+from fintag.train.resources import peak_memory_mb
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -278,7 +279,8 @@ def train(cfg: TrainConfig) -> Path:
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             disable=not accelerator.is_local_main_process,
         )
-        running, seen = 0.0, 0
+        running, seen, sentences = 0.0, 0, 0
+        started = time.perf_counter()
         for batch in loader:
             with accelerator.accumulate(model):
                 out = model(
@@ -301,6 +303,7 @@ def train(cfg: TrainConfig) -> Path:
             bar.update(1)
             running += loss.item()
             seen += 1
+            sentences += batch["input_ids"].shape[0]
             if accelerator.sync_gradients:
                 if ema is not None:
                     ema.update_parameters(accelerator.unwrap_model(model))
@@ -319,6 +322,10 @@ def train(cfg: TrainConfig) -> Path:
                     state.finished = True
                     break
         bar.close()
+        train_seconds = time.perf_counter() - started
+        # Sentences this process trained on per second (the world's: times the number of processes).
+        speed = {"train_seconds": train_seconds, "samples_per_second": sentences / max(train_seconds, 1e-9)}
+        speed.update(peak_memory_mb(accelerator.device))
         state.epoch = epoch + 1
         state.step_in_epoch = 0
 
@@ -333,12 +340,15 @@ def train(cfg: TrainConfig) -> Path:
             train_loss=running / max(1, seen),
             val_mean_macro_f1=score,
             **{f"val_{g.name}_macro_f1": metrics[g.name]["macro_f1"] for g in LABEL_SPACE.groups},
+            **speed,
         )
         logger.info(
-            "epoch %d: train loss %.4f, validation mean macro-F1 %.4f",
+            "epoch %d: train loss %.4f, validation mean macro-F1 %.4f (%.0f sentences/s, %s)",
             state.epoch,
             running / max(1, seen),
             score,
+            speed["samples_per_second"],
+            ", ".join(f"{k} {v:.0f}" for k, v in speed.items() if k.startswith("peak")),
         )
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
