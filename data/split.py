@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -160,7 +161,9 @@ def _sentence_ends(line: str) -> list[int]:
             cut = True
         if cut:
             j = i + 1
-            while j < n and (line[j] in _CLOSERS or line[j] in _END_PUNCT):
+            # Closing quotes and brackets stay with the sentence, and so do combining marks: a mark belongs
+            # to the character before it (one grapheme, one source offset), so no cut may fall before one.
+            while j < n and (line[j] in _CLOSERS or line[j] in _END_PUNCT or unicodedata.combining(line[j])):
                 j += 1
             ends.append(j)
             i = j
@@ -199,7 +202,8 @@ def _split_long(start: int, end: int, text: str) -> list[tuple[int, int]]:
     cuts = [
         k + 1
         for k in range(start + 20, end - 20)
-        if text[k] in ",，、" or (text[k] == " " and text[k - 1] == ",")
+        if (text[k] in ",，、" or (text[k] == " " and text[k - 1] == ","))
+        and not unicodedata.combining(text[k + 1])
     ]
     if not cuts:
         return [(start, end)]
