@@ -23,7 +23,7 @@ FAST_FLAGS ?= --model scratch --preset fast --student_embeddings e5-small --teac
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser demo test test-slow lint bench clean
+.PHONY: setup browser demo test test-slow fuzz lint bench clean
 
 setup: $(if $(VIRTUAL_ENV),,$(VENV)/.installed)
 
@@ -58,6 +58,10 @@ browser:
 
 test: setup browser
 	$(PY) -m pytest -q
+
+# The property tests with fresh random examples (`make test` draws the same ones every run).
+fuzz: setup
+	HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q tests/test_fuzz_api.py tests/test_normalize.py tests/test_split.py
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

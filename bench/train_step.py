@@ -1,5 +1,11 @@
-"""Training step time of the two models `make demo` trains, in bf16 autocast (`--mixed_precision bf16`)
-against fp32 (the named baseline, what `auto` picks on a CPU), in one run, on the CPU or a GPU (`--device`):
+"""Training step time of the two models `make demo` trains, on the CPU or a GPU (`--device`), in one run:
+
+- the optimiser: fused AdamW (the project's, `--fused_optimizer true`) against torch's per-tensor loop (the
+  named baseline, torch's CPU default), both fp32;
+- the precision: bf16 autocast (`--mixed_precision bf16`) against fp32 (the named baseline, what `auto`
+  picks on a CPU), both with the fused optimiser.
+
+The models:
 
 - the default (e5-small's shape: 12 layers x 384, the base's 67,608-piece vocabulary, embeddings frozen,
   batch 16);
@@ -10,7 +16,7 @@ against fp32 (the named baseline, what `auto` picks on a CPU), in one run, on th
 
 Random weights (speed only), the seed reports' sentences through the converted base's tokenizer, the
 project's own optimiser (`fintag.train.optim`). Prints milliseconds per step (median of `--steps` after
-3 warm-up steps; on a GPU the clock waits for the device), the ratio, and whether this CPU has native bf16
+3 warm-up steps; on a GPU the clock waits for the device), the ratios, and whether this CPU has native bf16
 (elsewhere bf16 is emulated and slower).
 """
 
@@ -109,28 +115,31 @@ def main(argv: list[str]) -> None:
     sentences = corpus_sentences()
     n = cfg.steps + 3
 
-    def default(bf16: bool) -> float:
+    def default(bf16: bool, fused: bool = True) -> float:
         torch.manual_seed(0)
         model = BertForSequenceClassification(default_config).to(cfg.device)
         model.get_input_embeddings().weight.requires_grad_(False)
         model.train()
-        optimizer = build_optimizer(model, TrainConfig(output_dir="/nonexistent"))
+        optimizer = build_optimizer(model, TrainConfig(output_dir="/nonexistent", fused_optimizer=fused))
         batches = _batches(tokenizer, sentences, cfg.default_batch_size, n, cfg.device)
         return _step_time(model, optimizer, batches, bf16, cfg.device)
 
-    def student(bf16: bool) -> float:
+    def student(bf16: bool, fused: bool = True) -> float:
         torch.manual_seed(0)
         model = build_from_scratch("fast", tokenizer).to(cfg.device)
         model.train()
-        optimizer = build_optimizer(model, TrainConfig(model=SCRATCH, output_dir="/nonexistent"))
+        train_cfg = TrainConfig(model=SCRATCH, output_dir="/nonexistent", fused_optimizer=fused)
+        optimizer = build_optimizer(model, train_cfg)
         batches = _batches(tokenizer, sentences, cfg.student_batch_size, n, cfg.device)
         return _step_time(model, optimizer, batches, bf16, cfg.device)
 
     results: dict[str, float] = {}
     for _ in range(cfg.rounds):
         for name, run in (
+            ("default fp32 loop", lambda: default(False, fused=False)),
             ("default fp32", lambda: default(False)),
             ("default bf16", lambda: default(True)),
+            ("student fp32 loop", lambda: student(False, fused=False)),
             ("student fp32", lambda: student(False)),
             ("student bf16", lambda: student(True)),
         ):
@@ -144,7 +153,15 @@ def main(argv: list[str]) -> None:
         logger.info("native bf16 on this CPU: %s; %d threads", cpu_has_native_bf16(), threads)
     sizes = {"default": cfg.default_batch_size, "student": cfg.student_batch_size}
     for model in ("default", "student"):
-        fp32, bf16 = results[f"{model} fp32"], results[f"{model} bf16"]
+        loop, fp32, bf16 = results[f"{model} fp32 loop"], results[f"{model} fp32"], results[f"{model} bf16"]
+        logger.info(
+            "%s (batch %d, fp32): per-tensor AdamW %.1f, fused AdamW %.1f ms per step: fused %.2fx faster",
+            model,
+            sizes[model],
+            loop,
+            fp32,
+            loop / fp32,
+        )
         logger.info(
             "%s (batch %d): fp32 %.1f, bf16 %.1f ms per step: bf16 %.2fx faster; %.0f and %.0f sentences/s",
             model,

@@ -11,9 +11,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Property tests draw the same examples on every run (`make test`, CI): a failure reproduces, and CI does not
+# fail on a draw nobody has seen. `make fuzz` (HYPOTHESIS_PROFILE=explore) draws fresh examples on each run;
+# what it finds becomes an `@example`. Loaded here, before the test modules' `@settings` inherit from it.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "corpus"

@@ -54,6 +54,13 @@ class TrainConfig:
         },
     )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    fused_optimizer: bool = field(
+        default=True,
+        metadata={
+            "help": "AdamW as one fused kernel per step (false: torch's per-tensor loop, its CPU default; "
+            "same update, about 10x slower on a CPU, docs/benchmarks.md)"
+        },
+    )
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps for linear warm-up"})
     max_length: int = field(default=128, metadata={"help": "tokens per sentence (longer ones are truncated)"})
     class_weighting: str = field(
