@@ -7,7 +7,7 @@ default path (e.g. to int8 once its labels are shown to agree with fp32 on the t
 `bench/backend_agreement.py`).
 
 A folder written by `fintag export` (with `model.onnx`) runs on onnxruntime without torch weights; a
-standard checkpoint asked to run on onnx is exported at load (seconds) into a cache (`cache_root()`,
+standard checkpoint asked to run on onnx is exported at load (seconds) into a cache (`onnx_cache_root()`,
 keyed by the checkpoint's files and the library versions), so later loads and other workers reuse it.
 """
 
@@ -19,6 +19,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from fintag.model.paths import cache_root
 
 if TYPE_CHECKING:
     from fintag.model.checkpoint import Loaded
@@ -99,11 +101,12 @@ def _load_export(path: Path, quantize: bool, num_threads: int | None) -> Loaded:
     return Loaded(model=OnnxModel(sess, config, str(graph)), tokenizer=tokenizer, source=str(path))
 
 
-def cache_root() -> Path:
-    """Where graphs exported at load are kept: $FINTAG_ONNX_CACHE, else $XDG_CACHE_HOME/fintag/onnx."""
+def onnx_cache_root() -> Path:
+    """Where graphs exported at load are kept: `$FINTAG_ONNX_CACHE`, else `onnx/` in fintag's cache
+    (`$FINTAG_CACHE`, `$XDG_CACHE_HOME/fintag` or `~/.cache/fintag`)."""
     if os.environ.get("FINTAG_ONNX_CACHE"):
         return Path(os.environ["FINTAG_ONNX_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "fintag" / "onnx"
+    return cache_root() / "onnx"
 
 
 def _cache_folder(name_or_path: str | os.PathLike[str], quantize: bool) -> Path | None:
@@ -118,7 +121,7 @@ def _cache_folder(name_or_path: str | os.PathLike[str], quantize: bool) -> Path 
         return None
     stats = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file())
     key = repr((str(path.resolve()), stats, torch.__version__, onnxruntime.__version__, quantize))
-    return cache_root() / hashlib.sha256(key.encode()).hexdigest()[:24]
+    return onnx_cache_root() / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def _export_at_load(model: Any, cached: Path | None, quantize: bool, num_threads: int | None) -> Any:

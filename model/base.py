@@ -13,13 +13,13 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fintag.data.fsutil import atomic_directory
+from fintag.model.paths import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ class BaseConfig:
         },
     )
     force: bool = field(default=False, metadata={"help": "convert again even if the folder is complete"})
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FINTAG_CACHE") or Path.home() / ".cache" / "fintag")
 
 
 def default_base_dir(trim: bool = True) -> Path:

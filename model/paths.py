@@ -24,6 +24,14 @@ class ModelPathError(ValueError):
     """A `--model` value that names no usable checkpoint; the message says why and what to pass."""
 
 
+def cache_root() -> Path:
+    """fintag's cache folder on this machine (the converted base, ONNX graphs exported at load):
+    `$FINTAG_CACHE`, else `$XDG_CACHE_HOME/fintag`, else `~/.cache/fintag`."""
+    if os.environ.get("FINTAG_CACHE"):
+        return Path(os.environ["FINTAG_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "fintag"
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 

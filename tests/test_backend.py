@@ -74,6 +74,21 @@ def test_export_at_load_is_cached_per_checkpoint_version(tiny_checkpoint, monkey
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
+def test_fintag_cache_holds_the_onnx_graphs_too(tiny_checkpoint, monkeypatch, tmp_path):
+    from fintag.model.backend import load_backend, onnx_cache_root
+    from fintag.model.base import default_base_dir
+
+    monkeypatch.delenv("FINTAG_ONNX_CACHE", raising=False)
+    monkeypatch.setenv("FINTAG_CACHE", str(tmp_path / "fintag"))
+    assert default_base_dir().parent == tmp_path / "fintag" / "base"
+    load_backend(tiny_checkpoint, backend="onnx")
+    assert [p.parent for p in (tmp_path / "fintag" / "onnx").glob("*/model.onnx")] != []
+    monkeypatch.delenv("FINTAG_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert onnx_cache_root() == tmp_path / "xdg" / "fintag" / "onnx"
+    assert default_base_dir().parent == tmp_path / "xdg" / "fintag" / "base"
+
+
 def test_auto_backend_and_its_refusals(tiny_checkpoint_dir, export_dir):
     from fintag.model import backend
     from fintag.model.backend import BackendError, load_backend, resolve_backend

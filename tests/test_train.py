@@ -639,3 +639,35 @@ def test_training_with_a_moving_average_exports_the_averaged_weights(tmp_path, m
     assert moved, "the export holds the raw weights, not the average"
     for k in exported:
         assert torch.equal(exported[k], averaged[f"module.{k}"]), k
+
+
+def test_fused_optimizer_makes_the_per_tensor_update_with_the_projects_groups():
+    from fintag.train.config import TrainConfig
+    from fintag.train.optim import build_optimizer
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        **LABEL_SPACE.config_fields(),
+    )  # fmt: skip
+    runs = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(config)
+        cfg = TrainConfig(model="some/pretrained", output_dir="/nonexistent", fused_optimizer=fused)
+        opt = build_optimizer(model, cfg)
+        assert bool(opt.defaults["fused"]) is fused
+        # Decay only on matrices; the new head at head_lr_scale times the rate.
+        rates = {(g["weight_decay"], g["lr"]) for g in opt.param_groups}
+        assert rates == {(0.0, 1e-4), (0.01, 1e-4), (0.0, 1e-3), (0.01, 1e-3)}
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(20):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=gen) * 1e-2
+            opt.step()
+        runs[fused] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.manual_seed(0)
+    start = torch.cat([p.detach().flatten() for p in BertForSequenceClassification(config).parameters()])
+    moved = (runs[False] - start).abs()
+    assert moved.max() > 1e-3  # the steps did move the weights
+    assert torch.allclose(runs[True], runs[False], atol=1e-6, rtol=0)
