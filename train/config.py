@@ -58,7 +58,7 @@ class TrainConfig:
         default=True,
         metadata={
             "help": "AdamW as one fused kernel per step (false: torch's per-tensor loop, its CPU default; "
-            "same update, about 10x slower on a CPU, docs/benchmarks.md)"
+            "the same update, its optimiser step about 10x slower on a CPU, docs/benchmarks.md)"
         },
     )
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps for linear warm-up"})

@@ -39,5 +39,4 @@ def build_optimizer(
     extra = list(extra)
     if extra:
         param_groups.append({"params": extra, "weight_decay": 0.0})
-    # Fused: one kernel over all tensors (CPU and CUDA); torch's CPU default loops over them in Python.
     return torch.optim.AdamW(param_groups, lr=cfg.learning_rate, fused=cfg.fused_optimizer or None)
