@@ -2,22 +2,44 @@
 
 import subprocess
 
+import pytest
 import torch
 
 from .conftest import cli_args, run_train_cli, tiny_train_config
 
 
-def test_auto_precision_is_bf16_on_a_bf16_gpu_only(monkeypatch):
+def test_auto_precision_is_bf16_where_the_hardware_multiplies_bf16(monkeypatch):
     from fintag.train import loop
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
     assert loop.resolve_mixed_precision("auto") == "no"
     assert loop.resolve_mixed_precision("bf16") == "bf16"
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    assert loop.resolve_mixed_precision("auto") == "bf16"
+    assert loop.resolve_mixed_precision("no") == "no"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert loop.resolve_mixed_precision("auto") == "no"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert loop.resolve_mixed_precision("auto") == "bf16"
+
+
+def test_native_bf16_probe_follows_the_cpu_flags():
+    """The probe agrees with what the kernel reports for this CPU (avx512_bf16 or amx_tile)."""
+    from fintag.train.loop import cpu_has_native_bf16
+
+    flags = set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    if not flags:
+        pytest.skip("no CPU flags in /proc/cpuinfo")
+    assert cpu_has_native_bf16() == bool({"avx512_bf16", "amx_tile"} & flags)
 
 
 def test_bf16_training_on_cpu_autocasts_and_exports_fp32_weights(tmp_path, mini_dataset):

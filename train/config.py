@@ -81,8 +81,8 @@ class TrainConfig:
     mixed_precision: str = field(
         default="auto",
         metadata={
-            "help": "no, bf16, fp16 or auto (bf16 on a GPU that supports it, fp32 on a CPU; bf16 also "
-            "runs on a CPU, 1.35x faster where it has AVX-512 BF16 or AMX, docs/model.md)"
+            "help": "no, bf16, fp16 or auto (bf16 autocast on a GPU that supports it and on a CPU "
+            "with AVX-512 BF16 or AMX, 1.5x faster there; fp32 elsewhere, docs/model.md)"
         },
     )
     vocab_size: int = field(
