@@ -1,5 +1,6 @@
 """Mixed precision of the fine-tuning loop: what `auto` picks; bf16 on a CPU exports fp32 weights."""
 
+import json
 import subprocess
 
 import pytest
@@ -53,6 +54,10 @@ def test_bf16_training_on_cpu_autocasts_and_exports_fp32_weights(tmp_path, mini_
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()[-2000:]
         runs[precision] = load_file(tmp_path / precision / "model" / "model.safetensors")
+        summary = json.loads((tmp_path / precision / "model" / "training_summary.json").read_text())
+        assert summary["mixed_precision"] == precision
+        card = (tmp_path / precision / "model" / "README.md").read_text()
+        assert f"precision: {'fp32' if precision == 'no' else 'bf16'}" in card
     fp32, bf16 = runs["no"], runs["bf16"]
     assert {t.dtype for t in bf16.values()} == {torch.float32}
     key = "classifier.weight"

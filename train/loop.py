@@ -375,14 +375,21 @@ def train(cfg: TrainConfig) -> Path:
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        export(run, val_records, cfg, state)
+        export(run, val_records, cfg, state, accelerator.mixed_precision)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run / "model"
 
 
-def export(run: Path, val_records: list[dict[str, Any]], cfg: TrainConfig, state: TrainerState) -> None:
-    """Load the best weights, tune theme and rating thresholds on validation, write the checkpoint + card."""
+def export(
+    run: Path,
+    val_records: list[dict[str, Any]],
+    cfg: TrainConfig,
+    state: TrainerState,
+    precision: str,
+) -> None:
+    """Load the best weights, tune theme and rating thresholds on validation, write the checkpoint + card
+    (`precision`: what the run trained in, accelerate's name: no, bf16 or fp16)."""
     from fintag.model.checkpoint import load_tagger
     from fintag.model.inference import batched_logits
     from fintag.train.card import model_card
@@ -406,6 +413,7 @@ def export(run: Path, val_records: list[dict[str, Any]], cfg: TrainConfig, state
     summary = {
         "best_epoch": state.best_epoch,
         "global_step": state.global_step,
+        "mixed_precision": precision,
         "validation": {g.name: {"macro_f1": metrics[g.name]["macro_f1"]} for g in LABEL_SPACE.groups},
         "validation_mean_macro_f1": metrics["mean_macro_f1"],
         "thresholds": thresholds,
