@@ -77,6 +77,7 @@ def write_onnx_files(model: Any, folder: Path, int8: bool) -> dict[str, Any]:
 def _load_export(path: Path, quantize: bool, num_threads: int | None) -> Loaded:
     from fintag.model.checkpoint import CheckpointError, CheckpointLabelError, Loaded
     from fintag.model.labels import LABEL_SPACE, LabelMismatchError
+    from fintag.model.ngram import NgramError, load_blend
     from fintag.model.onnx import OnnxModel, quantize_onnx, session
     from transformers import AutoConfig, AutoTokenizer
 
@@ -84,8 +85,11 @@ def _load_export(path: Path, quantize: bool, num_threads: int | None) -> Loaded:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
         LABEL_SPACE.check_config(config)
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+        blend = load_blend(str(path), config)
     except LabelMismatchError as exc:
         raise CheckpointLabelError(f"{path}: {exc}") from None
+    except NgramError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise CheckpointError(
             f"{path} has {ONNX_FILE} but its config.json or tokenizer cannot be read ({exc}); export it "
@@ -98,7 +102,8 @@ def _load_export(path: Path, quantize: bool, num_threads: int | None) -> Loaded:
             sess = session(quantize_onnx(path / ONNX_FILE, Path(tmp) / INT8_FILE), num_threads)
     else:
         sess = session(graph, num_threads)
-    return Loaded(model=OnnxModel(sess, config, str(graph)), tokenizer=tokenizer, source=str(path))
+    model = OnnxModel(sess, config, str(graph))
+    return Loaded(model=model, tokenizer=tokenizer, source=str(path), blend=blend)
 
 
 def onnx_cache_root() -> Path:
@@ -182,4 +187,4 @@ def load_backend(
         sess = _export_at_load(loaded.model, cached, quantize, num_threads)
         logger.info("%s exported to ONNX%s at load", loaded.source, " int8" if quantize else "")
     model = OnnxModel(sess, loaded.model.config, f"{loaded.source} (onnx{' int8' if quantize else ''})")
-    return Loaded(model=model, tokenizer=loaded.tokenizer, source=loaded.source)
+    return Loaded(model=model, tokenizer=loaded.tokenizer, source=loaded.source, blend=loaded.blend)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fintag.data.fsutil import atomic_directory
 from fintag.model.labels import LABEL_SPACE, MAX_LENGTH_KEY, THRESHOLDS_KEY, LabelMismatchError
+from fintag.model.ngram import Blend, NgramError, load_blend
 from fintag.model.paths import ModelPathError, resolve_model
 from fintag.model.presets import get_preset
 
@@ -39,6 +41,8 @@ class Loaded:
     model: Any
     tokenizer: Any
     source: str
+    # The n-gram heads blended with the encoder (`fintag.model.ngram`), where the checkpoint has them.
+    blend: Blend | None = None
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -106,6 +110,9 @@ def load_tagger(
             target, config=config, trust_remote_code=False, use_safetensors=None if allow_pickle else True
         )
         tokenizer = AutoTokenizer.from_pretrained(target, trust_remote_code=False)
+        blend = load_blend(target, config)
+    except NgramError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
     except OSError as exc:
         raise CheckpointError(
             f"cannot load {source!r}: {exc}. Pass a local checkpoint folder, or a hub id on a machine that "
@@ -124,7 +131,7 @@ def load_tagger(
     model.eval()
     if device:
         model.to(device)
-    return Loaded(model=model, tokenizer=tokenizer, source=source)
+    return Loaded(model=model, tokenizer=tokenizer, source=source, blend=blend)
 
 
 def build_from_scratch(
@@ -183,12 +190,21 @@ def build_from_pretrained(name_or_path: str, allow_pickle: bool = False) -> tupl
     return model, tokenizer
 
 
-def save_tagger(model: Any, tokenizer: Any, path: str | os.PathLike[str], card: str | None = None) -> Path:
-    """Write the checkpoint atomically: config.json (labels), model.safetensors, tokenizer, README.md."""
+def save_tagger(
+    model: Any,
+    tokenizer: Any,
+    path: str | os.PathLike[str],
+    card: str | None = None,
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write the checkpoint atomically: config.json (labels), model.safetensors, tokenizer, README.md, and
+    whatever `extra` writes into the folder (the n-gram heads of a blended tagger)."""
     target = Path(path)
     unwrapped = getattr(model, "module", model)
     with atomic_directory(target) as tmp:
         unwrapped.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
         tokenizer.save_pretrained(tmp)
         if card:
             (tmp / "README.md").write_text(card, encoding="utf-8")

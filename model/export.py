@@ -4,9 +4,10 @@ backend) serves without fintag or torch.
 The folder holds `model.onnx` (fp32, attention and layer norms fused into onnxruntime operators),
 `model.int8.onnx` (dynamic int8, unless `--int8 false`), the tokenizer (`tokenizer.json` …), `config.json`
 with the label groups and tuned thresholds (`fintag_label_groups`, `fintag_thresholds`: how to decode the
-twelve logits), and `export.json` (inputs, outputs, the torch-vs-onnxruntime logit difference measured at
-export on the seed sentences). It is written atomically, and `Tagger.load` / `fintag tag --model` /
-`fintag serve --model` accept it.
+twelve logits; with `fintag_ngram_blend`, the n-gram heads blended with them: `ngram.json`,
+`ngram.safetensors`, `fintag.model.ngram`), and `export.json` (inputs, outputs, the torch-vs-onnxruntime
+logit difference measured at export on the seed sentences). It is written atomically, and `Tagger.load` /
+`fintag tag --model` / `fintag serve --model` accept it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
             )
         model.config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if loaded.blend is not None:
+            loaded.blend.heads.save(tmp)  # the config's fintag_ngram_blend needs them
         facts = {
             "source": loaded.source,
             "files": [ONNX_FILE] + ([INT8_FILE] if cfg.int8 else []),

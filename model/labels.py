@@ -145,6 +145,21 @@ class LabelSpace:
             for g, s in zip(self.groups, self.slices().values())
         }
 
+    def blend(
+        self, logits: torch.Tensor, other: dict[str, np.ndarray], weights: dict[str, float]
+    ) -> torch.Tensor:
+        """Logits whose probabilities are `w * softmax/sigmoid(logits) + (1 - w) * other` per group (`w`:
+        `weights[group]`, the model's share): log-probabilities for single-choice groups, log-odds for
+        the multi-label one, so `probabilities` and `decode` read them like any logits."""
+        probs = self.probabilities(logits)
+        cols = []
+        for g in self.groups:
+            w = float(weights[g.name])
+            p = w * probs[g.name].double() + (1.0 - w) * torch.as_tensor(other[g.name], dtype=torch.float64)
+            p = p.clamp(1e-7, 1.0 - 1e-7)
+            cols.append(torch.log(p / (1.0 - p)) if g.multi_label else torch.log(p))
+        return torch.cat(cols, dim=1).float()
+
     def decode(
         self, logits: torch.Tensor, thresholds: dict[str, float] | None = None
     ) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@
 `pipeline("text-classification")` on a fintag checkpoint applies a sigmoid to all twelve logits
 (`problem_type` is multi-label) and ignores the label groups and the tuned thresholds; this task decodes
 with `fintag.model.labels` (the one logits-to-labels path), normalises inputs with `fintag.data`'s
-normaliser, and truncates to `Tagger`'s 128 tokens, so it returns what `Tagger` returns. No remote code:
+normaliser, truncates to `Tagger`'s 128 tokens, and blends the n-gram heads of a checkpoint that has them
+(`fintag.model.ngram`), so it returns what `Tagger` returns. No remote code:
 the pipeline class is this module's, loaded only by importing fintag.
 """
 
@@ -18,9 +19,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
 from fintag.data.normalize import normalize_text
 from fintag.model.inference import MAX_CHARS_PER_TOKEN
 from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY
+from fintag.model.ngram import Blend, load_blend
 from transformers import AutoModelForSequenceClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -37,6 +40,13 @@ class FintagTaggingPipeline(Pipeline):
     _load_image_processor = False
     _load_feature_extractor = False
     _load_tokenizer = True
+    _blend: Blend | bool | None = False  # False: not looked up yet
+
+    def blend(self) -> Blend | None:
+        """The checkpoint's n-gram blend (None without one), read once."""
+        if self._blend is False:
+            self._blend = load_blend(self.model.name_or_path, self.model.config)
+        return self._blend  # type: ignore[return-value]
 
     def _sanitize_parameters(self, max_length: int | None = None, **kwargs: Any):
         preprocess = {} if max_length is None else {"max_length": max_length}
@@ -49,14 +59,31 @@ class FintagTaggingPipeline(Pipeline):
         if not text:
             raise ValueError(f"input {inputs[:40]!r} is empty after normalisation; pass sentences with text")
         clip = max_length * MAX_CHARS_PER_TOKEN
-        return self.tokenizer(text[:clip], truncation=True, max_length=max_length, return_tensors="pt")
+        enc = self.tokenizer(text[:clip], truncation=True, max_length=max_length, return_tensors="pt")
+        inputs = dict(enc)
+        blend = self.blend()
+        if blend is not None:
+            # The n-gram probabilities travel as one row in logit order, batched and unbatched like logits.
+            probs = blend.heads.probabilities([text])
+            inputs["ngram"] = torch.cat([torch.from_numpy(probs[g.name]) for g in LABEL_SPACE.groups], dim=1)
+        return inputs
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        return {"logits": self.model(**model_inputs).logits}
+        ngram = model_inputs.pop("ngram", None)
+        out = {"logits": self.model(**model_inputs).logits}
+        if ngram is not None:
+            out["ngram"] = ngram
+        return out
 
     def postprocess(self, model_outputs: dict[str, Any]) -> dict[str, Any]:
         thresholds = dict(getattr(self.model.config, THRESHOLDS_KEY, {}) or {})
-        return LABEL_SPACE.decode(model_outputs["logits"], thresholds)[0]
+        logits = model_outputs["logits"]
+        blend = self.blend()
+        if blend is not None:
+            row = model_outputs["ngram"].double().numpy()
+            probs = {name: row[:, s] for name, s in LABEL_SPACE.slices().items()}
+            logits = LABEL_SPACE.blend(logits, probs, blend.weights)
+        return LABEL_SPACE.decode(logits, thresholds)[0]
 
 
 def register() -> None:

@@ -16,6 +16,7 @@ from fintag.data.split import Sentence, segment
 from fintag.model.backend import load_backend
 from fintag.model.inference import MAX_CHARS_PER_TOKEN, PAD_SLACK, batched_logits
 from fintag.model.labels import LABEL_SPACE
+from fintag.model.ngram import Blend, blended
 from fintag.serve.summary import summarize
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Tagger:
         max_tokens: int = 2048,
         source: str = "<memory>",
         pad_slack: float = PAD_SLACK,
+        blend: Blend | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -62,6 +64,7 @@ class Tagger:
         self.max_tokens = max_tokens
         self.pad_slack = pad_slack
         self.source = source
+        self.blend = blend
 
     @classmethod
     def load(
@@ -87,6 +90,7 @@ class Tagger:
             allow_pickle=allow_pickle,
         )  # fmt: skip
         kwargs.setdefault("max_length", loaded.max_length)
+        kwargs.setdefault("blend", loaded.blend)
         return cls(loaded.model, loaded.tokenizer, loaded.thresholds, source=loaded.source, **kwargs)
 
     def token_count(self, text: str) -> int:
@@ -105,7 +109,7 @@ class Tagger:
             max_tokens=self.max_tokens,
             pad_slack=self.pad_slack,
         )
-        return LABEL_SPACE.decode(logits, self.thresholds)
+        return LABEL_SPACE.decode(blended(logits, texts, self.blend), self.thresholds)
 
     def tag_normalized(self, texts: list[str]) -> list[dict[str, Any]]:
         """Labels of texts already normalised by `fintag.data` (e.g. `Sentence.text`), in order, unchecked.

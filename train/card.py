@@ -42,6 +42,22 @@ def _distillation_lines(cfg: TrainConfig) -> list[str]:
     return lines
 
 
+def _blend_lines(summary: dict[str, Any]) -> list[str]:
+    blend = summary.get("ngram_blend")
+    if not blend:
+        return []
+    weights = ", ".join(f"{k} {v:.1f}" for k, v in blend["weights"].items())
+    return [
+        "",
+        "## N-gram blend",
+        "The tagger's probabilities are the encoder's blended with a character 1-3-gram TF-IDF +",
+        "logistic-regression model stored beside it (`ngram.json`, `ngram.safetensors`):",
+        f"`w * encoder + (1 - w) * n-gram` per group, with the encoder's weight `w` ({weights}) in",
+        "`fintag_ngram_blend`, chosen on validation. The thresholds are tuned on the blend, so plain",
+        "transformers gives the encoder's logits only; `Tagger` and the `fintag-tagging` pipeline blend.",
+    ]
+
+
 def model_card(cfg: TrainConfig, summary: dict[str, Any]) -> str:
     base = base_description(cfg)
     lines = [
@@ -79,6 +95,7 @@ def model_card(cfg: TrainConfig, summary: dict[str, Any]) -> str:
         "tagger.tag('投资评级:优于大市(维持)')",
         "```",
         "Plain transformers also loads it (`AutoModelForSequenceClassification`, `AutoTokenizer`).",
+        *_blend_lines(summary),
         "",
         "## Training",
         f"- Base: {base}",

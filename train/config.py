@@ -136,6 +136,14 @@ class TrainConfig:
             "teacher's tokenizer, e.g. --student_embeddings e5-small)"
         },
     )
+    ngram_blend: bool = field(
+        default=True,
+        metadata={
+            "help": "blend the exported tagger's probabilities with the TF-IDF baseline's character n-gram "
+            "heads (saved in the checkpoint), the model's weight per group chosen on validation "
+            "(docs/model.md); false: the encoder alone"
+        },
+    )
     ema_decay: float = field(
         default=0.0,
         metadata={

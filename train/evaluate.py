@@ -129,6 +129,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     from fintag.model.checkpoint import load_tagger
     from fintag.model.inference import batched_logits
     from fintag.model.labels import decode_records
+    from fintag.model.ngram import blended
 
     splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
     loaded = load_tagger(cfg.model, allow_pickle=cfg.allow_pickle)
@@ -142,6 +143,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         logits = batched_logits(
             loaded.model, loaded.tokenizer, texts, batch_size=cfg.batch_size, max_length=loaded.max_length
         )
+        logits = blended(logits, texts, loaded.blend)
         m_pred, m_prob = decode_records(logits.numpy(), loaded.thresholds)
         b_pred, b_prob = baseline.predict(texts)
         results[split] = {}

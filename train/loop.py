@@ -27,10 +27,11 @@ from fintag.data.fsutil import atomic_directory, write_json
 from fintag.model.base import resolve_model
 from fintag.model.checkpoint import build_from_pretrained, build_from_scratch, save_tagger
 from fintag.model.labels import LABEL_SPACE, MAX_LENGTH_KEY, THRESHOLDS_KEY, decode_records
+from fintag.model.ngram import BLEND_KEY
 from fintag.train.config import SCRATCH, TrainConfig
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
 from fintag.train.hidden import check_same_tokenizer, hidden_loss, teacher_pass
-from fintag.train.metrics import all_metrics, tune_min_score, tune_thresholds
+from fintag.train.metrics import all_metrics, tune_all
 from fintag.train.optim import build_optimizer
 from fintag.train.resources import peak_memory_mb
 from torch.utils.data import DataLoader
@@ -375,7 +376,7 @@ def train(cfg: TrainConfig) -> Path:
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        export(run, val_records, cfg, state, accelerator.mixed_precision)
+        export(run, train_records, val_records, cfg, state, accelerator.mixed_precision)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run / "model"
@@ -383,13 +384,15 @@ def train(cfg: TrainConfig) -> Path:
 
 def export(
     run: Path,
+    train_records: list[dict[str, Any]],
     val_records: list[dict[str, Any]],
     cfg: TrainConfig,
     state: TrainerState,
     precision: str,
 ) -> None:
-    """Load the best weights, tune theme and rating thresholds on validation, write the checkpoint + card
-    (`precision`: what the run trained in, accelerate's name: no, bf16 or fp16)."""
+    """Load the best weights, blend them with the n-gram heads (`--ngram_blend`, weights chosen on
+    validation), tune theme and rating thresholds on validation, write the checkpoint + card (`precision`:
+    what the run trained in, accelerate's name: no, bf16 or fp16)."""
     from fintag.model.checkpoint import load_tagger
     from fintag.model.inference import batched_logits
     from fintag.train.card import model_card
@@ -398,13 +401,18 @@ def export(
     logits = batched_logits(
         best.model, best.tokenizer, [r["text"] for r in val_records], max_length=cfg.max_length
     )
-    probs = LABEL_SPACE.probabilities(logits)
-    thresholds: dict[str, float] = {}
-    for g in LABEL_SPACE.groups:
-        if g.multi_label:
-            thresholds.update(tune_thresholds(g, [r[g.name] for r in val_records], probs[g.name].numpy()))
-        elif g.abstains:
-            thresholds.update(tune_min_score(g, [r[g.name] for r in val_records], probs[g.name].numpy()))
+    blend_info: dict[str, Any] | None = None
+    extra = None
+    if cfg.ngram_blend:
+        from fintag.train.blend import fit_blend
+
+        blend, scores = fit_blend(train_records, val_records, logits, seed=cfg.seed)
+        logits = blend.apply(logits, [r["text"] for r in val_records])
+        setattr(best.model.config, BLEND_KEY, blend.weights)
+        blend_info = {"weights": blend.weights, "validation_macro_f1_by_weight": scores}
+        extra = blend.heads.save
+    probs = {k: v.numpy() for k, v in LABEL_SPACE.probabilities(logits).items()}
+    thresholds = tune_all(val_records, probs)
     setattr(best.model.config, THRESHOLDS_KEY, thresholds)
     # Inference and evaluation truncate where training did.
     setattr(best.model.config, MAX_LENGTH_KEY, cfg.max_length)
@@ -417,7 +425,8 @@ def export(
         "validation": {g.name: {"macro_f1": metrics[g.name]["macro_f1"]} for g in LABEL_SPACE.groups},
         "validation_mean_macro_f1": metrics["mean_macro_f1"],
         "thresholds": thresholds,
+        "ngram_blend": blend_info,
     }
-    save_tagger(best.model, best.tokenizer, run / "model", card=model_card(cfg, summary))
+    save_tagger(best.model, best.tokenizer, run / "model", card=model_card(cfg, summary), extra=extra)
     write_json(run / "model" / "training_summary.json", summary)
     logger.info("exported %s (validation mean macro-F1 %.4f)", run / "model", metrics["mean_macro_f1"])

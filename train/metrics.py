@@ -120,3 +120,16 @@ def tune_min_score(group: LabelGroup, gold: Sequence[str], probs: np.ndarray) ->
         scores.append(f1_score(y, pred, labels=labels, average="macro", zero_division=0))
     best = float(grid[int(np.argmax(scores))])
     return {f"{group.name}:{label}": best for label in group.labels if label != group.default}
+
+
+def tune_all(records: Sequence[dict[str, Any]], probs: dict[str, np.ndarray]) -> dict[str, float]:
+    """Every tuned threshold of a tagger from its probabilities on `records` (validation): per theme, and
+    the rating's minimum score."""
+    thresholds: dict[str, float] = {}
+    for g in TAXONOMY:
+        gold = [r[g.name] for r in records]
+        if g.multi_label:
+            thresholds.update(tune_thresholds(g, gold, probs[g.name]))
+        elif g.abstains:
+            thresholds.update(tune_min_score(g, gold, probs[g.name]))
+    return thresholds
