@@ -1,5 +1,7 @@
 """The fast tier against the default (the named baseline): sentences per second of `Tagger` on the same
-dataset sentences, same threads, in one run, with the ratio and how often the two agree.
+dataset sentences, same threads, in one run, with the ratio and how often the two agree. Each checkpoint
+with n-gram heads (`fintag.model.ngram`) is also timed without them (`blend=None`: the encoder alone), so
+the blend's cost is measured in the same run.
 
     python bench/fast_tier.py --default artifacts/run/model --fast artifacts/fast/model
 
@@ -55,6 +57,14 @@ def main(argv: list[str]) -> int:
     fast = Tagger.load(cfg.fast, num_threads=threads)
     slow = rate(default, texts[: cfg.default_sentences], cfg.repeats)
     quick = rate(fast, texts, cfg.repeats)
+    for name, tagger, n in (("default", default, cfg.default_sentences), ("fast tier", fast, cfg.sentences)):
+        if tagger.blend is not None:
+            alone = Tagger(tagger.model, tagger.tokenizer, tagger.thresholds, max_length=tagger.max_length)
+            bare = rate(alone, texts[:n], cfg.repeats)
+            sys.stdout.write(
+                f"{name} without its n-gram blend {bare:.1f} sentences/s: the blend costs "
+                f"{bare / (slow if name == 'default' else quick):.2f}x its time\n"
+            )
     sample = texts[: cfg.default_sentences]
     a, b = default.tag(sample), fast.tag(sample)
     same = {
