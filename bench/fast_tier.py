@@ -57,13 +57,14 @@ def main(argv: list[str]) -> int:
     fast = Tagger.load(cfg.fast, num_threads=threads)
     slow = rate(default, texts[: cfg.default_sentences], cfg.repeats)
     quick = rate(fast, texts, cfg.repeats)
-    for name, tagger, n in (("default", default, cfg.default_sentences), ("fast tier", fast, cfg.sentences)):
+    timed = (("default", default, cfg.default_sentences, slow), ("fast tier", fast, cfg.sentences, quick))
+    for name, tagger, n, blended_rate in timed:
         if tagger.blend is not None:
             alone = Tagger(tagger.model, tagger.tokenizer, tagger.thresholds, max_length=tagger.max_length)
             bare = rate(alone, texts[:n], cfg.repeats)
             sys.stdout.write(
                 f"{name} without its n-gram blend {bare:.1f} sentences/s: the blend costs "
-                f"{bare / (slow if name == 'default' else quick):.2f}x its time\n"
+                f"{bare / blended_rate:.2f}x its time\n"
             )
     sample = texts[: cfg.default_sentences]
     a, b = default.tag(sample), fast.tag(sample)

@@ -59,6 +59,9 @@ class NgramHeads:
 
     def __post_init__(self) -> None:
         self._vec = _vectorizer(self.params, self.vocabulary, self.idf)
+        # Every group's head side by side in logit order, cast once: one sparse product per call.
+        self._w = np.concatenate([self.weights[g.name] for g in TAXONOMY]).T.astype(np.float64)
+        self._b = np.concatenate([self.biases[g.name] for g in TAXONOMY]).astype(np.float64)
 
     @classmethod
     def from_pipelines(cls, pipelines: Mapping[str, Any]) -> NgramHeads:
@@ -96,15 +99,17 @@ class NgramHeads:
             weights[g.name], biases[g.name] = w, b
         return cls(params, vocabulary, np.asarray(first.idf_, dtype=np.float64), weights, biases)
 
-    def probabilities(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Per group: softmax (single-choice) or sigmoid (multi-label) probabilities, (len(texts), labels)."""
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """The heads' decision values in the tagger's logit layout, (len(texts), labels)."""
         x = self._vec.transform(list(texts))
-        out: dict[str, np.ndarray] = {}
-        for g in TAXONOMY:
-            z = torch.from_numpy(np.asarray(x @ self.weights[g.name].T.astype(np.float64)))
-            z = z + torch.from_numpy(self.biases[g.name].astype(np.float64))
-            out[g.name] = (torch.sigmoid(z) if g.multi_label else torch.softmax(z, dim=-1)).numpy()
-        return out
+        return torch.from_numpy(np.asarray(x @ self._w) + self._b)
+
+    def probabilities(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Per group: softmax (single-choice) or sigmoid (multi-label) probabilities, (len(texts), labels),
+        through the label space's one logits-to-probabilities path."""
+        from fintag.model.labels import LABEL_SPACE
+
+        return {k: v.numpy() for k, v in LABEL_SPACE.probabilities(self.logits(texts)).items()}
 
     def save(self, folder: str | Path) -> None:
         """Write `ngram.json` and `ngram.safetensors` into `folder` (inside an atomic directory)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
 from fintag.data.normalize import normalize_text
 from fintag.model.inference import MAX_CHARS_PER_TOKEN
 from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY
@@ -63,9 +62,8 @@ class FintagTaggingPipeline(Pipeline):
         inputs = dict(enc)
         blend = self.blend()
         if blend is not None:
-            # The n-gram probabilities travel as one row in logit order, batched and unbatched like logits.
-            probs = blend.heads.probabilities([text])
-            inputs["ngram"] = torch.cat([torch.from_numpy(probs[g.name]) for g in LABEL_SPACE.groups], dim=1)
+            # The n-gram heads' logits travel as one row, batched and unbatched like the model's.
+            inputs["ngram"] = blend.heads.logits([text])
         return inputs
 
     def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +78,7 @@ class FintagTaggingPipeline(Pipeline):
         logits = model_outputs["logits"]
         blend = self.blend()
         if blend is not None:
-            row = model_outputs["ngram"].double().numpy()
-            probs = {name: row[:, s] for name, s in LABEL_SPACE.slices().items()}
+            probs = {k: v.numpy() for k, v in LABEL_SPACE.probabilities(model_outputs["ngram"]).items()}
             logits = LABEL_SPACE.blend(logits, probs, blend.weights)
         return LABEL_SPACE.decode(logits, thresholds)[0]
 

@@ -28,8 +28,8 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def fitted(mini_dataset):
-    train = load_split(mini_dataset, "train")
-    return TfidfBaseline().fit(train), NgramHeads.from_pipelines(TfidfBaseline().fit(train).models)
+    baseline = TfidfBaseline().fit(load_split(mini_dataset, "train"))
+    return baseline, NgramHeads.from_pipelines(baseline.models)
 
 
 def test_ngram_heads_give_the_baselines_probabilities_and_survive_a_save(tmp_path, fitted, mini_dataset):
