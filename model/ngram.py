@@ -164,9 +164,14 @@ class Blend:
     weights: dict[str, float]
 
     def apply(self, logits: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        return self.mix(logits, self.heads.logits(texts))
+
+    def mix(self, logits: torch.Tensor, ngram_logits: torch.Tensor) -> torch.Tensor:
+        """The encoder's `logits` blended with the heads' `ngram_logits` (both in the tagger's layout)."""
         from fintag.model.labels import LABEL_SPACE
 
-        return LABEL_SPACE.blend(logits, self.heads.probabilities(texts), self.weights)
+        probs = {k: v.numpy() for k, v in LABEL_SPACE.probabilities(ngram_logits).items()}
+        return LABEL_SPACE.blend(logits, probs, self.weights)
 
 
 def blended(logits: torch.Tensor, texts: Sequence[str], blend: Blend | None) -> torch.Tensor:

@@ -78,8 +78,7 @@ class FintagTaggingPipeline(Pipeline):
         logits = model_outputs["logits"]
         blend = self.blend()
         if blend is not None:
-            probs = {k: v.numpy() for k, v in LABEL_SPACE.probabilities(model_outputs["ngram"]).items()}
-            logits = LABEL_SPACE.blend(logits, probs, blend.weights)
+            logits = blend.mix(logits, model_outputs["ngram"])
         return LABEL_SPACE.decode(logits, thresholds)[0]
 
 
