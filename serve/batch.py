@@ -477,6 +477,9 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
     finally:
         sink.close()
     total = finish(cfg, fmt, state, stats)
+    # Tear down the processes' gloo/nccl group before exit: left to interpreter shutdown, its threads
+    # sometimes abort a process ("terminate called without an active exception") after the work is done.
+    state.destroy_process_group()
     nothing = not (total.tagged or total.resumed)
     if state.is_main_process:
         # Exit 2 always comes with its reason: the skipped inputs and why.
