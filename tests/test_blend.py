@@ -14,7 +14,7 @@ from fintag.data.taxonomy import TAXONOMY
 from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY, decode_records
 from fintag.model.ngram import BLEND_KEY, NGRAM_JSON, NGRAM_WEIGHTS, Blend, NgramHeads
 from fintag.train.baseline import TfidfBaseline
-from fintag.train.blend import choose_weights
+from fintag.train.blend import choose_weights, middle_of_ties
 
 from tests.conftest import tiny_train_config
 
@@ -88,14 +88,26 @@ def test_weights_follow_whichever_side_is_right_on_validation(mini_dataset):
     wrong = LABEL_SPACE.probabilities(_logits_for(records, right=False))
     wrong = {k: v.numpy() for k, v in wrong.items()}
     weights, scores = choose_weights(records, _logits_for(records, right=True), wrong)
-    assert weights == {g.name: 1.0 for g in TAXONOMY}
+    # Above 0.5 the right encoder outvotes the wrong n-gram heads: 0.6-1.0 tie at a perfect score, and the
+    # middle of them is chosen.
+    for name in ("sentiment", "themes"):
+        assert [w for w, f in scores[name].items() if f == pytest.approx(1.0)] == [0.6, 0.7, 0.8, 0.9, 1.0]
+        assert weights[name] == 0.8
+    assert scores["rating"][weights["rating"]] == pytest.approx(1.0)
     weights, scores = choose_weights(records, _logits_for(records, right=False), perfect)
-    # Below 0.5 the n-gram side outvotes the wrong encoder: the largest such weight, at a perfect score.
-    assert weights["sentiment"] == weights["themes"] == 0.4
+    # Below 0.5 the n-gram side outvotes the wrong encoder: 0-0.4 tie at a perfect score.
+    assert weights["sentiment"] == weights["themes"] == 0.2
     for name in ("sentiment", "themes"):
         assert scores[name][0.4] == pytest.approx(1.0) and scores[name][0.6] < 0.9
     # (Rating may abstain from the wrong encoder's unsure labels at a higher weight: as good, if not better.)
     assert scores["rating"][weights["rating"]] == pytest.approx(1.0)
+
+
+def test_ties_go_to_the_middle_of_the_tied_weights():
+    assert middle_of_ties({0.0: 0.9, 0.1: 0.99, 0.2: 0.98, 0.3: 0.99, 0.4: 0.99, 0.5: 0.97}) == 0.3
+    assert middle_of_ties({0.1: 0.99, 0.3: 0.99, 0.5: 0.5}) == 0.1  # of two middles, the lower
+    assert middle_of_ties({0.0: 0.5, 0.7: 0.8, 1.0: 0.6}) == 0.7  # no tie: the best
+    assert middle_of_ties({0.2: 0.9 + 1e-9, 0.4: 0.9, 0.6: 0.9}) == 0.4  # equal to 6 decimals
 
 
 @pytest.fixture(scope="module")

@@ -86,6 +86,15 @@ def test_metrics_and_calibration():
     assert m["macro_f1"] == pytest.approx((1.0 + 0.0 + 2 / 3) / 3)
     t = group_metrics(THEMES, [["compute"], [], ["robotaxi"]], [["compute"], ["compute"], []])
     assert t["micro_f1"] == pytest.approx(0.5)
+    # compute F1 2/3, robotaxi 0; domestic_substitution is in no gold row, so it is not averaged.
+    assert t["macro_f1"] == pytest.approx((2 / 3 + 0.0) / 2)
+    # A set without robotaxi (like the seeds' sentences): perfect on what it holds scores 1, and a false
+    # robotaxi shows in micro-F1 and robotaxi's precision rather than in the macro average.
+    clean = group_metrics(THEMES, [["compute"], []], [["compute"], []])
+    assert clean["macro_f1"] == pytest.approx(1.0)
+    stray = group_metrics(THEMES, [["compute"], []], [["compute"], ["robotaxi"]])
+    assert stray["macro_f1"] == pytest.approx(1.0) and stray["micro_f1"] == pytest.approx(2 / 3)
+    assert stray["per_class"]["robotaxi"]["precision"] == 0.0
     assert expected_calibration_error(np.array([0.9, 0.9]), np.array([1.0, 1.0])) == pytest.approx(0.1)
 
 

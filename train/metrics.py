@@ -29,7 +29,11 @@ def group_metrics(
     group: LabelGroup, gold: Sequence[Any], pred: Sequence[Any], probs: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Metrics of one group. Single-choice: labels as names; multi-label: lists of names.
-    `probs`: (n, len(labels)) softmax (single) or sigmoid (multi) scores, for calibration."""
+    `probs`: (n, len(labels)) softmax (single) or sigmoid (multi) scores, for calibration.
+
+    Macro-F1 averages over the labels present in `gold`, in both kinds of group: a label no sentence of the
+    set carries (robotaxi among the report sentences of test) has no F1 to average, instead of counting as 0.
+    False positives of such a label still show in micro-F1 and in its per-class precision."""
     labels = list(group.labels)
     out: dict[str, Any] = {"n": len(gold)}
     if group.multi_label:
@@ -40,7 +44,6 @@ def group_metrics(
             len(pred), len(labels)
         )
         prec, rec, f1, sup = precision_recall_fscore_support(y, p, average=None, zero_division=0)
-        out["macro_f1"] = float(f1_score(y, p, average="macro", zero_division=0))
         out["micro_f1"] = float(f1_score(y, p, average="micro", zero_division=0))
         out["confusion"] = {
             label: confusion_matrix(y[:, k], p[:, k], labels=[0, 1]).tolist()
@@ -54,14 +57,14 @@ def group_metrics(
         prec, rec, f1, sup = precision_recall_fscore_support(
             gold, pred, labels=labels, average=None, zero_division=0
         )
-        present = [k for k in range(len(labels)) if sup[k] > 0]
-        out["macro_f1"] = float(np.mean(f1[present])) if present else 0.0
         out["accuracy"] = float(np.mean([a == b for a, b in zip(gold, pred)])) if len(gold) else 0.0
         out["confusion"] = confusion_matrix(gold, pred, labels=labels).tolist()
         if probs is not None:
             conf = probs.max(axis=1)
             correct = np.array([labels[k] == g for k, g in zip(probs.argmax(axis=1), gold)], dtype=float)
             out["ece"] = expected_calibration_error(conf, correct)
+    present = [k for k in range(len(labels)) if sup[k] > 0]
+    out["macro_f1"] = float(np.mean(f1[present])) if present else 0.0
     out["per_class"] = {
         label: {
             "precision": float(prec[k]),
