@@ -14,7 +14,8 @@ from fintag.data.taxonomy import TAXONOMY
 from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY, decode_records
 from fintag.model.ngram import BLEND_KEY, NGRAM_JSON, NGRAM_WEIGHTS, Blend, NgramHeads
 from fintag.train.baseline import TfidfBaseline
-from fintag.train.blend import choose_weights, middle_of_ties
+from fintag.train.blend import choose_weights
+from fintag.train.metrics import middle_of_ties
 
 from tests.conftest import tiny_train_config
 

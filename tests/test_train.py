@@ -98,6 +98,21 @@ def test_metrics_and_calibration():
     assert expected_calibration_error(np.array([0.9, 0.9]), np.array([1.0, 1.0])) == pytest.approx(0.1)
 
 
+def test_a_theme_validation_separates_gets_the_threshold_halfway_across_the_gap():
+    from fintag.data.taxonomy import THEMES
+    from fintag.train.metrics import tune_thresholds
+
+    gold = [["compute"]] * 4 + [[]] * 6
+    probs = np.zeros((10, len(THEMES.labels)))
+    probs[:4, THEMES.labels.index("compute")] = 0.92
+    probs[4:, THEMES.labels.index("compute")] = 0.3
+    # Every threshold from 0.35 to 0.9 is perfect; the middle of those twelve (the lower of two) is 0.6.
+    assert tune_thresholds(THEMES, gold, probs)["themes:compute"] == pytest.approx(0.6)
+    # Without a tie the best threshold wins: one positive at 0.4 makes only 0.35 and 0.4 perfect.
+    probs[0, THEMES.labels.index("compute")] = 0.4
+    assert tune_thresholds(THEMES, gold, probs)["themes:compute"] == pytest.approx(0.35)
+
+
 def test_rating_threshold_is_tuned_to_drop_unsure_ratings_only_when_that_helps():
     from fintag.data.taxonomy import RATING
     from fintag.train.metrics import tune_min_score

@@ -13,7 +13,7 @@ from fintag.data.taxonomy import TAXONOMY
 from fintag.model.labels import LABEL_SPACE, decode_records
 from fintag.model.ngram import Blend, NgramHeads
 from fintag.train.baseline import TfidfBaseline
-from fintag.train.metrics import all_metrics, tune_all
+from fintag.train.metrics import all_metrics, middle_of_ties, tune_all
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +37,6 @@ def choose_weights(
             scores[g.name][w] = metrics[g.name]["macro_f1"]
     weights = {name: middle_of_ties(by_w) for name, by_w in scores.items()}
     return weights, scores
-
-
-def middle_of_ties(by_weight: dict[float, float]) -> float:
-    """The best-scoring weight; where several tie (rating on validation, whose 50 rated sentences leave
-    many weights one sentence from perfect), the middle of them (the lower of two middles). A plateau's
-    edge often borders a cliff: on held-out halves of validation the middle scored 0.5-1.8 rating points
-    above the old rule, the largest tied weight (`docs/model.md`, twentieth session)."""
-    best = max(round(v, 6) for v in by_weight.values())
-    tied = sorted(w for w, v in by_weight.items() if round(v, 6) == best)
-    return tied[(len(tied) - 1) // 2]
 
 
 def fit_blend(
