@@ -552,6 +552,39 @@ def test_a_student_starts_from_the_pretrained_tokenizer_and_projected_embeddings
         tiny_train_config(mini_dataset, tmp_path / "x", model=str(tiny_pretrained), student_embeddings="a")
 
 
+def test_training_only_the_reachable_embedding_rows_gives_the_full_matrix_result(
+    tmp_path, mini_dataset, tiny_pretrained
+):
+    """`--compact_embeddings` (the default) trains the rows the sentences reach and scales the rest by the
+    decay they missed: the export, a moving average at that, equals training the whole matrix."""
+    from fintag.model.student import build_student
+    from safetensors.torch import load_file
+
+    def run(name: str, compact: bool) -> dict[str, torch.Tensor]:
+        cfg = tiny_train_config(
+            mini_dataset,
+            tmp_path / name,
+            student_embeddings=str(tiny_pretrained),
+            compact_embeddings=compact,
+            weight_decay=5.0,  # large, so that a missed decay of the untrained rows would show
+            ema_decay=0.9,
+            save_every_steps=0,
+        )
+        return load_file(train(cfg) / "model.safetensors")
+
+    full, compact = run("full", False), run("compact", True)
+    assert full.keys() == compact.keys()
+    for k in full:
+        assert torch.allclose(full[k], compact[k], atol=1e-5), k
+    key = "bert.embeddings.word_embeddings.weight"
+    start = build_student(str(tiny_pretrained), "tiny", dropout=0.1, seed=7)[0].get_input_embeddings().weight
+    unchanged = (compact[key] - start.detach()).abs().amax(dim=1) < 1e-6
+    # The test split holds pieces that training and validation do not: their rows only decayed.
+    assert 0 < int((~unchanged).sum()) and int(unchanged.sum()) <= 1  # padding's row never moves
+    log = (tmp_path / "compact" / "metrics.jsonl").read_text()
+    assert log.count("train_loss") == 2
+
+
 def test_hidden_loss_reads_the_first_token_only():
     """Zero when the projected first-token states equal the teacher's, whatever the other tokens hold."""
     from fintag.train.hidden import hidden_loss
@@ -652,7 +685,11 @@ def test_moving_average_follows_early_weights_then_decays_slowly():
 def test_training_with_a_moving_average_exports_the_averaged_weights(tmp_path, mini_dataset):
     from safetensors.torch import load_file
 
-    cfg = tiny_train_config(mini_dataset, tmp_path / "ema", epochs=1, ema_decay=0.9, save_every_steps=0)
+    # The full embedding matrix, so that checkpoint and export hold the same tensors (the reachable-rows
+    # default has its own test with a moving average).
+    cfg = tiny_train_config(
+        mini_dataset, tmp_path / "ema", epochs=1, ema_decay=0.9, save_every_steps=0, compact_embeddings=False
+    )
     path = train(cfg)
     exported = load_file(path / "model.safetensors")
     (ckpt,) = (tmp_path / "ema" / "state").glob("ckpt-*")

@@ -103,6 +103,14 @@ class TrainConfig:
             "the projected embeddings of a --student_embeddings student always train (docs/model.md)"
         },
     )
+    compact_embeddings: bool = field(
+        default=True,
+        metadata={
+            "help": "where the word embeddings train (students, from-scratch models): train only the rows "
+            "the run's sentences reach, the same weights as the full matrix at a lower cost per step "
+            "(docs/model.md)"
+        },
+    )
     distill_augment: int = field(
         default=1,
         metadata={

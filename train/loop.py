@@ -28,6 +28,7 @@ from fintag.model.base import resolve_model
 from fintag.model.checkpoint import build_from_pretrained, build_from_scratch, save_tagger
 from fintag.model.labels import LABEL_SPACE, MAX_LENGTH_KEY, THRESHOLDS_KEY, decode_records
 from fintag.model.ngram import BLEND_KEY
+from fintag.train.compact import decay_factor, full_word_embeddings, train_reachable_rows
 from fintag.train.config import SCRATCH, TrainConfig
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
 from fintag.train.hidden import check_same_tokenizer, hidden_loss, teacher_pass
@@ -249,6 +250,16 @@ def train(cfg: TrainConfig) -> Path:
         collate_fn=collate,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
+    trained_rows = None
+    if cfg.compact_embeddings:
+        reachable = {i for ds in (train_ds, val_ds) for ids in ds.input_ids for i in ids}
+        trained_rows = train_reachable_rows(model, reachable | set(tokenizer.all_special_ids))
+        if trained_rows is not None:
+            logger.info(
+                "training %d of %d word-embedding rows (those the sentences reach)",
+                trained_rows.rows.shape[0],
+                trained_rows.num_embeddings,
+            )
     weights = class_weights(train_records, cfg.class_weighting)
     optimizer = build_optimizer(model, cfg, projection.parameters() if projection is not None else ())
     # Scheduler length from the un-sharded loader: accelerate steps it once per process.
@@ -309,6 +320,12 @@ def train(cfg: TrainConfig) -> Path:
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
+                if (
+                    trained_rows is not None
+                    and accelerator.sync_gradients
+                    and not accelerator.optimizer_step_was_skipped
+                ):
+                    trained_rows.decay_rest(decay_factor(optimizer, trained_rows.rows))
                 scheduler.step()
                 optimizer.zero_grad()
             bar.update(1)
@@ -364,7 +381,8 @@ def train(cfg: TrainConfig) -> Path:
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
             if accelerator.is_main_process:
-                save_tagger(accelerator.unwrap_model(scored), tokenizer, run / "best")
+                with full_word_embeddings(accelerator.unwrap_model(scored)) as plain:
+                    save_tagger(plain, tokenizer, run / "best")
         else:
             state.bad_epochs += 1
             if state.bad_epochs >= cfg.patience:
