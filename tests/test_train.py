@@ -12,7 +12,7 @@ import pytest
 import torch
 from fintag.model.labels import LABEL_SPACE
 from fintag.train.data import Collator, LengthGroupedBatchSampler, SentenceDataset, class_weights
-from fintag.train.loop import RunError, train
+from fintag.train.loop import RunError, _latest_checkpoint, train
 from fintag.train.metrics import expected_calibration_error, group_metrics
 
 from .conftest import ROOT, cli_args, run_train_cli, tiny_train_config
@@ -179,8 +179,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, mini_dataset
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / "model" / "config.json").exists(), "killed too late to test resume"
-    for partial in state.glob(".tmp-*"):
-        assert not (partial / "trainer_state.json").exists()
+    # What resume picks is whole: a kill before the rename leaves a `.tmp-` folder, which it never reads.
+    latest = _latest_checkpoint(state)
+    assert latest is not None and latest.name.startswith("ckpt-")
+    assert (latest / "trainer_state.json").exists() and (latest / "model.safetensors").exists()
     resumed = run_train_cli([*cli_args(cfg), "--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()[-2000:]

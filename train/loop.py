@@ -140,11 +140,14 @@ class MetricsLog:
 def _save_state(accelerator: Any, state: TrainerState, state_dir: Path, keep: int = 2) -> None:
     """Write a resume checkpoint into a temporary folder, then rename it.
 
-    A partial checkpoint never has trainer_state.json, so resume never picks it."""
+    Resume lists `ckpt-*` folders with trainer_state.json only, and those appear whole by the rename; a
+    run killed before it leaves a `.tmp-` folder, which the next save removes."""
     final = state_dir / f"ckpt-{state.global_step}"
     tmp = state_dir / f".tmp-ckpt-{state.global_step}"
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Also what a killed run left half-written (resume never reads a `.tmp-` folder).
+        for stale in state_dir.glob(".tmp-ckpt-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
