@@ -585,6 +585,12 @@ def test_training_only_the_reachable_embedding_rows_gives_the_full_matrix_result
     assert 0 < int((~unchanged).sum()) and int(unchanged.sum()) <= 1  # padding's row never moves
     log = (tmp_path / "compact" / "metrics.jsonl").read_text()
     assert log.count("train_loss") == 2
+    # A resume must use the layout the run's checkpoints hold (here: the whole matrix).
+    cfg = tiny_train_config(
+        mini_dataset, tmp_path / "full", student_embeddings=str(tiny_pretrained), resume=True, epochs=3
+    )
+    with pytest.raises(RunError, match="resume with --compact_embeddings false"):
+        train(cfg)
 
 
 def test_hidden_loss_reads_the_first_token_only():

@@ -163,6 +163,21 @@ def _save_state(accelerator: Any, state: TrainerState, state_dir: Path, keep: in
     accelerator.wait_for_everyone()
 
 
+def _check_resume_layout(cfg: TrainConfig, run: Path) -> None:
+    """A resumed run's checkpoints hold either the reachable embedding rows or the whole matrix: refuse a
+    resume whose `--compact_embeddings` differs from the run's (runs from before the flag: the matrix)."""
+    saved = run / "train_config.json"
+    if not cfg.resume or _latest_checkpoint(run / "state") is None or not saved.exists():
+        return
+    started = bool(json.loads(saved.read_text(encoding="utf-8")).get("compact_embeddings", False))
+    if started != cfg.compact_embeddings:
+        flag = "true" if started else "false"
+        raise RunError(
+            f"{run} was started with --compact_embeddings {flag} and its checkpoints hold that layout; "
+            f"resume with --compact_embeddings {flag}"
+        )
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train, early-stop on validation macro-F1, tune theme thresholds, export `output_dir/model`."""
     from accelerate import Accelerator
@@ -190,6 +205,7 @@ def train(cfg: TrainConfig) -> Path:
             f"started as {world} processes (WORLD_SIZE) but accelerate set up {accelerator.num_processes}; "
             "launch with `accelerate launch --multi_gpu --num_processes N` (CPU-only machines included)"
         )
+    _check_resume_layout(cfg, run)
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
