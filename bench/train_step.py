@@ -50,16 +50,6 @@ class TrainStepBenchConfig:
     student_batch_size: int = field(default=32, metadata={"help": "sentences per step of the student"})
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX); elsewhere bf16 is emulated."""
-    import torch
-
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # a torch without the probes
-        return False
-
-
 def _batches(tokenizer: Any, sentences: list[str], size: int, n: int, device: str) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
@@ -108,6 +98,7 @@ def main(argv: list[str]) -> None:
     from fintag.train.compact import train_reachable_rows
     from fintag.train.config import SCRATCH, TrainConfig
     from fintag.train.ema import averaged_model
+    from fintag.train.loop import cpu_has_native_bf16
     from fintag.train.optim import build_optimizer
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -141,8 +132,8 @@ def main(argv: list[str]) -> None:
         model.train()
         batches = _batches(tokenizer, sentences, cfg.student_batch_size, n, cfg.device)
         if compact:
-            reachable = {int(i) for b in batches for i in b["input_ids"].flatten()}
-            train_reachable_rows(model, reachable | set(tokenizer.all_special_ids))
+            reachable = torch.cat([b["input_ids"].flatten().cpu() for b in batches]).unique().tolist()
+            train_reachable_rows(model, [*reachable, *tokenizer.all_special_ids])
         train_cfg = TrainConfig(model=SCRATCH, output_dir="/nonexistent", fused_optimizer=fused)
         optimizer = build_optimizer(model, train_cfg)
         ema = averaged_model(model, 0.999) if compact is not None else None

@@ -41,16 +41,12 @@ class TrainedRows(nn.Module):
         # A plain attribute, not a buffer: the state dict and the moving average skip it. A resumed run
         # rebuilds it from the same initial weights.
         self.rest = weight.clone()
-        pad = embedding.padding_idx
+        self.padding_idx = pad = embedding.padding_idx
         self.padding_row = int(index[pad]) if pad is not None and index[pad] >= 0 else None
 
     @property
     def num_embeddings(self) -> int:
         return int(self.index.numel())
-
-    @property
-    def embedding_dim(self) -> int:
-        return int(self.rows.shape[1])
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         rows = self.index[input_ids]
@@ -71,10 +67,7 @@ class TrainedRows(nn.Module):
         """A plain embedding with every row: the trained ones and the scaled rest."""
         weight = self.rest.to(self.rows.device, self.rows.dtype) * self.rest_scale
         weight[self.index >= 0] = self.rows.detach()
-        pad = None
-        if self.padding_row is not None:
-            pad = int((self.index == self.padding_row).nonzero()[0, 0])
-        out = nn.Embedding(weight.shape[0], weight.shape[1], padding_idx=pad, device=weight.device)
+        out = nn.Embedding(*weight.shape, padding_idx=self.padding_idx, device=weight.device)
         out.weight.copy_(weight)
         return out
 
