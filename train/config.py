@@ -209,6 +209,13 @@ class EvalConfig:
     dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
     output_dir: str = field(default="eval", metadata={"help": "where metrics.json, report.md and PNGs go"})
     splits: str = field(default="validation,test", metadata={"help": "comma-separated splits to evaluate"})
+    probe: str = field(
+        default="",
+        metadata={
+            "help": "JSONL of held-out sentences with a gold rating, scored for rating accuracy "
+            "(empty: the bundled data/probes/ratings.jsonl; none: skip)"
+        },
+    )
     batch_size: int = field(default=64, metadata={"help": "sentences per forward pass"})
     allow_pickle: bool = field(default=False, metadata={"help": "accept pickled .bin weights (unsafe)"})
 

@@ -16,6 +16,7 @@ from fintag.data.taxonomy import TAXONOMY, LabelGroup
 from fintag.train.baseline import TfidfBaseline
 from fintag.train.config import EvalConfig
 from fintag.train.metrics import all_metrics
+from fintag.train.probe import load_probe, probe_report, resolve_probe, score_probe
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def side_by_side(results: dict[str, Any], split: str) -> str:
     return "\n".join(rows)
 
 
-def _report(results: dict[str, Any], cfg: EvalConfig, splits: list[str]) -> str:
+def _report(results: dict[str, Any], cfg: EvalConfig, splits: list[str], probe: Path | None) -> str:
     lines = [
         "# fintag evaluation",
         "",
@@ -122,6 +123,8 @@ def _report(results: dict[str, Any], cfg: EvalConfig, splits: list[str]) -> str:
             )
         lines += ["", f"![confusion matrices, model, {split}](confusion_{split}_model.png)", ""]
         lines += [f"![confusion matrices, baseline, {split}](confusion_{split}_baseline.png)", ""]
+    if probe is not None:
+        lines += probe_report(results["probe"], probe)
     return "\n".join(lines)
 
 
@@ -132,19 +135,23 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     from fintag.model.ngram import blended
 
     splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
+    probe = resolve_probe(cfg.probe)
     loaded = load_tagger(cfg.model, allow_pickle=cfg.allow_pickle)
     train_records = load_split(cfg.dataset_dir, "train")
     baseline = TfidfBaseline().fit(train_records)
+
+    def predict(texts: list[str]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+        logits = batched_logits(
+            loaded.model, loaded.tokenizer, texts, batch_size=cfg.batch_size, max_length=loaded.max_length
+        )
+        return decode_records(blended(logits, texts, loaded.blend).numpy(), loaded.thresholds)
+
     out = Path(cfg.output_dir)
     results: dict[str, Any] = {}
     for split in splits:
         records = load_split(cfg.dataset_dir, split)
         texts = [r["text"] for r in records]
-        logits = batched_logits(
-            loaded.model, loaded.tokenizer, texts, batch_size=cfg.batch_size, max_length=loaded.max_length
-        )
-        logits = blended(logits, texts, loaded.blend)
-        m_pred, m_prob = decode_records(logits.numpy(), loaded.thresholds)
+        m_pred, m_prob = predict(texts)
         b_pred, b_prob = baseline.predict(texts)
         results[split] = {}
         for who, pred, prob in (("model", m_pred, m_prob), ("baseline", b_pred, b_prob)):
@@ -157,7 +164,23 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             _plot_confusions(
                 results[split][who]["all"], f"{who} on {split}", out / f"confusion_{split}_{who}.png"
             )
+    if probe is not None:
+        records = load_probe(probe)
+        texts = [r["text"] for r in records]
+        results["probe"] = {
+            who: score_probe(records, [p["rating"] for p in pred_fn(texts)[0]])
+            for who, pred_fn in (("model", predict), ("baseline", baseline.predict))
+        }
+        m, b = results["probe"]["model"], results["probe"]["baseline"]
+        logger.info(
+            "rating probe (%s): model %d/%d, baseline %d/%d",
+            probe.name,
+            m["correct"],
+            m["n"],
+            b["correct"],
+            b["n"],
+        )
     write_json(out / "metrics.json", {"model": cfg.model, "baseline": TfidfBaseline.name, "results": results})
-    write_text(out / "report.md", _report(results, cfg, splits))
+    write_text(out / "report.md", _report(results, cfg, splits, probe))
     logger.info("wrote %s and %s", out / "metrics.json", out / "report.md")
     return results

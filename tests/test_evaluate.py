@@ -1,0 +1,82 @@
+"""`fintag evaluate`: the splits next to the baseline, and the rating probe held out of every split."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fintag.data.build import SPLITS, load_split
+from fintag.data.fsutil import read_jsonl
+from fintag.data.taxonomy import RATING
+from fintag.train.config import EvalConfig
+from fintag.train.evaluate import evaluate
+from fintag.train.probe import DEFAULT_PROBE, PROBE_KINDS, ProbeError, load_probe, resolve_probe, score_probe
+
+
+def test_the_rating_probe_is_outside_every_split_and_covers_each_kind(small_dataset):
+    probe = load_probe(DEFAULT_PROBE)
+    in_splits = {r["text"] for split in SPLITS for r in load_split(small_dataset, split)}
+    assert [r["text"] for r in probe if r["text"] in in_splits] == []
+    assert len({r["text"] for r in probe}) == len(probe)
+    kinds = {r["kind"] for r in probe}
+    assert kinds == set(PROBE_KINDS)
+    # Every level a report can state appears, and so does `none` (definitions must not read as ratings).
+    assert {r["rating"] for r in probe} == set(RATING.labels)
+
+
+def test_score_probe_counts_hits_per_kind_and_lists_the_misses():
+    records = [
+        {"text": "买入:预期未来6个月涨幅15%以上", "rating": "none", "kind": "definition"},
+        {"text": "维持“买入”评级", "rating": "buy", "kind": "stated"},
+        {"text": "评级由买入下调为增持", "rating": "outperform", "kind": "change"},
+    ]
+    scored = score_probe(records, ["buy", "buy", "outperform"])
+    assert (scored["correct"], scored["n"]) == (2, 3)
+    assert scored["by_kind"] == {
+        "definition": {"correct": 0, "n": 1},
+        "stated": {"correct": 1, "n": 1},
+        "change": {"correct": 1, "n": 1},
+    }
+    assert scored["wrong"] == [
+        {"text": records[0]["text"], "kind": "definition", "gold": "none", "predicted": "buy"}
+    ]
+    with pytest.raises(ValueError, match="2 predictions for 3"):
+        score_probe(records, ["buy", "buy"])
+
+
+def test_a_bad_probe_is_refused_with_the_line_and_the_fix(tmp_path):
+    bad = tmp_path / "probe.jsonl"
+    lines = [
+        {"text": "维持“买入”评级", "rating": "buy", "kind": "stated"},
+        {"text": "下调至“持有”", "rating": "hold", "kind": "change"},
+    ]
+    bad.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    with pytest.raises(ProbeError, match=r"probe\.jsonl:2: rating 'hold' is not one of buy"):
+        load_probe(bad)
+    with pytest.raises(ProbeError, match="--probe none"):
+        resolve_probe(str(tmp_path / "missing.jsonl"))
+    assert resolve_probe("none") is None
+    assert resolve_probe("") == DEFAULT_PROBE
+
+
+def test_evaluate_scores_the_probe_through_the_taggers_path(tmp_path, tiny_checkpoint_dir, mini_dataset):
+    from fintag.serve.tagger import Tagger
+
+    out = tmp_path / "eval"
+    cfg = EvalConfig(model=str(tiny_checkpoint_dir), dataset_dir=str(mini_dataset), output_dir=str(out))
+    results = evaluate(cfg)
+    probe = read_jsonl(DEFAULT_PROBE)
+    tagged = Tagger.load(tiny_checkpoint_dir).tag([r["text"] for r in probe])
+    expected = sum(t["rating"]["label"] == r["rating"] for t, r in zip(tagged, probe))
+    assert results["probe"]["model"]["n"] == len(probe)
+    assert results["probe"]["model"]["correct"] == expected
+    assert len(results["probe"]["model"]["wrong"]) == len(probe) - expected
+    # The baseline is scored on the same sentences (it rates at least the definitions `none`).
+    assert 0 < results["probe"]["baseline"]["correct"] <= len(probe)
+    saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["results"]
+    assert set(saved) == {"validation", "test", "probe"}
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## rating probe" in report and f"| all | {len(probe)} | {expected} |" in report
+
+    skipped = evaluate(EvalConfig(**{**vars(cfg), "probe": "none", "splits": "validation"}))
+    assert set(skipped) == {"validation"}

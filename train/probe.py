@@ -1,0 +1,88 @@
+"""The rating probe: held-out sentences, outside every split, that score one behaviour of the rating head.
+
+`data/probes/ratings.jsonl` holds sentences written after the dataset and never trained on: rating-scale
+definitions (gold `none`), ratings stated beside a return band, rating changes in every direction and
+rating words that are not a stated rating. Each line: {"text", "rating", "kind", "lang"}. `fintag
+evaluate` scores the model and the baseline on it (rating accuracy per kind) next to the splits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fintag.data.fsutil import read_jsonl
+from fintag.data.normalize import normalize_text
+from fintag.data.taxonomy import RATING
+
+PROBE_KINDS = ("definition", "stated", "change", "other")
+DEFAULT_PROBE = Path(__file__).resolve().parents[1] / "data" / "probes" / "ratings.jsonl"
+
+
+class ProbeError(ValueError):
+    """A probe file that cannot be scored; the message names the file, the line and the fix."""
+
+
+def resolve_probe(path: str) -> Path | None:
+    """`""` is the bundled probe, `"none"` skips the probe, anything else is a path that must exist."""
+    if path == "none":
+        return None
+    probe = Path(path) if path else DEFAULT_PROBE
+    if not probe.is_file():
+        raise ProbeError(f"rating probe {probe} does not exist; pass --probe PATH, or --probe none to skip")
+    return probe
+
+
+def load_probe(path: str | Path) -> list[dict[str, Any]]:
+    """The probe's records with normalised text (the one normaliser), each checked against the taxonomy."""
+    records = read_jsonl(path)
+    if not records:
+        raise ProbeError(f"{path} holds no sentences; add lines or pass --probe none")
+    for line, r in enumerate(records, start=1):
+        if not isinstance(r.get("text"), str) or not r["text"].strip():
+            raise ProbeError(f"{path}:{line}: `text` must be a non-empty string")
+        if r.get("rating") not in RATING.labels:
+            allowed = ", ".join(RATING.labels)
+            raise ProbeError(f"{path}:{line}: rating {r.get('rating')!r} is not one of {allowed}")
+        if r.get("kind") not in PROBE_KINDS:
+            raise ProbeError(f"{path}:{line}: kind {r.get('kind')!r} is not one of {', '.join(PROBE_KINDS)}")
+    return [{**r, "text": normalize_text(r["text"])} for r in records]
+
+
+def score_probe(records: Sequence[dict[str, Any]], predicted: Sequence[str]) -> dict[str, Any]:
+    """Rating accuracy overall and per kind, and the sentences rated wrong."""
+    if len(records) != len(predicted):
+        raise ValueError(f"{len(predicted)} predictions for {len(records)} probe sentences")
+    hits = [r["rating"] == p for r, p in zip(records, predicted)]
+    by_kind = {
+        kind: {"correct": sum(h for r, h in zip(records, hits) if r["kind"] == kind), "n": n}
+        for kind in PROBE_KINDS
+        if (n := sum(r["kind"] == kind for r in records))
+    }
+    wrong = [
+        {"text": r["text"], "kind": r["kind"], "gold": r["rating"], "predicted": p}
+        for r, p, h in zip(records, predicted, hits)
+        if not h
+    ]
+    return {"correct": sum(hits), "n": len(records), "by_kind": by_kind, "wrong": wrong}
+
+
+def probe_report(probe: dict[str, Any], path: Path) -> list[str]:
+    """The report.md section: model and baseline side by side per kind, then the model's misses."""
+    m, b = probe["model"], probe["baseline"]
+    lines = [
+        "## rating probe",
+        "",
+        f"Held-out sentences outside every split (`{path.name}`): rating accuracy.",
+        "",
+        "| kind | n | model | baseline |",
+        "| --- | --- | --- | --- |",
+    ]
+    for kind, mk in m["by_kind"].items():
+        lines.append(f"| {kind} | {mk['n']} | {mk['correct']} | {b['by_kind'][kind]['correct']} |")
+    lines += [f"| all | {m['n']} | {m['correct']} | {b['correct']} |", ""]
+    if wrong := m["wrong"]:
+        lines += ["Rated wrong by the model:", ""]
+        lines += [f"- {w['kind']}: gold {w['gold']}, predicted {w['predicted']}: {w['text']}" for w in wrong]
+        lines.append("")
+    return lines
