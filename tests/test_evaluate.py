@@ -80,3 +80,21 @@ def test_evaluate_scores_the_probe_through_the_taggers_path(tmp_path, tiny_check
 
     skipped = evaluate(EvalConfig(**{**vars(cfg), "probe": "none", "splits": "validation"}))
     assert set(skipped) == {"validation"}
+
+
+def test_the_evaluate_command_prints_each_split_then_the_probe(
+    tmp_path, tiny_checkpoint_dir, mini_dataset, capsys, caplog
+):
+    from fintag.cli.main import main
+
+    argv = ["evaluate", "--model", str(tiny_checkpoint_dir), "--dataset_dir", str(mini_dataset)]
+    assert main([*argv, "--output_dir", str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert out.index("| validation |") < out.index("| test |") < out.index("rating probe, correct:")
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))["results"]["probe"]
+    m, b = saved["model"], saved["baseline"]
+    assert f"| all | {m['n']} | {m['correct']} | {b['correct']} |" in out
+
+    missing = str(tmp_path / "missing.jsonl")
+    assert main([*argv, "--output_dir", str(tmp_path / "e2"), "--probe", missing]) == 1
+    assert "missing.jsonl does not exist" in caplog.text and "--probe none" in caplog.text

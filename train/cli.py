@@ -38,14 +38,17 @@ def evaluate_main(argv: list[str]) -> int:
         return report_usage_error("evaluate", exc)
     from fintag.model.checkpoint import CheckpointError
     from fintag.train.evaluate import evaluate, side_by_side
+    from fintag.train.probe import ProbeError, probe_table
 
     try:
         results = evaluate(cfg)
-    except (CheckpointError, FileNotFoundError) as exc:
+    except (CheckpointError, FileNotFoundError, ProbeError) as exc:
         logger.error("%s", exc)
         return 1
-    for split in results:
+    for split in (s for s in results if s != "probe"):
         sys.stdout.write(side_by_side(results, split) + "\n\n")
+    if "probe" in results:
+        sys.stdout.write("\n".join(["rating probe, correct:", *probe_table(results["probe"])]) + "\n")
     return 0
 
 

@@ -67,21 +67,22 @@ def score_probe(records: Sequence[dict[str, Any]], predicted: Sequence[str]) -> 
     return {"correct": sum(hits), "n": len(records), "by_kind": by_kind, "wrong": wrong}
 
 
-def probe_report(probe: dict[str, Any], path: Path) -> list[str]:
-    """The report.md section: model and baseline side by side per kind, then the model's misses."""
+def probe_table(probe: dict[str, Any]) -> list[str]:
+    """Correct sentences per kind, model and baseline side by side (markdown)."""
     m, b = probe["model"], probe["baseline"]
-    lines = [
-        "## rating probe",
-        "",
-        f"Held-out sentences outside every split (`{path.name}`): rating accuracy.",
-        "",
-        "| kind | n | model | baseline |",
-        "| --- | --- | --- | --- |",
-    ]
+    lines = ["| kind | n | model | baseline |", "| --- | --- | --- | --- |"]
     for kind, mk in m["by_kind"].items():
         lines.append(f"| {kind} | {mk['n']} | {mk['correct']} | {b['by_kind'][kind]['correct']} |")
-    lines += [f"| all | {m['n']} | {m['correct']} | {b['correct']} |", ""]
-    if wrong := m["wrong"]:
+    lines.append(f"| all | {m['n']} | {m['correct']} | {b['correct']} |")
+    return lines
+
+
+def probe_report(probe: dict[str, Any], path: Path) -> list[str]:
+    """The report.md section: the table, then the sentences the model rated wrong."""
+    intro = f"Held-out sentences outside every split (`{path.name}`), correct ratings:"
+    lines = ["## rating probe", "", intro, ""]
+    lines += [*probe_table(probe), ""]
+    if wrong := probe["model"]["wrong"]:
         lines += ["Rated wrong by the model:", ""]
         lines += [f"- {w['kind']}: gold {w['gold']}, predicted {w['predicted']}: {w['text']}" for w in wrong]
         lines.append("")
