@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fintag.data.build import PROJECT_DATA
 from fintag.data.normalize import normalize
@@ -30,16 +31,16 @@ class Problem:
         return f"{self.path}:{self.line}: {self.message}"
 
 
-def validate_file(path: str | Path) -> list[Problem]:
-    """Problems of one label file: report gold labels (`reports*.jsonl`) or authored sentences."""
+def json_objects(path: str | Path) -> tuple[list[tuple[int, dict[str, Any]]], list[Problem]]:
+    """(line number, object) of each non-blank line of a JSONL file, and a problem for each line that is not
+    a JSON object; a file that cannot be read as UTF-8 is one problem at line 0."""
     p = Path(path)
-    is_gold = p.name.startswith("reports")
-    problems: list[Problem] = []
-    seen: dict[str, int] = {}
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        return [Problem(str(p), 0, f"cannot read the file ({exc}); it must be UTF-8 JSONL")]
+        return [], [Problem(str(p), 0, f"cannot read the file ({exc}); it must be UTF-8 JSONL")]
+    rows: list[tuple[int, dict[str, Any]]] = []
+    problems: list[Problem] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -51,6 +52,17 @@ def validate_file(path: str | Path) -> list[Problem]:
         if not isinstance(row, dict):
             problems.append(Problem(str(p), n, f"expected a JSON object, got {type(row).__name__}"))
             continue
+        rows.append((n, row))
+    return rows, problems
+
+
+def validate_file(path: str | Path) -> list[Problem]:
+    """Problems of one label file: report gold labels (`reports*.jsonl`) or authored sentences."""
+    p = Path(path)
+    is_gold = p.name.startswith("reports")
+    rows, problems = json_objects(p)
+    seen: dict[str, int] = {}
+    for n, row in rows:
         text = row.get("text")
         if not isinstance(text, str) or not text.strip():
             problems.append(Problem(str(p), n, f"text is missing or empty: {text!r}"))
@@ -67,7 +79,7 @@ def validate_file(path: str | Path) -> list[Problem]:
         if sid in seen:
             problems.append(Problem(str(p), n, f"duplicate of line {seen[sid]} (same normalised text)"))
         seen.setdefault(sid, n)
-    return problems
+    return sorted(problems, key=lambda q: q.line)
 
 
 def label_files(labels_dir: str | Path) -> list[Path]:

@@ -53,6 +53,14 @@ def test_a_bad_probe_is_refused_with_the_line_and_the_fix(tmp_path):
     bad.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
     with pytest.raises(ProbeError, match=r"probe\.jsonl:2: rating 'hold' is not one of buy"):
         load_probe(bad)
+    # A blank line does not shift the line named; a file saved in GBK is named as not UTF-8, not a traceback.
+    first = json.dumps(lines[0], ensure_ascii=False)
+    bad.write_text("\n" + first + '\n{"text": "维持\n', encoding="utf-8")
+    with pytest.raises(ProbeError, match=r"probe\.jsonl:3: not valid JSON .*--probe none"):
+        load_probe(bad)
+    bad.write_bytes(json.dumps(lines[0], ensure_ascii=False).encode("gbk"))
+    with pytest.raises(ProbeError, match=r"probe\.jsonl:0: cannot read the file .*UTF-8 JSONL"):
+        load_probe(bad)
     with pytest.raises(ProbeError, match="--probe none"):
         resolve_probe(str(tmp_path / "missing.jsonl"))
     assert resolve_probe("none") is None

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fintag.data.fsutil import read_jsonl
 from fintag.data.normalize import normalize_text
 from fintag.data.taxonomy import RATING
+from fintag.data.validate import json_objects
 
 PROBE_KINDS = ("definition", "stated", "change", "other")
 DEFAULT_PROBE = Path(__file__).resolve().parents[1] / "data" / "probes" / "ratings.jsonl"
@@ -34,11 +34,14 @@ def resolve_probe(path: str) -> Path | None:
 
 
 def load_probe(path: str | Path) -> list[dict[str, Any]]:
-    """The probe's records with normalised text (the one normaliser), each checked against the taxonomy."""
-    records = read_jsonl(path)
-    if not records:
+    """The probe's records with normalised text (the one normaliser), each checked against the taxonomy;
+    the first problem is raised naming the file and line."""
+    rows, problems = json_objects(path)
+    if problems:
+        raise ProbeError(f"{problems[0]}; fix the line, or pass --probe none")
+    if not rows:
         raise ProbeError(f"{path} holds no sentences; add lines or pass --probe none")
-    for line, r in enumerate(records, start=1):
+    for line, r in rows:
         if not isinstance(r.get("text"), str) or not r["text"].strip():
             raise ProbeError(f"{path}:{line}: `text` must be a non-empty string")
         if r.get("rating") not in RATING.labels:
@@ -46,7 +49,7 @@ def load_probe(path: str | Path) -> list[dict[str, Any]]:
             raise ProbeError(f"{path}:{line}: rating {r.get('rating')!r} is not one of {allowed}")
         if r.get("kind") not in PROBE_KINDS:
             raise ProbeError(f"{path}:{line}: kind {r.get('kind')!r} is not one of {', '.join(PROBE_KINDS)}")
-    return [{**r, "text": normalize_text(r["text"])} for r in records]
+    return [{**r, "text": normalize_text(r["text"])} for _, r in rows]
 
 
 def score_probe(records: Sequence[dict[str, Any]], predicted: Sequence[str]) -> dict[str, Any]:
