@@ -106,3 +106,11 @@ def test_the_evaluate_command_prints_each_split_then_the_probe(
     missing = str(tmp_path / "missing.jsonl")
     assert main([*argv, "--output_dir", str(tmp_path / "e2"), "--probe", missing]) == 1
     assert "missing.jsonl does not exist" in caplog.text and "--probe none" in caplog.text
+    # A broken probe is refused before the model loads (here there is none to load) or any split runs.
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "维持“买入”评级", "rating": "buy", "kind": "guess"}\n', encoding="utf-8")
+    caplog.clear()
+    no_model = ["--model", str(tmp_path / "no_model"), "--dataset_dir", str(mini_dataset)]
+    assert main(["evaluate", *no_model, "--output_dir", str(tmp_path / "e3"), "--probe", str(broken)]) == 1
+    assert "broken.jsonl:1: kind 'guess'" in caplog.text and "no_model" not in caplog.text
+    assert not (tmp_path / "e3").exists()

@@ -136,6 +136,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
     probe = resolve_probe(cfg.probe)
+    probe_records = load_probe(probe) if probe is not None else []  # a bad probe fails before any work
     loaded = load_tagger(cfg.model, allow_pickle=cfg.allow_pickle)
     train_records = load_split(cfg.dataset_dir, "train")
     baseline = TfidfBaseline().fit(train_records)
@@ -165,10 +166,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 results[split][who]["all"], f"{who} on {split}", out / f"confusion_{split}_{who}.png"
             )
     if probe is not None:
-        records = load_probe(probe)
-        texts = [r["text"] for r in records]
+        texts = [r["text"] for r in probe_records]
         results["probe"] = {
-            who: score_probe(records, [p["rating"] for p in pred_fn(texts)[0]])
+            who: score_probe(probe_records, [p["rating"] for p in pred_fn(texts)[0]])
             for who, pred_fn in (("model", predict), ("baseline", baseline.predict))
         }
         m, b = results["probe"]["model"], results["probe"]["baseline"]
