@@ -15,6 +15,7 @@ reports are looked up in `<out>` and in every part file left behind.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fintag.cli.args import UsageError, parse_settings, report_usage_error
+from fintag.data.fsutil import write_json
 from fintag.data.reader import (
     SUPPORTED_SUFFIXES,
     RawReport,
@@ -397,14 +399,40 @@ def open_sink(cfg: TagConfig, fmt: Format, state: Any) -> StdoutSink | FileSink:
     return FileSink(mine, fmt, append=cfg.resume)
 
 
-def finish(cfg: TagConfig, fmt: Format, state: Any, stats: Stats) -> Stats:
-    """After every process is done: merge the part files into --out (main process); total the counts."""
-    from accelerate.utils import gather_object
+def stats_path(out: str, rank: int) -> Path:
+    return Path(f"{out}.stats-{rank}.json")
 
+
+def total_stats(cfg: TagConfig, state: Any, stats: Stats) -> Stats:
+    """Every process's counts, totalled in every process (so they agree on the exit status).
+
+    The counts travel through one small file per process between two barriers, not an object collective:
+    gloo frees the tensors of an all_gather on its own worker thread, and when that came after Python
+    had begun shutting down, the process aborted ("terminate called without an active exception") after
+    its work was done. A barrier holds no tensors."""
+    if state.num_processes == 1:
+        return stats
+    assert cfg.out is not None  # check_destination: several processes write part files next to --out
+    # Not dataclasses.asdict, which rebuilds a Counter from (key, count) pairs and so counts the pairs.
+    saved = {"tagged": stats.tagged, "sentences": stats.sentences, "resumed": stats.resumed}
+    write_json(stats_path(cfg.out, state.process_index), {**saved, "skipped": dict(stats.skipped)})
     state.wait_for_everyone()
     total = Stats()
-    for s in gather_object([stats]):
-        total.add(s)
+    for rank in range(state.num_processes):
+        saved = json.loads(stats_path(cfg.out, rank).read_text(encoding="utf-8"))
+        total.add(Stats(**{**saved, "skipped": Counter(saved["skipped"])}))
+    state.wait_for_everyone()  # every process has read every file before they are removed
+    if state.is_main_process:
+        for rank in range(state.num_processes):
+            stats_path(cfg.out, rank).unlink(missing_ok=True)
+    return total
+
+
+def finish(cfg: TagConfig, fmt: Format, state: Any, stats: Stats) -> Stats:
+    """After every process is done: total the counts; merge the part files into --out (main process).
+
+    Every process has closed its part file by then: total_stats waits for all of them."""
+    total = total_stats(cfg, state, stats)
     if state.is_main_process and cfg.out is not None:
         parts = existing_parts(cfg.out)
         if parts:
@@ -477,8 +505,7 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
     finally:
         sink.close()
     total = finish(cfg, fmt, state, stats)
-    # Tear down the processes' gloo/nccl group before exit: left to interpreter shutdown, its threads
-    # sometimes abort a process ("terminate called without an active exception") after the work is done.
+    # Tear down the processes' gloo/nccl group before exit rather than leave it to interpreter shutdown.
     state.destroy_process_group()
     nothing = not (total.tagged or total.resumed)
     if state.is_main_process:
