@@ -12,11 +12,11 @@ FINTAG := $(PY) -m fintag.cli
 TORCH_VERSION ?= 2.13.0
 # The fast tier: a 4-layer, 128-wide BERT (preset fast) that starts from the base's tokenizer and its word
 # embeddings projected to 128 dimensions (PCA), trained on the gold sentences plus recombined sentences
-# labelled by the fine-tuned default (knowledge distillation), its sentence state pulled towards the
-# default's (--distill_hidden), evaluated and exported as a moving average of its weights (--ema_decay).
-# Recipe chosen on validation (docs/model.md).
+# and rating-word variants labelled by the fine-tuned default (knowledge distillation), its sentence state
+# pulled towards the default's (--distill_hidden), evaluated and exported as a moving average of its
+# weights (--ema_decay). Recipe chosen on validation and the rating probe (docs/model.md).
 FAST_FLAGS ?= --model scratch --preset fast --student_embeddings e5-small --teacher artifacts/run/model \
-	--distill_augment 4 --distill_hidden 1.0 \
+	--distill_augment 4 --distill_rating_swaps 2 --distill_hidden 1.0 \
 	--distill_groups sentiment,themes,rating \
 	--distill_temperature 1.0 --epochs 15 --learning_rate 1e-3 --token_mask_prob 0.15 --patience 12 --batch_size 32 \
 	--ema_decay 0.999

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
+from fintag.data.taxonomy import RATING_WORDS_EN, RATING_WORDS_ZH
 
 MAX_WEIGHT = 160  # longer units (CJK characters count 1, others 0.4) are cut at a comma near their middle
 MIN_CJK = 4
@@ -88,10 +89,7 @@ _CONTACT_RE = re.compile(
     r"^.{0,20}(?:路|街|道)\s*\d+\s*(?:号|弄).{0,30}$",
     re.IGNORECASE,
 )
-_RATING_WORDS = (
-    r"(?:强烈推荐|谨慎推荐|推荐|买入|增持|持有|中性|减持|卖出|回避|优于大市|弱于大市|同步大市|跑赢行业|跑输行业|"
-    r"跑赢大市|跑输大市|看好|看淡|Buy|Outperform|Overweight|Neutral|Hold|Underperform|Underweight|Sell)"
-)
+_RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
 # Disclaimer units: the rating scale's definitions ("买入:预期未来6个月...", "评级分为..."), legal notices
 # and analyst certifications. A definition starts with a rating word; a rating stated in the report's
 # own sentence ("维持买入评级") does not.

@@ -55,6 +55,17 @@ RATING = LabelGroup(
 TAXONOMY: tuple[LabelGroup, ...] = (SENTIMENT, THEMES, RATING)
 GROUPS: dict[str, LabelGroup] = {g.name: g for g in TAXONOMY}
 
+# Words that name a rating level in broker reports (Chinese as the normaliser leaves it, simplified; English):
+# the data build reads a sentence that opens with one as the rating scale's definition
+# (`fintag.data.split`), and the fast tier's distillation swaps them (`fintag.train.augment`).
+RATING_WORDS_ZH: tuple[str, ...] = (
+    "强烈推荐", "谨慎推荐", "推荐", "买入", "增持", "持有", "中性", "减持", "卖出", "回避",
+    "优于大市", "弱于大市", "同步大市", "跑赢行业", "跑输行业", "跑赢大市", "跑输大市", "看好", "看淡",
+)  # fmt: skip
+RATING_WORDS_EN: tuple[str, ...] = (
+    "Buy", "Outperform", "Overweight", "Neutral", "Hold", "Underperform", "Underweight", "Sell",
+)  # fmt: skip
+
 ORIGINS = ("report", "authored")
 LANGS = ("zh-Hans", "zh-Hant", "en")
 

@@ -272,10 +272,53 @@ def test_recombined_clauses_are_new_sentences_made_of_training_clauses():
     assert recombine_clauses(["没有逗号的句子。"], 5, seed=0) == []
 
 
+def test_rating_word_variants_put_another_rating_word_of_the_same_language_in_its_place():
+    from fintag.data.taxonomy import RATING_WORDS_EN, RATING_WORDS_ZH
+    from fintag.train.augment import swap_rating_words
+
+    texts = [
+        "维持英维克“增持”评级,液冷业务有望步入收获期。",
+        "下调福莱特至“减持”,光伏玻璃价格已跌破部分产线现金成本。",
+        "Rating: BUY (from HOLD); we upgrade on AI server demand.",
+        "The company will buy back shares while holders sell.",  # lower case: verbs, not ratings
+        "市场整体看好算力板块。",  # 看好 is an opinion far more often than a rating: left alone
+    ]
+    turned = {1: texts[1].replace("下调", "上调"), 2: texts[2].replace("upgrade", "downgrade")}
+    made = swap_rating_words(texts, 30, seed=1)
+    out = [t for t, _ in made]
+    assert len(out) == len(set(out)) and not set(out) & set(texts)
+    assert {i for _, i in made} == {0, 1, 2}
+    words = {"zh": set(RATING_WORDS_ZH) - {"看好", "看淡"}, "en": set(RATING_WORDS_EN)}
+    put: dict[int, set[str]] = {0: set(), 1: set(), 2: set()}
+    flipped = set()
+    for new, i in made:
+        lang = "en" if i == 2 else "zh"
+        matches = []
+        for base in (texts[i], turned.get(i)):
+            for old in sorted(words[lang], key=len, reverse=True):
+                for form in (old, old.upper()):
+                    at = base.find(form) if base else -1
+                    if at < 0:
+                        continue
+                    head, tail = base[:at], base[at + len(form) :]
+                    middle = new[len(head) : len(new) - len(tail)]
+                    if new.startswith(head) and new.endswith(tail) and middle != form:
+                        if middle in words[lang] or middle.title() in words[lang]:
+                            assert middle.isupper() == form.isupper(), new  # BUY -> SELL, not Sell
+                            matches.append((base, middle))
+        assert matches, new  # exactly one rating word changed (and perhaps the direction turned)
+        put[i].add(matches[0][1])
+        flipped |= {i for base, _ in matches if base is turned.get(i)}
+    assert len(put[0]) >= 12 and len(put[2]) >= 6  # most levels, not one favourite
+    assert flipped == {1, 2}  # some variants turn the change around
+    assert swap_rating_words(texts, 30, seed=1) == made  # reproducible
+    assert swap_rating_words(texts[3:], 5, seed=0) == []
+
+
 def test_distillation_set_keeps_gold_rows_and_adds_teacher_probabilities(mini_dataset):
     from fintag.data.build import load_split
     from fintag.model.labels import LABEL_SPACE
-    from fintag.train.augment import distillation_set
+    from fintag.train.augment import distillation_set, swap_rating_words
 
     train_records = load_split(mini_dataset, "train")
     n = len(train_records)
@@ -303,6 +346,12 @@ def test_distillation_set_keeps_gold_rows_and_adds_teacher_probabilities(mini_da
             if not g.multi_label:
                 assert torch.allclose(t[n:].sum(1), torch.ones(len(records) - n), atol=1e-5)
     assert torch.isnan(targets["rating"][n:]).all() and not torch.isnan(targets["sentiment"]).any()
+    # Rating-word variants come after the recombined sentences, labelled by the same teacher.
+    with_swaps, swap_targets, _ = distillation_set(train_records, per_sentence=2, seed=0, rating_swaps=2)
+    variants = {t for t, _ in swap_rating_words([r["text"] for r in train_records], 2, seed=0)}
+    assert with_swaps[: len(records)] == records and len(with_swaps) > len(records)
+    assert {r["text"] for r in with_swaps[len(records) :]} <= variants
+    assert swap_targets["sentiment"].shape == (len(with_swaps), 3)
     # The soft rows train through the ordinary loss.
     ds = SentenceDataset(records, _tokenizer_for(records), 64, targets=targets)
     batch = Collator(0)([ds[i] for i in range(n, n + 8)])

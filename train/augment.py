@@ -1,10 +1,11 @@
 """Distillation data: new sentences made from the training sentences' clauses, labelled by a teacher.
 
 `recombine_clauses` joins the head of one training sentence to the tail of another at clause punctuation
-(，；： and their ASCII forms), or drops one clause of a sentence. The TF-IDF baseline (the teacher)
-labels them with probabilities (every group by default; `--distill_groups` picks), and the student
-learns those soft targets next to the gold labels: it sees many more variations of the same cues than
-the 2,700 hand-labelled sentences hold. What each choice scored: `docs/model.md`.
+(，；： and their ASCII forms), or drops one clause of a sentence; `swap_rating_words` puts another rating
+word in a sentence that names one (and sometimes turns a rating change around). The teacher labels them
+with probabilities (every group by default; `--distill_groups` picks), and the student learns those soft
+targets next to the gold labels: it sees many more variations of the same cues than the hand-labelled
+sentences hold. What each choice scored: `docs/model.md`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 from fintag.data.normalize import CJK_RE
-from fintag.data.taxonomy import GROUPS
+from fintag.data.taxonomy import GROUPS, RATING_WORDS_EN, RATING_WORDS_ZH
 from fintag.model.labels import LABEL_SPACE
 from fintag.train.baseline import TfidfBaseline
 from fintag.train.config import TFIDF_TEACHER
@@ -60,6 +61,56 @@ def recombine_clauses(texts: Sequence[str], n: int, seed: int) -> list[tuple[str
         if len(new) >= 6 and new not in seen:
             seen.add(new)
             out.append((new, sources))
+    return out
+
+
+# 看好 / 看淡 are verbs of opinion far more often than ratings: they are not swapped in or out.
+_SWAP_ZH = tuple(w for w in RATING_WORDS_ZH if w not in ("看好", "看淡"))
+_SWAP_EN = RATING_WORDS_EN
+# Longest first (强烈推荐 before 推荐); English words whole and capitalised or upper-case (a rating, not
+# "buy back").
+_SWAP_RE = re.compile(
+    "|".join(
+        [
+            *(re.escape(w) for w in sorted(_SWAP_ZH, key=len, reverse=True)),
+            *(rf"\b(?:{w}|{w.upper()})\b" for w in _SWAP_EN),
+        ]
+    )
+)
+_DIRECTIONS = {
+    "上调": "下调",
+    "调高": "调低",
+    "调升": "调降",
+    "上修": "下修",
+    "upgrade": "downgrade",
+    "Upgrade": "Downgrade",
+}
+_DIRECTIONS.update({v: k for k, v in list(_DIRECTIONS.items())})
+_DIRECTION_RE = re.compile("|".join(map(re.escape, _DIRECTIONS)))
+
+
+def swap_rating_words(texts: Sequence[str], per_sentence: int, seed: int) -> list[tuple[str, int]]:
+    """Up to `per_sentence` variants of each text that names a rating word, with the index of the text: one
+    occurrence replaced by another rating word of the same language (upper case kept), and in half of
+    them the direction words turned around (上调 <-> 下调, upgrade <-> downgrade). The gold label may not
+    hold for the variant, so only a teacher labels it: the student sees every rating level in the places
+    the training sentences put one (after 至, in brackets, before 评级, as a header's last word)."""
+    rng = random.Random(seed)
+    seen = set(texts)
+    out: list[tuple[str, int]] = []
+    for i, text in enumerate(texts):
+        spots = list(_SWAP_RE.finditer(text))
+        for _ in range(per_sentence if spots else 0):
+            spot = rng.choice(spots)
+            old = spot.group()
+            pool = _SWAP_ZH if CJK_RE.match(old) else _SWAP_EN
+            word = rng.choice([w for w in pool if w.lower() != old.lower()])
+            new = text[: spot.start()] + (word.upper() if old.isupper() else word) + text[spot.end() :]
+            if rng.random() < 0.5:
+                new = _DIRECTION_RE.sub(lambda m: _DIRECTIONS[m.group()], new)
+            if new not in seen:
+                seen.add(new)
+                out.append((new, i))
     return out
 
 
@@ -119,8 +170,10 @@ def distillation_set(
     teacher: str = TFIDF_TEACHER,
     with_states: bool = False,
     max_length: int = 128,
+    rating_swaps: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], torch.Tensor | None]:
-    """Training records followed by recombined sentences, with gold one-hot rows for the first and the
+    """Training records followed by recombined sentences (and `rating_swaps` rating-word variants of each
+    sentence naming a rating word), with gold one-hot rows for the first and the
     teacher's probabilities (at `temperature`) for the second, in `groups`; the recombined sentences' rows
     of the other groups are NaN (no target: left out of that group's loss). The teacher is the TF-IDF
     baseline fitted on the training records (`tfidf`) or a trained checkpoint (a folder: how the fast
@@ -131,8 +184,10 @@ def distillation_set(
     tokens, gives the recombined sentences' probabilities and every sentence's first-token state (the third
     value; None otherwise), for hidden-state distillation (`fintag.train.hidden`)."""
     texts = [r["text"] for r in train_records]
-    made = recombine_clauses(texts, per_sentence * len(texts), seed)
-    extra = [t for t, _ in made]
+    extra = [t for t, _ in recombine_clauses(texts, per_sentence * len(texts), seed)]
+    recombined = set(extra)
+    swapped = [t for t, _ in swap_rating_words(texts, rating_swaps, seed) if t not in recombined]
+    extra += swapped
     states = None
     if with_states:
         if teacher == TFIDF_TEACHER:
@@ -156,5 +211,10 @@ def distillation_set(
         if g.name not in groups:
             soft = torch.full_like(soft, float("nan"))  # no target: left out of this group's loss
         targets[g.name] = torch.cat([gold[g.name], soft])
-    logger.info("distillation: %d recombined sentences labelled by the teacher %s", len(extra), name)
+    logger.info(
+        "distillation: %d recombined sentences and %d rating-word variants labelled by the teacher %s",
+        len(extra) - len(swapped),
+        len(swapped),
+        name,
+    )
     return [*train_records, *({"text": t} for t in extra)], targets, states

@@ -118,6 +118,14 @@ class TrainConfig:
             "--teacher (0: off)"
         },
     )
+    distill_rating_swaps: int = field(
+        default=0,
+        metadata={
+            "help": "knowledge distillation: variants of each training sentence that names a rating word, "
+            "with another rating word in its place (and half of them the change turned around), labelled by "
+            "--teacher (0: off)"
+        },
+    )
     teacher: str = field(
         default=TFIDF_TEACHER,
         metadata={
@@ -177,6 +185,8 @@ class TrainConfig:
             raise ValueError("--distill_temperature must be positive")
         if self.distill_augment < 0:
             raise ValueError("--distill_augment must be 0 (off) or a positive number of sentences")
+        if self.distill_rating_swaps < 0:
+            raise ValueError("--distill_rating_swaps must be 0 (off) or a positive number of variants")
         unknown = set(self.distill_group_names) - set(GROUPS)
         if unknown or not self.distill_group_names:
             raise ValueError(

@@ -224,7 +224,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.distill_hidden:
         check_same_tokenizer(tokenizer, cfg.teacher, [r["text"] for r in train_records])
     states: torch.Tensor | None = None
-    if cfg.distill_augment:
+    if cfg.distill_augment or cfg.distill_rating_swaps:
         from fintag.train.augment import distillation_set
 
         records, soft, states = distillation_set(
@@ -236,6 +236,7 @@ def train(cfg: TrainConfig) -> Path:
             teacher=cfg.teacher,
             with_states=bool(cfg.distill_hidden),
             max_length=cfg.max_length,
+            rating_swaps=cfg.distill_rating_swaps,
         )
         train_ds = SentenceDataset(records, tokenizer, cfg.max_length, targets=soft)
     else:
