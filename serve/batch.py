@@ -15,6 +15,7 @@ reports are looked up in `<out>` and in every part file left behind.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -422,9 +423,10 @@ def total_stats(cfg: TagConfig, state: Any, stats: Stats) -> Stats:
         saved = json.loads(stats_path(cfg.out, rank).read_text(encoding="utf-8"))
         total.add(Stats(**{**saved, "skipped": Counter(saved["skipped"])}))
     state.wait_for_everyone()  # every process has read every file before they are removed
-    if state.is_main_process:
-        for rank in range(state.num_processes):
-            stats_path(cfg.out, rank).unlink(missing_ok=True)
+    if state.is_main_process:  # also any left by a crashed run with more processes
+        out = Path(cfg.out)
+        for path in out.parent.glob(f"{glob.escape(out.name)}.stats-*.json"):
+            path.unlink(missing_ok=True)
     return total
 
 

@@ -334,6 +334,9 @@ def test_two_process_run_equals_single_process(tmp_path, report_dir, tiny_checkp
     (report_dir / "broken.txt").write_bytes(b"")  # a skipped file must not upset the split
     args = _one_report_per_chunk(report_dir, tiny_checkpoint_dir)
     merged, single = tmp_path / "merged.jsonl", tmp_path / "single.jsonl"
+    # The processes total their counts through files beside --out (removed after, with any a crashed run
+    # with more processes left: the folder listing below checks).
+    (tmp_path / "merged.jsonl.stats-3.json").write_text("{}", encoding="utf-8")
     # `--multi_gpu` is accelerate's torchrun launcher; with no GPU visible the processes use gloo on the
     # CPU (`--cpu` alone would start a single process).
     launch = [
