@@ -9,7 +9,8 @@ Under `accelerate launch --multi_gpu --num_processes N -m fintag.cli tag ...` (o
 GPUs too: there accelerate's `--cpu` flag starts a single process unless MPI is set up) or torchrun, each
 process tags its share of the sorted file list into `<out>.part-<rank>`; the main process then merges the
 parts into `--out` in input order, atomically. Resuming works with any number of processes: finished
-reports are looked up in `<out>` and in every part file left behind.
+reports are looked up in `<out>` and in every part file left behind. The processes total their counts
+through `<out>.stats-<rank>.json` files between barriers (`total_stats`), removed at the end.
 """
 
 from __future__ import annotations
