@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from fintag.data.build import SPLITS, BuildConfig, BuildError, build, load_split
@@ -140,3 +141,27 @@ def test_authored_sentences_have_no_near_duplicates_between_them():
     pairs = near_duplicate_pairs(rows)
     # Measured, not assumed: the build drops these; this bounds how many slipped in while writing.
     assert len(pairs) <= 0.01 * len(rows)
+
+
+DOWNGRADE = re.compile(
+    r"下调|调降|调低|下修|降至|降到|降为|downgrad|\bcut\b|\btrim\b|\blower\b", re.IGNORECASE
+)
+UPGRADE = re.compile(r"上调|调高|调升|上修|upgrad", re.IGNORECASE)
+
+
+def test_training_split_holds_rating_changes_whose_verb_and_level_point_different_ways(small_dataset):
+    """Every default before the twenty-fourth session read "由买入下调为增持" as underperform: the training
+    downgrades mostly ended at neutral or below. The split must keep downgrades that end at a positive level
+    and upgrades that end at underperform, in Chinese and English (`rating_change_levels.jsonl`)."""
+    train = load_split(small_dataset, "train")
+    down_to_positive = [
+        r for r in train if r["rating"] in ("buy", "outperform") and DOWNGRADE.search(r["text"])
+    ]
+    up_to_negative = [r for r in train if r["rating"] == "underperform" and UPGRADE.search(r["text"])]
+    assert len(down_to_positive) >= 25 and len(up_to_negative) >= 6
+    assert {r["lang"] for r in down_to_positive} >= {"zh-Hans", "zh-Hant", "en"}
+    assert all(
+        r["sentiment"] == "negative"
+        for r in down_to_positive
+        if "下调" in r["text"] and "上调" not in r["text"]
+    )
