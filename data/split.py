@@ -1,6 +1,7 @@
 """The one sentence splitter of fintag, used by dataset building, batch tagging and the server.
 
-`segment(raw_text)` normalises a report, cuts it into units (lines, sentences, bullets), and classifies
+`segment(raw_text)` normalises a report, joins hard-wrapped lines (`fintag.data.unwrap`: PDF text layers
+break every line at the column), cuts it into units (lines, sentences, bullets), and classifies
 each unit once, here and nowhere else: `drop_reason` drops what is not text at all (tables of numbers,
 page debris, menu lines; counted), `unit_kind` gives every kept unit one of `KINDS`. Each kept unit
 carries its offsets in the original text and a stable id (a hash of its normalised text).
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
 from fintag.data.taxonomy import RATING_WORDS_EN, RATING_WORDS_ZH
+from fintag.data.unwrap import joiner, soft_breaks
 
 MAX_WEIGHT = 160  # longer units (CJK characters count 1, others 0.4) are cut at a comma near their middle
 MIN_CJK = 4
@@ -209,26 +211,54 @@ def _split_long(start: int, end: int, text: str) -> list[tuple[int, int]]:
     return _split_long(start, cut, text) + _split_long(cut, end, text)
 
 
-def _line_units(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, layout) of each non-empty line, uncut: one unit per line (`segment(by_line=True)`)."""
-    spans: list[tuple[int, int, str]] = []
+def _line_units(text: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, layout, text) of each non-empty line, uncut: one unit a line (`segment(by_line=True)`)."""
+    spans: list[tuple[int, int, str, str]] = []
     pos = 0
     for line in text.split("\n"):
         if line.strip():
             lead = len(line) - len(line.lstrip())
-            spans.append((pos + lead, pos + len(line.rstrip()), "sentence"))
+            spans.append((pos + lead, pos + len(line.rstrip()), "sentence", line.strip()))
         pos += len(line) + 1
     return spans
 
 
-def _units(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, layout) spans of the normalised text, before filtering; layout is sentence, bullet or
-    heading (the shape of the line, which `unit_kind` turns into a kind)."""
-    spans: list[tuple[int, int, str]] = []
-    pos = 0
-    for line in text.split("\n"):
-        line_start = pos
-        pos += len(line) + 1
+def _logical_lines(text: str) -> list[tuple[str, int | list[int]]]:
+    """The lines of `text` with hard-wrapped ones joined (`fintag.data.unwrap`), each with where its
+    characters are in `text`: the offset of its first character, or one offset per character if joined (a
+    space that replaced a line break points at the break)."""
+    physical = text.split("\n")
+    starts = [0]
+    for line in physical[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    joins = soft_breaks(physical, _is_table_row)
+    out: list[tuple[str, int | list[int]]] = []
+    i = 0
+    while i < len(physical):
+        line, where = physical[i], starts[i]
+        if i in joins:
+            pieces, offsets = [line], list(range(starts[i], starts[i] + len(line)))
+            while i in joins:
+                nxt = physical[i + 1]
+                sep = joiner(pieces[-1], nxt)
+                if sep:
+                    pieces.append(sep)
+                    offsets.append(starts[i + 1] - 1)
+                pieces.append(nxt)
+                offsets += range(starts[i + 1], starts[i + 1] + len(nxt))
+                i += 1
+            line, where = "".join(pieces), offsets
+        out.append((line, where))
+        i += 1
+    return out
+
+
+def _units(text: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, layout, text) of the units of the normalised text, before filtering; layout is
+    sentence, bullet or heading (the shape of the line, which `unit_kind` turns into a kind). A unit of
+    hard-wrapped lines spans the breaks, and its text has them removed (or a space between words)."""
+    spans: list[tuple[int, int, str, str]] = []
+    for line, where in _logical_lines(text):
         m = _BULLET_RE.match(line)
         offset = m.end() if m else 0
         kind = "bullet" if m else "sentence"
@@ -248,7 +278,12 @@ def _units(text: str) -> list[tuple[int, int, str]]:
                     trail = len(seg.rstrip())
                     if trail > lead:
                         u_kind = "heading" if kind == "sentence" and _is_heading(seg.strip()) else kind
-                        spans.append((line_start + a + lead, line_start + a + trail, u_kind))
+                        first, last_char = a + lead, a + trail - 1
+                        if isinstance(where, int):
+                            start, end = where + first, where + last_char + 1
+                        else:
+                            start, end = where[first], where[last_char] + 1
+                        spans.append((start, end, u_kind, line[first : last_char + 1]))
                 s = p_start + e
     return spans
 
@@ -332,8 +367,7 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
     norm = normalized if normalized is not None else normalize(raw_text)
     result = Segmentation(sentences=[])
     section = _Section()
-    for start, end, layout in _line_units(norm.text) if by_line else _units(norm.text):
-        unit = norm.text[start:end]
+    for start, end, layout, unit in _line_units(norm.text) if by_line else _units(norm.text):
         reason = None if by_line else drop_reason(unit)
         if reason:
             result.dropped[reason] += 1

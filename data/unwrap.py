@@ -1,0 +1,85 @@
+"""Which line breaks of a report are hard wrapping, not structure.
+
+The text layer of a PDF (pypdf, pdftotext) and many e-mailed reports break every line at the column width,
+so one sentence runs over two or three lines ("...我们认为" / "光模块板块的景气度..."). The splitter treats a
+line break as a boundary, so without this the model would see halves of sentences. Reports pasted from
+web pages or Word hold one paragraph per line, and there a line that ends without a full stop (a heading,
+an English bullet without a period) must stay a boundary.
+
+`soft_breaks` tells the two apart per document: a wrapped document has most of its lines at nearly the same
+display width (the column), and no more than a few wider than that; a paragraph-per-line document has
+widths spread over hundreds of columns. Inside a wrapped document, the break after a full-width line that
+does not end a sentence is a wrap, unless the next line opens something of its own (a bullet, a markdown
+heading, a figure caption or source line, a table row).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+
+from fintag.data.normalize import CJK_RE
+
+# A full-width line is at least this share of the column width; the column is the 90th percentile width.
+FULL_SHARE = 0.8
+# A wrapped document: at least this share of its lines are full width and at most WIDE_SHARE are wider
+# than WIDE_FACTOR columns (a wrapped column has no lines much longer than itself).
+MIN_FULL_SHARE = 0.35
+WIDE_FACTOR = 1.15
+WIDE_SHARE = 0.04
+MIN_LINES = 3
+
+_ENDS = "。!?;！？；.…"
+_CLOSERS = "”’\"'」』)）】"
+_OPENS_UNIT_RE = re.compile(
+    r"^(?:#|[-•·●▪■◆◇*]\s|\d{1,2}[)、]|\(\d{1,2}\)|[①-⑳]|[一二三四五六七八九十]{1,3}、|"
+    r"[(（]?(?:图|表|图表)\s*\d*\s*[:：]|[(（]?(?:资料|数据)?来源\s*[:：]|(?:Figure|Table|Source)\b)"
+)
+
+
+def display_width(line: str) -> int:
+    """Columns a line takes in a monospaced layout: 2 for East Asian wide and full-width characters."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+
+
+def _ends_sentence(line: str) -> bool:
+    core = line.rstrip(_CLOSERS)
+    return not core or core[-1] in _ENDS
+
+
+def soft_breaks(lines: Sequence[str], stands_alone: Callable[[str], bool] = lambda line: False) -> set[int]:
+    """Indices i such that the break after `lines[i]` is hard wrapping (join `lines[i]` and `lines[i+1]`).
+
+    `lines` are the lines of normalised text; a line for which `stands_alone` is true (a table row) is
+    never joined to a neighbour."""
+    widths = [display_width(line) for line in lines]
+    present = sorted(w for w in widths if w)
+    if len(present) < MIN_LINES:
+        return set()
+    column = present[int(0.9 * (len(present) - 1))]
+    full = sum(w >= FULL_SHARE * column for w in present)
+    wide = sum(w > WIDE_FACTOR * column for w in present)
+    if full < MIN_LINES or full < MIN_FULL_SHARE * len(present) or wide > WIDE_SHARE * len(present):
+        return set()
+    return {
+        i
+        for i in range(len(lines) - 1)
+        if widths[i] >= FULL_SHARE * column
+        and widths[i + 1]
+        and not _ends_sentence(lines[i])
+        and _OPENS_UNIT_RE.match(lines[i + 1]) is None
+        and not stands_alone(lines[i])
+        and not stands_alone(lines[i + 1])
+    }
+
+
+def joiner(left: str, right: str) -> str:
+    """What replaces a wrapped line break: nothing next to Chinese, after a hyphen or an opening bracket or
+    before closing punctuation, else a space."""
+    a, b = left[-1], right[0]
+    if a in "-([{/" or b in ",.;:!?)]}%":
+        return ""
+    if any(CJK_RE.match(ch) or unicodedata.east_asian_width(ch) in "WF" for ch in (a, b)):
+        return ""
+    return " "

@@ -1,0 +1,95 @@
+"""Hard-wrapped lines (PDF text layers) are joined back into sentences; paragraph-per-line text is not."""
+
+import importlib.util
+import sys
+
+import fintag.data.split as split_module
+import pytest
+from fintag.data.normalize import normalize
+from fintag.data.reader import read_report
+from fintag.data.split import segment
+from fintag.data.unwrap import joiner, soft_breaks
+
+from tests.conftest import CORPUS
+from tests.conftest import ROOT as REPO
+
+WRAPPED = (
+    "投资要点\n"
+    "本周通信板块上涨3.2%,跑赢沪深300指数2.5个百分点。北美云厂商资本开支持续上修,我们认为\n"
+    "光模块板块的景气度有望延续至2026年,维持行业“推荐”评级。国产算力方面,昇腾910C量产爬\n"
+    "坡,寒武纪收入高增,国产替代逻辑持续强化,建议关注产业链核心标的。\n"
+    "图1:北美四大云厂商资本开支合计(亿美元)\n"
+    "- 风险提示:AI需求不及预期;海外贸易摩擦加剧。\n"
+    "The company reported revenue of RMB 23.4 billion, up 18.6% YoY, while net profit rose 35%\n"
+    "to RMB 4.1bn, beating consensus by 5%. We raise our target price to HK$420 and maintain\n"
+    "our Buy rating on the stock given strong AI server demand from North American customers.\n"
+)
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.text for s in segment(text).sentences]
+
+
+def test_wrapped_lines_are_joined_into_whole_sentences_that_point_into_the_original():
+    seg = segment(WRAPPED)
+    texts = [s.text for s in seg.sentences]
+    assert "北美云厂商资本开支持续上修,我们认为光模块板块的景气度有望延续至2026年,维持行业“推荐”评级。" in (
+        texts
+    )
+    assert (
+        "国产算力方面,昇腾910C量产爬坡,寒武纪收入高增,国产替代逻辑持续强化,建议关注产业链核心标的。" in texts
+    )
+    assert (
+        "The company reported revenue of RMB 23.4 billion, up 18.6% YoY, while net profit rose 35% to RMB "
+        "4.1bn, beating consensus by 5%."
+    ) in texts
+    assert texts[-1].startswith("We raise our target price to HK$420 and maintain our Buy rating")
+    # A caption and a bullet stay units of their own; the heading before the paragraph is not joined to it.
+    assert texts[0] == "投资要点" and "图1:北美四大云厂商资本开支合计(亿美元)" in texts
+    assert "风险提示:AI需求不及预期;" in texts
+    for s in seg.sentences:
+        assert s.original == WRAPPED[s.start : s.end] and "\n" not in s.text
+    joined = next(s for s in seg.sentences if s.text.startswith("国产算力"))
+    assert joined.original.count("\n") == 1
+
+
+def test_joiner_spaces_words_but_not_chinese_or_punctuation():
+    assert joiner("net profit rose 35%", "to RMB 4.1bn") == " "
+    assert joiner("我们认为", "光模块") == ""
+    assert joiner("英伟达H20", "芯片") == ""
+    assert joiner("算力已达英伟达60%", "、CANN") == ""
+    assert joiner("AI-", "related demand") == ""
+    assert joiner("revenue of RMB 23.4 billion", ", up 18.6%") == ""
+
+
+def test_paragraph_per_line_reports_have_no_soft_breaks():
+    """The corpus holds one paragraph a line, with long lines that end without a full stop (English
+    bullets, titles): none may be joined, or the dataset would change under the model."""
+    for path in sorted(CORPUS.iterdir()):
+        lines = normalize(read_report(path).text).text.split("\n")
+        assert soft_breaks(lines, split_module._is_table_row) == set(), path.name
+
+
+def test_short_or_few_lines_are_never_joined():
+    assert soft_breaks(["光模块需求旺盛", "订单饱满"]) == set()
+    assert _sentences("行业周报\n光模块需求旺盛\n订单饱满") == ["行业周报", "光模块需求旺盛", "订单饱满"]
+
+
+def _bench():
+    """`bench/wrapped_reports.py` (not a package): its typesetting and counting, shared with this test."""
+    spec = importlib.util.spec_from_file_location("wrapped_reports", REPO / "bench" / "wrapped_reports.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["003_79c94fc73134dc31.txt", "004_f003c3a50ada1e29.txt"])
+def test_a_seed_typeset_as_pdf_reads_back_as_the_same_sentences(name, tmp_path):
+    """A seed set in a PDF (reportlab wraps every paragraph at the column) and read back with pypdf gives
+    the sentences of the text file, but for pypdf's own spacing slips; without the joining most are cut."""
+    total, joined, baseline = _bench().kept_whole(CORPUS / name, tmp_path)
+    assert total > 100
+    assert joined >= 0.85 * total
+    assert baseline < 0.6 * total
