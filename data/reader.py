@@ -1,4 +1,5 @@
-"""Read report files (.txt, .md, .pdf) into text, detecting the encoding of text files.
+"""Read report files (.txt, .md, .pdf) into text, detecting the encoding of text files; a PDF's text layer
+loses its running headers and footers (`fintag.data.pdf_pages`).
 
 Reports arrive as UTF-8 (with or without BOM), UTF-16, GB18030/GBK or Big5. A file that cannot be read
 raises `ReportReadError`, which names the file, the problem and the fix.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from charset_normalizer import from_bytes
 from fintag.data.normalize import CJK_RE
+from fintag.data.pdf_pages import strip_running_lines
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ def _read_pdf(path: Path) -> str:
 
     try:
         reader = PdfReader(str(path))
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = strip_running_lines([page.extract_text() or "" for page in reader.pages])
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
         raise ReportReadError(
             path, f"the PDF cannot be parsed ({exc})", "check that the file is a complete PDF"

@@ -6,6 +6,7 @@ import sys
 import fintag.data.split as split_module
 import pytest
 from fintag.data.normalize import normalize
+from fintag.data.pdf_pages import strip_running_lines
 from fintag.data.reader import read_report
 from fintag.data.split import segment
 from fintag.data.unwrap import joiner, soft_breaks
@@ -87,9 +88,26 @@ def _bench():
 
 @pytest.mark.parametrize("name", ["003_79c94fc73134dc31.txt", "004_f003c3a50ada1e29.txt"])
 def test_a_seed_typeset_as_pdf_reads_back_as_the_same_sentences(name, tmp_path):
-    """A seed set in a PDF (reportlab wraps every paragraph at the column) and read back with pypdf gives
-    the sentences of the text file, but for pypdf's own spacing slips; without the joining most are cut."""
-    total, joined, baseline = _bench().kept_whole(CORPUS / name, tmp_path)
-    assert total > 100
-    assert joined >= 0.85 * total
-    assert baseline < 0.6 * total
+    """A seed set in a PDF (reportlab wraps every paragraph at the column, a header and a footer on every
+    page) and read back with pypdf gives the sentences of the text file, but for pypdf's own spacing slips,
+    and no footer; with every line a boundary and the furniture kept most sentences are cut."""
+    bench = _bench()
+    ours = bench.kept_whole(CORPUS / name, tmp_path)
+    before = bench.kept_whole(CORPUS / name, tmp_path, join_wrapped=False, drop_furniture=False)
+    assert ours.sentences > 100
+    assert ours.whole >= 0.85 * ours.sentences and ours.footers == 0
+    assert before.whole < 0.6 * before.sentences and before.footers >= 5
+
+
+def test_running_headers_and_footers_are_dropped_and_nothing_else():
+    body = ["北美云厂商资本开支持续上修。", "光模块需求旺盛。", "国产算力加速渗透。", "维持行业推荐评级。"]
+    header, footer = "证券研究报告·行业周报", "请务必阅读正文之后的免责声明"
+    pages = [
+        "\n".join((header, f"第{n}部分的开头{n * 7}。", *body, f"第{n}部分的结尾。", footer, f"- {n} -"))
+        for n in range(1, 6)
+    ]
+    pages[2] += "\n仅此一页的脚注。"
+    out = strip_running_lines(pages)
+    assert out[0].split("\n") == ["第1部分的开头7。", *body, "第1部分的结尾。"]
+    assert out[2].split("\n")[-2:] == ["第3部分的结尾。", "仅此一页的脚注。"]
+    assert strip_running_lines(pages[:2]) == pages[:2]  # two pages: too few to tell furniture

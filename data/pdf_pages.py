@@ -1,0 +1,59 @@
+"""Page furniture of PDF text layers: running headers, footers and page numbers.
+
+Broker reports print the same header ("证券研究报告·行业周报") and footer ("请务必阅读正文之后的免责声明",
+a page number) on every page. Left in the text they sit between the last line of one page and the first
+line of the next, so a sentence that runs over a page break is cut in two, and the footer is tagged once a
+page.
+`strip_running_lines` removes a line from the top or bottom of the pages when the same line (digits aside)
+stands there on most pages and does not end a sentence; text that appears on one page only is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+
+logger = logging.getLogger(__name__)
+
+EDGE_LINES = 3  # lines looked at from the top and from the bottom of each page
+MIN_PAGES = 3  # fewer pages than this: nothing is furniture
+MIN_SHARE = 0.6  # a line is furniture when it stands at an edge of at least this share of the pages
+
+_DIGITS_RE = re.compile(r"\d+")
+_SENTENCE_ENDS = ("。", "!", "?", ".", "！", "？", ";", "；")
+
+
+def _key(line: str) -> str:
+    return _DIGITS_RE.sub("#", " ".join(line.split()))
+
+
+def _edges(lines: list[str]) -> list[int]:
+    """Indices of the lines that may be furniture: near the top or bottom, not ending a sentence (a header
+    or footer is a title or a number; a line of body text that ends a sentence stays, whatever repeats)."""
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    near = sorted(set(filled[:EDGE_LINES] + filled[-EDGE_LINES:]))
+    return [i for i in near if not lines[i].rstrip().endswith(_SENTENCE_ENDS)]
+
+
+def strip_running_lines(pages: list[str]) -> list[str]:
+    """`pages` (the text of each page) without the lines that repeat at the top or bottom of most pages."""
+    if len(pages) < MIN_PAGES:
+        return pages
+    split = [page.split("\n") for page in pages]
+    seen: Counter[str] = Counter()
+    for lines in split:
+        seen.update({_key(lines[i]) for i in _edges(lines)})
+    running = {key for key, n in seen.items() if n >= max(MIN_PAGES, MIN_SHARE * len(pages))}
+    if not running:
+        return pages
+    out: list[str] = []
+    dropped = 0
+    for lines in split:
+        drop = {i for i in _edges(lines) if _key(lines[i]) in running}
+        dropped += len(drop)
+        out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
+    logger.debug(
+        "dropped %d running header/footer lines (%d kinds) from %d pages", dropped, len(running), len(pages)
+    )
+    return out
