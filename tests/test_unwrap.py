@@ -73,6 +73,17 @@ def test_paragraph_per_line_reports_have_no_soft_breaks():
 
 def test_short_or_few_lines_are_never_joined():
     assert soft_breaks(["光模块需求旺盛", "订单饱满"]) == set()
+    headlines = [
+        "中际旭创三季度净利润同比增长九成",
+        "寒武纪入选沪深300指数成分股",
+        "英伟达发布新一代Rubin架构芯片",
+        "华为昇腾910C开始批量交付客户",
+        "工信部发布算力基础设施高质量发展行动计划",
+        "阿里云宣布下调大模型API调用价格",
+        "字节跳动豆包大模型日均调用量创新高",
+        "美国商务部更新对华芯片出口管制规则",
+    ]
+    assert soft_breaks(headlines) == set()  # widths spread below the longest: not a wrapped column
     assert _sentences("行业周报\n光模块需求旺盛\n订单饱满") == ["行业周报", "光模块需求旺盛", "订单饱满"]
 
 
