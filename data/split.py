@@ -231,7 +231,7 @@ def _logical_lines(text: str) -> list[tuple[str, int | list[int]]]:
     starts = [0]
     for line in physical[:-1]:
         starts.append(starts[-1] + len(line) + 1)
-    joins = soft_breaks(physical, _is_table_row)
+    joins = soft_breaks(physical, stands_alone=_is_table_row, opens_unit=_opens_unit)
     out: list[tuple[str, int | list[int]]] = []
     i = 0
     while i < len(physical):
@@ -251,6 +251,11 @@ def _logical_lines(text: str) -> list[tuple[str, int | list[int]]]:
         out.append((line, where))
         i += 1
     return out
+
+
+def _opens_unit(line: str) -> bool:
+    """A line that starts a unit of its own: a bullet or number, a markdown heading, a caption or source."""
+    return line.startswith("#") or _BULLET_RE.match(line) is not None or _CAPTION_RE.match(line) is not None
 
 
 def _units(text: str) -> list[tuple[int, int, str, str]]:

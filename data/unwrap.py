@@ -16,7 +16,6 @@ heading, a figure caption or source line, a table row).
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Callable, Sequence
 
@@ -39,10 +38,6 @@ FULL_SHARE = 0.8
 
 _ENDS = "。!?;！？；.…"
 _CLOSERS = "”’\"'」』)）】"
-_OPENS_UNIT_RE = re.compile(
-    r"^(?:#|[-•·●▪■◆◇*]\s|\d{1,2}[)、]|\(\d{1,2}\)|[①-⑳]|[一二三四五六七八九十]{1,3}、|"
-    r"[(（]?(?:图|表|图表)\s*\d*\s*[:：]|[(（]?(?:资料|数据)?来源\s*[:：]|(?:Figure|Table|Source)\b)"
-)
 
 
 def display_width(line: str) -> int:
@@ -55,11 +50,20 @@ def _ends_sentence(line: str) -> bool:
     return not core or core[-1] in _ENDS
 
 
-def soft_breaks(lines: Sequence[str], stands_alone: Callable[[str], bool] = lambda line: False) -> set[int]:
+def _never(line: str) -> bool:
+    return False
+
+
+def soft_breaks(
+    lines: Sequence[str],
+    stands_alone: Callable[[str], bool] = _never,
+    opens_unit: Callable[[str], bool] = _never,
+) -> set[int]:
     """Indices i such that the break after `lines[i]` is hard wrapping (join `lines[i]` and `lines[i+1]`).
 
-    `lines` are the lines of normalised text; a line for which `stands_alone` is true (a table row) is
-    never joined to a neighbour."""
+    `lines` are the lines of normalised text. The splitter says which lines are units of their own: a line
+    for which `stands_alone` is true (a table row) is never joined to a neighbour, one for which
+    `opens_unit` is true (a bullet, a heading, a caption) never to the line before it."""
     widths = [display_width(line) for line in lines]
     present = sorted(w for w in widths if w)
     if len(present) < MIN_LINES:
@@ -79,7 +83,7 @@ def soft_breaks(lines: Sequence[str], stands_alone: Callable[[str], bool] = lamb
         if widths[i] >= FULL_SHARE * column
         and widths[i + 1]
         and not _ends_sentence(lines[i])
-        and _OPENS_UNIT_RE.match(lines[i + 1]) is None
+        and not opens_unit(lines[i + 1])
         and not stands_alone(lines[i])
         and not stands_alone(lines[i + 1])
     }

@@ -68,7 +68,7 @@ def test_paragraph_per_line_reports_have_no_soft_breaks():
     bullets, titles): none may be joined, or the dataset would change under the model."""
     for path in sorted(CORPUS.iterdir()):
         lines = normalize(read_report(path).text).text.split("\n")
-        assert soft_breaks(lines, split_module._is_table_row) == set(), path.name
+        assert soft_breaks(lines, split_module._is_table_row, split_module._opens_unit) == set(), path.name
 
 
 def test_short_or_few_lines_are_never_joined():
