@@ -73,15 +73,15 @@ def typeset(text: str, pdf: Path) -> None:
 @contextmanager
 def features(join_wrapped: bool, drop_furniture: bool) -> Iterator[None]:
     """Switch the line joining and the furniture dropping off for the baselines."""
-    saved = split_module.soft_breaks, reader_module.strip_running_lines
+    saved = split_module.wrapped_breaks, reader_module.strip_running_lines
     if not join_wrapped:
-        split_module.soft_breaks = lambda *args, **kwargs: set()
+        split_module.wrapped_breaks = lambda lines: set()
     if not drop_furniture:
         reader_module.strip_running_lines = lambda pages: pages
     try:
         yield
     finally:
-        split_module.soft_breaks, reader_module.strip_running_lines = saved
+        split_module.wrapped_breaks, reader_module.strip_running_lines = saved
 
 
 @dataclass

@@ -14,6 +14,8 @@ import logging
 import re
 from collections import Counter
 
+from fintag.data.split import ends_sentence
+
 logger = logging.getLogger(__name__)
 
 EDGE_LINES = 3  # lines looked at from the top and from the bottom of each page
@@ -21,7 +23,6 @@ MIN_PAGES = 3  # fewer pages than this: nothing is furniture
 MIN_SHARE = 0.6  # a line is furniture when it stands at an edge of at least this share of the pages
 
 _DIGITS_RE = re.compile(r"\d+")
-_SENTENCE_ENDS = ("。", "!", "?", ".", "！", "？", ";", "；")
 
 
 def _key(line: str) -> str:
@@ -33,7 +34,7 @@ def _edges(lines: list[str]) -> list[int]:
     or footer is a title or a number; a line of body text that ends a sentence stays, whatever repeats)."""
     filled = [i for i, line in enumerate(lines) if line.strip()]
     near = sorted(set(filled[:EDGE_LINES] + filled[-EDGE_LINES:]))
-    return [i for i in near if not lines[i].rstrip().endswith(_SENTENCE_ENDS)]
+    return [i for i in near if not ends_sentence(lines[i])]
 
 
 def strip_running_lines(pages: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
@@ -231,7 +232,7 @@ def _logical_lines(text: str) -> list[tuple[str, int | list[int]]]:
     starts = [0]
     for line in physical[:-1]:
         starts.append(starts[-1] + len(line) + 1)
-    joins = soft_breaks(physical, stands_alone=_is_table_row, opens_unit=_opens_unit)
+    joins = wrapped_breaks(physical)
     out: list[tuple[str, int | list[int]]] = []
     i = 0
     while i < len(physical):
@@ -253,9 +254,31 @@ def _logical_lines(text: str) -> list[tuple[str, int | list[int]]]:
     return out
 
 
+def ends_sentence(line: str) -> bool:
+    """Whether a line ends with the end of a sentence (closing quotes and brackets aside)."""
+    core = line.rstrip().rstrip(_CLOSERS)
+    return not core or core[-1] in _END_PUNCT + ".…"
+
+
+def _can_continue(line: str) -> bool:
+    return not ends_sentence(line) and not _is_table_row(line)
+
+
 def _opens_unit(line: str) -> bool:
-    """A line that starts a unit of its own: a bullet or number, a markdown heading, a caption or source."""
-    return line.startswith("#") or _BULLET_RE.match(line) is not None or _CAPTION_RE.match(line) is not None
+    """A line that starts a unit of its own: a bullet or number, a markdown heading, a caption or source, a
+    table row."""
+    return (
+        line.startswith("#")
+        or _BULLET_RE.match(line) is not None
+        or _CAPTION_RE.match(line) is not None
+        or _is_table_row(line)
+    )
+
+
+def wrapped_breaks(lines: Sequence[str]) -> set[int]:
+    """Indices i of the normalised `lines` whose break after `lines[i]` is hard wrapping, by this
+    splitter's own idea of where a unit ends and starts (`fintag.data.unwrap`)."""
+    return soft_breaks(lines, _can_continue, _opens_unit)
 
 
 def _units(text: str) -> list[tuple[int, int, str, str]]:

@@ -36,34 +36,20 @@ MIN_LINES = 3
 # kinsoku rule can push the last few characters to the next line).
 FULL_SHARE = 0.8
 
-_ENDS = "。!?;！？；.…"
-_CLOSERS = "”’\"'」』)）】"
-
 
 def display_width(line: str) -> int:
     """Columns a line takes in a monospaced layout: 2 for East Asian wide and full-width characters."""
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
 
 
-def _ends_sentence(line: str) -> bool:
-    core = line.rstrip(_CLOSERS)
-    return not core or core[-1] in _ENDS
-
-
-def _never(line: str) -> bool:
-    return False
-
-
 def soft_breaks(
-    lines: Sequence[str],
-    stands_alone: Callable[[str], bool] = _never,
-    opens_unit: Callable[[str], bool] = _never,
+    lines: Sequence[str], can_continue: Callable[[str], bool], opens_unit: Callable[[str], bool]
 ) -> set[int]:
     """Indices i such that the break after `lines[i]` is hard wrapping (join `lines[i]` and `lines[i+1]`).
 
-    `lines` are the lines of normalised text. The splitter says which lines are units of their own: a line
-    for which `stands_alone` is true (a table row) is never joined to a neighbour, one for which
-    `opens_unit` is true (a bullet, a heading, a caption) never to the line before it."""
+    `lines` are the lines of normalised text. The splitter says what its units look like: only a line for
+    which `can_continue` is true (it does not end a sentence, it is not a table row) runs on into the next,
+    and never into one for which `opens_unit` is true (a bullet, a heading, a caption, a table row)."""
     widths = [display_width(line) for line in lines]
     present = sorted(w for w in widths if w)
     if len(present) < MIN_LINES:
@@ -82,10 +68,8 @@ def soft_breaks(
         for i in range(len(lines) - 1)
         if widths[i] >= FULL_SHARE * column
         and widths[i + 1]
-        and not _ends_sentence(lines[i])
+        and can_continue(lines[i])
         and not opens_unit(lines[i + 1])
-        and not stands_alone(lines[i])
-        and not stands_alone(lines[i + 1])
     }
 
 

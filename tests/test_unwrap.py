@@ -3,13 +3,12 @@
 import importlib.util
 import sys
 
-import fintag.data.split as split_module
 import pytest
 from fintag.data.normalize import normalize
 from fintag.data.pdf_pages import strip_running_lines
 from fintag.data.reader import read_report
-from fintag.data.split import segment
-from fintag.data.unwrap import joiner, soft_breaks
+from fintag.data.split import segment, wrapped_breaks
+from fintag.data.unwrap import joiner
 
 from tests.conftest import CORPUS
 from tests.conftest import ROOT as REPO
@@ -68,11 +67,11 @@ def test_paragraph_per_line_reports_have_no_soft_breaks():
     bullets, titles): none may be joined, or the dataset would change under the model."""
     for path in sorted(CORPUS.iterdir()):
         lines = normalize(read_report(path).text).text.split("\n")
-        assert soft_breaks(lines, split_module._is_table_row, split_module._opens_unit) == set(), path.name
+        assert wrapped_breaks(lines) == set(), path.name
 
 
 def test_short_or_few_lines_are_never_joined():
-    assert soft_breaks(["光模块需求旺盛", "订单饱满"]) == set()
+    assert wrapped_breaks(["光模块需求旺盛", "订单饱满"]) == set()
     headlines = [
         "中际旭创三季度净利润同比增长九成",
         "寒武纪入选沪深300指数成分股",
@@ -83,7 +82,7 @@ def test_short_or_few_lines_are_never_joined():
         "字节跳动豆包大模型日均调用量创新高",
         "美国商务部更新对华芯片出口管制规则",
     ]
-    assert soft_breaks(headlines) == set()  # widths spread below the longest: not a wrapped column
+    assert wrapped_breaks(headlines) == set()  # widths spread below the longest: not a wrapped column
     assert _sentences("行业周报\n光模块需求旺盛\n订单饱满") == ["行业周报", "光模块需求旺盛", "订单饱满"]
 
 
