@@ -49,15 +49,40 @@ def report_id_for(path: str | os.PathLike[str]) -> str:
     return Path(path).stem
 
 
+def _utf16_without_bom(data: bytes) -> tuple[str, str] | None:
+    """UTF-16 saved without a byte-order mark (some Windows exports): NUL bytes on one side of the code
+    units, and a decoding with no control characters but line breaks and tabs. None when it is not."""
+    if len(data) % 2:
+        return None
+    head = data[:4096]
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    # ASCII characters (line breaks, digits, punctuation) put NUL in their high byte; a few CJK characters
+    # (一, U+4E00) put it in the low byte. In binary data NULs fall on both sides alike.
+    for enc, high, low in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if high < 4 * max(low, 1):
+            continue
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        if not any(ord(ch) < 32 and ch not in "\r\n\t\f" for ch in text):
+            return text, enc
+    return None
+
+
 def decode_bytes(data: bytes, path: str | os.PathLike[str] = "<bytes>") -> tuple[str, str]:
     """Decode the bytes of a text report; return (text, encoding)."""
     if not data.strip():
         raise ReportReadError(path, "the file is empty", "check that the export wrote the report's text")
     if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        unmarked = _utf16_without_bom(data)
+        if unmarked is not None:
+            return unmarked
         raise ReportReadError(
             path,
-            "the file is binary (it contains NUL bytes)",
-            "pass the report as .txt, .md or a .pdf with a text layer",
+            "the file is binary (it contains NUL bytes and is not UTF-16 text)",
+            "pass the report as .txt or .md saved as UTF-8 (or UTF-16 with a byte-order mark), or a .pdf "
+            "with a text layer",
         )
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"

@@ -82,7 +82,11 @@ KINDS: dict[str, str] = {
     "contact": "analyst names, e-mail addresses, phone numbers, registration numbers (S0980...), addresses",
     "disclaimer": "legal notices, analyst certifications and the rating scale's definitions (评级说明...)",
 }
-SUMMARY_KIND = "sentence"  # the only kind that counts in summaries and can be the stated rating
+SUMMARY_KIND = "sentence"  # the only kind that counts in summaries' shares and indices
+# Kinds that can state the report's rating: a sentence, or a title / header line ("【投资评级】买入(维持)",
+# "Rating: BUY", "中芯国际点评:国产替代加速,维持买入评级"); never a table row, a contact line or a disclaimer
+# (the rating scale's definitions live there).
+RATING_KINDS = (SUMMARY_KIND, "heading")
 
 # Contact lines: e-mail, SAC registration number, phone or fax, a named analyst, a street address.
 _CONTACT_RE = re.compile(
@@ -93,6 +97,9 @@ _CONTACT_RE = re.compile(
     re.IGNORECASE,
 )
 _RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
+# A short line that names a rating level ("Rating: BUY", "Maintain Outperform", "增持") is a stated rating,
+# kept however short it is.
+_SHORT_RATING_RE = re.compile(rf"(?<![A-Za-z]){_RATING_WORDS}(?![A-Za-z])", re.IGNORECASE)
 # Disclaimer units: the rating scale's definitions ("买入:预期未来6个月...", "评级分为..."), legal notices
 # and analyst certifications. A definition starts with a rating word; a rating stated in the report's
 # own sentence ("维持买入评级") does not.
@@ -332,7 +339,7 @@ def drop_reason(unit: str) -> str | None:
     visible = sum(1 for ch in unit if not ch.isspace())
     if visible and letters / visible < 0.4:
         return "numeric"
-    if cjk < MIN_CJK and len(words) < MIN_WORDS:
+    if cjk < MIN_CJK and len(words) < MIN_WORDS and not _SHORT_RATING_RE.search(unit):
         return "too_short"
     return None
 

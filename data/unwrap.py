@@ -7,11 +7,11 @@ web pages or Word hold one paragraph per line, and there a line that ends withou
 an English bullet without a period) must stay a boundary.
 
 `soft_breaks` tells the two apart per document: a wrapped document has a large share of its lines at nearly
-the same display width (the column, at most a page's width), and hardly any wider than that; a
-paragraph-per-line document has widths spread over hundreds of columns, and a list of headlines has widths
-spread below its longest. Inside a wrapped document, the break after a full-width line that
-does not end a sentence is a wrap, unless the next line opens something of its own (a bullet, a markdown
-heading, a figure caption or source line, a table row).
+the same display width (the column, at most a page's width), most of them cut mid-sentence, and hardly any
+wider than that; a paragraph-per-line document has widths spread over hundreds of columns, and a list of
+headlines has widths spread below its longest. Inside a wrapped document, the break after a full-width
+line that does not end a sentence is a wrap, unless the next line opens something of its own (a bullet, a
+markdown heading, a figure caption or source line, a table row).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ WIDE_FACTOR = 1.15
 WIDE_SHARE = 0.04
 COLUMN_RANGE = (30, 160)
 MIN_LINES = 3
+# Of the lines at the column, at least this share must not end a sentence (a wrap cut them).
+MIN_RUNNING_ON = 0.5
 # Inside a wrapped document, a line at least this share of the column wide is full (a long word or a
 # kinsoku rule can push the last few characters to the next line).
 FULL_SHARE = 0.8
@@ -57,10 +59,17 @@ def soft_breaks(
     column = present[int(0.9 * (len(present) - 1))]
     at_column = sum(AT_COLUMN[0] * column <= w <= AT_COLUMN[1] * column for w in present)
     wide = sum(w > WIDE_FACTOR * column for w in present)
+    # Wrapping cuts lines mid-sentence: most full lines run on. A short note with one paragraph a line
+    # can have half its lines near one width, but they end their sentences.
+    running_on = sum(
+        AT_COLUMN[0] * column <= w <= AT_COLUMN[1] * column and can_continue(line)
+        for w, line in zip(widths, lines, strict=True)
+    )
     if (
         not COLUMN_RANGE[0] <= column <= COLUMN_RANGE[1]
         or at_column < max(MIN_LINES, MIN_AT_COLUMN * len(present))
         or wide > WIDE_SHARE * len(present)
+        or running_on < MIN_RUNNING_ON * at_column
     ):
         return set()
     return {

@@ -81,7 +81,8 @@ def _check_local_folder(path: Path, allow_pickle: bool) -> None:
     if not has_safe and not allow_pickle:
         raise CheckpointError(
             f"{path} holds only pickled weights (pytorch_model.bin), which can run arbitrary code when "
-            "loaded. Convert them to safetensors, or pass --allow_pickle if you trust the file"
+            "loaded. Convert them to safetensors, or pass --allow_pickle (allow_pickle=True in Python) if "
+            "you trust the file"
         )
 
 
@@ -180,7 +181,10 @@ def build_from_pretrained(name_or_path: str, allow_pickle: bool = False) -> tupl
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
     except OSError as exc:
         hint = (
-            " If the repository only has pytorch_model.bin, pass --allow_pickle." if not allow_pickle else ""
+            " If the repository only has pytorch_model.bin, pass --allow_pickle (allow_pickle=True in "
+            "Python)."
+            if not allow_pickle
+            else ""
         )
         raise CheckpointError(
             f"cannot load base model {name_or_path!r}: {exc}. This machine may not reach the hub "

@@ -47,6 +47,11 @@ class FintagTaggingPipeline(Pipeline):
             self._blend = load_blend(self.model.name_or_path, self.model.config)
         return self._blend  # type: ignore[return-value]
 
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(inputs, list) and not inputs:  # transformers' Pipeline indexes the first item
+            return []
+        return super().__call__(inputs, *args, **kwargs)
+
     def _sanitize_parameters(self, max_length: int | None = None, **kwargs: Any):
         preprocess = {} if max_length is None else {"max_length": max_length}
         return preprocess, {}, {}

@@ -181,6 +181,22 @@ def _skip(stats: Stats, path: str, problem: str, fix: str, quiet: bool = False) 
 # ---------------------------------------------------------------- inputs
 
 
+def _note_other_files(folder: Path) -> None:
+    """Say which files of a folder are left out because they are not reports (.docx, .html, ...)."""
+    others = Counter(
+        f.suffix.lower() or f.name
+        for f in folder.rglob("*")
+        if f.is_file() and f.suffix.lower() not in SUPPORTED_SUFFIXES and not f.name.startswith(".")
+    )
+    if others:
+        kinds = ", ".join(f"{n}× {suffix}" for suffix, n in others.most_common(5))
+        logger.warning(
+            "%s: left out %d file(s) that are not reports (%s); fintag reads %s: convert the others to one "
+            "of these to tag them",
+            folder, sum(others.values()), kinds, ", ".join(SUPPORTED_SUFFIXES),
+        )  # fmt: skip
+
+
 def collect_inputs(inputs: list[str], stats: Stats, quiet: bool = False) -> list[Path]:
     """Files, folders and globs as one sorted list of absolute report paths (a file named twice, as typed
     differently, is one input); an input matching nothing, or a folder without reports, is skipped."""
@@ -199,6 +215,8 @@ def collect_inputs(inputs: list[str], stats: Stats, quiet: bool = False) -> list
                 "check the folder, or pass the files themselves",
                 quiet,
             )
+        elif Path(item).is_dir() and not quiet:
+            _note_other_files(Path(item))
         for p in paths:
             absolute = Path(os.path.abspath(p))  # not resolve(): a symbolic link is refused when read
             found.setdefault(str(absolute), absolute)
@@ -384,6 +402,55 @@ def prepare_resume(
     return done
 
 
+def run_settings_path(out: str) -> Path:
+    return Path(f"{out}.run.json")
+
+
+def run_settings(cfg: TagConfig) -> dict[str, Any]:
+    """The settings that decide what a run writes: a resumed run must repeat them."""
+    model = Path(cfg.model)
+    return {
+        "model": str(model.resolve()) if model.exists() else cfg.model,
+        "summary_only": cfg.summary_only,
+        "max_length": cfg.max_length,
+        "quantize": cfg.quantize,
+        "stdin": cfg.stdin,
+    }
+
+
+def check_run_settings(cfg: TagConfig) -> None:
+    """On --resume refuse settings other than the first run's: one output file would mix two models'
+    labels, or summaries with and without their sentences. Read-only; every process checks, so all of
+    them stop together."""
+    assert cfg.out is not None
+    path, mine = run_settings_path(cfg.out), run_settings(cfg)
+    if not (cfg.resume and path.exists()):
+        return
+    first = json.loads(path.read_text(encoding="utf-8"))
+    changed = [f"--{k} {first.get(k)!r} then, {v!r} now" for k, v in mine.items() if first.get(k) != v]
+    if changed:
+        raise BatchError(
+            f"--resume into {cfg.out} with other settings than the run that wrote it "
+            f"({'; '.join(changed)}); resume with the same settings (recorded in {path}), or tag into "
+            "another --out"
+        )
+
+
+def record_run_settings(cfg: TagConfig) -> None:
+    """Write this run's settings beside `--out` (main process, once the output is open)."""
+    assert cfg.out is not None
+    path = run_settings_path(cfg.out)
+    if cfg.resume and path.exists():
+        return
+    try:
+        write_json(path, run_settings(cfg))
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write --out {cfg.out} (its settings file {path.name}): {exc.strerror or exc}. "
+            "Choose a writable --out"
+        ) from exc
+
+
 def _threads(cfg: TagConfig, num_processes: int) -> int:
     """--num_threads, or the machine's cores shared among the processes on it."""
     if cfg.num_threads:
@@ -491,8 +558,16 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
         num_threads=_threads(cfg, state.num_processes), batch_size=cfg.batch_size, max_length=cfg.max_length,
         quantize=cfg.quantize, backend=cfg.backend,
     )  # fmt: skip
+    if cfg.out is not None:
+        check_run_settings(cfg)
     done = prepare_resume(cfg, fmt, state, keys) if cfg.resume else {}
     sink = open_sink(cfg, fmt, state)
+    if cfg.out is not None and state.is_main_process:
+        try:
+            record_run_settings(cfg)
+        except OutputError:
+            sink.close()
+            raise
     try:
         with state.split_between_processes(paths) as mine:
             if state.num_processes > 1:
@@ -538,13 +613,14 @@ def tag_main(argv: list[str]) -> int:
     from fintag.model.checkpoint import CheckpointError
     from fintag.model.onnx import OnnxError
     from fintag.model.quantize import QuantizeError
+    from fintag.serve.tagger import TaggerSettingsError
 
     try:
         return run(cfg, list(extra.inputs))
     except BatchError as exc:
         logger.error("%s", exc)
         return EXIT_NOTHING_TAGGED
-    except (CheckpointError, QuantizeError, BackendError, OnnxError, OutputError) as exc:
+    except (CheckpointError, QuantizeError, BackendError, OnnxError, OutputError, TaggerSettingsError) as exc:
         logger.error("%s", exc)
         return EXIT_ERROR
     except BrokenPipeError:

@@ -25,6 +25,7 @@ ERROR_STATUS: dict[str, int] = {
     "unauthorized": 401,
     "not_found": 404,
     "method_not_allowed": 405,
+    "conflict": 409,
     "validation_too_large": 413,
     "validation": 422,
     "overloaded": 429,

@@ -62,6 +62,14 @@ def repair_torn_tail(path: Path) -> int:
     return len(fragment)
 
 
+# What a retry with the same review_id must repeat to be the same review (not a new correction).
+CONTENT_KEYS = ("report_id", "text", "start", "end", "sentiment", "themes", "rating")
+
+
+class ReviewConflictError(ValueError):
+    """A review_id already stored with other content."""
+
+
 def make_record(body: dict[str, Any]) -> dict[str, Any]:
     """The stored form of a review request (a `ReviewRequest` as a dict)."""
     text = normalize_text(body["text"])
@@ -128,6 +136,12 @@ class ReviewStore:
                 self._catch_up()
                 stored = self._ids.get(record["review_id"])
                 if stored is not None:
+                    changed = [k for k in CONTENT_KEYS if stored.get(k) != record.get(k)]
+                    if changed:
+                        raise ReviewConflictError(
+                            f"review_id {record['review_id']!r} is already stored with other "
+                            f"{', '.join(changed)}; send a new review_id for a new correction"
+                        )
                     return stored
                 fh.write(line)
                 fh.flush()

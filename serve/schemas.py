@@ -8,7 +8,7 @@ from typing import Literal
 
 from fintag.data.split import KINDS
 from fintag.data.taxonomy import LANGS, RATING, SENTIMENT, TAXONOMY, THEMES, LabelGroup
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,15 @@ class ReviewRequest(BaseModel):
         description="the client's id of this review; a retry with the same id is stored once",
     )
     reviewer: str | None = Field(default=None, max_length=100, description="who corrected it")
+
+    @model_validator(mode="after")
+    def _offsets_make_a_span(self) -> ReviewRequest:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(
+                f"end ({self.end}) must be greater than start ({self.start}); send the offsets "
+                "/v1/tag-report gave"
+            )
+        return self
 
 
 class Review(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import typing
 from typing import Any, Literal
 
 from fintag.cli.args import add_bool_flag, command_parser
@@ -30,7 +31,8 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     model: str | None = Field(
-        default=None, description="checkpoint folder (or hub id) of a trained tagger, e.g. artifacts/model"
+        default=None,
+        description="checkpoint folder (or hub id) of a trained tagger, e.g. artifacts/run/model",
     )
     host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
     port: int = Field(default=8000, ge=1, le=65535, description="TCP port to listen on")
@@ -163,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, field in ServerSettings.model_fields.items():
         if field.annotation is bool:
             add_bool_flag(parser, name, _flag_help(name, field))
+        elif typing.get_origin(field.annotation) is typing.Literal:  # choices listed, as `fintag tag` does
+            parser.add_argument(
+                f"--{name}", choices=list(typing.get_args(field.annotation)), help=_flag_help(name, field)
+            )
         else:
             parser.add_argument(f"--{name}", metavar=name.upper(), help=_flag_help(name, field))
     return parser

@@ -1,13 +1,15 @@
 """Per-report summary of tagged sentences: stated rating, theme shares, sentiment index, evidence.
 
-Only units of kind `SUMMARY_KIND` ("sentence") count: headings, table rows, contact lines and disclaimers
-(a rating scale's "买入:预期未来6个月..." among them) are never the stated rating nor part of a share."""
+Only units of kind `SUMMARY_KIND` ("sentence") count in the shares and indices; the stated rating is read
+from `RATING_KINDS` (sentences and headings: a report's header line "【投资评级】买入(维持)" states it).
+Table rows, contact lines and disclaimers (a rating scale's "买入:预期未来6个月..." among them) are never
+the stated rating."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fintag.data.split import KINDS, SUMMARY_KIND
+from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND
 from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
 
 EVIDENCE_PER_LABEL = 3
@@ -27,10 +29,15 @@ def _index(sentences: list[dict[str, Any]]) -> float | None:
 
 def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
     """Summary of one report's tagged units (each with text, offsets, kind and labels); `sentences` and
-    every figure count the units of kind "sentence" only, `kind_counts` all of them."""
+    every share or index count the units of kind "sentence" only, the stated rating reads sentences and
+    headings, `kind_counts` counts all units."""
     sentences = [s for s in units if s.get("kind", SUMMARY_KIND) == SUMMARY_KIND]
     n = len(sentences)
-    rated = [s for s in sentences if s["rating"]["label"] != RATING.default]
+    rated = [
+        s
+        for s in units
+        if s.get("kind", SUMMARY_KIND) in RATING_KINDS and s["rating"]["label"] != RATING.default
+    ]
     rated.sort(key=lambda s: s["rating"]["score"], reverse=True)
     rating: dict[str, Any] = {"label": RATING.default, "score": None, "evidence": None}
     if rated:

@@ -26,6 +26,10 @@ class EmptyReportError(ValueError):
     """A report with no sentence left after normalisation and filtering."""
 
 
+class TaggerSettingsError(ValueError):
+    """A setting the loaded model cannot run with (e.g. a max_length beyond its positions)."""
+
+
 def sentence_results(sentences: list[Sentence], preds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each split sentence's text as written in the report (`text`) and as the model read it
     (`text_normalized`), its offsets, kind and language, with its labels."""
@@ -56,6 +60,13 @@ class Tagger:
         pad_slack: float = PAD_SLACK,
         blend: Blend | None = None,
     ) -> None:
+        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        if isinstance(positions, int) and max_length > positions:
+            raise TaggerSettingsError(
+                f"max_length {max_length} is longer than the model's {positions} positions; pass "
+                f"--max_length {positions} or less (the checkpoint was trained at its saved "
+                "fintag_max_length)"
+            )
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.thresholds = dict(thresholds or {})
@@ -100,6 +111,8 @@ class Tagger:
         return len(ids)
 
     def _predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        if not texts:  # a chunk of reports with no taggable sentence, or an empty list
+            return []
         logits = batched_logits(
             self.model,
             self.tokenizer,

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -358,7 +359,8 @@ def test_two_process_run_equals_single_process(tmp_path, report_dir, tiny_checkp
         _lines(tmp_path / "single.jsonl.progress")
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "merged.jsonl", "merged.jsonl.progress", "reports", "single.jsonl", "single.jsonl.progress",
+        "merged.jsonl", "merged.jsonl.progress", "merged.jsonl.run.json", "reports", "single.jsonl",
+        "single.jsonl.progress", "single.jsonl.run.json",
     ]  # fmt: skip
     assert done.stderr.count("tagged 4 report(s)") == 1 and "skipped 1" in done.stderr
 
@@ -383,6 +385,59 @@ def test_resume_merges_parts_left_by_an_interrupted_multi_process_run(
     assert _tag(*files, *common, "--out", out, "--resume") == 0  # one process continues the run of two
     assert sorted(_lines(out)) == sorted(_lines(reference))
     assert len(set(_lines(out))) == len(_lines(out))
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == [
-        "out.jsonl", "out.jsonl.progress",
-    ]  # fmt: skip
+    # (the part runs' own settings files are this simulation's: real parts are written by one run)
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith("out") and ".part-" not in p.name]
+    assert sorted(left) == ["out.jsonl", "out.jsonl.progress", "out.jsonl.run.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".part-0", ".part-1"))]
+
+
+def test_a_max_length_beyond_the_models_positions_is_refused_before_writing(
+    tmp_path, report_dir, tiny_checkpoint_dir, caplog
+):
+    out = tmp_path / "tags.jsonl"
+    caplog.set_level(logging.INFO, logger="fintag")
+    positions = json.loads((Path(tiny_checkpoint_dir) / "config.json").read_text())["max_position_embeddings"]
+    too_long = str(positions + 1)
+    code = _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out, "--max_length", too_long)
+    assert code == 1
+    message = caplog.records[-1].getMessage()
+    assert f"max_length {too_long}" in message and f"pass --max_length {positions} or less" in message
+    assert not out.exists() and not Path(str(out) + ".progress").exists()
+
+
+def test_resume_with_another_model_or_summary_only_is_refused(
+    tmp_path, report_dir, tiny_checkpoint_dir, caplog
+):
+    """One output file must not hold two models' labels, or summaries whose sentences were never written."""
+    other = tmp_path / "other_model"
+    shutil.copytree(tiny_checkpoint_dir, other)
+    out = tmp_path / "out.jsonl"
+    first = _one_report_per_chunk(report_dir, tiny_checkpoint_dir)
+    assert _tag(*first, "--out", out) == 0
+    before = out.read_bytes()
+    recorded = json.loads((tmp_path / "out.jsonl.run.json").read_text(encoding="utf-8"))
+    assert recorded["model"] == str(Path(tiny_checkpoint_dir).resolve()) and recorded["summary_only"] is False
+
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(*_one_report_per_chunk(report_dir, other), "--out", out, "--resume") == 2
+    message = caplog.records[-1].getMessage()
+    assert "--model" in message and str(other.resolve()) in message and "another --out" in message
+    assert _tag(*first, "--out", out, "--resume", "--summary_only") == 2
+    assert "--summary_only False then, True now" in caplog.records[-1].getMessage()
+    assert out.read_bytes() == before  # nothing written by the refused runs
+    assert _tag(*first, "--out", out, "--resume") == 0  # the same settings resume
+    assert out.read_bytes() == before
+
+
+def test_files_of_a_folder_that_are_not_reports_are_named(tmp_path, tiny_checkpoint_dir, caplog):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text(REPORT_SIMPLIFIED, encoding="utf-8")
+    (folder / "b.docx").write_bytes(b"PK\x03\x04")
+    (folder / "c.htm").write_text("<p>x</p>", encoding="utf-8")
+    (folder / ".DS_Store").write_bytes(b"\x00")
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(folder, "--model", tiny_checkpoint_dir, "--out", tmp_path / "t.jsonl") == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("left out 2 file(s)" in w and ".docx" in w and ".htm" in w for w in warnings), warnings
+    assert "tagged 1 report(s)" in caplog.records[-1].getMessage()

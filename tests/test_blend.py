@@ -166,6 +166,34 @@ def test_every_loading_path_gives_the_blended_labels(tmp_path, blended_checkpoin
         assert a["themes"]["labels"] == b["themes"]["labels"]
 
 
+def test_nothing_to_tag_gives_nothing_not_an_error(tmp_path, blended_checkpoint):
+    """The n-gram heads refuse zero rows; an empty list, an empty report and a chunk of reports with no
+    taggable sentence must still give [], EmptyReportError and a skipped file, not a traceback."""
+    import fintag.model  # noqa: F401  (registers the pipeline task)
+    from fintag.serve.batch import tag_main
+    from fintag.serve.tagger import EmptyReportError, Tagger
+    from transformers import pipeline
+
+    tagger = Tagger.load(blended_checkpoint, backend="torch")
+    assert tagger.tag([]) == []
+    assert tagger.tag_reports([("tables", "2023A 2024A 2025E\n12.3 45.6 78.9\n")])[0]["sentences"] == []
+    with pytest.raises(EmptyReportError, match="no sentences"):
+        tagger.tag_report("  \n")
+    assert pipeline("fintag-tagging", model=str(blended_checkpoint))([]) == []
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("国产算力芯片需求旺盛,维持买入评级。\n", encoding="utf-8")
+    (folder / "b.txt").write_text("2023A 2024A 2025E 2026E\n12.3 45.6 78.9 99.1\n", encoding="utf-8")
+    (folder / "c.txt").write_text("公司 Robotaxi 车队规模扩大至 500 台,亏损收窄。\n", encoding="utf-8")
+    out = tmp_path / "tags.jsonl"
+    args = [str(folder), "--model", str(blended_checkpoint), "--out", str(out), "--reports_per_chunk", "1"]
+    assert tag_main([*args, "--num_threads", "1"]) == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    tagged = sorted({r["path"].rsplit("/", 1)[-1] for r in records if r["type"] == "summary"})
+    assert tagged == ["a.txt", "c.txt"]
+
+
 def test_a_checkpoint_missing_its_ngram_files_is_refused_with_the_fix(tmp_path, blended_checkpoint):
     from fintag.model.checkpoint import CheckpointError, load_tagger
 

@@ -159,6 +159,21 @@ def test_summary_reads_sentences_only_and_never_states_a_disclaimers_rating():
     assert summary["kind_counts"] == {**dict.fromkeys(KINDS, 0), "sentence": 2, "disclaimer": 1, "contact": 1}
 
 
+def test_a_header_line_states_the_rating_but_counts_in_no_share():
+    """ "【投资评级】买入(维持)" is split as a heading; it is the report's stated rating all the same."""
+    units = [
+        _unit("【投资评级】买入(维持)", "heading", "buy", 0.95, "positive"),
+        _unit("评级说明:增持:预期未来6个月内超越基准5%-15%", "disclaimer", "outperform", 0.99),
+        _unit("公司营收同比增长18%,毛利率提升。", "sentence", "none", 0.9, "positive"),
+        _unit("2023A 12.3 45.6 | buy", "table_row", "sell", 0.99, "negative"),
+    ]
+    summary = summarize(units)
+    assert summary["rating"]["label"] == "buy"
+    assert summary["rating"]["evidence"]["text"] == "【投资评级】买入(维持)"
+    assert [r["label"] for r in summary["ratings_stated"]] == ["buy"]
+    assert summary["sentences"] == 1 and summary["sentiment_index"] == 1.0
+
+
 def test_every_tagged_row_has_a_kind_and_the_seed_summary_uses_sentences_only(tmp_path, tiny_checkpoint_dir):
     seed = CORPUS / "003_79c94fc73134dc31.txt"
     assert _tag(seed, "--model", tiny_checkpoint_dir, "--out", tmp_path / "t.jsonl") == 0

@@ -310,6 +310,14 @@ def test_several_reports_get_a_table_and_a_trend_chart(page, tmp_path):
     shot(page, tmp_path, "page_reports.png")
 
 
+def test_the_report_date_is_the_first_real_date(page):
+    """A forecast's "2025/26/27年" is not a date (month 26); the publication date after it is."""
+    text = "预计公司2025/26/27年EPS分别为1.21/1.56/1.93元。\n发布日期:2025年10月28日"
+    assert page.evaluate("t => reportDate(t)", text) == "2025-10-28"
+    assert page.evaluate("t => reportDate(t)", "2025年2月30日公告;报告日期20251103") == "2025-11-03"
+    assert page.evaluate("t => reportDate(t)", "2025/26/27E PE 30/24/19") == ""
+
+
 def test_with_an_api_key_the_page_says_so_and_works_once_it_is_typed(
     browser, checkpoint_fit_to_003, tmp_path
 ):

@@ -1,4 +1,5 @@
 import os
+import random
 
 import pytest
 from fintag.data.reader import ReportReadError, decode_bytes, iter_report_paths, read_report
@@ -30,6 +31,19 @@ def test_big5_is_not_mistaken_for_gbk():
     long_text = TRADITIONAL * 3 + "光模塊出貨量持續攀升,資本開支指引再度上調。"
     text, enc = decode_bytes(long_text.encode("big5"))
     assert enc == "big5" and text == long_text
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_read(encoding):
+    """Windows exports without a BOM; "一" (U+4E00) puts a NUL on the other side of its code unit."""
+    text = SIMPLIFIED + "\n一季度营收同比增长18%,一致预期上调。\nRevenue grew 18% YoY.\n"
+    assert decode_bytes(text.encode(encoding)) == (text, encoding)
+
+
+def test_binary_with_nul_bytes_is_not_taken_for_utf16():
+    with pytest.raises(ReportReadError, match="binary") as info:
+        decode_bytes(random.Random(0).randbytes(4096) + b"\x00" * 64 + bytes(range(256)) * 8)
+    assert "UTF-16 with a byte-order mark" in info.value.fix
 
 
 @pytest.mark.parametrize(

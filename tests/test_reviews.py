@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from fintag.data.normalize import normalize_text
 from fintag.data.split import sentence_id
 from fintag.serve.app import create_app
-from fintag.serve.reviews import ReviewStore, read_reviews, repair_torn_tail
+from fintag.serve.reviews import ReviewConflictError, ReviewStore, read_reviews, repair_torn_tail
 from fintag.serve.schemas import Review, ReviewList
 from fintag.serve.settings import ServerSettings
 from fintag.serve.tagger import Tagger
@@ -137,9 +137,44 @@ def test_the_store_indexes_reviews_written_by_another_process(tmp_path):
     b.open()
     record = {"review_id": "same-review", "id": "x", "text": "t"}
     asyncio.run(a.append(record))
-    again = asyncio.run(b.append({**record, "text": "other"}))
-    assert again["text"] == "t"
-    assert len(read_reviews(path)) == 1
+    again = asyncio.run(b.append(dict(record)))  # a retry through the other worker
+    assert again == record
+    with pytest.raises(ReviewConflictError, match=r"same-review.*text"):
+        asyncio.run(b.append({**record, "text": "other"}))
+    assert read_reviews(path) == [record]
+
+
+def test_a_retry_that_changes_the_correction_is_a_409_and_the_first_is_kept(tagger, tmp_path, sentences):
+    path = tmp_path / "reviews.jsonl"
+    body = review_body(tagger, sentences[3], review_id="retry-0001", sentiment="positive", rating="buy")
+    with TestClient(make_app(tagger, path)) as client:
+        first = client.post("/v1/reviews", json=body)
+        assert first.status_code == 201, first.text
+        same = client.post("/v1/reviews", json=body)
+        assert same.status_code == 201 and same.json() == first.json()
+        changed = client.post("/v1/reviews", json={**body, "sentiment": "negative", "rating": "sell"})
+    assert changed.status_code == 409
+    error = changed.json()
+    assert error["error_type"] == "conflict"
+    assert (
+        "retry-0001" in error["error"]
+        and "sentiment, rating" in error["error"]
+        and "new review_id" in error["error"]
+    )
+    assert read_reviews(path) == [first.json()]
+
+
+@pytest.mark.parametrize(
+    "offsets,named",
+    [({"start": 10, "end": 2}, "greater than start"), ({"start": 5, "end": 5}, "greater than start")],
+)  # fmt: skip
+def test_offsets_that_make_no_span_are_a_422_and_not_stored(tagger, tmp_path, offsets, named):
+    path = tmp_path / "reviews.jsonl"
+    body = {"text": "维持买入评级。", "sentiment": "neutral", "themes": [], "rating": "buy", **offsets}
+    with TestClient(make_app(tagger, path)) as client:
+        response = client.post("/v1/reviews", json=body)
+    assert response.status_code == 422 and named in response.json()["error"], response.text
+    assert not path.exists() or read_reviews(path) == []
 
 
 # --- issue 14: HTTP messages ------------------------------------------------------------------------------

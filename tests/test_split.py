@@ -70,6 +70,16 @@ def test_non_sentences_dropped_and_counted():
     assert drop_reason("2024 2025E 2026E 12.3 15.6 18.2") == "numeric"
 
 
+def test_a_short_line_stating_a_rating_is_kept():
+    """A rating line such as "Rating: BUY" has two words and no Chinese, under the length floor: kept."""
+    for line in ("Rating: BUY", "Maintain Outperform.", "BUY (maintained)", "增持", "评级:中性"):
+        assert drop_reason(line) is None, line
+    for line in ("Buyback", "ok", "Holder:", "Selloff"):  # rating words inside other words are not ratings
+        assert drop_reason(line) == "too_short", line
+    seg = segment("SMIC (0981.HK)\nRating: BUY\nTarget price: HK$85.0\n")
+    assert [s.text for s in seg.sentences if s.text.startswith("Rating")] == ["Rating: BUY"]
+
+
 def test_ids_are_stable_hashes_of_normalised_text():
     a = segment("字節跳動大幅催化算力產業鏈。").sentences[0]
     b = segment("字节跳动大幅催化算力产业链。").sentences[0]

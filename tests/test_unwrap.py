@@ -70,6 +70,22 @@ def test_paragraph_per_line_reports_have_no_soft_breaks():
         assert wrapped_breaks(lines) == set(), path.name
 
 
+def test_a_short_note_whose_lines_end_their_sentences_is_not_joined():
+    """Half of these six lines have nearly one width, as in a wrapped document, but they end their
+    sentences: one paragraph a line. The title must stay apart from the rating line under it."""
+    note = (
+        "中芯国际(688981)公司点评:国产替代加速,维持买入评级\n"
+        "投资评级:买入(维持)\n"
+        "事件:公司发布2025年三季报,营收同比增长18%,毛利率提升至22.5%。\n"
+        "我们认为,国产替代进程加速,公司先进制程产能利用率持续提升。\n"
+        "AI算力需求旺盛,带动公司高端产能订单饱满。\n"
+        "风险提示:下游需求不及预期;地缘政治风险加剧;产能扩张不及预期。\n"
+    )
+    assert wrapped_breaks(normalize(note).text.split("\n")) == set()
+    units = [s.original for s in segment(note).sentences]
+    assert units[:2] == ["中芯国际(688981)公司点评:国产替代加速,维持买入评级", "投资评级:买入(维持)"]
+
+
 def test_short_or_few_lines_are_never_joined():
     assert wrapped_breaks(["光模块需求旺盛", "订单饱满"]) == set()
     headlines = [

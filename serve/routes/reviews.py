@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from fintag.serve.errors import ApiError, error_responses
-from fintag.serve.reviews import ReviewFileError, make_record
+from fintag.serve.reviews import ReviewConflictError, ReviewFileError, make_record
 from fintag.serve.routes.tag import json_response
 from fintag.serve.schemas import Review, ReviewList, ReviewRequest
 from fintag.serve.settings import ServerSettings
@@ -27,7 +27,7 @@ def router(settings: ServerSettings) -> APIRouter:
         status_code=201,
         dependencies=guarded,
         responses=error_responses(
-            "bad_request", "unauthorized", "validation_too_large", "validation", "backend"
+            "bad_request", "unauthorized", "conflict", "validation_too_large", "validation", "backend"
         ),
         summary="Store a correction of one sentence's labels in the reviews file",
     )
@@ -38,6 +38,8 @@ def router(settings: ServerSettings) -> APIRouter:
             raise ApiError("validation", str(exc)) from exc
         try:
             stored = await state.reviews.append(record)
+        except ReviewConflictError as exc:
+            raise ApiError("conflict", str(exc)) from exc
         except OSError as exc:
             logger.error("cannot append to %s: %s", state.reviews.path, exc)
             raise ApiError(

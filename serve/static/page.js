@@ -52,10 +52,21 @@ const postJson = (path, data) =>
 
 // The report's date as stated in its text (2025年2月5日, 2025-11-23, 20241216), or "" when none is found.
 function reportDate(text) {
-  const m = text.match(/(20\d{2})\s*[年\-\/.]\s*(\d{1,2})\s*[月\-\/.]\s*(\d{1,2})/) ||
-    text.match(/(20\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?!\d)/);
-  if (!m) return "";
-  return `${m[1]}-${m[2].padStart(2, "0")}-${m[3].padStart(2, "0")}`;
+  // The first date of the report that is a real one: "2025/26/27" in "2025/26/27年EPS" is not (month 26).
+  const patterns = [
+    /(20\d{2})\s*[年\-\/.]\s*(\d{1,2})\s*[月\-\/.]\s*(\d{1,2})(?!\d)/g,
+    /(20\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?!\d)/g,
+  ];
+  for (const re of patterns) {
+    for (const m of text.matchAll(re)) {
+      const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+      const day = new Date(Date.UTC(y, mo - 1, d));
+      if (mo >= 1 && mo <= 12 && day.getUTCMonth() === mo - 1 && day.getUTCDate() === d) {
+        return `${m[1]}-${m[2].padStart(2, "0")}-${m[3].padStart(2, "0")}`;
+      }
+    }
+  }
+  return "";
 }
 
 const groupLabels = (s, group) => Object.keys(s[group].scores);
@@ -190,7 +201,7 @@ function renderReports() {
 
 function renderSummary(report) {
   const st = stats(report);
-  $("report-title").textContent = `${report.report_id}${report.date ? ` · ${report.date}` : ""} · ${report.sentences.length} sentences`;
+  $("report-title").textContent = `${report.report_id}${report.date ? ` · ${report.date}` : ""} · ${report.summary.sentences} sentences of ${report.sentences.length} units`;
   const rating = report.summary.rating;
   const badge = $("summary-rating");
   badge.textContent = rating.label;
