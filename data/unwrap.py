@@ -26,8 +26,10 @@ from fintag.data.normalize import CJK_RE
 # columns, and the column is COLUMN_RANGE wide (an A4 page at 8-12 pt holds 30-75 Chinese characters a line;
 # the seeds' paragraph lines have a 90th percentile of 229-292 columns). Measured on the seeds typeset as
 # PDFs: 37-98% of the lines at the column, none wider; the seeds as text: 2-43% at the column, 6.5-9% wider.
+# A two-page note with a header block, key-value lines and bullets has only a quarter of its lines at the
+# column (twenty-ninth session), hence 0.2; MIN_RUNNING_ON keeps one-paragraph-a-line notes out.
 AT_COLUMN = (0.9, 1.1)
-MIN_AT_COLUMN = 0.3
+MIN_AT_COLUMN = 0.2
 WIDE_FACTOR = 1.15
 WIDE_SHARE = 0.04
 COLUMN_RANGE = (30, 160)

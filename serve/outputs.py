@@ -111,7 +111,8 @@ def report_records(
 
 
 class Format(Protocol):
-    header: str | None
+    header: str | None  # the first line on standard output
+    file_header: str | None  # the start of an output file (CSV: a UTF-8 BOM for Excel, then the header)
 
     def line(self, record: dict[str, Any]) -> str: ...
 
@@ -122,6 +123,7 @@ class Format(Protocol):
 
 class JsonlFormat:
     header: str | None = None
+    file_header: str | None = None
 
     def line(self, record: dict[str, Any]) -> str:
         return json.dumps(record, ensure_ascii=False) + "\n"
@@ -180,9 +182,15 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+UTF8_BOM = "\ufeff"
+
+
 class CsvFormat:
     def __init__(self) -> None:
         self.header: str | None = self._row({c: c for c in CSV_COLUMNS})
+        # Excel reads a CSV file as the system's code page unless it starts with a BOM: Chinese becomes
+        # mojibake. Files get one (as the page's CSV download does); standard output does not.
+        self.file_header: str | None = UTF8_BOM + self.header
         self._path_col = CSV_COLUMNS.index("path")
 
     @staticmethod
@@ -250,8 +258,8 @@ class FileSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._out = self.path.open("ab" if append else "wb")
             self._progress = progress_path(self.path).open("ab" if append else "wb")
-            if fmt.header and self._out.tell() == 0:
-                _durable_write(self._out, fmt.header.encode("utf-8"))
+            if fmt.file_header and self._out.tell() == 0:
+                _durable_write(self._out, fmt.file_header.encode("utf-8"))
         except OSError as exc:
             raise self._error(exc) from exc
 
@@ -335,8 +343,11 @@ def repair(path: str | os.PathLike[str], fmt: Format, current: dict[str, ReportK
     if not out.exists():
         progress_path(out).unlink(missing_ok=True)
         return {}
-    header = (fmt.header or "").encode("utf-8")
+    header = (fmt.file_header or "").encode("utf-8")
     with out.open("rb") as fh:
+        if fmt.header and fh.read(len(fmt.header.encode("utf-8"))) == fmt.header.encode("utf-8"):
+            header = fmt.header.encode("utf-8")  # a CSV written before files had a BOM: keep it as it is
+        fh.seek(0)
         head = fh.read(len(header))
         has_records = bool(fh.read(1))
     if head != header:
@@ -404,8 +415,8 @@ def merge(
     srcs = [Path(s) for s in sources]
     keys: dict[str, ReportKey] = {}
     with atomic_file(tgt, "wb") as fh:
-        if fmt.header:
-            fh.write(fmt.header.encode("utf-8"))
+        if fmt.file_header:
+            fh.write(fmt.file_header.encode("utf-8"))
         for src in srcs:
             if not src.exists():
                 continue

@@ -191,7 +191,8 @@ def test_csv_matches_jsonl(tmp_path, report_dir, tiny_checkpoint_dir):
     common = ["--model", str(tiny_checkpoint_dir), "--num_threads", "1"]
     assert _tag(report_dir, *common, "--out", jsonl) == 0
     assert _tag(report_dir, *common, "--out", table, "--format", "csv") == 0
-    with table.open(encoding="utf-8", newline="") as fh:
+    assert table.read_bytes().startswith(b"\xef\xbb\xbftype,")  # a BOM, so Excel reads it as UTF-8
+    with table.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         assert reader.fieldnames == CSV_COLUMNS
         rows = list(reader)
@@ -441,3 +442,21 @@ def test_files_of_a_folder_that_are_not_reports_are_named(tmp_path, tiny_checkpo
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("left out 2 file(s)" in w and ".docx" in w and ".htm" in w for w in warnings), warnings
     assert "tagged 1 report(s)" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize("bom", [True, False])
+def test_a_csv_run_resumes_with_or_without_the_bom(tmp_path, report_dir, tiny_checkpoint_dir, bom):
+    """CSV files start with a BOM (Excel); one written before that (no BOM) still resumes as it is."""
+    args = _one_report_per_chunk(report_dir, tiny_checkpoint_dir)
+    out, reference = tmp_path / "out.csv", tmp_path / "ref.csv"
+    assert _tag(*args, "--out", reference) == 0
+    assert _tag(*args, "--out", out) == 0
+    want = reference.read_bytes() if bom else reference.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    progress = Path(f"{out}.progress")
+    keys = _lines(progress)
+    rows = want.decode("utf-8").splitlines(keepends=True)
+    # A crash before the last report was recorded: its rows cut short, its progress line missing.
+    out.write_bytes("".join(rows[:-3]).encode("utf-8") + rows[-3][:10].encode("utf-8"))
+    progress.write_text("\n".join(keys[:-1]) + "\n", encoding="utf-8")
+    assert _tag(*args, "--out", out, "--resume") == 0
+    assert out.read_bytes() == want

@@ -77,7 +77,7 @@ def test_tag_writes_original_text_in_jsonl_and_csv(tmp_path, tiny_checkpoint_dir
     assert [r["text"] for r in rows] == ["投資評級：買入（維持）。", "华为昇腾910C出货加速。"]
     assert [r["text_normalized"] for r in rows] == ["投资评级:买入(维持)。", "华为昇腾910C出货加速。"]
     assert _tag(tmp_path / "in", "--model", tiny_checkpoint_dir, "--out", tmp_path / "t.csv") == 0
-    table = list(csv.DictReader(io.StringIO((tmp_path / "t.csv").read_text(encoding="utf-8"))))
+    table = list(csv.DictReader(io.StringIO((tmp_path / "t.csv").read_text(encoding="utf-8-sig"))))
     assert [r["text"] for r in table if r["type"] == "sentence"] == [r["text"] for r in rows]
 
 
@@ -280,7 +280,7 @@ def report_file(tmp_path) -> Path:
 def test_out_csv_writes_csv_and_a_contradicting_format_is_refused(tmp_path, tiny_checkpoint_dir, report_file):
     out = tmp_path / "x.csv"
     assert _tag(report_file, "--model", tiny_checkpoint_dir, "--out", out) == 0
-    assert out.read_text(encoding="utf-8").startswith("type,report_id,path,")
+    assert out.read_text(encoding="utf-8").startswith("\ufefftype,report_id,path,")
     other = tmp_path / "y.csv"
     assert _tag(report_file, "--model", tiny_checkpoint_dir, "--out", other, "--format", "jsonl") == 2
     assert not other.exists()

@@ -8,7 +8,7 @@ from fintag.data.normalize import normalize
 from fintag.data.pdf_pages import strip_running_lines
 from fintag.data.reader import read_report
 from fintag.data.split import segment, wrapped_breaks
-from fintag.data.unwrap import joiner
+from fintag.data.unwrap import display_width, joiner
 
 from tests.conftest import CORPUS
 from tests.conftest import ROOT as REPO
@@ -84,6 +84,40 @@ def test_a_short_note_whose_lines_end_their_sentences_is_not_joined():
     assert wrapped_breaks(normalize(note).text.split("\n")) == set()
     units = [s.original for s in segment(note).sentences]
     assert units[:2] == ["中芯国际(688981)公司点评:国产替代加速,维持买入评级", "投资评级:买入(维持)"]
+
+
+def _wrap(text: str, columns: int) -> list[str]:
+    """Break `text` into lines of at most `columns` display columns, as a PDF's text layer does."""
+    lines, line = [], ""
+    for ch in text:
+        if display_width(line + ch) > columns:
+            lines.append(line)
+            line = ""
+        line += ch
+    return [*lines, line]
+
+
+def test_a_note_with_many_short_lines_is_still_unwrapped():
+    """A typeset note: a header block, key-value lines and bullets around two wrapped paragraphs, so only a
+    quarter of its lines stand at the column; the paragraphs' sentences must come out whole."""
+    paragraphs = [
+        "我们认为,随着国内大模型厂商持续加大训练与推理投入,国产AI芯片的需求将保持高速增长,公司凭借思元系列产品的"
+        "性能优势与完善的软件生态,有望在互联网、运营商及金融等行业客户中持续提升份额。",
+        "盈利预测与估值:我们预计公司2025-2027年归母净利润分别为20.1/35.6/52.3亿元,对应PE分别为120/68/46倍,"
+        "考虑到公司在国产算力领域的稀缺性,首次覆盖,给予“增持”评级。",
+    ]
+    short = [
+        "证券研究报告|公司点评", "投资评级:增持(首次覆盖)", "目标价:1,580元", "当前价:1,320元",
+        "分析师:张三", "核心观点", "风险提示:", "下游客户集中度较高;", "先进制程代工产能受限;",
+        "行业竞争加剧;", "估值波动风险。", "表1:盈利预测", "资料来源:Wind,某某证券研究所", "免责声明",
+    ]  # fmt: skip
+    wrapped = [_wrap(p, 72) for p in paragraphs]
+    lines = short[:6] + wrapped[0] + wrapped[1] + short[6:]
+    full = sum(len(w) - 1 for w in wrapped)
+    assert 0.2 <= full / len(lines) < 0.3  # under the old 30% floor
+    units = [s.text for s in segment("\n".join(lines)).sentences]
+    assert paragraphs[0] in units and paragraphs[1] in units
+    assert "投资评级:增持(首次覆盖)" in units and "风险提示:" not in " ".join(paragraphs)
 
 
 def test_short_or_few_lines_are_never_joined():
