@@ -40,7 +40,7 @@ demo: setup
 	$(FINTAG) data validate
 	$(FINTAG) data stats
 	$(FINTAG) base
-	rm -rf artifacts/run artifacts/fast artifacts/tags.jsonl artifacts/tags.jsonl.progress
+	rm -rf artifacts/run artifacts/fast artifacts/tags.jsonl artifacts/tags.jsonl.progress artifacts/tags.jsonl.run.json
 	$(FINTAG) train --output_dir artifacts/run
 	$(FINTAG) evaluate --model artifacts/run/model --output_dir eval
 	$(FINTAG) train $(FAST_FLAGS) --output_dir artifacts/fast

@@ -53,6 +53,11 @@ def resolve_model(value: str | os.PathLike[str], what: str = "checkpoint") -> tu
 
     `what` names the expected folder in messages ("checkpoint" for a trained tagger, "base model")."""
     source = os.fspath(value)
+    if not source.strip():
+        raise ModelPathError(
+            f"the {what} is empty; pass --model with the folder written by `fintag train` (e.g. "
+            "artifacts/run/model) or a hub id"
+        )
     path = Path(source).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -80,6 +85,7 @@ def resolve_model(value: str | os.PathLike[str], what: str = "checkpoint") -> tu
         )
         raise ModelPathError(
             f"{what} folder {source} does not exist ({where}){hub}. Pass the folder written by "
-            "`fintag train` (the model/ subfolder of its --output_dir), or an absolute path"
+            "`fintag train` (the model/ subfolder of its --output_dir)"
+            + ("" if path.is_absolute() else ", or an absolute path")
         )
     return source, False

@@ -260,8 +260,12 @@ def _read(path: Path, stats: Stats) -> RawReport | None:
 
 def read_stdin(stats: Stats) -> RawReport | None:
     """One report from standard input (any encoding the reader detects)."""
+    data = sys.stdin.buffer.read()
+    if not data.strip():
+        _skip(stats, "<stdin>", "standard input is empty", "pipe a report into it, or pass report files")
+        return None
     try:
-        text, encoding = decode_bytes(sys.stdin.buffer.read(), "<stdin>")
+        text, encoding = decode_bytes(data, "<stdin>")
     except ReportReadError as exc:
         _skip(stats, exc.path, exc.problem, exc.fix)
         return None

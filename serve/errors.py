@@ -79,7 +79,11 @@ def describe_validation(exc: RequestValidationError) -> str:
     """One line naming each bad field and what it should be (the offending values are not echoed)."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        detail = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
+        bad = next(e for e in errors if e.get("type") == "json_invalid")
+        detail = bad.get("ctx", {}).get("error", "")
+        where = [p for p in bad.get("loc", ()) if isinstance(p, int)]  # FastAPI: ("body", character offset)
+        if where:
+            detail = f"{detail}{'' if detail.endswith(' at') else ' at'} character {where[0]}"
         return (
             f"the request body is not valid JSON ({detail}); send a JSON object with Content-Type "
             'application/json, e.g. {"inputs": ["..."]}'

@@ -120,6 +120,10 @@ class Format(Protocol):
         """The report path of a written line; raises ValueError when the line is not one of ours."""
         ...
 
+    def is_summary(self, line: bytes) -> bool:
+        """Whether a written line is a report's summary record (its last)."""
+        ...
+
 
 class JsonlFormat:
     header: str | None = None
@@ -133,6 +137,12 @@ class JsonlFormat:
             return str(json.loads(line)["path"])
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a fintag JSONL record ({exc})") from exc
+
+    def is_summary(self, line: bytes) -> bool:
+        try:
+            return json.loads(line).get("type") == "summary"
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            return False
 
 
 SENTENCE_COLUMNS = [
@@ -209,6 +219,12 @@ class CsvFormat:
             return row[self._path_col]
         except (UnicodeDecodeError, csv.Error, StopIteration, IndexError) as exc:
             raise ValueError(f"not a fintag CSV row ({exc})") from exc
+
+    def is_summary(self, line: bytes) -> bool:
+        try:
+            return next(csv.reader([line.decode("utf-8")]))[0] == "summary"
+        except (UnicodeDecodeError, csv.Error, StopIteration, IndexError):
+            return False
 
 
 FORMATS: dict[str, Callable[[], Format]] = {"jsonl": JsonlFormat, "csv": CsvFormat}
@@ -362,7 +378,9 @@ def repair(path: str | os.PathLike[str], fmt: Format, current: dict[str, ReportK
             f"{out} has records but no progress file {progress_path(out)}, so it is not the output of an "
             "interrupted `fintag tag`; choose another --out (or delete the file)"
         )
-    present = {p for _, _, p in _record_lines(out, fmt)} if has_records else set()
+    # A report counts as written when its summary, its last record, is there (an output cut by hand
+    # before it keeps the report's first records only).
+    present = {p for _, line, p in _record_lines(out, fmt) if fmt.is_summary(line)} if has_records else set()
     done: dict[str, ReportKey] = {}
     for k in keys:
         if k.path in present and current.get(k.path, k) == k:

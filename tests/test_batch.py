@@ -233,6 +233,22 @@ def test_stdin_report(monkeypatch, capsys, tiny_checkpoint_dir):
     assert records[0]["text_normalized"] == "公司发布三季度报告,营业收入同比增长百分之二十五。"
 
 
+def test_empty_stdin_and_an_empty_model_say_so(monkeypatch, caplog, tmp_path, tiny_checkpoint_dir):
+    from fintag.model.paths import ModelPathError, resolve_model
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n")))
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag("-", "--model", tiny_checkpoint_dir) == 2
+    assert any("standard input is empty" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ModelPathError, match="is empty; pass --model"):
+        resolve_model("")
+    with pytest.raises(ModelPathError) as info:
+        resolve_model(str(tmp_path / "missing"))  # absolute already: no advice to make it absolute
+    assert "does not exist" in str(info.value) and "absolute path" not in str(info.value)
+    with pytest.raises(ModelPathError, match="or an absolute path"):
+        resolve_model("./missing")
+
+
 # ---------------------------------------------------------------- crash and resume
 
 
@@ -460,3 +476,22 @@ def test_a_csv_run_resumes_with_or_without_the_bom(tmp_path, report_dir, tiny_ch
     progress.write_text("\n".join(keys[:-1]) + "\n", encoding="utf-8")
     assert _tag(*args, "--out", out, "--resume") == 0
     assert out.read_bytes() == want
+
+
+def test_resume_retags_a_report_whose_summary_was_cut_off(tmp_path, report_dir, tiny_checkpoint_dir, caplog):
+    """An output cut short by hand (not by a crash: the progress file still lists every report) loses the
+    last report's summary; that report is tagged again, not counted as done."""
+    args = _one_report_per_chunk(report_dir, tiny_checkpoint_dir)
+    out, reference = tmp_path / "out.jsonl", tmp_path / "ref.jsonl"
+    assert _tag(*args, "--out", reference) == 0
+    assert _tag(*args, "--out", out) == 0
+    data = out.read_bytes()
+    last_summary = data.rstrip(b"\n").rfind(b"\n") + 1
+    out.write_bytes(data[: last_summary + 20])  # the last report's sentences, half its summary line
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(*args, "--out", out, "--resume") == 0
+    assert "tagged 1 report(s)" in caplog.records[-1].getMessage()
+    assert sorted(_lines(out)) == sorted(_lines(reference))
+    assert sum(json.loads(line)["type"] == "summary" for line in _lines(out)) == len(
+        _lines(tmp_path / "ref.jsonl.progress")
+    )

@@ -223,6 +223,11 @@ def test_malformed_json_is_422(client):
     )
     assert_error(response, "validation")
     assert "not valid JSON" in response.json()["error"]
+    # Where it breaks, so a client can find the mistake (json.loads' message has no position of its own).
+    response = client.post(
+        "/v1/tag", content=b'{"inputs": ["abc]}', headers={"content-type": "application/json"}
+    )
+    assert "Unterminated string starting at character 12" in response.json()["error"], response.text
 
 
 def test_unknown_route_uses_the_error_body(client):
