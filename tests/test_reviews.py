@@ -205,6 +205,13 @@ def test_a_non_json_body_gets_a_message_naming_its_content_type(client, kwargs, 
         assert "valid dictionary" not in message
 
 
+def test_the_page_answers_head_as_monitors_ask(client):
+    got, head = client.get("/"), client.head("/")
+    assert got.status_code == head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"].startswith("text/html")
+    assert head.headers["content-length"] == str(len(got.content))
+
+
 def test_a_wrong_method_gets_a_message_naming_the_right_one(client):
     response = client.get("/v1/tag")
     assert response.status_code == 405

@@ -71,7 +71,8 @@ def router(settings: ServerSettings) -> APIRouter:
     api = APIRouter()
     guarded = [Depends(require_key)] if settings.api_key is not None else []
 
-    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    # HEAD too: uptime monitors and link checkers ask with it.
+    @api.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
