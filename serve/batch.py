@@ -554,6 +554,8 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
         files, stats if state.is_main_process else Stats(), quiet=not state.is_main_process
     )
     keys = _current_keys(paths)
+    if cfg.out is not None:
+        check_run_settings(cfg)  # before the model loads: a refused --resume costs nothing
     state.wait_for_everyone()  # every process has checked the destination before anything is written
 
     device = None if state.device.type == "cpu" else str(state.device)
@@ -562,8 +564,6 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
         num_threads=_threads(cfg, state.num_processes), batch_size=cfg.batch_size, max_length=cfg.max_length,
         quantize=cfg.quantize, backend=cfg.backend,
     )  # fmt: skip
-    if cfg.out is not None:
-        check_run_settings(cfg)
     done = prepare_resume(cfg, fmt, state, keys) if cfg.resume else {}
     sink = open_sink(cfg, fmt, state)
     if cfg.out is not None and state.is_main_process:

@@ -360,11 +360,13 @@ def repair(path: str | os.PathLike[str], fmt: Format, current: dict[str, ReportK
         progress_path(out).unlink(missing_ok=True)
         return {}
     header = (fmt.file_header or "").encode("utf-8")
+    plain = (fmt.header or "").encode("utf-8")
     with out.open("rb") as fh:
-        if fmt.header and fh.read(len(fmt.header.encode("utf-8"))) == fmt.header.encode("utf-8"):
-            header = fmt.header.encode("utf-8")  # a CSV written before files had a BOM: keep it as it is
-        fh.seek(0)
-        head = fh.read(len(header))
+        start = fh.read(len(header))
+        if plain and start.startswith(plain):
+            header = plain  # a CSV written before files had a BOM: keep it as it is
+        head = start[: len(header)]
+        fh.seek(len(head))
         has_records = bool(fh.read(1))
     if head != header:
         if not (header.startswith(head) and not has_records):
