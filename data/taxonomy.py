@@ -61,10 +61,20 @@ GROUPS: dict[str, LabelGroup] = {g.name: g for g in TAXONOMY}
 RATING_WORDS_ZH: tuple[str, ...] = (
     "强烈推荐", "谨慎推荐", "推荐", "买入", "增持", "持有", "中性", "减持", "卖出", "回避",
     "优于大市", "弱于大市", "同步大市", "跑赢行业", "跑输行业", "跑赢大市", "跑输大市", "看好", "看淡",
+    # other mainland scales (data/GUIDELINES.md): industry 超配/标配/低配, 强推 (强烈推荐), 审慎/谨慎增持
+    "超配", "标配", "低配", "强推", "审慎增持", "谨慎增持",
 )  # fmt: skip
 RATING_WORDS_EN: tuple[str, ...] = (
     "Buy", "Outperform", "Overweight", "Neutral", "Hold", "Underperform", "Underweight", "Sell",
+    "Accumulate", "Reduce", "Equal-weight", "Market Weight", "Market Perform", "Sector Perform", "Avoid",
 )  # fmt: skip
+# Words that are something else more often than a rating (看好 / 标配 / 强推 / 超配 are verbs, car
+# features and fund positions; "Reduce" / "Avoid" are verbs) and the levels added after the fast tier's
+# recipe was chosen: the distillation's rating-word swaps leave these alone.
+RATING_WORDS_NOT_SWAPPED: frozenset[str] = frozenset(
+    {"看好", "看淡", "超配", "标配", "低配", "强推", "审慎增持", "谨慎增持"}
+    | {"Accumulate", "Reduce", "Equal-weight", "Market Weight", "Market Perform", "Sector Perform", "Avoid"}
+)
 
 ORIGINS = ("report", "authored")
 LANGS = ("zh-Hans", "zh-Hant", "en")

@@ -80,6 +80,21 @@ def test_a_short_line_stating_a_rating_is_kept():
     assert [s.text for s in seg.sentences if s.text.startswith("Rating")] == ["Rating: BUY"]
 
 
+def test_other_mainland_scales_are_rating_words_too():
+    """超配/标配/低配, 强推, 审慎增持 and "Market Weight" (data/GUIDELINES.md) name levels like 增持 does:
+    a short line stating one is kept, and a scale definition opening with one is a disclaimer."""
+    for line in ("超配(维持)", "强推", "审慎增持", "Market Weight", "Sector Perform", "AVOID"):
+        assert drop_reason(line) is None, line
+    for line in ("Avoidance", "Reducer"):  # inside other words: not ratings
+        assert drop_reason(line) == "too_short", line
+    stated = "通信行业维持“超配”评级,光模块订单饱满。"
+    scale = "超配:预期未来6个月内行业指数相对基准涨幅超过10%。"
+    seg = segment(f"{stated}\n\n{scale}\n")
+    kinds = {s.text: s.kind for s in seg.sentences}
+    assert kinds[scale] == "disclaimer"
+    assert kinds[stated] == "sentence"
+
+
 def test_ids_are_stable_hashes_of_normalised_text():
     a = segment("字節跳動大幅催化算力產業鏈。").sentences[0]
     b = segment("字节跳动大幅催化算力产业链。").sentences[0]

@@ -273,7 +273,7 @@ def test_recombined_clauses_are_new_sentences_made_of_training_clauses():
 
 
 def test_rating_word_variants_put_another_rating_word_of_the_same_language_in_its_place():
-    from fintag.data.taxonomy import RATING_WORDS_EN, RATING_WORDS_ZH
+    from fintag.data.taxonomy import RATING_WORDS_EN, RATING_WORDS_NOT_SWAPPED, RATING_WORDS_ZH
     from fintag.train.augment import swap_rating_words
 
     texts = [
@@ -288,7 +288,10 @@ def test_rating_word_variants_put_another_rating_word_of_the_same_language_in_it
     out = [t for t, _ in made]
     assert len(out) == len(set(out)) and not set(out) & set(texts)
     assert {i for _, i in made} == {0, 1, 2}
-    words = {"zh": set(RATING_WORDS_ZH) - {"看好", "看淡"}, "en": set(RATING_WORDS_EN)}
+    words = {
+        "zh": set(RATING_WORDS_ZH) - RATING_WORDS_NOT_SWAPPED,
+        "en": set(RATING_WORDS_EN) - RATING_WORDS_NOT_SWAPPED,
+    }
     put: dict[int, set[str]] = {0: set(), 1: set(), 2: set()}
     flipped = set()
     for new, i in made:

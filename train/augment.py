@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from fintag.data.normalize import CJK_RE
-from fintag.data.taxonomy import GROUPS, RATING_WORDS_EN, RATING_WORDS_ZH
+from fintag.data.taxonomy import GROUPS, RATING_WORDS_EN, RATING_WORDS_NOT_SWAPPED, RATING_WORDS_ZH
 from fintag.model.labels import LABEL_SPACE
 from fintag.train.baseline import TfidfBaseline
 from fintag.train.config import TFIDF_TEACHER
@@ -64,9 +64,10 @@ def recombine_clauses(texts: Sequence[str], n: int, seed: int) -> list[tuple[str
     return out
 
 
-# 看好 / 看淡 are verbs of opinion far more often than ratings: they are not swapped in or out.
-_SWAP_ZH = tuple(w for w in RATING_WORDS_ZH if w not in ("看好", "看淡"))
-_SWAP_EN = RATING_WORDS_EN
+# 看好 / 看淡 are verbs of opinion far more often than ratings: they are not swapped in or out (nor the
+# other words of `RATING_WORDS_NOT_SWAPPED`).
+_SWAP_ZH = tuple(w for w in RATING_WORDS_ZH if w not in RATING_WORDS_NOT_SWAPPED)
+_SWAP_EN = tuple(w for w in RATING_WORDS_EN if w not in RATING_WORDS_NOT_SWAPPED)
 # Longest first (强烈推荐 before 推荐); English words whole and capitalised or upper-case (a rating, not
 # "buy back").
 _SWAP_RE = re.compile(
