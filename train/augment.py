@@ -65,7 +65,9 @@ def recombine_clauses(texts: Sequence[str], n: int, seed: int) -> list[tuple[str
 
 
 # 看好 / 看淡 are verbs of opinion far more often than ratings: they are not swapped in or out (nor the
-# other words of `RATING_WORDS_NOT_SWAPPED`).
+# other words of `RATING_WORDS_NOT_SWAPPED`). A swapped word inside one of them is still swapped (审慎增持 ->
+# 审慎买入, "Sector Outperform" -> "Sector Sell"): the fast tier's figures of the thirtieth session were
+# measured so; making those words block the swap is a recipe change to measure, not a tidy-up.
 _SWAP_ZH = tuple(w for w in RATING_WORDS_ZH if w not in RATING_WORDS_NOT_SWAPPED)
 _SWAP_EN = tuple(w for w in RATING_WORDS_EN if w not in RATING_WORDS_NOT_SWAPPED)
 # Longest first (强烈推荐 before 推荐); English words whole and capitalised or upper-case (a rating, not
