@@ -682,6 +682,10 @@ def test_hidden_distillation_learns_the_teachers_sentence_states(tmp_path, mini_
             alone = loaded.model(input_ids=torch.tensor([ids[k]]), output_hidden_states=True)
             assert torch.allclose(states[k].float(), alone.hidden_states[-1][0, 0], atol=2e-2)
             assert torch.allclose(logits[k], alone.logits[0], atol=1e-4)
+    # Under bf16 autocast (the student's precision where bf16 is native): close to fp32, not the same.
+    logits16, states16 = teacher_pass(str(teacher), texts, max_length=64, batch_size=8, bf16=True)
+    assert torch.allclose(logits16, logits, atol=0.1) and not torch.equal(logits16, logits)
+    assert torch.nn.functional.cosine_similarity(states16.float(), states.float()).min() > 0.99
 
     ds = SentenceDataset(load_split(mini_dataset, "train")[:20], loaded.tokenizer, 64)
     ds.hidden = states

@@ -237,12 +237,18 @@ def train(cfg: TrainConfig) -> Path:
             with_states=bool(cfg.distill_hidden),
             max_length=cfg.max_length,
             rating_swaps=cfg.distill_rating_swaps,
+            bf16=accelerator.mixed_precision == "bf16",
         )
         train_ds = SentenceDataset(records, tokenizer, cfg.max_length, targets=soft)
     else:
         train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
         if cfg.distill_hidden:
-            _, states = teacher_pass(cfg.teacher, [r["text"] for r in train_records], cfg.max_length)
+            _, states = teacher_pass(
+                cfg.teacher,
+                [r["text"] for r in train_records],
+                cfg.max_length,
+                bf16=accelerator.mixed_precision == "bf16",
+            )
     projection: torch.nn.Module | None = None
     if states is not None:
         train_ds.hidden = states
