@@ -185,7 +185,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "encoding": record["encoding"],
         "sentences": s["sentences"],
         "sentiment_index": s["sentiment_index"],
-        "themes": ";".join(t for t in THEMES.labels if s["theme_share"][t] > 0),
+        "themes": ";".join(t for t in THEMES.labels if (s["theme_share"][t] or 0.0) > 0),
         **{f"{t}_share": s["theme_share"][t] for t in THEMES.labels},
         "rating": s["rating"]["label"],
         "rating_score": s["rating"]["score"],

@@ -78,8 +78,12 @@ class ReportSummary(BaseModel):
     rating: RatingSummary
     ratings_stated: list[StatedRating]
     sentiment_counts: dict[SentimentLabel, int]
-    sentiment_index: float | None = Field(description="(positive - negative) / sentences")
-    theme_share: dict[ThemeLabel, float]
+    sentiment_index: float | None = Field(
+        description="(positive - negative) / sentences; null when there is no sentence"
+    )
+    theme_share: dict[ThemeLabel, float | None] = Field(
+        description="share of sentences carrying each theme; null when there is no sentence"
+    )
     theme_sentiment_index: dict[ThemeLabel, float | None]
     evidence: dict[str, list[Evidence]]
 

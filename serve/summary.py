@@ -29,8 +29,8 @@ def _index(sentences: list[dict[str, Any]]) -> float | None:
 
 def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
     """Summary of one report's tagged units (each with text, offsets, kind and labels); `sentences` and
-    every share or index count the units of kind "sentence" only, the stated rating reads sentences and
-    headings, `kind_counts` counts all units."""
+    every share or index count the units of kind "sentence" only (None when there is none), the stated
+    rating reads sentences and headings, `kind_counts` counts all units."""
     sentences = [s for s in units if s.get("kind", SUMMARY_KIND) == SUMMARY_KIND]
     n = len(sentences)
     rated = [
@@ -68,7 +68,8 @@ def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
         "ratings_stated": [{"label": s["rating"]["label"], **_brief(s, s["rating"]["score"])} for s in rated],
         "sentiment_counts": sentiment_counts,
         "sentiment_index": _index(sentences),
-        "theme_share": {t: round(len(h) / n, 4) if n else 0.0 for t, h in by_theme.items()},
+        # No sentence, no share: None, as the sentiment indices (0.0 would read as "no theme found").
+        "theme_share": {t: round(len(h) / n, 4) if n else None for t, h in by_theme.items()},
         "theme_sentiment_index": {t: _index(h) for t, h in by_theme.items()},
         "evidence": evidence,
     }

@@ -159,6 +159,29 @@ def test_summary_reads_sentences_only_and_never_states_a_disclaimers_rating():
     assert summary["kind_counts"] == {**dict.fromkeys(KINDS, 0), "sentence": 2, "disclaimer": 1, "contact": 1}
 
 
+def test_a_report_without_sentences_has_no_shares_rather_than_zero_shares():
+    """Only a disclaimer and a contact line: nothing to count, so the shares and indices are null (JSON and
+    the API schema) and empty cells (CSV), not 0.0, which would read as "no theme found"."""
+    from fintag.data.taxonomy import THEMES
+    from fintag.serve.outputs import flatten
+    from fintag.serve.schemas import ReportSummary
+
+    units = [
+        _unit("买入：预期未来6个月内相对基准指数涨幅15%以上", "disclaimer", "buy", 0.99, "positive"),
+        _unit("zhang@broker.com", "contact", "sell", 0.98, "negative"),
+    ]
+    summary = summarize(units)
+    assert summary["sentences"] == 0 and summary["sentiment_index"] is None
+    assert summary["theme_share"] == dict.fromkeys(THEMES.labels)
+    assert ReportSummary.model_validate(summary).theme_share == dict.fromkeys(THEMES.labels)
+    record = {"type": "summary", "report_id": "r", "path": "r.txt", "encoding": "utf-8", "summary": summary}
+    row = flatten(record)
+    assert row["themes"] == "" and all(row[f"{t}_share"] is None for t in THEMES.labels)
+    # With one sentence the share is a number again.
+    one = summarize([*units, _unit("算力需求旺盛。", "sentence", "none", 0.8, "positive")])
+    assert one["theme_share"]["compute"] == 1.0
+
+
 def test_a_header_line_states_the_rating_but_counts_in_no_share():
     """ "【投资评级】买入(维持)" is split as a heading; it is the report's stated rating all the same."""
     units = [
