@@ -4,8 +4,11 @@ Formats (one record per line in both):
 - JSONL (default): `{"type": "sentence", ...}` per sentence and, after a report's sentences, one
   `{"type": "summary", ...}` record per report.
 - CSV: one file with a `type` column. Sentence rows fill the columns of `SENTENCE_COLUMNS`; summary rows
-  fill those of `SUMMARY_COLUMNS` (`sentences` = count, `themes` = themes found in the report,
-  `<theme>_share` = share of its sentences with that theme, `rating` = the report's stated rating);
+  fill those of `SUMMARY_COLUMNS` (`sentences` = count, `<label>_sentences` = sentences of each
+  sentiment, `themes` = themes found in the report, `<theme>_share` = share of its sentences with that
+  theme, `<theme>_sentiment_index` = the sentiment index of those sentences, `rating` = the report's stated
+  rating and `rating_evidence` the sentence that states it; shares and indices empty where there is no
+  sentence to count);
   the other columns stay empty. Line breaks inside a field are written as spaces so that every record
   is one line.
 
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from fintag.data.fsutil import atomic_file
-from fintag.data.taxonomy import THEMES
+from fintag.data.taxonomy import SENTIMENT, THEMES
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +154,9 @@ SENTENCE_COLUMNS = [
     "rating", "rating_score",
 ]  # fmt: skip
 SUMMARY_COLUMNS = [
-    "type", "report_id", "path", "encoding", "sentences", "sentiment_index", "themes",
-    *[f"{t}_share" for t in THEMES.labels], "rating", "rating_score",
+    "type", "report_id", "path", "encoding", "sentences", *[f"{s}_sentences" for s in SENTIMENT.labels],
+    "sentiment_index", "themes", *[f"{t}_share" for t in THEMES.labels],
+    *[f"{t}_sentiment_index" for t in THEMES.labels], "rating", "rating_score", "rating_evidence",
 ]  # fmt: skip
 CSV_COLUMNS = list(dict.fromkeys(SENTENCE_COLUMNS + SUMMARY_COLUMNS))
 
@@ -184,11 +188,14 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         **base,
         "encoding": record["encoding"],
         "sentences": s["sentences"],
+        **{f"{label}_sentences": s["sentiment_counts"][label] for label in SENTIMENT.labels},
         "sentiment_index": s["sentiment_index"],
         "themes": ";".join(t for t in THEMES.labels if (s["theme_share"][t] or 0.0) > 0),
         **{f"{t}_share": s["theme_share"][t] for t in THEMES.labels},
+        **{f"{t}_sentiment_index": s["theme_sentiment_index"][t] for t in THEMES.labels},
         "rating": s["rating"]["label"],
         "rating_score": s["rating"]["score"],
+        "rating_evidence": (s["rating"].get("evidence") or {}).get("text"),
     }
 
 

@@ -207,8 +207,15 @@ def test_csv_matches_jsonl(tmp_path, report_dir, tiny_checkpoint_dir):
             assert float(row["compute_score"]) == rec["themes"]["scores"]["compute"]
             assert row["rating"] == rec["rating"]["label"] and row["sentences"] == ""
         else:
-            assert int(row["sentences"]) == rec["summary"]["sentences"]
-            assert row["rating"] == rec["summary"]["rating"]["label"] and row["text"] == ""
+            s = rec["summary"]
+            assert int(row["sentences"]) == s["sentences"]
+            assert row["rating"] == s["rating"]["label"] and row["text"] == ""
+            counts = {label: int(row[f"{label}_sentences"]) for label in ("positive", "neutral", "negative")}
+            assert counts == s["sentiment_counts"] and sum(counts.values()) == s["sentences"]
+            for t, index in s["theme_sentiment_index"].items():
+                assert row[f"{t}_sentiment_index"] == ("" if index is None else str(index))
+            evidence = s["rating"]["evidence"]
+            assert row["rating_evidence"] == ("" if evidence is None else evidence["text"])
 
 
 def test_refuses_existing_out_without_resume(tmp_path, report_dir, tiny_checkpoint_dir, caplog):

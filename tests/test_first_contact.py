@@ -177,6 +177,8 @@ def test_a_report_without_sentences_has_no_shares_rather_than_zero_shares():
     record = {"type": "summary", "report_id": "r", "path": "r.txt", "encoding": "utf-8", "summary": summary}
     row = flatten(record)
     assert row["themes"] == "" and all(row[f"{t}_share"] is None for t in THEMES.labels)
+    assert all(row[f"{t}_sentiment_index"] is None for t in THEMES.labels) and row["rating_evidence"] is None
+    assert row["positive_sentences"] == row["negative_sentences"] == 0
     # With one sentence the share is a number again.
     one = summarize([*units, _unit("算力需求旺盛。", "sentence", "none", 0.8, "positive")])
     assert one["theme_share"]["compute"] == 1.0
