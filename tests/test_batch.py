@@ -210,7 +210,7 @@ def test_csv_matches_jsonl(tmp_path, report_dir, tiny_checkpoint_dir):
             s = rec["summary"]
             assert int(row["sentences"]) == s["sentences"]
             assert row["rating"] == s["rating"]["label"] and row["text"] == ""
-            counts = {label: int(row[f"{label}_sentences"]) for label in ("positive", "neutral", "negative")}
+            counts = {label: int(row[f"{label}_sentences"]) for label in SENTIMENT.labels}
             assert counts == s["sentiment_counts"] and sum(counts.values()) == s["sentences"]
             for t, index in s["theme_sentiment_index"].items():
                 assert row[f"{t}_sentiment_index"] == ("" if index is None else str(index))

@@ -175,6 +175,7 @@ def distillation_set(
     max_length: int = 128,
     rating_swaps: int = 0,
     bf16: bool = False,
+    device: str | torch.device | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], torch.Tensor | None]:
     """Training records followed by recombined sentences (and `rating_swaps` rating-word variants of each
     sentence naming a rating word), with gold one-hot rows for the first and the
@@ -186,8 +187,8 @@ def distillation_set(
 
     With `with_states` (a checkpoint teacher) one pass of the teacher over every sentence, at `max_length`
     tokens, gives the recombined sentences' probabilities and every sentence's first-token state (the third
-    value; None otherwise), for hidden-state distillation (`fintag.train.hidden`); `bf16` runs that pass
-    under bf16 autocast."""
+    value; None otherwise), for hidden-state distillation (`fintag.train.hidden`); `device` and `bf16`
+    say where it runs and whether under bf16 autocast (`fintag.train.hidden.teacher_pass`)."""
     texts = [r["text"] for r in train_records]
     extra = [t for t, _ in recombine_clauses(texts, per_sentence * len(texts), seed)]
     recombined = set(extra)
@@ -199,7 +200,7 @@ def distillation_set(
             raise ValueError("sentence states need a trained checkpoint as teacher, not the tfidf baseline")
         from fintag.train.hidden import teacher_pass
 
-        logits, states = teacher_pass(teacher, [*texts, *extra], max_length, bf16=bf16)
+        logits, states = teacher_pass(teacher, [*texts, *extra], max_length, bf16=bf16, device=device)
         probs = {k: v.numpy() for k, v in LABEL_SPACE.probabilities(logits[len(texts) :]).items()}
         name = f"checkpoint {teacher}"
     elif teacher == TFIDF_TEACHER:

@@ -40,19 +40,25 @@ def check_same_tokenizer(student_tokenizer: Any, teacher: str, texts: Sequence[s
 
 
 def teacher_pass(
-    teacher: str, texts: Sequence[str], max_length: int, batch_size: int = 64, bf16: bool = False
+    teacher: str,
+    texts: Sequence[str],
+    max_length: int,
+    batch_size: int = 64,
+    bf16: bool = False,
+    device: str | torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of the teacher checkpoint over `texts`: its logits (len(texts), labels) and its last-layer
     first-token states (len(texts), width) in fp16. The labels of the recombined sentences and the states
     of every sentence come from the same pass (`fintag.train.augment.distillation_set`).
 
-    `bf16`: under bf16 autocast, as the student trains where bf16 is native (1.7x faster on an AVX-512
-    BF16 CPU; logits within 0.07 of fp32's and states at cosine 0.9999, docs/model.md)."""
+    The teacher runs on `device` (the student's: default the CPU), under bf16 autocast with `bf16` (the
+    student's precision there: 1.7x faster on an AVX-512 BF16 CPU; logits within 0.07 of fp32's and states
+    at cosine 0.9999, docs/model.md)."""
     from fintag.model.checkpoint import load_tagger
 
-    loaded = load_tagger(teacher)
-    device = next(loaded.model.parameters()).device.type
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+    loaded = load_tagger(teacher, device=str(device) if device is not None else None)
+    on = next(loaded.model.parameters()).device.type
+    with torch.autocast(on, dtype=torch.bfloat16, enabled=bf16):
         logits, states = batched_outputs(
             loaded.model,
             loaded.tokenizer,

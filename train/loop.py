@@ -224,6 +224,8 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.distill_hidden:
         check_same_tokenizer(tokenizer, cfg.teacher, [r["text"] for r in train_records])
     states: torch.Tensor | None = None
+    # A checkpoint teacher runs where the student trains, in its precision.
+    teacher_where = {"bf16": accelerator.mixed_precision == "bf16", "device": accelerator.device}
     if cfg.distill_augment or cfg.distill_rating_swaps:
         from fintag.train.augment import distillation_set
 
@@ -237,17 +239,14 @@ def train(cfg: TrainConfig) -> Path:
             with_states=bool(cfg.distill_hidden),
             max_length=cfg.max_length,
             rating_swaps=cfg.distill_rating_swaps,
-            bf16=accelerator.mixed_precision == "bf16",
+            **teacher_where,
         )
         train_ds = SentenceDataset(records, tokenizer, cfg.max_length, targets=soft)
     else:
         train_ds = SentenceDataset(train_records, tokenizer, cfg.max_length)
         if cfg.distill_hidden:
             _, states = teacher_pass(
-                cfg.teacher,
-                [r["text"] for r in train_records],
-                cfg.max_length,
-                bf16=accelerator.mixed_precision == "bf16",
+                cfg.teacher, [r["text"] for r in train_records], cfg.max_length, **teacher_where
             )
     projection: torch.nn.Module | None = None
     if states is not None:
