@@ -120,6 +120,45 @@ def test_a_note_with_many_short_lines_is_still_unwrapped():
     assert "投资评级:增持(首次覆盖)" in units and "风险提示:" not in " ".join(paragraphs)
 
 
+def test_a_note_typeset_at_45_characters_with_mostly_short_lines_is_unwrapped():
+    """A company note typeset at 45 characters a line whose flattened tables and header block leave a sixth of
+    its lines at the column (under the 20% share): the full lines sit at exactly one width and run on, which
+    only wrapping does, so the paragraphs' sentences still come out whole and the table rows stay apart."""
+    paragraphs = [
+        "公司发布2025年三季报,前三季度实现营业收入86.4亿元,同比增长41.2%,归母净利润12.7亿元,同比增长58.9%,"
+        "业绩超出市场预期,主要受益于数据中心800G光模块出货量环比大幅提升以及产品结构持续优化。",
+        "我们认为,北美云厂商资本开支指引再度上修,1.6T光模块有望于2026年进入规模放量阶段,公司作为头部供应商"
+        "深度绑定核心客户,硅光方案良率领先,叠加泰国工厂产能逐步释放,全年出货结构有望进一步向高速率产品倾斜。",
+        "盈利预测与投资建议:我们上调公司2025-2027年归母净利润预测至17.2/25.8/33.1亿元,对应当前股价市盈率分别为"
+        "31/21/16倍,维持“买入”评级,风险提示:AI资本开支不及预期,海外贸易摩擦加剧,新产品研发进度不及预期。",
+    ]
+    header = [
+        "证券研究报告|公司点评|通信设备", "投资评级:买入(维持)", "目标价:168.00元", "当前价:132.50元",
+        "总股本:11.2亿股", "流通市值:1,480亿元", "52周股价区间:78.1-151.2元", "分析师:李四",
+        "执业证书编号:S0000000000000", "联系人:王五", "核心观点",
+    ]
+    table = ["表1:盈利预测与估值", "单位:百万元|2024A|2025E|2026E|2027E"] + [
+        f"{row}|{a}|{b}|{c}|{d}"
+        for row, a, b, c, d in [
+            ("营业收入", "7,120", "11,860", "16,420", "20,310"), ("同比增长", "35.1%", "66.6%", "38.4%", "23.7%"),
+            ("归母净利润", "1,010", "1,720", "2,580", "3,310"), ("同比增长", "28.4%", "70.3%", "50.0%", "28.3%"),
+            ("毛利率", "33.2%", "35.6%", "36.1%", "36.4%"), ("净利率", "14.2%", "14.5%", "15.7%", "16.3%"),
+            ("ROE", "12.8%", "18.9%", "22.4%", "23.1%"), ("EPS(元)", "0.90", "1.54", "2.30", "2.96"),
+            ("PE(倍)", "147.2", "86.0", "57.6", "44.8"), ("PB(倍)", "18.9", "16.3", "12.9", "10.3"),
+            ("EV/EBITDA", "95.1", "56.3", "39.8", "31.0"), ("经营现金流", "820", "1,460", "2,210", "2,900"),
+        ]
+    ] + ["资料来源:Wind,某某证券研究所", "股价走势图", "相对收益:1M 12.4% 3M 35.1% 12M 68.2%", "免责声明"]  # fmt: skip
+    wrapped = [_wrap(p, 90) for p in paragraphs]
+    lines = header + wrapped[0] + wrapped[1] + table[:8] + wrapped[2] + table[8:]
+    full = sum(len(w) - 1 for w in wrapped)
+    assert 0.12 <= full / len(lines) < 0.2  # under MIN_AT_COLUMN: the share rule alone leaves it wrapped
+    units = [s.text for s in segment("\n".join(lines)).sentences]
+    for paragraph in paragraphs:  # left wrapped, each came out as halves and a dropped tail ("化。")
+        assert paragraph in units, paragraph[:20]
+    assert units[:2] == ["证券研究报告|公司点评|通信设备", "投资评级:买入(维持)"]
+    assert "表1:盈利预测与估值" in units and "资料来源:Wind,某某证券研究所" in units
+
+
 def test_short_or_few_lines_are_never_joined():
     assert wrapped_breaks(["光模块需求旺盛", "订单饱满"]) == set()
     headlines = [
