@@ -81,10 +81,9 @@ def soft_breaks(
     many_at_column = (
         at_column >= max(MIN_LINES, MIN_AT_COLUMN * len(present)) and running_on >= MIN_RUNNING_ON * at_column
     )
-    few_at_one_width = (
-        len(tight) >= max(TIGHT_LINES, TIGHT_SHARE * len(present))
-        and sum(map(can_continue, tight)) >= TIGHT_RUNNING_ON * len(tight)
-    )
+    tight_running_on = sum(map(can_continue, tight))
+    few_at_one_width = len(tight) >= max(TIGHT_LINES, TIGHT_SHARE * len(present))
+    few_at_one_width = few_at_one_width and tight_running_on >= TIGHT_RUNNING_ON * len(tight)
     if (
         not COLUMN_RANGE[0] <= column <= COLUMN_RANGE[1]
         or wide > WIDE_SHARE * len(present)
