@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fintag.data.agreement import EVAL_SPLITS, measure, render
 from fintag.data.build import PROJECT_DATA, SPLITS, load_split
 from fintag.data.fsutil import write_text
 from fintag.data.taxonomy import LANGS, ORIGINS, TAXONOMY
@@ -38,6 +39,10 @@ TARGETS: dict[str, int] = {
 class StatsConfig:
     dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
     card: str = field(default=str(PROJECT_DATA / "README.md"), metadata={"help": "data card to (re)write"})
+    agreement_dir: str = field(
+        default=str(PROJECT_DATA / "labels" / "agreement"),
+        metadata={"help": "second annotation of validation and test, and its adjudication"},
+    )
 
 
 def count(rows: list[dict[str, Any]]) -> Counter[str]:
@@ -79,7 +84,9 @@ def _keys() -> list[str]:
     return keys
 
 
-def render_card(stats: dict[str, Counter[str]], build_stats: dict[str, Any] | None) -> str:
+def render_card(
+    stats: dict[str, Counter[str]], build_stats: dict[str, Any] | None, agreement: list[str] | None = None
+) -> str:
     cols = [*SPLITS, "all"]
     lines = [
         "# fintag dataset card",
@@ -126,13 +133,16 @@ def render_card(stats: dict[str, Counter[str]], build_stats: dict[str, Any] | No
     if build_stats:
         lines += ["", "## Dropped while building", "", "| reason | count |", "| --- | --- |"]
         lines += [f"| {k} | {v} |" for k, v in build_stats["dropped"].items()]
+    if agreement:
+        lines += ["", *agreement]
     lines += [
         "",
         "## Known limitations",
         "- The report sentences come from five reports only (2024-12 to 2025-11); authored sentences",
         "  supply most robotaxi, rating, traditional-Chinese and English examples, so they are cleaner",
         "  than real reports.",
-        "- One annotator pass plus one review pass; no inter-annotator agreement figure.",
+        "- One annotator pass plus one review pass on train; validation and test were labelled a second",
+        "  time, independently (agreement above); train was not.",
         "",
     ]
     return "\n".join(lines)
@@ -146,7 +156,10 @@ def run_stats(cfg: StatsConfig) -> dict[str, Counter[str]]:
     build_stats = (
         json.loads(build_stats_path.read_text(encoding="utf-8")) if build_stats_path.exists() else None
     )
-    write_text(cfg.card, render_card(stats, build_stats))
+    gold = [r for split in EVAL_SPLITS for r in load_split(cfg.dataset_dir, split)]
+    measured = measure(gold, Path(cfg.agreement_dir))
+    section = render(*measured) if measured else None
+    write_text(cfg.card, render_card(stats, build_stats, section))
     return stats
 
 

@@ -1,0 +1,120 @@
+"""Agreement between the gold labels of validation and test and a second, independent annotation.
+
+`data/labels/agreement/second_pass.jsonl` holds a second annotator's labels of every validation and test
+sentence (keyed by sentence id, labelled from `LABELS.md` and `GUIDELINES.md` alone, without the gold labels
+or any model's output); `adjudication.jsonl` holds each disagreement with the first label, the second, the
+decision and why. Agreement is measured before adjudication (the first labels, as the inter-annotator figure)
+and after it (the gold labels of the built dataset): Cohen's kappa per single-choice group, per theme (present
+or not), and the share of sentences whose themes agree exactly. `fintag data stats` writes it into the card.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fintag.data.taxonomy import TAXONOMY, THEMES
+from sklearn.metrics import cohen_kappa_score
+
+EVAL_SPLITS = ("validation", "test")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Agreement of two labellings of the same `n` sentences."""
+
+    n: int
+    # group -> (share of sentences with the same label, Cohen's kappa); themes: exact agreement of the set
+    groups: dict[str, tuple[float, float | None]]
+    # theme -> Cohen's kappa of its presence
+    themes: dict[str, float | None]
+
+
+def _kappa(a: Sequence[Any], b: Sequence[Any]) -> float | None:
+    """Cohen's kappa, or None where it is undefined (both annotators used one label throughout)."""
+    if len(set(a) | set(b)) < 2:
+        return None
+    return float(cohen_kappa_score(a, b))
+
+
+def _key(group: str, value: Any) -> Any:
+    return tuple(sorted(value)) if isinstance(value, list) else value
+
+
+def agreement(first: Sequence[dict[str, Any]], second: Sequence[dict[str, Any]]) -> Agreement:
+    """Agreement of two labellings, aligned row by row (each row holds every group of the taxonomy)."""
+    if len(first) != len(second) or not first:
+        raise ValueError(f"need two labellings of the same rows, got {len(first)} and {len(second)} rows")
+    groups: dict[str, tuple[float, float | None]] = {}
+    for g in TAXONOMY:
+        a = [_key(g.name, r[g.name]) for r in first]
+        b = [_key(g.name, r[g.name]) for r in second]
+        same = sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+        groups[g.name] = (same, None if g.multi_label else _kappa(a, b))
+    themes = {
+        t: _kappa([t in r[THEMES.name] for r in first], [t in r[THEMES.name] for r in second])
+        for t in THEMES.labels
+    }
+    return Agreement(n=len(first), groups=groups, themes=themes)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def measure(gold: Sequence[dict[str, Any]], agreement_dir: Path) -> tuple[dict[str, Agreement], int] | None:
+    """Agreement of the second pass with the first labels (before adjudication, by origin too) and with `gold`
+    (after), over the gold rows the second pass labelled, and how many gold labels the adjudication changed;
+    None when the folder holds no second pass or it labels none of `gold`."""
+    second_path = agreement_dir / "second_pass.jsonl"
+    if not second_path.exists():
+        return None
+    second = {r["id"]: r for r in _read_jsonl(second_path)}
+    adjudication_path = agreement_dir / "adjudication.jsonl"
+    decisions = _read_jsonl(adjudication_path) if adjudication_path.exists() else []
+    firsts = {(r["id"], r["group"]): r["first"] for r in decisions}
+    rows = [r for r in gold if r["id"] in second]
+    if not rows:
+        return None
+    before = [{g.name: firsts.get((r["id"], g.name), r[g.name]) for g in TAXONOMY} for r in rows]
+    results: dict[str, Agreement] = {}
+    for origin in (None, "report", "authored"):
+        idx = [i for i, r in enumerate(rows) if origin in (None, r["origin"])]
+        if idx:
+            name = f"before adjudication, {'all' if origin is None else 'origin=' + origin}"
+            results[name] = agreement([before[i] for i in idx], [second[rows[i]["id"]] for i in idx])
+    results["after adjudication, all"] = agreement(rows, [second[r["id"]] for r in rows])
+    changed = sum(_key(r["group"], r["decision"]) != _key(r["group"], r["first"]) for r in decisions)
+    return results, changed
+
+
+def render(results: dict[str, Agreement], changed: int) -> list[str]:
+    """The card's agreement section."""
+
+    def k(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    head = ["rows", "n"]
+    head += [f"{g.name} {'exact' if g.multi_label else 'agree / kappa'}" for g in TAXONOMY]
+    head += [f"kappa {t}" for t in THEMES.labels]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, a in results.items():
+        cells = [name, str(a.n)]
+        for g in TAXONOMY:
+            same, kappa = a.groups[g.name]
+            cells.append(f"{same:.3f}" if g.multi_label else f"{same:.3f} / {k(kappa)}")
+        cells += [k(a.themes[t]) for t in THEMES.labels]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [
+        "## Agreement",
+        "",
+        "A second annotator labelled every validation and test sentence from `LABELS.md` and `GUIDELINES.md`",
+        "alone (`data/labels/agreement/second_pass.jsonl`); each disagreement was decided against the guides",
+        f"without knowing which label was the first, {changed} of them changing a gold label",
+        "(`data/labels/agreement/adjudication.jsonl`, with the reason for each).",
+        "",
+        *lines,
+    ]

@@ -1,0 +1,81 @@
+"""Agreement between the gold labels of validation and test and the second, independent annotation."""
+
+import json
+
+import pytest
+from fintag.data.agreement import EVAL_SPLITS, agreement, measure, render
+from fintag.data.build import PROJECT_DATA, load_split
+from fintag.data.taxonomy import TAXONOMY
+
+
+def _row(sentiment: str, themes: list[str], rating: str = "none", **extra) -> dict:
+    return {"sentiment": sentiment, "themes": themes, "rating": rating, **extra}
+
+
+def _write(path, rows: list[dict]) -> None:
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+
+
+def test_kappa_and_exact_theme_agreement_by_hand():
+    first = [_row("positive", ["compute"]), _row("positive", []), _row("negative", []), _row("negative", [])]
+    second = [_row("positive", ["compute"]), _row("negative", []), _row("negative", [])]
+    second.append(_row("negative", ["robotaxi"]))
+    a = agreement(first, second)
+    # sentiment: observed 3/4; chance 1/2 * 1/4 + 1/2 * 3/4 = 1/2; kappa (0.75 - 0.5) / 0.5 = 0.5
+    assert a.groups["sentiment"] == pytest.approx((0.75, 0.5))
+    assert a.groups["themes"][0] == 0.75 and a.groups["themes"][1] is None
+    assert a.themes["compute"] == pytest.approx(1.0)
+    assert a.themes["robotaxi"] == 0.0  # one annotator never used it: no agreement beyond chance
+    assert a.themes["domestic_substitution"] is None  # neither used it: undefined, not 1.0
+    assert a.groups["rating"] == (1.0, None)  # one label throughout: kappa undefined
+    with pytest.raises(ValueError, match="same rows"):
+        agreement(first, second[:3])
+
+
+def test_before_adjudication_uses_the_first_labels_and_after_the_gold(tmp_path):
+    gold = [
+        _row("negative", [], id="a", origin="report"),  # adjudicated: was positive, second said negative
+        _row("neutral", ["compute"], id="b", origin="authored"),
+        _row("positive", [], id="c", origin="authored"),  # disagreement kept
+        _row("neutral", [], id="d", origin="report"),
+    ]
+    second = [
+        _row("negative", [], id="a"),
+        _row("neutral", ["compute"], id="b"),
+        _row("negative", [], id="c"),
+        _row("neutral", [], id="d"),
+    ]
+    _write(tmp_path / "second_pass.jsonl", second)
+    decisions = [
+        {"id": "a", "group": "sentiment", "first": "positive", "second": "negative", "decision": "negative"},
+        {"id": "c", "group": "sentiment", "first": "positive", "second": "negative", "decision": "positive"},
+    ]
+    _write(tmp_path / "adjudication.jsonl", decisions)
+    results, changed = measure(gold, tmp_path)
+    assert changed == 1
+    assert results["before adjudication, all"].groups["sentiment"][0] == 0.5
+    assert results["after adjudication, all"].groups["sentiment"][0] == 0.75
+    assert results["before adjudication, origin=report"].n == 2
+    assert results["before adjudication, origin=report"].groups["sentiment"][0] == 0.5
+    card = "\n".join(render(results, changed))
+    assert "8 of them" not in card and "1 of them changing a gold label" in card
+    assert measure(gold, tmp_path / "missing") is None
+
+
+def test_the_repositorys_second_pass_covers_validation_and_test_and_its_decisions_are_the_gold(small_dataset):
+    """Every validation and test sentence has a second label; the adjudication file lists exactly the
+    disagreements between the second pass and the first labels, and each decision is the gold label now."""
+    folder = PROJECT_DATA / "labels" / "agreement"
+    second = {r["id"]: r for r in map(json.loads, (folder / "second_pass.jsonl").open(encoding="utf-8"))}
+    decisions = [json.loads(line) for line in (folder / "adjudication.jsonl").open(encoding="utf-8")]
+    gold = {r["id"]: r for split in EVAL_SPLITS for r in load_split(small_dataset, split)}
+    assert set(second) == set(gold)
+    by_key = {(d["id"], d["group"]): d for d in decisions}
+    for sid, g in gold.items():
+        for group in TAXONOMY:
+            d = by_key.get((sid, group.name))
+            first = d["first"] if d else g[group.name]
+            norm = sorted if group.multi_label else (lambda v: v)
+            assert (norm(first) != norm(second[sid][group.name])) == (d is not None), (sid, group.name)
+            if d:
+                assert norm(d["decision"]) == norm(g[group.name]) and d["why"], (sid, group.name)
