@@ -316,6 +316,17 @@ def test_rating_word_variants_put_another_rating_word_of_the_same_language_in_it
     assert flipped == {1, 2}  # some variants turn the change around
     assert swap_rating_words(texts, 30, seed=1) == made  # reproducible
     assert swap_rating_words(texts[3:], 5, seed=0) == []
+    # A swap word inside a level that is not swapped stays (no 审慎买入, no "Sector Sell"); one beside it
+    # is swapped.
+    inside = [
+        "行业评级:审慎增持(维持)",
+        "评级:谨慎增持",
+        "Rating: Sector Outperform",
+        "SECTOR UNDERPERFORM (from Sector Perform)",
+    ]
+    assert swap_rating_words(inside, 5, seed=0) == []
+    beside = swap_rating_words(["由“增持”下调至“审慎增持”"], 10, seed=0)
+    assert beside and all(t.endswith("至“审慎增持”") and "由“增持”" not in t for t, _ in beside)
 
 
 def test_distillation_set_keeps_gold_rows_and_adds_teacher_probabilities(mini_dataset):

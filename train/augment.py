@@ -65,9 +65,19 @@ def recombine_clauses(texts: Sequence[str], n: int, seed: int) -> list[tuple[str
 
 
 # 看好 / 看淡 are verbs of opinion far more often than ratings: they are not swapped in or out (nor the
-# other words of `RATING_WORDS_NOT_SWAPPED`). A swapped word inside one of them is still swapped (审慎增持 ->
-# 审慎买入, "Sector Outperform" -> "Sector Sell"): the fast tier's figures of the thirtieth session were
-# measured so; making those words block the swap is a recipe change to measure, not a tidy-up.
+# other words of `RATING_WORDS_NOT_SWAPPED`), and neither is a swap word inside one of them or inside "Sector
+# Outperform" / "Sector Underperform" (审慎增持 is not turned into 审慎买入, nor "Sector Outperform" into
+# "Sector Sell": levels no broker prints; thirty-second session).
+_KEPT = sorted(RATING_WORDS_NOT_SWAPPED, key=lambda w: (-len(w), w))
+_KEPT_RE = re.compile(
+    "|".join(
+        [
+            *(re.escape(w) if CJK_RE.match(w) else rf"\b{re.escape(w)}\b" for w in _KEPT),
+            r"\bSector (?:Outperform|Underperform)\b",
+        ]
+    ),
+    re.IGNORECASE,
+)
 _SWAP_ZH = tuple(w for w in RATING_WORDS_ZH if w not in RATING_WORDS_NOT_SWAPPED)
 _SWAP_EN = tuple(w for w in RATING_WORDS_EN if w not in RATING_WORDS_NOT_SWAPPED)
 # Longest first (强烈推荐 before 推荐); English words whole and capitalised or upper-case (a rating, not
@@ -102,7 +112,10 @@ def swap_rating_words(texts: Sequence[str], per_sentence: int, seed: int) -> lis
     seen = set(texts)
     out: list[tuple[str, int]] = []
     for i, text in enumerate(texts):
-        spots = list(_SWAP_RE.finditer(text))
+        kept = [m.span() for m in _KEPT_RE.finditer(text)]
+        spots = [
+            m for m in _SWAP_RE.finditer(text) if not any(a < m.end() and m.start() < b for a, b in kept)
+        ]
         for _ in range(per_sentence if spots else 0):
             spot = rng.choice(spots)
             old = spot.group()
