@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from fintag.data.taxonomy import TAXONOMY, THEMES
-from sklearn.metrics import cohen_kappa_score
 
 EVAL_SPLITS = ("validation", "test")
 
@@ -37,6 +36,8 @@ def _kappa(a: Sequence[Any], b: Sequence[Any]) -> float | None:
     """Cohen's kappa, or None where it is undefined (both annotators used one label throughout)."""
     if len(set(a) | set(b)) < 2:
         return None
+    from sklearn.metrics import cohen_kappa_score  # here, so `fintag data stats --help` stays light
+
     return float(cohen_kappa_score(a, b))
 
 

@@ -61,8 +61,9 @@ def _embed(model, tokenizer, texts: list[str]) -> np.ndarray:
 
 def _label_texts() -> list[str]:
     from fintag.data.fsutil import read_jsonl
+    from fintag.data.validate import label_files
 
-    return [row["text"] for path in sorted(LABELS.rglob("*.jsonl")) for row in read_jsonl(path)]
+    return [row["text"] for path in label_files(LABELS) for row in read_jsonl(path)]
 
 
 def test_dequantize_q4_0_block_by_hand():
