@@ -10,12 +10,12 @@ or not), and the share of sentences whose themes agree exactly. `fintag data sta
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fintag.data.fsutil import read_jsonl
 from fintag.data.taxonomy import TAXONOMY, THEMES
 
 EVAL_SPLITS = ("validation", "test")
@@ -41,7 +41,8 @@ def _kappa(a: Sequence[Any], b: Sequence[Any]) -> float | None:
     return float(cohen_kappa_score(a, b))
 
 
-def _key(group: str, value: Any) -> Any:
+def _key(value: Any) -> Any:
+    """A label comparable across annotators: a theme list as a sorted tuple."""
     return tuple(sorted(value)) if isinstance(value, list) else value
 
 
@@ -51,8 +52,8 @@ def agreement(first: Sequence[dict[str, Any]], second: Sequence[dict[str, Any]])
         raise ValueError(f"need two labellings of the same rows, got {len(first)} and {len(second)} rows")
     groups: dict[str, tuple[float, float | None]] = {}
     for g in TAXONOMY:
-        a = [_key(g.name, r[g.name]) for r in first]
-        b = [_key(g.name, r[g.name]) for r in second]
+        a = [_key(r[g.name]) for r in first]
+        b = [_key(r[g.name]) for r in second]
         same = sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
         groups[g.name] = (same, None if g.multi_label else _kappa(a, b))
     themes = {
@@ -62,10 +63,6 @@ def agreement(first: Sequence[dict[str, Any]], second: Sequence[dict[str, Any]])
     return Agreement(n=len(first), groups=groups, themes=themes)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def measure(gold: Sequence[dict[str, Any]], agreement_dir: Path) -> tuple[dict[str, Agreement], int] | None:
     """Agreement of the second pass with the first labels (before adjudication, by origin too) and with `gold`
     (after), over the gold rows the second pass labelled, and how many gold labels the adjudication changed;
@@ -73,9 +70,9 @@ def measure(gold: Sequence[dict[str, Any]], agreement_dir: Path) -> tuple[dict[s
     second_path = agreement_dir / "second_pass.jsonl"
     if not second_path.exists():
         return None
-    second = {r["id"]: r for r in _read_jsonl(second_path)}
+    second = {r["id"]: r for r in read_jsonl(second_path)}
     adjudication_path = agreement_dir / "adjudication.jsonl"
-    decisions = _read_jsonl(adjudication_path) if adjudication_path.exists() else []
+    decisions = read_jsonl(adjudication_path) if adjudication_path.exists() else []
     firsts = {(r["id"], r["group"]): r["first"] for r in decisions}
     rows = [r for r in gold if r["id"] in second]
     if not rows:
@@ -88,7 +85,7 @@ def measure(gold: Sequence[dict[str, Any]], agreement_dir: Path) -> tuple[dict[s
             name = f"before adjudication, {'all' if origin is None else 'origin=' + origin}"
             results[name] = agreement([before[i] for i in idx], [second[rows[i]["id"]] for i in idx])
     results["after adjudication, all"] = agreement(rows, [second[r["id"]] for r in rows])
-    changed = sum(_key(r["group"], r["decision"]) != _key(r["group"], r["first"]) for r in decisions)
+    changed = sum(_key(r["decision"]) != _key(r["first"]) for r in decisions)
     return results, changed
 
 

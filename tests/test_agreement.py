@@ -5,6 +5,7 @@ import json
 import pytest
 from fintag.data.agreement import EVAL_SPLITS, agreement, measure, render
 from fintag.data.build import PROJECT_DATA, load_split
+from fintag.data.fsutil import read_jsonl
 from fintag.data.taxonomy import TAXONOMY
 
 
@@ -66,8 +67,8 @@ def test_the_repositorys_second_pass_covers_validation_and_test_and_its_decision
     """Every validation and test sentence has a second label; the adjudication file lists exactly the
     disagreements between the second pass and the first labels, and each decision is the gold label now."""
     folder = PROJECT_DATA / "labels" / "agreement"
-    second = {r["id"]: r for r in map(json.loads, (folder / "second_pass.jsonl").open(encoding="utf-8"))}
-    decisions = [json.loads(line) for line in (folder / "adjudication.jsonl").open(encoding="utf-8")]
+    second = {r["id"]: r for r in read_jsonl(folder / "second_pass.jsonl")}
+    decisions = read_jsonl(folder / "adjudication.jsonl")
     gold = {r["id"]: r for split in EVAL_SPLITS for r in load_split(small_dataset, split)}
     assert set(second) == set(gold)
     by_key = {(d["id"], d["group"]): d for d in decisions}
