@@ -67,6 +67,7 @@ RATING_WORDS_ZH: tuple[str, ...] = (
 RATING_WORDS_EN: tuple[str, ...] = (
     "Buy", "Outperform", "Overweight", "Neutral", "Hold", "Underperform", "Underweight", "Sell",
     "Accumulate", "Reduce", "Equal-weight", "Market Weight", "Market Perform", "Sector Perform", "Avoid",
+    "Sector Outperform", "Sector Underperform",
 )  # fmt: skip
 # Words that are something else more often than a rating (看好 / 标配 / 强推 / 超配 are verbs, car
 # features and fund positions; "Reduce" / "Avoid" are verbs) and the levels added after the fast tier's
@@ -74,6 +75,7 @@ RATING_WORDS_EN: tuple[str, ...] = (
 RATING_WORDS_NOT_SWAPPED: frozenset[str] = frozenset(
     {"看好", "看淡", "超配", "标配", "低配", "强推", "审慎增持", "谨慎增持"}
     | {"Accumulate", "Reduce", "Equal-weight", "Market Weight", "Market Perform", "Sector Perform", "Avoid"}
+    | {"Sector Outperform", "Sector Underperform"}
 )
 
 ORIGINS = ("report", "authored")

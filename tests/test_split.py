@@ -93,6 +93,11 @@ def test_other_mainland_scales_are_rating_words_too():
     kinds = {s.text: s.kind for s in seg.sentences}
     assert kinds[scale] == "disclaimer"
     assert kinds[stated] == "sentence"
+    # Two-word levels are matched whole: a "Sector Outperform" definition is a disclaimer, not a sentence.
+    stated = "We maintain Sector Outperform on the name as AI server orders keep rising."
+    scale = "Sector Outperform: the stock is expected to outperform the sector over the next 12 months."
+    kinds = {s.text: s.kind for s in segment(f"{stated}\n\n{scale}\n").sentences}
+    assert kinds == {stated: "sentence", scale: "disclaimer"}
 
 
 def test_ids_are_stable_hashes_of_normalised_text():

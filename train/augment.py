@@ -65,17 +65,12 @@ def recombine_clauses(texts: Sequence[str], n: int, seed: int) -> list[tuple[str
 
 
 # 看好 / 看淡 are verbs of opinion far more often than ratings: they are not swapped in or out (nor the
-# other words of `RATING_WORDS_NOT_SWAPPED`), and neither is a swap word inside one of them or inside "Sector
-# Outperform" / "Sector Underperform" (审慎增持 is not turned into 审慎买入, nor "Sector Outperform" into
-# "Sector Sell": levels no broker prints; measured in the thirty-third session, docs/model.md).
+# other words of `RATING_WORDS_NOT_SWAPPED`), and neither is a swap word inside one of them (审慎增持 is
+# not turned into 审慎买入, nor "Sector Outperform" into "Sector Sell": levels no broker prints; measured in
+# the thirty-third session, docs/model.md).
 _KEPT = sorted(RATING_WORDS_NOT_SWAPPED, key=lambda w: (-len(w), w))
 _KEPT_RE = re.compile(
-    "|".join(
-        [
-            *(re.escape(w) if CJK_RE.match(w) else rf"\b{re.escape(w)}\b" for w in _KEPT),
-            r"\bSector (?:Outperform|Underperform)\b",
-        ]
-    ),
+    "|".join(re.escape(w) if CJK_RE.match(w) else rf"\b{re.escape(w)}\b" for w in _KEPT),
     re.IGNORECASE,
 )
 _SWAP_ZH = tuple(w for w in RATING_WORDS_ZH if w not in RATING_WORDS_NOT_SWAPPED)
