@@ -1,11 +1,13 @@
-"""Agreement between the gold labels of validation and test and a second, independent annotation.
+"""Agreement between the gold labels of every split and a second, independent annotation.
 
-`data/labels/agreement/second_pass.jsonl` holds a second annotator's labels of every validation and test
-sentence (keyed by sentence id, labelled from `LABELS.md` and `GUIDELINES.md` alone, without the gold labels
-or any model's output); `adjudication.jsonl` holds each disagreement with the first label, the second, the
-decision and why. Agreement is measured before adjudication (the first labels, as the inter-annotator figure)
-and after it (the gold labels of the built dataset): Cohen's kappa per single-choice group, per theme (present
-or not), and the share of sentences whose themes agree exactly. `fintag data stats` writes it into the card.
+`data/labels/agreement/second_pass.jsonl` holds a second annotator's labels of every sentence of the dataset
+(keyed by sentence id, labelled from `LABELS.md` and `GUIDELINES.md` alone, without the gold labels or any
+model's output; validation and test in the thirty-second session, train in the thirty-sixth);
+`adjudication.jsonl` holds each disagreement with the first label, the second, the decision and why.
+Agreement is measured before adjudication (the first labels, as the inter-annotator figure) and after it (the
+gold labels of the built dataset), over all rows and by split and origin: Cohen's kappa per single-choice
+group, per theme (present or not), and the share of sentences whose themes agree exactly. `fintag data
+stats` writes it into the card.
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fintag.data.build import SPLITS
 from fintag.data.fsutil import read_jsonl
 from fintag.data.taxonomy import TAXONOMY, THEMES
 
-EVAL_SPLITS = ("validation", "test")
+# Slices of the table besides "all": rows are tagged with their split (`split`) by the caller.
+SLICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("split", "train", ("train",)),
+    ("split", "validation+test", ("validation", "test")),
+    ("origin", "report", ("report",)),
+    ("origin", "authored", ("authored",)),
+)
 
 
 @dataclass(frozen=True)
@@ -63,10 +72,13 @@ def agreement(first: Sequence[dict[str, Any]], second: Sequence[dict[str, Any]])
     return Agreement(n=len(first), groups=groups, themes=themes)
 
 
-def measure(gold: Sequence[dict[str, Any]], agreement_dir: Path) -> tuple[dict[str, Agreement], int] | None:
-    """Agreement of the second pass with the first labels (before adjudication, by origin too) and with `gold`
-    (after), over the gold rows the second pass labelled, and how many gold labels the adjudication changed;
-    None when the folder holds no second pass or it labels none of `gold`."""
+def measure(
+    gold: Sequence[dict[str, Any]], agreement_dir: Path
+) -> tuple[dict[str, Agreement], dict[str, int]] | None:
+    """Agreement of the second pass with the first labels (before adjudication, by split and origin too) and
+    with `gold` (after), over the gold rows the second pass labelled, and how many gold labels the
+    adjudication changed (in all, and by split where rows carry one); None when the folder holds no second
+    pass or it labels none of `gold`."""
     second_path = agreement_dir / "second_pass.jsonl"
     if not second_path.exists():
         return None
@@ -79,17 +91,26 @@ def measure(gold: Sequence[dict[str, Any]], agreement_dir: Path) -> tuple[dict[s
         return None
     before = [{g.name: firsts.get((r["id"], g.name), r[g.name]) for g in TAXONOMY} for r in rows]
     results: dict[str, Agreement] = {}
-    for origin in (None, "report", "authored"):
-        idx = [i for i, r in enumerate(rows) if origin in (None, r["origin"])]
-        if idx:
-            name = f"before adjudication, {'all' if origin is None else 'origin=' + origin}"
-            results[name] = agreement([before[i] for i in idx], [second[rows[i]["id"]] for i in idx])
+    slices: list[tuple[str, list[int]]] = [("all", list(range(len(rows))))]
+    for key, name, values in SLICES:
+        slices.append((f"{key}={name}", [i for i, r in enumerate(rows) if r.get(key) in values]))
+    for name, idx in slices:
+        if idx and (name == "all" or len(idx) < len(rows)):
+            results[f"before adjudication, {name}"] = agreement(
+                [before[i] for i in idx], [second[rows[i]["id"]] for i in idx]
+            )
     results["after adjudication, all"] = agreement(rows, [second[r["id"]] for r in rows])
-    changed = sum(_key(r["decision"]) != _key(r["first"]) for r in decisions)
+    split_of = {r["id"]: r.get("split") for r in rows}
+    changed: dict[str, int] = {}
+    for d in decisions:
+        if _key(d["decision"]) != _key(d["first"]):
+            for bucket in ("all", split_of.get(d["id"])):
+                if bucket is not None:
+                    changed[bucket] = changed.get(bucket, 0) + 1
     return results, changed
 
 
-def render(results: dict[str, Agreement], changed: int) -> list[str]:
+def render(results: dict[str, Agreement], changed: dict[str, int]) -> list[str]:
     """The card's agreement section."""
 
     def k(value: float | None) -> str:
@@ -106,13 +127,19 @@ def render(results: dict[str, Agreement], changed: int) -> list[str]:
             cells.append(f"{same:.3f}" if g.multi_label else f"{same:.3f} / {k(kappa)}")
         cells += [k(a.themes[t]) for t in THEMES.labels]
         lines.append("| " + " | ".join(cells) + " |")
+    order = {name: i for i, name in enumerate(SPLITS)}
+    by_split = ", ".join(
+        f"{n} in {s}" for s, n in sorted(changed.items(), key=lambda kv: order.get(kv[0], 99)) if s != "all"
+    )
     return [
         "## Agreement",
         "",
-        "A second annotator labelled every validation and test sentence from `LABELS.md` and `GUIDELINES.md`",
-        "alone (`data/labels/agreement/second_pass.jsonl`); each disagreement was decided against the guides",
-        f"without knowing which label was the first, {changed} of them changing a gold label",
-        "(`data/labels/agreement/adjudication.jsonl`, with the reason for each).",
+        "A second annotator labelled every sentence from `LABELS.md` and `GUIDELINES.md` alone",
+        "(`data/labels/agreement/second_pass.jsonl`); each disagreement was decided against the guides by",
+        "adjudicators who did not know which label was the first (where the guides leave it open, the first",
+        f"stands), {changed.get('all', 0)} of them changing a gold label"
+        + (f" ({by_split})" if by_split else ""),
+        "(`data/labels/agreement/adjudication.jsonl`, with the reason for each; how: `docs/label_audit.md`).",
         "",
         *lines,
     ]

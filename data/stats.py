@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fintag.data.agreement import EVAL_SPLITS, measure, render
+from fintag.data.agreement import measure, render
 from fintag.data.build import PROJECT_DATA, SPLITS, load_split
 from fintag.data.fsutil import write_text
 from fintag.data.taxonomy import LANGS, ORIGINS, TAXONOMY
@@ -141,8 +141,8 @@ def render_card(
         "- The report sentences come from five reports only (2024-12 to 2025-11); authored sentences",
         "  supply most robotaxi, rating, traditional-Chinese and English examples, so they are cleaner",
         "  than real reports.",
-        "- One annotator pass plus one review pass on train; validation and test were labelled a second",
-        "  time, independently (agreement above); train was not.",
+        "- Every sentence was labelled twice, independently, and the disagreements adjudicated (agreement",
+        "  above), by helper sessions working from the two guides, not by analysts.",
         "",
     ]
     return "\n".join(lines)
@@ -156,7 +156,7 @@ def run_stats(cfg: StatsConfig) -> dict[str, Counter[str]]:
     build_stats = (
         json.loads(build_stats_path.read_text(encoding="utf-8")) if build_stats_path.exists() else None
     )
-    gold = [r for split in EVAL_SPLITS for r in load_split(cfg.dataset_dir, split)]
+    gold = [r | {"split": split} for split in SPLITS for r in load_split(cfg.dataset_dir, split)]
     measured = measure(gold, Path(cfg.agreement_dir))
     section = render(*measured) if measured else None
     write_text(cfg.card, render_card(stats, build_stats, section))

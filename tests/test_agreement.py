@@ -1,10 +1,10 @@
-"""Agreement between the gold labels of validation and test and the second, independent annotation."""
+"""Agreement between the gold labels of every split and the second, independent annotation."""
 
 import json
 
 import pytest
-from fintag.data.agreement import EVAL_SPLITS, agreement, measure, render
-from fintag.data.build import PROJECT_DATA, load_split
+from fintag.data.agreement import agreement, measure, render
+from fintag.data.build import PROJECT_DATA, SPLITS, load_split
 from fintag.data.fsutil import read_jsonl
 from fintag.data.taxonomy import TAXONOMY
 
@@ -35,41 +35,55 @@ def test_kappa_and_exact_theme_agreement_by_hand():
 
 def test_before_adjudication_uses_the_first_labels_and_after_the_gold(tmp_path):
     gold = [
-        _row("negative", [], id="a", origin="report"),  # adjudicated: was positive, second said negative
-        _row("neutral", ["compute"], id="b", origin="authored"),
-        _row("positive", [], id="c", origin="authored"),  # disagreement kept
-        _row("neutral", [], id="d", origin="report"),
+        _row("negative", [], id="a", origin="report", split="train"),  # adjudicated: was positive
+        _row("neutral", ["compute"], id="b", origin="authored", split="train"),
+        _row("positive", [], id="c", origin="authored", split="test"),  # disagreement kept
+        _row("neutral", [], id="d", origin="report", split="validation"),
+        _row("positive", ["robotaxi"], id="e", origin="authored", split="test"),  # adjudicated: themes
     ]
     second = [
         _row("negative", [], id="a"),
         _row("neutral", ["compute"], id="b"),
         _row("negative", [], id="c"),
         _row("neutral", [], id="d"),
+        _row("positive", ["robotaxi"], id="e"),
     ]
     _write(tmp_path / "second_pass.jsonl", second)
     decisions = [
         {"id": "a", "group": "sentiment", "first": "positive", "second": "negative", "decision": "negative"},
         {"id": "c", "group": "sentiment", "first": "positive", "second": "negative", "decision": "positive"},
+        {"id": "e", "group": "themes", "first": [], "second": ["robotaxi"], "decision": ["robotaxi"]},
     ]
     _write(tmp_path / "adjudication.jsonl", decisions)
     results, changed = measure(gold, tmp_path)
-    assert changed == 1
-    assert results["before adjudication, all"].groups["sentiment"][0] == 0.5
-    assert results["after adjudication, all"].groups["sentiment"][0] == 0.75
+    assert changed == {"all": 2, "train": 1, "test": 1}
+    assert results["before adjudication, all"].groups["sentiment"][0] == 0.6
+    assert results["before adjudication, all"].groups["themes"][0] == 0.8
+    assert results["after adjudication, all"].groups["sentiment"][0] == 0.8
+    assert results["after adjudication, all"].groups["themes"][0] == 1.0
     assert results["before adjudication, origin=report"].n == 2
     assert results["before adjudication, origin=report"].groups["sentiment"][0] == 0.5
+    assert results["before adjudication, split=train"].n == 2
+    assert results["before adjudication, split=train"].groups["sentiment"][0] == 0.5
+    assert results["before adjudication, split=validation+test"].n == 3
+    assert results["before adjudication, split=validation+test"].groups["themes"][0] == pytest.approx(2 / 3)
     card = "\n".join(render(results, changed))
-    assert "8 of them" not in card and "1 of them changing a gold label" in card
+    assert "2 of them changing a gold label (1 in train, 1 in test)" in card
+    # Rows without a split (a caller that does not tag them) give no split slices, only "all" and origins.
+    untagged = [{k: v for k, v in r.items() if k != "split"} for r in gold]
+    results, changed = measure(untagged, tmp_path)
+    assert changed == {"all": 2} and not any("split=" in name for name in results)
+    assert "2 of them changing a gold label\n" in "\n".join(render(results, changed))
     assert measure(gold, tmp_path / "missing") is None
 
 
-def test_the_repositorys_second_pass_covers_validation_and_test_and_its_decisions_are_the_gold(small_dataset):
-    """Every validation and test sentence has a second label; the adjudication file lists exactly the
+def test_the_repositorys_second_pass_covers_every_split_and_its_decisions_are_the_gold(small_dataset):
+    """Every sentence of every split has a second label; the adjudication file lists exactly the
     disagreements between the second pass and the first labels, and each decision is the gold label now."""
     folder = PROJECT_DATA / "labels" / "agreement"
     second = {r["id"]: r for r in read_jsonl(folder / "second_pass.jsonl")}
     decisions = read_jsonl(folder / "adjudication.jsonl")
-    gold = {r["id"]: r for split in EVAL_SPLITS for r in load_split(small_dataset, split)}
+    gold = {r["id"]: r for split in SPLITS for r in load_split(small_dataset, split)}
     assert set(second) == set(gold)
     by_key = {(d["id"], d["group"]): d for d in decisions}
     for sid, g in gold.items():
