@@ -12,6 +12,7 @@ stats` writes it into the card.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +20,7 @@ from typing import Any
 
 from fintag.data.build import SPLITS
 from fintag.data.fsutil import read_jsonl
-from fintag.data.taxonomy import TAXONOMY, THEMES
-
-# Slices of the table besides "all": rows are tagged with their split (`split`) by the caller.
-SLICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("split", "train", ("train",)),
-    ("split", "validation+test", ("validation", "test")),
-    ("origin", "report", ("report",)),
-    ("origin", "authored", ("authored",)),
-)
+from fintag.data.taxonomy import ORIGINS, TAXONOMY, THEMES
 
 
 @dataclass(frozen=True)
@@ -74,7 +67,7 @@ def agreement(first: Sequence[dict[str, Any]], second: Sequence[dict[str, Any]])
 
 def measure(
     gold: Sequence[dict[str, Any]], agreement_dir: Path
-) -> tuple[dict[str, Agreement], dict[str, int]] | None:
+) -> tuple[dict[str, Agreement], Counter[str]] | None:
     """Agreement of the second pass with the first labels (before adjudication, by split and origin too) and
     with `gold` (after), over the gold rows the second pass labelled, and how many gold labels the
     adjudication changed (in all, and by split where rows carry one); None when the folder holds no second
@@ -91,26 +84,30 @@ def measure(
         return None
     before = [{g.name: firsts.get((r["id"], g.name), r[g.name]) for g in TAXONOMY} for r in rows]
     results: dict[str, Agreement] = {}
-    slices: list[tuple[str, list[int]]] = [("all", list(range(len(rows))))]
-    for key, name, values in SLICES:
-        slices.append((f"{key}={name}", [i for i, r in enumerate(rows) if r.get(key) in values]))
+    # Slices besides "all": each split (rows tagged `split` by the caller) and each origin that rows hold.
+    slices = [("all", list(range(len(rows))))]
+    slices += [
+        (f"{key}={value}", [i for i, r in enumerate(rows) if r.get(key) == value])
+        for key, values in (("split", SPLITS), ("origin", ORIGINS))
+        for value in values
+    ]
     for name, idx in slices:
-        if idx and (name == "all" or len(idx) < len(rows)):
+        if idx:
             results[f"before adjudication, {name}"] = agreement(
                 [before[i] for i in idx], [second[rows[i]["id"]] for i in idx]
             )
     results["after adjudication, all"] = agreement(rows, [second[r["id"]] for r in rows])
     split_of = {r["id"]: r.get("split") for r in rows}
-    changed: dict[str, int] = {}
+    changed: Counter[str] = Counter()
     for d in decisions:
         if _key(d["decision"]) != _key(d["first"]):
-            for bucket in ("all", split_of.get(d["id"])):
-                if bucket is not None:
-                    changed[bucket] = changed.get(bucket, 0) + 1
+            changed["all"] += 1
+            if split_of.get(d["id"]) is not None:
+                changed[split_of[d["id"]]] += 1
     return results, changed
 
 
-def render(results: dict[str, Agreement], changed: dict[str, int]) -> list[str]:
+def render(results: dict[str, Agreement], changed: Counter[str]) -> list[str]:
     """The card's agreement section."""
 
     def k(value: float | None) -> str:
@@ -127,18 +124,14 @@ def render(results: dict[str, Agreement], changed: dict[str, int]) -> list[str]:
             cells.append(f"{same:.3f}" if g.multi_label else f"{same:.3f} / {k(kappa)}")
         cells += [k(a.themes[t]) for t in THEMES.labels]
         lines.append("| " + " | ".join(cells) + " |")
-    order = {name: i for i, name in enumerate(SPLITS)}
-    by_split = ", ".join(
-        f"{n} in {s}" for s, n in sorted(changed.items(), key=lambda kv: order.get(kv[0], 99)) if s != "all"
-    )
+    by_split = ", ".join(f"{changed[s]} in {s}" for s in SPLITS if changed[s])
     return [
         "## Agreement",
         "",
         "A second annotator labelled every sentence from `LABELS.md` and `GUIDELINES.md` alone",
         "(`data/labels/agreement/second_pass.jsonl`); each disagreement was decided against the guides by",
         "adjudicators who did not know which label was the first (where the guides leave it open, the first",
-        f"stands), {changed.get('all', 0)} of them changing a gold label"
-        + (f" ({by_split})" if by_split else ""),
+        f"stands), {changed['all']} of them changing a gold label" + (f" ({by_split})" if by_split else ""),
         "(`data/labels/agreement/adjudication.jsonl`, with the reason for each; how: `docs/label_audit.md`).",
         "",
         *lines,

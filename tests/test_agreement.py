@@ -65,8 +65,9 @@ def test_before_adjudication_uses_the_first_labels_and_after_the_gold(tmp_path):
     assert results["before adjudication, origin=report"].groups["sentiment"][0] == 0.5
     assert results["before adjudication, split=train"].n == 2
     assert results["before adjudication, split=train"].groups["sentiment"][0] == 0.5
-    assert results["before adjudication, split=validation+test"].n == 3
-    assert results["before adjudication, split=validation+test"].groups["themes"][0] == pytest.approx(2 / 3)
+    assert results["before adjudication, split=validation"].n == 1
+    assert results["before adjudication, split=test"].n == 2
+    assert results["before adjudication, split=test"].groups["themes"][0] == 0.5
     card = "\n".join(render(results, changed))
     assert "2 of them changing a gold label (1 in train, 1 in test)" in card
     # Rows without a split (a caller that does not tag them) give no split slices, only "all" and origins.
