@@ -3,11 +3,13 @@
 `data/labels/agreement/second_pass.jsonl` holds a second annotator's labels of every sentence of the dataset
 (keyed by sentence id, labelled from `LABELS.md` and `GUIDELINES.md` alone, without the gold labels or any
 model's output; validation and test in the thirty-second session, train in the thirty-sixth);
-`adjudication.jsonl` holds each disagreement with the first label, the second, the decision and why.
+`adjudication.jsonl` holds each disagreement with the first label, the second, the decision and why;
+`revisions.jsonl` holds gold labels changed later by a rule the guides gained after the second pass (the
+thirty-seventh session's Events rule), with the label before, the decision, the rule and why.
 Agreement is measured before adjudication (the first labels, as the inter-annotator figure) and after it (the
-gold labels of the built dataset), over all rows and by split and origin: Cohen's kappa per single-choice
-group, per theme (present or not), and the share of sentences whose themes agree exactly. `fintag data
-stats` writes it into the card.
+gold labels of the built dataset, revisions included), over all rows and by split and origin: Cohen's kappa
+per single-choice group, per theme (present or not), and the share of sentences whose themes agree exactly.
+`fintag data stats` writes it into the card.
 """
 
 from __future__ import annotations
@@ -67,18 +69,22 @@ def agreement(first: Sequence[dict[str, Any]], second: Sequence[dict[str, Any]])
 
 def measure(
     gold: Sequence[dict[str, Any]], agreement_dir: Path
-) -> tuple[dict[str, Agreement], Counter[str]] | None:
+) -> tuple[dict[str, Agreement], Counter[str], Counter[str]] | None:
     """Agreement of the second pass with the first labels (before adjudication, by split and origin too) and
     with `gold` (after), over the gold rows the second pass labelled, and how many gold labels the
-    adjudication changed (in all, and by split where rows carry one); None when the folder holds no second
-    pass or it labels none of `gold`."""
+    adjudication and the later revisions changed (two counters: in all, and by split where rows carry one);
+    None when the folder holds no second pass or it labels none of `gold`."""
     second_path = agreement_dir / "second_pass.jsonl"
     if not second_path.exists():
         return None
     second = {r["id"]: r for r in read_jsonl(second_path)}
     adjudication_path = agreement_dir / "adjudication.jsonl"
     decisions = read_jsonl(adjudication_path) if adjudication_path.exists() else []
-    firsts = {(r["id"], r["group"]): r["first"] for r in decisions}
+    revisions_path = agreement_dir / "revisions.jsonl"
+    revisions = read_jsonl(revisions_path) if revisions_path.exists() else []
+    # The first label: the adjudication's where it decided the group, else the label a revision replaced.
+    firsts = {(r["id"], r["group"]): r["before"] for r in revisions}
+    firsts |= {(r["id"], r["group"]): r["first"] for r in decisions}
     rows = [r for r in gold if r["id"] in second]
     if not rows:
         return None
@@ -98,16 +104,25 @@ def measure(
             )
     results["after adjudication, all"] = agreement(rows, [second[r["id"]] for r in rows])
     split_of = {r["id"]: r.get("split") for r in rows}
-    changed: Counter[str] = Counter()
-    for d in decisions:
-        if _key(d["decision"]) != _key(d["first"]):
-            changed["all"] += 1
-            if split_of.get(d["id"]) is not None:
-                changed[split_of[d["id"]]] += 1
-    return results, changed
+
+    def count(changes: Sequence[dict[str, Any]], before: str) -> Counter[str]:
+        counter: Counter[str] = Counter()
+        for d in changes:
+            if _key(d["decision"]) != _key(d[before]):
+                counter["all"] += 1
+                if split_of.get(d["id"]) is not None:
+                    counter[split_of[d["id"]]] += 1
+        return counter
+
+    return results, count(decisions, "first"), count(revisions, "before")
 
 
-def render(results: dict[str, Agreement], changed: Counter[str]) -> list[str]:
+def _by_split(counter: Counter[str]) -> str:
+    by_split = ", ".join(f"{counter[s]} in {s}" for s in SPLITS if counter[s])
+    return f" ({by_split})" if by_split else ""
+
+
+def render(results: dict[str, Agreement], changed: Counter[str], revised: Counter[str]) -> list[str]:
     """The card's agreement section."""
 
     def k(value: float | None) -> str:
@@ -124,15 +139,24 @@ def render(results: dict[str, Agreement], changed: Counter[str]) -> list[str]:
             cells.append(f"{same:.3f}" if g.multi_label else f"{same:.3f} / {k(kappa)}")
         cells += [k(a.themes[t]) for t in THEMES.labels]
         lines.append("| " + " | ".join(cells) + " |")
-    by_split = ", ".join(f"{changed[s]} in {s}" for s in SPLITS if changed[s])
+    revised_line = (
+        [
+            f"Later, {revised['all']} gold labels{_by_split(revised)} changed by a rule the guides gained",
+            "after the second pass, each where two independent checks gave the same new label",
+            "(`data/labels/agreement/revisions.jsonl`); the after-adjudication row includes them.",
+        ]
+        if revised["all"]
+        else []
+    )
     return [
         "## Agreement",
         "",
         "A second annotator labelled every sentence from `LABELS.md` and `GUIDELINES.md` alone",
         "(`data/labels/agreement/second_pass.jsonl`); each disagreement was decided against the guides by",
         "adjudicators who did not know which label was the first (where the guides leave it open, the first",
-        f"stands), {changed['all']} of them changing a gold label" + (f" ({by_split})" if by_split else ""),
+        f"stands), {changed['all']} of them changing a gold label{_by_split(changed)}",
         "(`data/labels/agreement/adjudication.jsonl`, with the reason for each; how: `docs/label_audit.md`).",
+        *revised_line,
         "",
         *lines,
     ]

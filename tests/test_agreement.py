@@ -55,8 +55,8 @@ def test_before_adjudication_uses_the_first_labels_and_after_the_gold(tmp_path):
         {"id": "e", "group": "themes", "first": [], "second": ["robotaxi"], "decision": ["robotaxi"]},
     ]
     _write(tmp_path / "adjudication.jsonl", decisions)
-    results, changed = measure(gold, tmp_path)
-    assert changed == {"all": 2, "train": 1, "test": 1}
+    results, changed, revised = measure(gold, tmp_path)
+    assert changed == {"all": 2, "train": 1, "test": 1} and revised == {}
     assert results["before adjudication, all"].groups["sentiment"][0] == 0.6
     assert results["before adjudication, all"].groups["themes"][0] == 0.8
     assert results["after adjudication, all"].groups["sentiment"][0] == 0.8
@@ -68,30 +68,69 @@ def test_before_adjudication_uses_the_first_labels_and_after_the_gold(tmp_path):
     assert results["before adjudication, split=validation"].n == 1
     assert results["before adjudication, split=test"].n == 2
     assert results["before adjudication, split=test"].groups["themes"][0] == 0.5
-    card = "\n".join(render(results, changed))
-    assert "2 of them changing a gold label (1 in train, 1 in test)" in card
+    card = "\n".join(render(results, changed, revised))
+    assert "2 of them changing a gold label (1 in train, 1 in test)" in card and "Later," not in card
     # Rows without a split (a caller that does not tag them) give no split slices, only "all" and origins.
     untagged = [{k: v for k, v in r.items() if k != "split"} for r in gold]
-    results, changed = measure(untagged, tmp_path)
+    results, changed, revised = measure(untagged, tmp_path)
     assert changed == {"all": 2} and not any("split=" in name for name in results)
-    assert "2 of them changing a gold label\n" in "\n".join(render(results, changed))
+    assert "2 of them changing a gold label\n" in "\n".join(render(results, changed, revised))
     assert measure(gold, tmp_path / "missing") is None
+
+
+def test_revisions_count_apart_and_the_first_label_comes_before_them(tmp_path):
+    # d: neutral first, second pass positive, no adjudication; a later rule made it positive.
+    # a: adjudicated from positive to negative, then revised to neutral: its first label is still positive.
+    gold = [
+        _row("neutral", [], id="a", origin="report", split="train"),
+        _row("positive", [], id="d", origin="report", split="validation"),
+        _row("neutral", [], id="f", origin="authored", split="train"),
+    ]
+    second = [_row("negative", [], id="a"), _row("positive", [], id="d"), _row("neutral", [], id="f")]
+    _write(tmp_path / "second_pass.jsonl", second)
+    decision = {"id": "a", "group": "sentiment", "first": "positive", "second": "negative"}
+    decision["decision"] = "negative"
+    _write(tmp_path / "adjudication.jsonl", [decision])
+    revisions = [
+        {"id": "a", "group": "sentiment", "before": "negative", "decision": "neutral"},
+        {"id": "d", "group": "sentiment", "before": "neutral", "decision": "positive"},
+    ]
+    _write(tmp_path / "revisions.jsonl", revisions)
+    results, changed, revised = measure(gold, tmp_path)
+    assert changed == {"all": 1, "train": 1}
+    assert revised == {"all": 2, "train": 1, "validation": 1}
+    # before: a positive vs negative (differ), d neutral vs positive (differ), f agrees -> 1/3
+    assert results["before adjudication, all"].groups["sentiment"][0] == pytest.approx(1 / 3)
+    # after: gold a neutral vs negative (differ), d and f agree -> 2/3
+    assert results["after adjudication, all"].groups["sentiment"][0] == pytest.approx(2 / 3)
+    card = "\n".join(render(results, changed, revised))
+    assert "Later, 2 gold labels (1 in train, 1 in validation) changed by a rule" in card
 
 
 def test_the_repositorys_second_pass_covers_every_split_and_its_decisions_are_the_gold(small_dataset):
     """Every sentence of every split has a second label; the adjudication file lists exactly the
-    disagreements between the second pass and the first labels, and each decision is the gold label now."""
+    disagreements between the second pass and the first labels, and each decision is the gold label now,
+    unless a later revision changed it: then the revision starts from that decision and ends at the gold."""
     folder = PROJECT_DATA / "labels" / "agreement"
     second = {r["id"]: r for r in read_jsonl(folder / "second_pass.jsonl")}
     decisions = read_jsonl(folder / "adjudication.jsonl")
+    revisions = {(r["id"], r["group"]): r for r in read_jsonl(folder / "revisions.jsonl")}
     gold = {r["id"]: r for split in SPLITS for r in load_split(small_dataset, split)}
     assert set(second) == set(gold)
+    assert {i for i, _ in revisions} <= set(gold)
     by_key = {(d["id"], d["group"]): d for d in decisions}
     for sid, g in gold.items():
         for group in TAXONOMY:
             d = by_key.get((sid, group.name))
-            first = d["first"] if d else g[group.name]
+            rev = revisions.get((sid, group.name))
             norm = sorted if group.multi_label else (lambda v: v)
+            after_adjudication = d["decision"] if d else (rev["before"] if rev else g[group.name])
+            first = d["first"] if d else after_adjudication
             assert (norm(first) != norm(second[sid][group.name])) == (d is not None), (sid, group.name)
             if d:
-                assert norm(d["decision"]) == norm(g[group.name]) and d["why"], (sid, group.name)
+                assert d["why"], (sid, group.name)
+            where = (sid, group.name)
+            if rev:
+                assert norm(rev["before"]) == norm(after_adjudication) != norm(rev["decision"]), where
+                assert rev["rule"] and rev["why"], where
+            assert norm(rev["decision"] if rev else after_adjudication) == norm(g[group.name]), where
