@@ -88,9 +88,10 @@ def test_revisions_count_apart_and_the_first_label_comes_before_them(tmp_path):
     ]
     second = [_row("negative", [], id="a"), _row("positive", [], id="d"), _row("neutral", [], id="f")]
     _write(tmp_path / "second_pass.jsonl", second)
-    decision = {"id": "a", "group": "sentiment", "first": "positive", "second": "negative"}
-    decision["decision"] = "negative"
-    _write(tmp_path / "adjudication.jsonl", [decision])
+    decisions = [
+        {"id": "a", "group": "sentiment", "first": "positive", "second": "negative", "decision": "negative"},
+    ]
+    _write(tmp_path / "adjudication.jsonl", decisions)
     revisions = [
         {"id": "a", "group": "sentiment", "before": "negative", "decision": "neutral"},
         {"id": "d", "group": "sentiment", "before": "neutral", "decision": "positive"},
@@ -121,15 +122,14 @@ def test_the_repositorys_second_pass_covers_every_split_and_its_decisions_are_th
     by_key = {(d["id"], d["group"]): d for d in decisions}
     for sid, g in gold.items():
         for group in TAXONOMY:
-            d = by_key.get((sid, group.name))
-            rev = revisions.get((sid, group.name))
+            where = (sid, group.name)
+            d, rev = by_key.get(where), revisions.get(where)
             norm = sorted if group.multi_label else (lambda v: v)
             after_adjudication = d["decision"] if d else (rev["before"] if rev else g[group.name])
             first = d["first"] if d else after_adjudication
-            assert (norm(first) != norm(second[sid][group.name])) == (d is not None), (sid, group.name)
+            assert (norm(first) != norm(second[sid][group.name])) == (d is not None), where
             if d:
-                assert d["why"], (sid, group.name)
-            where = (sid, group.name)
+                assert d["why"], where
             if rev:
                 assert norm(rev["before"]) == norm(after_adjudication) != norm(rev["decision"]), where
                 assert rev["rule"] and rev["why"], where
