@@ -51,6 +51,21 @@ class BuildConfig:
         },
     )
 
+    def __post_init__(self) -> None:
+        # Out-of-range values would not fail: they silently build empty or lopsided splits (and the default
+        # --output_dir replaces the project's dataset), so they are refused before any work.
+        if not 0.0 <= self.report_train_share <= 1.0:
+            raise ValueError(
+                f"--report_train_share is the share of report sentences in train, between 0 and 1 (the rest "
+                f"is split evenly between validation and test), not {self.report_train_share}"
+            )
+        if not 0.0 < self.near_dup_threshold <= 1.0:
+            raise ValueError(
+                f"--near_dup_threshold is a bigram Jaccard similarity above 0 and at most 1 (pairs more "
+                f"similar than it are near duplicates, so 1 turns near-duplicate removal off; default "
+                f"{NEAR_DUP_THRESHOLD}), not {self.near_dup_threshold}"
+            )
+
 
 class BuildError(Exception):
     pass
@@ -292,9 +307,31 @@ def write_outputs(splits: dict[str, list[dict[str, Any]]], output_dir: str) -> N
         DatasetDict(encoded).save_to_disk(str(tmp))
 
 
+# JSONL files a build writes beside the splits.
+NOT_SPLITS = ("pending_labels",)
+
+
+def available_splits(dataset_dir: str | Path) -> list[str]:
+    """The splits a dataset folder holds (its `<split>.jsonl` files): train, validation, test first."""
+    folder = Path(dataset_dir)
+    if not folder.is_dir():
+        return []
+    names = {p.stem for p in folder.glob("*.jsonl") if p.is_file() and p.stem not in NOT_SPLITS}
+    return [s for s in SPLITS if s in names] + sorted(names - set(SPLITS))
+
+
+def missing_split_message(dataset_dir: str | Path, split: str) -> str:
+    """Why a split cannot be read: a name the dataset lacks (naming the ones it has), or no dataset."""
+    path = Path(dataset_dir) / f"{split}.jsonl"
+    have = available_splits(dataset_dir)
+    if have:
+        return f"{dataset_dir} has no split {split!r}; its splits are {', '.join(have)}"
+    return f"{path} does not exist; run `fintag data build` first"
+
+
 def load_split(dataset_dir: str | Path, split: str) -> list[dict[str, Any]]:
     """The records of one split, labels as names (what training and evaluation read)."""
     path = Path(dataset_dir) / f"{split}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; run `fintag data build` first")
+    if not path.is_file():
+        raise FileNotFoundError(missing_split_message(dataset_dir, split))
     return read_jsonl(path)

@@ -7,6 +7,7 @@ raises `ReportReadError`, which names the file, the problem and the fix.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -22,8 +23,16 @@ TEXT_SUFFIXES = (".txt", ".md", ".text", ".markdown")
 PDF_SUFFIXES = (".pdf",)
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + PDF_SUFFIXES
 MAX_FILE_BYTES = 200 * 1024 * 1024
-# Chinese legacy encodings tried when a file is not UTF-8, most specific first.
-_CJK_ENCODINGS = ("gb18030", "big5")
+# Chinese legacy encodings tried when a file is not UTF-8, most specific first. Big5 is read as cp950,
+# Windows' Big5, which Hong Kong and Taiwan reports are saved in: strict Big5 lacks some of its characters
+# (恒 of 恒生, €) and would leave such a file to be misread as GB18030. Reported as "big5".
+_CJK_ENCODINGS = ("gb18030", "cp950")
+_ENCODING_NAMES = {"cp950": "big5"}
+# A file that is UTF-8 but for a few bad bytes (cut off mid-character, one stray byte) is read as UTF-8
+# with those bytes replaced, and a warning says where: at most two bad sequences or this share of its
+# valid multi-byte characters, of which it needs ten (a GBK or Big5 file has bad sequences in most of its
+# characters).
+_UTF8_MAX_BAD_SHARE = 0.01
 
 
 class ReportReadError(Exception):
@@ -59,7 +68,8 @@ def _utf16_without_bom(data: bytes) -> tuple[str, str] | None:
     # ASCII characters (line breaks, digits, punctuation) put NUL in their high byte; a few CJK characters
     # (一, U+4E00) put it in the low byte. In binary data NULs fall on both sides alike.
     for enc, high, low in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
-        if high < 4 * max(low, 1):
+        # NULs on one side only (a Chinese report's line breaks alone), or far more on one side.
+        if not high or (low and high < 4 * low):
             continue
         try:
             text = data.decode(enc)
@@ -70,8 +80,45 @@ def _utf16_without_bom(data: bytes) -> tuple[str, str] | None:
     return None
 
 
+def _lenient_utf8(data: bytes, path: str | os.PathLike[str], exc: UnicodeDecodeError) -> str | None:
+    """UTF-8 with a few undecodable bytes (a file cut off mid-character, a stray byte) with those bytes
+    replaced by U+FFFD and a warning that says where; None when the bytes are not mostly UTF-8."""
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    multibyte = sum(1 for ch in text if ord(ch) > 127) - bad
+    if multibyte < 10 or bad > max(2, _UTF8_MAX_BAD_SHARE * multibyte):
+        return None
+    logger.warning(
+        "%s: read as UTF-8 with %d undecodable byte sequence(s) replaced by U+FFFD (the first at byte %d: "
+        "%r); the file may be cut off or damaged, re-export it to tag those characters",
+        path, bad, exc.start, data[exc.start : exc.start + 4],
+    )  # fmt: skip
+    return text
+
+
+def _decode_marked(data: bytes, path: str | os.PathLike[str]) -> tuple[str, str]:
+    """A file with a byte-order mark: UTF-8 or UTF-16, refused by name when its bytes do not decode."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        body, enc, name = data[3:], "utf-8", "utf-8-sig"
+    else:
+        body, enc, name = data, "utf-16", "utf-16"
+    try:
+        return body.decode(enc), name
+    except UnicodeDecodeError as exc:
+        if enc == "utf-8":
+            text = _lenient_utf8(body, path, exc)
+            if text is not None:
+                return text, name
+        raise ReportReadError(
+            path,
+            f"the file starts with a {enc.upper()} byte-order mark but its bytes are not valid {enc.upper()} "
+            f"(at byte {exc.start}: {exc.reason})",
+            "the file is damaged or cut off: re-export it",
+        ) from exc
+
+
 def decode_bytes(data: bytes, path: str | os.PathLike[str] = "<bytes>") -> tuple[str, str]:
-    """Decode the bytes of a text report; return (text, encoding)."""
+    """Decode the bytes of a text report; return (text, encoding). Raises only `ReportReadError`."""
     if not data.strip():
         raise ReportReadError(path, "the file is empty", "check that the export wrote the report's text")
     if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -84,14 +131,14 @@ def decode_bytes(data: bytes, path: str | os.PathLike[str] = "<bytes>") -> tuple
             "pass the report as .txt or .md saved as UTF-8 (or UTF-16 with a byte-order mark), or a .pdf "
             "with a text layer",
         )
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "utf-16"
+    if data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        return _decode_marked(data, path)
     try:
         return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        lenient = _lenient_utf8(data, path, exc)
+        if lenient is not None:
+            return lenient, "utf-8"
     candidates: dict[str, str] = {}
     for enc in _CJK_ENCODINGS:
         try:
@@ -104,12 +151,12 @@ def decode_bytes(data: bytes, path: str | os.PathLike[str] = "<bytes>") -> tuple
         best = from_bytes(data, cp_isolation=list(candidates)).best()
         if best is not None and best.encoding.replace("_", "") in candidates:
             enc = best.encoding.replace("_", "")
-            return candidates[enc], enc
-        enc = max(candidates, key=lambda e: len(CJK_RE.findall(candidates[e])))
-        return candidates[enc], enc
+        else:
+            enc = max(candidates, key=lambda e: len(CJK_RE.findall(candidates[e])))
+        return candidates[enc], _ENCODING_NAMES.get(enc, enc)
     if candidates:
         enc, text = next(iter(candidates.items()))
-        return text, enc
+        return text, _ENCODING_NAMES.get(enc, enc)
     best = from_bytes(data).best()
     if best is not None and best.chaos < 0.3:
         return str(best), best.encoding
@@ -120,16 +167,33 @@ def decode_bytes(data: bytes, path: str | os.PathLike[str] = "<bytes>") -> tuple
     )
 
 
-def _read_pdf(path: Path) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _read_pdf(data: bytes, path: str | os.PathLike[str]) -> str:
+    """A PDF's text layer, running headers and footers removed. Restricted PDFs (an owner password only,
+    common for broker reports) open with the empty user password; a PDF that needs a password to open,
+    or that pypdf cannot parse in any way, raises `ReportReadError`, so one bad file never stops a batch."""
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError
 
     try:
-        reader = PdfReader(str(path))
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise FileNotDecryptedError("a password is needed")
         pages = strip_running_lines([page.extract_text() or "" for page in reader.pages])
-    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+    except FileNotDecryptedError as exc:
         raise ReportReadError(
-            path, f"the PDF cannot be parsed ({exc})", "check that the file is a complete PDF"
+            path,
+            "the PDF is password-protected",
+            "open it with its password and save an unprotected copy, or pass the report as text",
+        ) from exc
+    except DependencyError as exc:
+        raise ReportReadError(
+            path, f"the PDF is encrypted and cannot be decrypted here ({exc})", "pip install 'pypdf[crypto]'"
+        ) from exc
+    except Exception as exc:  # a malformed PDF can raise anything from inside the parser
+        raise ReportReadError(
+            path,
+            f"the PDF cannot be parsed ({type(exc).__name__}: {exc})",
+            "check that the file is a complete PDF",
         ) from exc
     text = "\n".join(pages)
     if not text.strip():
@@ -139,6 +203,25 @@ def _read_pdf(path: Path) -> str:
             "run OCR on it first or pass the report as text",
         )
     return text
+
+
+def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str | None = None) -> RawReport:
+    """A report from its bytes (a file's, an upload's, standard input's): a PDF when it starts with the PDF
+    signature (whatever it is named: a PDF saved as .txt or piped in is read as a PDF), else text in the
+    encoding `decode_bytes` detects. `path` names it in messages and in the result."""
+    name = str(path)
+    is_pdf = data.lstrip()[:5].startswith(b"%PDF")
+    if Path(name).suffix.lower() in PDF_SUFFIXES and not is_pdf:
+        raise ReportReadError(path, "the file is named .pdf but is not a PDF", "check the file or rename it")
+    if is_pdf:
+        if Path(name).suffix.lower() not in PDF_SUFFIXES:
+            logger.warning("%s: the content is a PDF (it starts with %%PDF); read as a PDF", name)
+        text, encoding = _read_pdf(data, path), "pdf"
+    else:
+        text, encoding = decode_bytes(data, path)
+    if not text.strip():
+        raise ReportReadError(path, "the report holds no text", "check the export")
+    return RawReport(report_id if report_id is not None else report_id_for(name), name, text, encoding)
 
 
 def read_report(path: str | os.PathLike[str]) -> RawReport:
@@ -162,22 +245,12 @@ def read_report(path: str | os.PathLike[str]) -> RawReport:
             raise ReportReadError(
                 p, f"the file is {size} bytes, over {MAX_FILE_BYTES}", "split it into reports"
             )
-        if p.suffix.lower() in PDF_SUFFIXES:
-            with p.open("rb") as fh:
-                if not fh.read(5).startswith(b"%PDF"):
-                    raise ReportReadError(
-                        p, "the file is named .pdf but is not a PDF", "check the file or rename it"
-                    )
-            return RawReport(report_id_for(p), str(p), _read_pdf(p), "pdf")
         data = p.read_bytes()
     except PermissionError as exc:
         raise ReportReadError(p, "permission denied", "make the file readable (chmod +r)") from exc
     except IsADirectoryError as exc:
         raise ReportReadError(p, "the path is a directory", "pass the files inside it") from exc
-    text, encoding = decode_bytes(data, p)
-    if not text.strip():
-        raise ReportReadError(p, "the report holds no text", "check the export")
-    return RawReport(report_id_for(p), str(p), text, encoding)
+    return read_report_bytes(data, p)
 
 
 def iter_report_paths(inputs: list[str]) -> list[Path]:

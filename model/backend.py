@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from fintag.model.paths import cache_root
+from fintag.model.paths import cache_root, folder_stamp
 
 if TYPE_CHECKING:
     from fintag.model.checkpoint import Loaded
@@ -121,11 +121,11 @@ def _cache_folder(name_or_path: str | os.PathLike[str], quantize: bool) -> Path 
     import onnxruntime
     import torch
 
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
+    stamp = folder_stamp(name_or_path)
+    if stamp is None:
         return None
-    stats = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file())
-    key = repr((str(path.resolve()), stats, torch.__version__, onnxruntime.__version__, quantize))
+    path = Path(name_or_path).expanduser()
+    key = repr((str(path.resolve()), stamp, torch.__version__, onnxruntime.__version__, quantize))
     return onnx_cache_root() / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 

@@ -2,16 +2,17 @@
 
 Routes (`fintag.serve.routes`): `POST /v1/tag` (one sentence or a list, same shape back), `POST
 /v1/tag-report` (split, tag and summarise a report), `POST /v1/reviews` and `GET /v1/reviews` (analysts'
-corrections), `POST /v1/read-report` (decode an uploaded file), `GET /healthz`, `GET /readyz`, `GET /metrics`
-(Prometheus), the analysts' page at `/` and OpenAPI at `/docs` (both served offline). Sentences of all
-requests go through one micro-batcher (`fintag.serve.batching`); the response models (`fintag.serve.schemas`)
-are generated from the label taxonomy, so the published schema follows it. `fintag serve --workers N` runs N
-such servers on one port (`fintag.serve.workers`).
+corrections), `POST /v1/read-report` (decode an uploaded file), `GET /healthz`, `GET /readyz` (both take HEAD
+too), `GET /metrics` (Prometheus), the analysts' page at `/` and OpenAPI at `/docs` (both served offline).
+Sentences of all requests go through one micro-batcher (`fintag.serve.batching`); the response models
+(`fintag.serve.schemas`) are generated from the label taxonomy, so the published schema follows it.
+`fintag serve --workers N` runs N such servers on one port (`fintag.serve.workers`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -23,7 +24,7 @@ from types import FrameType
 from fastapi import FastAPI
 from fintag.serve.errors import install_error_handlers
 from fintag.serve.metrics import Metrics, MetricsMiddleware
-from fintag.serve.middleware import BodyLimitMiddleware
+from fintag.serve.middleware import BodyLimit, BodyLimitMiddleware
 from fintag.serve.reviews import ReviewFileError, ReviewStore
 from fintag.serve.routes import health, page, reviews, tag
 from fintag.serve.schemas import SentenceTags, TagReportResponse
@@ -72,6 +73,26 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("batcher drained; stopped")
 
 
+def body_limits(settings: ServerSettings) -> tuple[BodyLimit, dict[str, BodyLimit]]:
+    """The body limit of every route (--max_body_bytes, JSON bodies) and of those with their own: the file
+    upload's (--max_upload_bytes); each with the advice that fits the route."""
+    json_limit = settings.max_body_bytes
+    default = BodyLimit(json_limit, "max_body_bytes", "send a smaller body")
+    limits = {
+        "/v1/tag": BodyLimit(json_limit, "max_body_bytes", "send fewer or shorter texts per request"),
+        "/v1/tag-report": BodyLimit(
+            json_limit, "max_body_bytes", "send the report in parts, one request each"
+        ),
+        "/v1/read-report": BodyLimit(
+            settings.max_upload_bytes,
+            "max_upload_bytes",
+            "split the report into smaller files",
+            what="the uploaded file",
+        ),
+    }
+    return default, limits
+
+
 def create_app(settings: ServerSettings, tagger: Tagger | None = None) -> FastAPI:
     """The FastAPI app. With `tagger` it serves that tagger; without, it loads `settings.model` at start-up
     (in a thread: /readyz answers 503 until the model is loaded)."""
@@ -79,9 +100,14 @@ def create_app(settings: ServerSettings, tagger: Tagger | None = None) -> FastAP
         raise SettingsError("no model: pass --model PATH (a checkpoint folder) or set FINTAG_MODEL")
     store = ReviewStore(settings.reviews_file)
     try:
-        store.open()  # repairs a torn last line left by a crash mid-write
-    except (ReviewFileError, OSError) as exc:
-        raise SettingsError(f"reviews file: {exc}") from exc
+        store.open()  # repairs a torn last line left by a crash mid-write; refuses a line that is no review
+    except ReviewFileError as exc:
+        raise SettingsError(f"reviews file {exc}") from exc  # its message starts with the file's path
+    except OSError as exc:
+        raise SettingsError(
+            f"reviews file {settings.reviews_file}: {exc.strerror or exc}; check the path and its "
+            "permissions, or pass another --reviews_file"
+        ) from exc
     app = FastAPI(
         title="fintag",
         version=_version(),
@@ -96,7 +122,8 @@ def create_app(settings: ServerSettings, tagger: Tagger | None = None) -> FastAP
     for module in (tag, reviews, health, page):
         app.include_router(module.router(settings))
     page.mount_assets(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    default_limit, route_limits = body_limits(settings)
+    app.add_middleware(BodyLimitMiddleware, default=default_limit, limits=route_limits)
     known = [path for path in (*ROUTES, page.DOCS_URL, app.openapi_url) if path]
     # Added last, so outermost: it counts every answer, the body limit's 413s included.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=known)
@@ -128,11 +155,76 @@ def serve_main(argv: list[str]) -> int:
     return run_server(app, settings)
 
 
+class ListenError(Exception):
+    """`fintag serve` cannot listen on --host/--port; the message names the address and the fix."""
+
+
+def _listen_problem(host: str, port: int, exc: OSError) -> str:
+    where = f"cannot listen on {host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"{where}: --host {host} is not an address or a known host name ({exc.strerror}); pass an "
+            "address of this machine, e.g. 127.0.0.1"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: port {port} is already in use (another fintag serve, or another program); pass "
+            f"another --port, or stop the server that listens on port {port}"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"{where}: permission denied (ports below 1024 need privileges); pass a --port of 1024 or above"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{where}: {host} is not an address of this machine; pass one of its addresses as --host "
+            "(127.0.0.1: this machine only; 0.0.0.0: every interface)"
+        )
+    return f"{where}: {exc.strerror or exc}; pass another --host or --port"
+
+
+def bind_sockets(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to host:port as uvicorn would bind them (every address `host` resolves to, SO_REUSEADDR,
+    IPv6 sockets IPv6-only); `run_server` binds them before the app starts, so an address in use stops
+    `fintag serve` before the model loads. Raises `ListenError` naming the address and the fix."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):  # in order, without duplicates
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:  # a family this system lacks (IPv6 turned off): skipped, as asyncio does
+                continue
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(_listen_problem(host, port, exc)) from exc
+    return sockets
+
+
 def run_server(app: FastAPI, settings: ServerSettings, sockets: list[socket.socket] | None = None) -> int:
     """Serve `app` with uvicorn on settings.host:port (or on `sockets`) until SIGTERM or Ctrl-C; the exit
-    code: 0 after a graceful stop, 1 when the model failed to load or the server did not start."""
+    code: 0 after a graceful stop, 2 when --host/--port cannot be listened on (checked before the model
+    loads), 1 when the model failed to load or the server did not start otherwise."""
     import uvicorn
 
+    if sockets is None:
+        # Bound here, before uvicorn runs the app's start-up (which starts loading the model): uvicorn's own
+        # bind comes after it, and on failure logs only the OSError, exits 3, and the model load runs on.
+        try:
+            sockets = bind_sockets(settings.host, settings.port)
+        except ListenError as exc:  # exit 2, as with --workers: a --host/--port that cannot be used
+            logger.error("%s", exc)
+            return 2
+        for sock in sockets:
+            address, port = sock.getsockname()[:2]
+            shown = f"[{address}]" if sock.family == socket.AF_INET6 else address
+            logger.info("serving on http://%s:%d (Ctrl-C to stop)", shown, port)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -157,6 +249,17 @@ def run_server(app: FastAPI, settings: ServerSettings, sockets: list[socket.sock
         server.run(sockets=sockets)
     except _Stopped as stopped:
         logger.info("stopped by %s after a graceful shutdown", stopped)
+    except SystemExit as exc:  # uvicorn's answer to a failed start-up (its messages are logged above)
+        logger.error("the server did not start (uvicorn exited with %s; see the messages above)", exc.code)
+        return 1
+    except OSError as exc:
+        if server.started:
+            raise
+        logger.error("the server did not start: %s", exc)  # listening on the bound sockets failed
+        return 1
+    finally:
+        for sock in sockets:
+            sock.close()
     if state.load_error is not None:
         logger.error("stopped: %s", state.load_error)
         return 1

@@ -20,8 +20,11 @@ import glob
 import json
 import logging
 import os
+import re
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,11 +35,12 @@ from fintag.data.reader import (
     SUPPORTED_SUFFIXES,
     RawReport,
     ReportReadError,
-    decode_bytes,
     iter_report_paths,
     read_report,
+    read_report_bytes,
 )
 from fintag.model.backend import DEFAULT_QUANTIZE
+from fintag.model.paths import folder_stamp
 from fintag.serve.outputs import (
     FORMATS,
     STDIN_PATH,
@@ -54,6 +58,8 @@ from fintag.serve.outputs import (
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_NOTHING_TAGGED = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+PROGRESS_LOG_SECONDS = 30.0
 EMPTY_REPORT = "no sentences after normalisation and splitting (EmptyReportError)"
 
 
@@ -65,8 +71,8 @@ class TagConfig:
     out: str | None = field(
         default=None,
         metadata={
-            "help": "output file (default: standard output); finished reports are recorded beside it in "
-            "<out>.progress, which --resume reads"
+            "help": "output file (default, or '-': standard output); finished reports are recorded beside it "
+            "in <out>.progress, which --resume reads; one run at a time writes it (<out>.lock)"
         },
     )
     format: Literal["jsonl", "csv"] | None = field(
@@ -96,7 +102,13 @@ class TagConfig:
             "help": "sentences per forward pass (on a CPU, small batches of similar length beat big ones)"
         },
     )
-    max_length: int = field(default=128, metadata={"help": "tokens per sentence (longer ones are truncated)"})
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "tokens per sentence, longer ones truncated (default: the checkpoint's training "
+            "max_length, fintag_max_length in its config.json)"
+        },
+    )
     num_threads: int = field(
         default=0,
         metadata={"help": "torch CPU threads per process (0: the machine's cores shared among processes)"},
@@ -121,8 +133,10 @@ class TagConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.out == STDIN_PATH:  # `--out -`: standard output, as for the inputs
+            self.out = None
         for name in ("batch_size", "max_length", "reports_per_chunk"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.num_threads < 0:
             raise ValueError(f"--num_threads must be 0 (all cores) or more, got {self.num_threads}")
@@ -181,12 +195,32 @@ def _skip(stats: Stats, path: str, problem: str, fix: str, quiet: bool = False) 
 # ---------------------------------------------------------------- inputs
 
 
-def _note_other_files(folder: Path) -> None:
+# The files a run keeps beside --out: finished reports, settings, the lock, and per-process parts.
+_OWN_SUFFIX_RE = re.compile(r"\.(progress|run\.json|lock|part-\d+|stats-\d+\.json)")
+
+
+def own_file(path: Path, out: str | None) -> bool:
+    """Whether `path` is --out itself or one of the files `fintag tag` keeps beside it: a folder tagged
+    into a file inside it must not tag its own output on --resume."""
+    if out is None:
+        return False
+    target = Path(os.path.abspath(out))
+    path = Path(os.path.abspath(path))
+    if path.parent != target.parent or not path.name.startswith(target.name):
+        return False
+    rest = path.name[len(target.name) :]
+    return not rest or _OWN_SUFFIX_RE.fullmatch(rest) is not None
+
+
+def _note_other_files(folder: Path, out: str | None) -> None:
     """Say which files of a folder are left out because they are not reports (.docx, .html, ...)."""
     others = Counter(
         f.suffix.lower() or f.name
         for f in folder.rglob("*")
-        if f.is_file() and f.suffix.lower() not in SUPPORTED_SUFFIXES and not f.name.startswith(".")
+        if f.is_file()
+        and f.suffix.lower() not in SUPPORTED_SUFFIXES
+        and not f.name.startswith(".")
+        and not own_file(f, out)
     )
     if others:
         kinds = ", ".join(f"{n}× {suffix}" for suffix, n in others.most_common(5))
@@ -197,9 +231,12 @@ def _note_other_files(folder: Path) -> None:
         )  # fmt: skip
 
 
-def collect_inputs(inputs: list[str], stats: Stats, quiet: bool = False) -> list[Path]:
+def collect_inputs(
+    inputs: list[str], stats: Stats, quiet: bool = False, out: str | None = None
+) -> list[Path]:
     """Files, folders and globs as one sorted list of absolute report paths (a file named twice, as typed
-    differently, is one input); an input matching nothing, or a folder without reports, is skipped."""
+    differently, is one input); an input matching nothing, or a folder without reports, is skipped, and
+    so are `out` and the files kept beside it (`own_file`)."""
     found: dict[str, Path] = {}
     for item in inputs:
         try:
@@ -216,9 +253,13 @@ def collect_inputs(inputs: list[str], stats: Stats, quiet: bool = False) -> list
                 quiet,
             )
         elif Path(item).is_dir() and not quiet:
-            _note_other_files(Path(item))
+            _note_other_files(Path(item), out)
         for p in paths:
             absolute = Path(os.path.abspath(p))  # not resolve(): a symbolic link is refused when read
+            if own_file(absolute, out):
+                if not Path(item).is_dir() and not quiet:
+                    logger.warning("%s: left out, it is --out (or a file kept beside it)", item)
+                continue
             found.setdefault(str(absolute), absolute)
     return [found[k] for k in sorted(found)]
 
@@ -249,27 +290,23 @@ def _read(path: Path, stats: Stats) -> RawReport | None:
         return read_report(path)
     except ReportReadError as exc:
         _skip(stats, exc.path, exc.problem, exc.fix)
-    except UnicodeDecodeError as exc:
-        _skip(
-            stats, str(path), f"the text is not valid in its encoding ({exc.reason})", "re-save it as UTF-8"
-        )
     except OSError as exc:
         _skip(stats, str(path), f"the file cannot be read ({exc.strerror})", "check the file and the disk")
     return None
 
 
 def read_stdin(stats: Stats) -> RawReport | None:
-    """One report from standard input (any encoding the reader detects)."""
+    """One report from standard input: text in any encoding the reader detects, or a PDF."""
     data = sys.stdin.buffer.read()
     if not data.strip():
         _skip(stats, "<stdin>", "standard input is empty", "pipe a report into it, or pass report files")
         return None
     try:
-        text, encoding = decode_bytes(data, "<stdin>")
+        raw = read_report_bytes(data, "<stdin>")
     except ReportReadError as exc:
         _skip(stats, exc.path, exc.problem, exc.fix)
         return None
-    return RawReport("stdin", STDIN_PATH, text, encoding)
+    return RawReport("stdin", STDIN_PATH, raw.text, raw.encoding)
 
 
 def _current_keys(paths: list[Path]) -> dict[str, ReportKey]:
@@ -336,6 +373,9 @@ def tag_files(
     stats = Stats()
     todo = [p for p in paths if str(p) not in done or done[str(p)] != keys.get(str(p))]
     stats.resumed = len(paths) - len(todo)
+    # A bar on a terminal; in a log (nohup, a scheduler) a progress line every PROGRESS_LOG_SECONDS.
+    to_log = show_bar and not sys.stderr.isatty()
+    last_log = started = time.monotonic()
     with tqdm(total=len(todo), unit="report", disable=None if show_bar else True) as bar:
         for i in range(0, len(todo), cfg.reports_per_chunk):
             chunk = todo[i : i + cfg.reports_per_chunk]
@@ -346,6 +386,13 @@ def tag_files(
             ]
             tag_chunk(tagger, raws, keys, sink, cfg, stats)
             bar.update(len(chunk))
+            now = time.monotonic()
+            if to_log and (now - last_log >= PROGRESS_LOG_SECONDS or i + len(chunk) == len(todo)):
+                last_log = now
+                logger.info(
+                    "%d/%d report(s) done, %d sentence(s), %.0f s", i + len(chunk), len(todo),
+                    stats.sentences, now - started,
+                )  # fmt: skip
     return stats
 
 
@@ -411,10 +458,14 @@ def run_settings_path(out: str) -> Path:
 
 
 def run_settings(cfg: TagConfig) -> dict[str, Any]:
-    """The settings that decide what a run writes: a resumed run must repeat them."""
+    """The settings that decide what a run writes: a resumed run must repeat them. `checkpoint` stamps the
+    model folder's files (`folder_stamp`), so a checkpoint retrained or replaced in place under the same
+    path counts as another model."""
     model = Path(cfg.model)
+    stamp = folder_stamp(model)
     return {
         "model": str(model.resolve()) if model.exists() else cfg.model,
+        "checkpoint": [list(s) for s in stamp] if stamp is not None else None,
         "summary_only": cfg.summary_only,
         "max_length": cfg.max_length,
         "quantize": cfg.quantize,
@@ -425,13 +476,26 @@ def run_settings(cfg: TagConfig) -> dict[str, Any]:
 def check_run_settings(cfg: TagConfig) -> None:
     """On --resume refuse settings other than the first run's: one output file would mix two models'
     labels, or summaries with and without their sentences. Read-only; every process checks, so all of
-    them stop together."""
+    them stop together. A setting the first run did not record (an older fintag) is not compared."""
     assert cfg.out is not None
     path, mine = run_settings_path(cfg.out), run_settings(cfg)
     if not (cfg.resume and path.exists()):
         return
     first = json.loads(path.read_text(encoding="utf-8"))
-    changed = [f"--{k} {first.get(k)!r} then, {v!r} now" for k, v in mine.items() if first.get(k) != v]
+    if (
+        first.get("model") == mine["model"]
+        and first.get("checkpoint", mine["checkpoint"]) != mine["checkpoint"]
+    ):
+        raise BatchError(
+            f"--resume into {cfg.out}: the checkpoint {cfg.model} has changed since the run that wrote it "
+            "began (its files were retrained or replaced); the output would mix two models' labels. Tag "
+            "into another --out, or start over without --resume after deleting it"
+        )
+    changed = [
+        f"--{k} {first.get(k)!r} then, {v!r} now"
+        for k, v in mine.items()
+        if k != "checkpoint" and k in first and first[k] != v
+    ]
     if changed:
         raise BatchError(
             f"--resume into {cfg.out} with other settings than the run that wrote it "
@@ -537,10 +601,7 @@ def process_state() -> Any:
 
 
 def run(cfg: TagConfig, inputs: list[str]) -> int:
-    from fintag.serve.tagger import Tagger
-
     state = process_state()
-    fmt = FORMATS[cfg.format]()
     stats = Stats()
     use_stdin = STDIN_PATH in inputs or (not inputs and not sys.stdin.isatty())
     files = [i for i in inputs if i != STDIN_PATH]
@@ -549,9 +610,61 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
             "no inputs: pass report files, folders or globs, or pipe a report into standard input"
         )
     check_destination(cfg, state.num_processes, use_stdin)
+    release = lock_output(cfg.out) if cfg.out is not None and state.is_main_process else None
+    try:
+        return _run_locked(cfg, state, use_stdin, files, stats)
+    finally:
+        if release is not None:
+            release()
+
+
+def lock_output(out: str) -> Callable[[], None]:
+    """Hold `<out>.lock` (an OS file lock, which the kernel drops however the process ends) for the run, so
+    a second `fintag tag` into the same --out is refused instead of interleaving its records; returns the
+    release, which removes the file. Removing it before unlocking is safe: a run that locked the removed
+    file finds the path gone or another file there, and locks that instead."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): no lock; one run per --out is then up to the user
+        return lambda: None
+    path = Path(f"{out}.lock")
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write --out {out}: {exc.strerror or exc}. Choose a writable --out"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BatchError(
+                f"another `fintag tag` is writing {out} (it holds {path}); wait for it to finish, or tag "
+                "into another --out"
+            ) from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # locked a file that the run before removed as it finished: lock the one there now
+
+    def release() -> None:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+    return release
+
+
+def _run_locked(cfg: TagConfig, state: Any, use_stdin: bool, files: list[str], stats: Stats) -> int:
+    from fintag.serve.tagger import Tagger
+
+    fmt = FORMATS[cfg.format]()
     # Every process expands the inputs (the same sorted list); only the main one reports bad ones.
     paths = collect_inputs(
-        files, stats if state.is_main_process else Stats(), quiet=not state.is_main_process
+        files, stats if state.is_main_process else Stats(), quiet=not state.is_main_process, out=cfg.out
     )
     keys = _current_keys(paths)
     if cfg.out is not None:
@@ -621,6 +734,15 @@ def tag_main(argv: list[str]) -> int:
 
     try:
         return run(cfg, list(extra.inputs))
+    except KeyboardInterrupt:
+        where = (
+            f"the reports finished so far are kept in {cfg.out}: rerun the same command with --resume to "
+            "tag the rest"
+            if cfg.out is not None
+            else "standard output holds the reports finished so far; pass --out to make a run resumable"
+        )
+        logger.error("interrupted; %s", where)
+        return EXIT_INTERRUPTED
     except BatchError as exc:
         logger.error("%s", exc)
         return EXIT_NOTHING_TAGGED

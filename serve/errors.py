@@ -75,19 +75,41 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
+def unparseable_body(detail: str) -> str:
+    """The one message for a body that cannot be parsed as JSON (a 400, `bad_request`), whatever the cause."""
+    return (
+        f"the request body is not valid JSON ({detail}); send a JSON object encoded as UTF-8 with "
+        'Content-Type application/json, e.g. {"inputs": ["..."]}'
+    )
+
+
+def _json_invalid_detail(exc: RequestValidationError) -> str | None:
+    """What json.loads said of a body FastAPI could not decode (a `json_invalid` error), with where."""
+    bad = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+    if bad is None:
+        return None
+    detail = str(bad.get("ctx", {}).get("error", "")) or "JSON decode error"
+    where = [p for p in bad.get("loc", ()) if isinstance(p, int)]  # FastAPI: ("body", character offset)
+    if where:
+        detail = f"{detail}{'' if detail.endswith(' at') else ' at'} character {where[0]}"
+    return detail
+
+
+def _undecodable_detail(cause: BaseException | None) -> str:
+    """What kept FastAPI from even decoding a body as JSON (its 400 "error parsing the body" hides it)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"not UTF-8: {cause.reason} at byte {cause.start}; GBK or another legacy encoding?"
+    if isinstance(cause, RecursionError):
+        return "nested too deeply"
+    return "not UTF-8, or nested too deeply" if cause is None else type(cause).__name__
+
+
 def describe_validation(exc: RequestValidationError) -> str:
     """One line naming each bad field and what it should be (the offending values are not echoed)."""
     errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        bad = next(e for e in errors if e.get("type") == "json_invalid")
-        detail = bad.get("ctx", {}).get("error", "")
-        where = [p for p in bad.get("loc", ()) if isinstance(p, int)]  # FastAPI: ("body", character offset)
-        if where:
-            detail = f"{detail}{'' if detail.endswith(' at') else ' at'} character {where[0]}"
-        return (
-            f"the request body is not valid JSON ({detail}); send a JSON object with Content-Type "
-            'application/json, e.g. {"inputs": ["..."]}'
-        )
+    detail = _json_invalid_detail(exc)
+    if detail is not None:
+        return unparseable_body(detail)
     parts = [f"{_location(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors]
     more = len(parts) - MAX_VALIDATION_MESSAGES
     text = "; ".join(parts[:MAX_VALIDATION_MESSAGES]) + (f"; and {more} more" if more > 0 else "")
@@ -116,6 +138,9 @@ def _not_json_body(request: Request, exc: RequestValidationError) -> str | None:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    detail = _json_invalid_detail(exc)
+    if detail is not None:  # not JSON at all: a 400, as for a body json.loads cannot even decode (below)
+        return error_response("bad_request", unparseable_body(detail))
     return error_response("validation", _not_json_body(request, exc) or describe_validation(exc))
 
 
@@ -140,11 +165,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             "routes); see /docs for each route's method and body"
         )
     elif exc.status_code == 400 and message == FASTAPI_BODY_ERROR:
-        # FastAPI's answer to a body that json.loads cannot even decode (not UTF-8, nested too deep).
-        message = (
-            "the request body could not be parsed as JSON (not UTF-8, or nested too deeply); send a JSON "
-            'object encoded as UTF-8 with Content-Type application/json, e.g. {"inputs": ["..."]}'
-        )
+        # FastAPI's answer to a body that json.loads cannot even decode (not UTF-8, nested too deep): the
+        # same message as for malformed JSON, with the cause FastAPI chained.
+        message = unparseable_body(_undecodable_detail(exc.__cause__))
     return error_response(error_type, message, exc.headers)
 
 

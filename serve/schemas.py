@@ -53,6 +53,11 @@ SentimentLabel = Literal[SENTIMENT.labels]  # type: ignore[valid-type]
 ThemeLabel = Literal[THEMES.labels]  # type: ignore[valid-type]
 RatingLabel = Literal[RATING.labels]  # type: ignore[valid-type]
 MAX_OFFSET = 2**31 - 1
+# The longest text of one request field: a report for /v1/tag-report, and so also the longest unit (sentence,
+# heading...) it can return, which /v1/reviews must then accept (the splitter cuts long units only at commas,
+# so a unit can be as long as its report). /v1/tag's per-sentence limit (--max_chars_per_item) is at most
+# this. A body within the default --max_body_bytes (1,000,000) never holds a longer text.
+MAX_TEXT_CHARS = 1_000_000
 
 
 class Evidence(BaseModel):
@@ -104,7 +109,10 @@ class TagRequest(BaseModel):
 
 class TagReportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(description="the report's text; it is split with fintag's sentence splitter")
+    text: str = Field(
+        max_length=MAX_TEXT_CHARS,
+        description="the report's text; it is split with fintag's sentence splitter",
+    )
     report_id: str | None = Field(default=None, max_length=200, description="echoed back (default 'report')")
 
 
@@ -118,7 +126,11 @@ class ReviewRequest(BaseModel):
     """An analyst's correction of one sentence's labels."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=2000, description="the sentence as tagged (normalised text)")
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,  # every unit /v1/tag-report returns, however long, can be reviewed
+        description="the sentence as tagged (normalised text)",
+    )
     report_id: str = Field(default="report", min_length=1, max_length=200, description="its report")
     start: int | None = Field(
         default=None, ge=0, le=MAX_OFFSET, description="offset of the sentence in the report text"

@@ -13,7 +13,9 @@ import typing
 from typing import Any, Literal
 
 from fintag.cli.args import add_bool_flag, command_parser
+from fintag.data.reader import MAX_FILE_BYTES
 from fintag.model.backend import DEFAULT_QUANTIZE
+from fintag.serve.schemas import MAX_TEXT_CHARS
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -44,10 +46,26 @@ class ServerSettings(BaseSettings):
             "other users can see in the process list"
         ),
     )
-    max_body_bytes: int = Field(default=1_000_000, gt=0, description="largest request body, in bytes")
+    max_body_bytes: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="largest JSON request body, in bytes (every route but the file upload, "
+        "/v1/read-report, which has --max_upload_bytes)",
+    )
+    max_upload_bytes: int = Field(
+        default=50_000_000,
+        gt=0,
+        le=MAX_FILE_BYTES,
+        description="largest report file uploaded to POST /v1/read-report (the page's file reader), in "
+        f"bytes; at most {MAX_FILE_BYTES}, the largest file fintag's reader takes",
+    )
     max_items_per_request: int = Field(default=256, gt=0, description="most sentences in one /v1/tag request")
     max_chars_per_item: int = Field(
-        default=2000, gt=0, description="longest sentence in /v1/tag, in characters"
+        default=2000,
+        gt=0,
+        le=MAX_TEXT_CHARS,
+        description=f"longest sentence in /v1/tag, in characters (at most {MAX_TEXT_CHARS}, the longest text "
+        "/v1/tag-report and /v1/reviews take)",
     )
     max_batch_size: int = Field(default=128, gt=0, description="most sentences in one model call")
     max_batch_tokens: int = Field(

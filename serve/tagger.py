@@ -100,7 +100,9 @@ class Tagger:
             name_or_path, backend=backend, quantize=quantize, device=device, num_threads=num_threads,
             allow_pickle=allow_pickle,
         )  # fmt: skip
-        kwargs.setdefault("max_length", loaded.max_length)
+        # None (as `fintag tag` passes when --max_length is not given) means the checkpoint's.
+        if kwargs.get("max_length") is None:
+            kwargs["max_length"] = loaded.max_length
         kwargs.setdefault("blend", loaded.blend)
         return cls(loaded.model, loaded.tokenizer, loaded.thresholds, source=loaded.source, **kwargs)
 

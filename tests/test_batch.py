@@ -502,3 +502,142 @@ def test_resume_retags_a_report_whose_summary_was_cut_off(tmp_path, report_dir, 
     assert sum(json.loads(line)["type"] == "summary" for line in _lines(out)) == len(
         _lines(tmp_path / "ref.jsonl.progress")
     )
+
+
+# ---------------------------------------------------------------- one run per output, what a run reads
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_one_holds_it(
+    tmp_path, report_dir, tiny_checkpoint_dir, caplog
+):
+    from fintag.serve.batch import lock_output
+
+    out = tmp_path / "tags.jsonl"
+    caplog.set_level(logging.INFO, logger="fintag")
+    release = lock_output(str(out))  # as a run in progress holds it
+    try:
+        assert _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out) == 2
+        assert "another `fintag tag` is writing" in caplog.records[-1].getMessage()
+        assert not out.exists()
+    finally:
+        release()
+    assert _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "reports",
+        "tags.jsonl",
+        "tags.jsonl.progress",
+        "tags.jsonl.run.json",
+    ]  # fmt: skip  (the lock is gone with the run)
+
+
+def test_resume_after_the_checkpoint_was_replaced_in_place_is_refused(
+    tmp_path, report_dir, tiny_checkpoint, caplog
+):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "out.jsonl"
+    assert _tag(*_one_report_per_chunk(report_dir, tiny_checkpoint), "--out", out) == 0
+    before = out.read_bytes()
+    weights = tiny_checkpoint / "model.safetensors"
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 0.5  # retrained into the same folder
+    save_file(tensors, weights, metadata={"format": "pt"})
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(*_one_report_per_chunk(report_dir, tiny_checkpoint), "--out", out, "--resume") == 2
+    assert "has changed since the run that wrote it began" in caplog.records[-1].getMessage()
+    assert out.read_bytes() == before
+
+
+def test_the_checkpoints_max_length_is_the_default(monkeypatch, capsys, tiny_checkpoint):
+    """`fintag tag` truncates where the checkpoint was trained to (fintag_max_length), as the API does."""
+    from fintag.model.labels import MAX_LENGTH_KEY
+    from fintag.serve.tagger import Tagger
+
+    config = tiny_checkpoint / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), MAX_LENGTH_KEY: 6}), encoding="utf-8")
+    long_sentence = "公司发布三季度报告,营业收入同比增长百分之二十五,算力需求持续旺盛,国产芯片替代进程加快。"
+
+    def scores(*flags: str) -> list[float]:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(long_sentence.encode())))
+        assert _tag("--model", tiny_checkpoint, "--stdin", "lines", *flags) == 0
+        record = json.loads(capsys.readouterr().out.splitlines()[0])
+        return sorted(record["sentiment"]["scores"].values())
+
+    api = Tagger.load(tiny_checkpoint).tag([long_sentence])[0]
+    # A random tiny model: scores differ in the fifth decimal, which is still a difference.
+    assert scores() == pytest.approx(sorted(api["sentiment"]["scores"].values()), abs=2e-6)
+    assert scores("--max_length", "64") != scores()
+
+
+def test_an_out_inside_the_input_folder_is_never_tagged(tmp_path, report_dir, tiny_checkpoint_dir, caplog):
+    out = report_dir / "tags.txt"  # a report's extension: the folder would list it
+    args = [report_dir, "--model", tiny_checkpoint_dir, "--out", out, "--format", "jsonl"]
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(*args) == 0
+    before = out.read_bytes()
+    assert _tag(*args, "--resume") == 0
+    assert "tagged 0 report(s), 0 sentence(s) (4 more already done" in caplog.records[-1].getMessage()
+    assert out.read_bytes() == before
+    assert not [r for r in caplog.records if "left out" in r.getMessage()]  # its .progress, .run.json
+
+
+def test_stdin_takes_a_pdf_and_names_bad_bytes(monkeypatch, capsys, caplog, tmp_path, tiny_checkpoint_dir):
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    pdf = tmp_path / "r.pdf"
+    c = canvas.Canvas(str(pdf))
+    c.setFont("STSong-Light", 12)
+    c.drawString(50, 800, "算力需求持续旺盛,国产芯片替代进程加快。")
+    c.save()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(pdf.read_bytes())))
+    assert _tag("--model", tiny_checkpoint_dir) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records[-1]["encoding"] == "pdf" and "算力需求持续旺盛" in records[0]["text"]
+
+    caplog.set_level(logging.INFO, logger="fintag")
+    damaged = b"\xef\xbb\xbf" + REPORT_SIMPLIFIED.encode()[:30] + b"\x80\x81\x82\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(damaged)))
+    assert _tag("--model", tiny_checkpoint_dir) == 2  # skipped with its reason, not a traceback
+    assert any("UTF-8 byte-order mark" in r.getMessage() for r in caplog.records)
+
+
+def test_out_dash_is_standard_output(monkeypatch, capsys, tmp_path, tiny_checkpoint_dir):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(REPORT_SIMPLIFIED.encode())))
+    assert _tag("--model", tiny_checkpoint_dir, "--out", "-") == 0
+    assert [json.loads(x)["type"] for x in capsys.readouterr().out.splitlines()][-1] == "summary"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_run_says_how_to_resume(
+    monkeypatch, tmp_path, report_dir, tiny_checkpoint_dir, caplog
+):
+    import fintag.serve.batch as batch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "tag_files", interrupted)
+    out = tmp_path / "tags.jsonl"
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out) == batch.EXIT_INTERRUPTED == 130
+    message = caplog.records[-1].getMessage()
+    assert message.startswith("interrupted") and "with --resume" in message
+    assert not (tmp_path / "tags.jsonl.lock").exists()
+
+
+def test_progress_is_logged_when_stderr_is_not_a_terminal(
+    monkeypatch, tmp_path, many_reports, tiny_checkpoint_dir, caplog
+):
+    import fintag.serve.batch as batch
+
+    monkeypatch.setattr(batch, "PROGRESS_LOG_SECONDS", 0.0)
+    caplog.set_level(logging.INFO, logger="fintag")
+    out = tmp_path / "tags.jsonl"
+    assert _tag(many_reports, "--model", tiny_checkpoint_dir, "--out", out, "--reports_per_chunk", "10") == 0
+    lines = [r.getMessage() for r in caplog.records if "report(s) done" in r.getMessage()]
+    assert [line.split(" ")[0] for line in lines] == ["10/30", "20/30", "30/30"]

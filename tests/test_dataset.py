@@ -1,5 +1,7 @@
 import json
+import os
 import re
+import stat
 
 import pytest
 from fintag.data.build import SPLITS, BuildConfig, BuildError, build, load_split
@@ -165,3 +167,77 @@ def test_training_split_holds_rating_changes_whose_verb_and_level_point_differen
         for r in down_to_positive
         if "下调" in r["text"] and "上调" not in r["text"]
     )
+
+
+# ---------------------------------------------------------------- flag checks and output permissions
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("near_dup_threshold", "-2"),  # every pair "similar": all but one sentence dropped
+        ("near_dup_threshold", "0"),
+        ("near_dup_threshold", "1.5"),
+        ("report_train_share", "1.5"),
+        ("report_train_share", "-0.1"),
+        ("report_train_share", "nan"),
+    ],
+)
+def test_data_build_refuses_an_out_of_range_value_before_writing(tmp_path, capsys, flag, value):
+    from fintag.cli.main import main
+
+    out = tmp_path / "ds"
+    assert main(["data", "build", "--output_dir", str(out), f"--{flag}", value]) == 2
+    err = capsys.readouterr().err
+    assert f"--{flag} " in err and err.startswith("usage: fintag data build") and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_ends_of_the_build_ranges_are_accepted():
+    BuildConfig(report_train_share=0.0, near_dup_threshold=1.0)
+    BuildConfig(report_train_share=1.0, near_dup_threshold=1e-6)
+
+
+def test_a_missing_split_names_the_splits_the_dataset_has(tmp_path):
+    from fintag.data.build import available_splits
+
+    for name in ("test", "train", "validation", "pending_labels", "extra"):
+        (tmp_path / f"{name}.jsonl").write_text("", encoding="utf-8")
+    assert available_splits(tmp_path) == ["train", "validation", "test", "extra"]
+    with pytest.raises(
+        FileNotFoundError, match="has no split 'tset'; its splits are train, validation, test"
+    ):
+        load_split(tmp_path, "tset")
+    with pytest.raises(FileNotFoundError, match="does not exist; run `fintag data build` first"):
+        load_split(tmp_path / "none", "train")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_atomic_outputs_get_the_permissions_of_the_umask_not_private_ones(tmp_path, umask):
+    """mkdtemp (0700) and mkstemp (0600) must not leak into outputs another user (a service) reads."""
+    from fintag.data.fsutil import atomic_directory, current_umask, write_json
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        with atomic_directory(tmp_path / "out") as tmp:
+            (tmp / "plain.txt").write_text("x", encoding="utf-8")
+            write_json(tmp / "atomic.json", {"a": 1})
+            # A writer with a private temporary file of its own (safetensors makes model.safetensors 0600).
+            (tmp / "sub").mkdir(mode=0o700)
+            os.close(os.open(tmp / "sub" / "private.bin", os.O_CREAT | os.O_WRONLY, 0o600))
+            os.close(os.open(tmp / "tool.sh", os.O_CREAT | os.O_WRONLY, 0o700))
+        write_json(tmp_path / "single.json", {"b": 2})
+    finally:
+        os.umask(old)
+    out = tmp_path / "out"
+    for folder in (out, out / "sub"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask, folder
+    for path in (
+        out / "plain.txt",
+        out / "atomic.json",
+        out / "sub" / "private.bin",
+        tmp_path / "single.json",
+    ):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    assert stat.S_IMODE((out / "tool.sh").stat().st_mode) == 0o700 | (0o666 & ~umask)  # keeps its x bit

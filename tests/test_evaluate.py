@@ -114,3 +114,48 @@ def test_the_evaluate_command_prints_each_split_then_the_probe(
     assert main(["evaluate", *no_model, "--output_dir", str(tmp_path / "e3"), "--probe", str(broken)]) == 1
     assert "broken.jsonl:1: kind 'guess'" in caplog.text and "no_model" not in caplog.text
     assert not (tmp_path / "e3").exists()
+
+
+def _dataset(folder, splits=SPLITS):
+    folder.mkdir()
+    for split in splits:
+        (folder / f"{split}.jsonl").write_text("", encoding="utf-8")
+    return folder
+
+
+def test_an_unknown_split_is_a_usage_error_naming_the_splits_the_dataset_has(tmp_path, capsys, caplog):
+    from fintag.cli.main import main
+
+    dataset = _dataset(tmp_path / "dataset")
+    out = tmp_path / "eval"
+    # No model to load: the split is refused first.
+    argv = ["evaluate", "--model", str(tmp_path / "no_model"), "--dataset_dir", str(dataset)]
+    assert main([*argv, "--output_dir", str(out), "--splits", "validation,tset"]) == 2
+    err = capsys.readouterr().err
+    assert "--splits names 'tset'" in err and "its splits are train, validation, test" in err
+    assert err.startswith("usage: fintag evaluate") and "does not exist" not in err
+    assert not out.exists()
+    # No dataset at all: the advice is to build one (exit 1), still before the model.
+    caplog.clear()
+    none = ["--dataset_dir", str(tmp_path / "none"), "--output_dir", str(out)]
+    assert main(["evaluate", "--model", str(tmp_path / "no_model"), *none]) == 1
+    assert "run `fintag data build` first" in caplog.text and "no_model" not in caplog.text
+    with pytest.raises(FileNotFoundError, match="has no split 'train'; its splits are validation, test"):
+        evaluate(EvalConfig(dataset_dir=str(_dataset(tmp_path / "no_train", ("validation", "test")))))
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--splits", " , "], "--splits takes comma-separated split names"),
+        (["--batch_size", "0"], "--batch_size"),
+    ],
+)
+def test_evaluate_refuses_empty_splits_and_a_zero_batch(tmp_path, capsys, args, says):
+    from fintag.cli.main import main
+
+    assert main(["evaluate", "--output_dir", str(tmp_path / "eval"), *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.startswith("usage: fintag evaluate")
+    assert not (tmp_path / "eval").exists()
+    assert EvalConfig(splits="test, test,validation").split_names == ["test", "validation"]

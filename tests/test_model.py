@@ -215,3 +215,43 @@ def test_padding_slack_pads_less_and_keeps_the_logits(tagger, sentences):
         return batched_logits(m, tok, texts, max_length=tagger.max_length, pad_slack=slack)
 
     assert torch.allclose(logits(1.0), logits(0.125), atol=1e-5)
+
+
+def test_model_path_messages_give_the_advice_of_the_folder_expected(tmp_path):
+    """A base model to fine-tune is not made by `fintag train`: its advice names the hub, `fintag base` and a
+    Hugging Face folder; a trained checkpoint's advice stays `fintag train`'s model/ folder."""
+    from fintag.model.paths import ModelPathError, resolve_model
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "file.bin").write_bytes(b"")
+    for value in (tmp_path / "nonexistent" / "model", empty, tmp_path / "file.bin"):
+        with pytest.raises(ModelPathError) as base:
+            resolve_model(value, what="base model")
+        message = str(base.value)
+        assert "hub id" in message and "`fintag base`" in message and "config.json" in message, message
+        assert "written by `fintag train`" not in message and "artifacts/run/model" not in message
+        with pytest.raises(ModelPathError, match="e5-small"):
+            resolve_model(value, what="embedding source")
+    with pytest.raises(ModelPathError, match=r"written by `fintag train` \(the model/ subfolder"):
+        resolve_model(tmp_path / "nonexistent" / "model")
+    with pytest.raises(ModelPathError, match="the base model is empty; pass a hub id"):
+        resolve_model("", what="base model")
+
+
+def test_a_saved_tagger_is_readable_by_other_users(tmp_path, tiny_tokenizer):
+    """Checkpoints and exports are written through atomic_directory: not 0700 / 0600 as mkdtemp makes them."""
+    import os
+    import stat
+
+    from fintag.model.checkpoint import build_from_scratch, save_tagger
+
+    model = build_from_scratch("tiny", tiny_tokenizer)
+    old = os.umask(0o022)
+    try:
+        path = save_tagger(model, tiny_tokenizer, tmp_path / "model", card="# tiny")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes

@@ -288,7 +288,9 @@ def test_a_bad_file_shows_a_clear_message(page, tmp_path):
 
 
 def test_several_reports_get_a_table_and_a_trend_chart(page, tmp_path):
-    """Two files in different encodings (UTF-8, GB18030), each dated in its text."""
+    """Two files in different encodings (UTF-8, GB18030), each dated in its text. The table's Sentences
+    column is the summary's count of sentences, the title's figure, not the count of all units (headings
+    included)."""
     first = tmp_path / "000_ffa32aa3ade1c9bb.txt"
     first.write_bytes((CORPUS / first.name).read_bytes())
     second = tmp_path / "001_be547b9c7e19a828.md"
@@ -301,13 +303,86 @@ def test_several_reports_get_a_table_and_a_trend_chart(page, tmp_path):
     cells = rows.evaluate_all("rs => rs.map(r => [...r.cells].map(c => c.innerText))")
     assert [c[0] for c in cells] == ["000_ffa32aa3ade1c9bb", "001_be547b9c7e19a828"]
     assert [c[1] for c in cells] == ["2025-11-23", "2025-02-05"]
+    units = [
+        segment((CORPUS / f"{n}.txt").read_text(encoding="utf-8")).sentences for n in (c[0] for c in cells)
+    ]
+    counted = [sum(u.kind == "sentence" for u in us) for us in units]
+    assert [c[2] for c in cells] == [str(n) for n in counted]
+    assert counted[1] < len(units[1])  # 001 has headings: the two counts differ
     trend = page.get_by_test_id("trend-chart")
     assert trend.locator("circle").count() >= 2  # the overall index at two dates at least
     assert "2025-02-05" in trend.inner_text() and "2025-11-23" in trend.inner_text()
     rows.nth(1).click()
-    assert page.get_by_test_id("report-title").inner_text().startswith("001_be547b9c7e19a828")
+    title = page.get_by_test_id("report-title").inner_text()
+    assert title.startswith("001_be547b9c7e19a828")
+    assert f" {cells[1][2]} sentences of {len(units[1])} units" in title
     assert page.get_by_test_id("sentence").count() > 10
     shot(page, tmp_path, "page_reports.png")
+
+
+def test_the_file_chooser_works_from_the_keyboard_and_by_drop(page, tmp_path):
+    """Tab reaches the file chooser, shows where the focus is, and Enter or Space opens the picker;
+    dropping files on it still works."""
+    report = tmp_path / "000_ffa32aa3ade1c9bb.txt"
+    report.write_bytes((CORPUS / report.name).read_bytes())
+    # Intercept the picker from here on: Playwright asks for that without waiting for a reply, so a first
+    # listener added only around the key press can lose the race with the key (a flaky timeout).
+    page.on("filechooser", lambda chooser: None)
+    drop = page.get_by_test_id("file-drop")
+    outline = "e => getComputedStyle(e).outlineStyle"
+    assert drop.evaluate(outline) == "none"
+    page.get_by_test_id("report-id").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.dataset.testid") == "file-input"
+    assert drop.evaluate(outline) != "none"
+    for key in ("Enter", " "):
+        with page.expect_file_chooser() as chooser:
+            page.keyboard.press(key)
+        chooser.value.set_files(str(report))
+        assert page.get_by_test_id("file-list").inner_text() == report.name
+        page.get_by_test_id("clear-button").click()
+        page.get_by_test_id("file-input").focus()
+    dropped = page.evaluate_handle(
+        "() => { const d = new DataTransfer(); d.items.add(new File(['x'], 'dropped.txt')); return d; }"
+    )
+    drop.dispatch_event("drop", {"dataTransfer": dropped})
+    assert page.get_by_test_id("file-list").inner_text() == "dropped.txt"
+
+
+def test_enter_on_a_sentence_opens_the_review_and_one_escape_closes_it(page):
+    """The Enter that opens the dialog must not also reach the dialog's focused select (opening it)."""
+    tag_text(page, "投资评级:优于大市(维持)。公司算力业务收入同比增长。", "keys")
+    page.get_by_test_id("sentence").first.focus()
+    page.keyboard.press("Enter")
+    panel = page.get_by_test_id("review-panel")
+    panel.wait_for()
+    assert page.evaluate("document.activeElement.dataset.testid") == "review-sentiment"
+    page.keyboard.press("Escape")
+    panel.wait_for(state="hidden", timeout=5_000)
+
+
+def test_an_error_clears_the_old_report_and_clear_resets_the_filters(page):
+    text = "投资评级:优于大市(维持)。公司算力业务收入同比增长。"
+    tag_text(page, text, "good")
+    # Table-only text has no sentences: the error replaces the old report, which is not shown as current.
+    page.get_by_test_id("report-input").fill("| 年份 | 2024 | 2025 |\n|---|---|---|\n| 营收 | 1.2 | 1.5 |")
+    page.get_by_test_id("tag-button").click()
+    page.get_by_test_id("error").wait_for()
+    assert "no sentences" in page.get_by_test_id("error").inner_text()
+    assert page.get_by_test_id("report-title").is_hidden() and page.get_by_test_id("sentences").is_hidden()
+    # Clear resets the filters, so the next report is shown whole.
+    tag_text(page, text, "good")
+    total = page.get_by_test_id("sentence").count()
+    page.get_by_test_id("filter-theme").select_option("robotaxi")
+    page.get_by_test_id("filter-rating").select_option("outperform")
+    page.get_by_test_id("needs-review").check()
+    page.get_by_test_id("clear-button").click()
+    filters = ("filter-theme", "filter-sentiment", "filter-rating")
+    assert [page.get_by_test_id(f).input_value() for f in filters] == ["", "", ""]
+    assert not page.get_by_test_id("needs-review").is_checked()
+    tag_text(page, text, "again")
+    assert page.get_by_test_id("sentence").count() == total
+    assert page.get_by_test_id("shown-count").inner_text() == f"{total} of {total} shown"
 
 
 def test_the_report_date_is_the_first_real_date(page):

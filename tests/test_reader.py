@@ -2,7 +2,13 @@ import os
 import random
 
 import pytest
-from fintag.data.reader import ReportReadError, decode_bytes, iter_report_paths, read_report
+from fintag.data.reader import (
+    ReportReadError,
+    decode_bytes,
+    iter_report_paths,
+    read_report,
+    read_report_bytes,
+)
 
 SIMPLIFIED = "字节跳动大幅催化算力产业链,国产替代加速推进。投资评级:买入(维持)。"
 TRADITIONAL = "字節跳動大幅催化算力產業鏈,國產替代加速推進。投資評級:買入(維持)。"
@@ -31,6 +37,52 @@ def test_big5_is_not_mistaken_for_gbk():
     long_text = TRADITIONAL * 3 + "光模塊出貨量持續攀升,資本開支指引再度上調。"
     text, enc = decode_bytes(long_text.encode("big5"))
     assert enc == "big5" and text == long_text
+
+
+def test_windows_big5_with_characters_strict_big5_lacks():
+    """Hong Kong reports saved as cp950: 恒 (恒生) and € are not in strict Big5; the file must not fall
+    through to a GB18030 misreading."""
+    text = "恒生科技指數本週上漲3%,我們維持買入評級。\n投資評級:買入(維持)\n歐元區收入 €12 億。\n"
+    assert decode_bytes(text.encode("cp950")) == (text, "big5")
+
+
+def test_utf8_cut_off_or_with_a_stray_byte_is_read_with_a_warning(caplog):
+    text = (SIMPLIFIED + "\nRevenue grew 18% YoY, with total online sales up.\n") * 4 + "维持买入"
+    data = text.encode("utf-8")
+    cut = data[: len(data) - 1]  # the last character loses its last byte
+    decoded, enc = decode_bytes(cut, "cut.txt")
+    assert enc == "utf-8" and decoded == text[:-1] + "\ufffd"
+    middle = data.index(b"Revenue") + 10
+    stray = data[:middle] + b"\x80" + data[middle:]
+    decoded, enc = decode_bytes(stray, "stray.txt")
+    assert enc == "utf-8" and decoded.replace("\ufffd", "") == text
+    assert f"the first at byte {middle}" in caplog.text and "stray.txt" in caplog.text
+
+
+def test_gbk_is_not_read_as_damaged_utf8():
+    """GBK bytes break UTF-8 in most characters, so they never pass for UTF-8 with a few bad bytes."""
+    for n in (1, 3, 30):
+        text = "The company 公司 revenue 营收增长, 国产替代 " * n
+        assert decode_bytes(text.encode("gbk")) == (text, "gb18030")
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"\xef\xbb\xbf" + "公司".encode() + b"\x80\x81\x82\n", "UTF-8 byte-order mark"),
+        ("公司业绩超预期".encode("utf-16") + b"\x00", "UTF-16 byte-order mark"),
+    ],
+)
+def test_a_byte_order_mark_with_bad_bytes_is_refused_by_name(data, problem):
+    with pytest.raises(ReportReadError, match=problem) as info:
+        decode_bytes(data, "<stdin>")
+    assert "re-export" in info.value.fix
+
+
+def test_chinese_only_utf16_without_a_byte_order_mark_is_read():
+    """Only the line breaks put NULs in a Chinese report's UTF-16: two of them must do."""
+    text = "国产替代加速推进，维持买入评级\n公司是国内领先的算力芯片企业，受益于国产替代。\n"
+    assert decode_bytes(text.encode("utf-16-le")) == (text, "utf-16-le")
 
 
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
@@ -99,6 +151,63 @@ def test_pdf_text_layer(tmp_path):
     c.drawString(50, 800, "光模块需求旺盛,订单饱满。")
     c.save()
     assert "光模块需求旺盛" in read_report(path).text
+
+
+def _pdf_bytes(tmp_path, text: str = "光模块需求旺盛,订单饱满。") -> bytes:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    path = tmp_path / "made.pdf"
+    c = canvas.Canvas(str(path))
+    c.setFont("STSong-Light", 12)
+    c.drawString(50, 800, text)
+    c.save()
+    return path.read_bytes()
+
+
+def test_pdf_bytes_are_read_as_a_pdf_whatever_the_name(tmp_path):
+    data = _pdf_bytes(tmp_path)
+    for name in ("<stdin>", "report.txt", "report.pdf"):
+        raw = read_report_bytes(data, name)
+        assert raw.encoding == "pdf" and "光模块需求旺盛" in raw.text and "BaseFont" not in raw.text
+    saved = tmp_path / "saved_as.txt"
+    saved.write_bytes(data)
+    assert read_report(saved).encoding == "pdf"
+
+
+def _encrypted(tmp_path, user_password: str) -> bytes:
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    writer.append(PdfReader(io.BytesIO(_pdf_bytes(tmp_path))))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="AES-128")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_restricted_pdf_opens_and_password_protected_pdf_is_refused_by_name(tmp_path):
+    """Broker PDFs often carry an owner password only (no copying, no printing): they open with the empty
+    user password. One that needs a password to open is refused with that reason."""
+    assert "光模块需求旺盛" in read_report_bytes(_encrypted(tmp_path, ""), "restricted.pdf").text
+    with pytest.raises(ReportReadError, match="password-protected") as info:
+        read_report_bytes(_encrypted(tmp_path, "secret"), "locked.pdf")
+    assert "unprotected copy" in info.value.fix
+
+
+def test_malformed_pdf_is_a_read_error_not_a_crash(tmp_path):
+    data = _pdf_bytes(tmp_path)
+    broken = data[: len(data) // 2] + b"\x00garbage" + data[len(data) // 2 + 40 :]
+    with pytest.raises(ReportReadError, match="PDF"):
+        read_report_bytes(broken[:200], "truncated.pdf")
+    try:
+        read_report_bytes(broken, "damaged.pdf")
+    except ReportReadError:
+        pass  # refused by name; pypdf may also recover the text, which is as good
 
 
 def test_pdf_without_text_layer(tmp_path):

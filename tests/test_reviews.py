@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from fastapi.testclient import TestClient
 from fintag.data.normalize import normalize_text
 from fintag.data.split import sentence_id
 from fintag.serve.app import create_app
-from fintag.serve.reviews import ReviewConflictError, ReviewStore, read_reviews, repair_torn_tail
+from fintag.serve.reviews import ReviewConflictError, ReviewStore, make_record, read_reviews, repair_torn_tail
 from fintag.serve.schemas import Review, ReviewList
 from fintag.serve.settings import ServerSettings
 from fintag.serve.tagger import Tagger
@@ -142,6 +144,84 @@ def test_the_store_indexes_reviews_written_by_another_process(tmp_path):
     with pytest.raises(ReviewConflictError, match=r"same-review.*text"):
         asyncio.run(b.append({**record, "text": "other"}))
     assert read_reviews(path) == [record]
+
+
+def _review_line(text: str) -> str:
+    record = make_record(
+        {"text": text, "report_id": "r", "sentiment": "neutral", "themes": [], "rating": "none"}
+    )
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+TAG_OUTPUT = {"type": "sentence", "path": "/r/003.txt", "sentence_index": 0, "text": "公司维持买入评级。"}
+
+
+@pytest.mark.parametrize(
+    ("lines", "line_no", "problem"),
+    [
+        # A `fintag tag` output file passed as --reviews_file (was: KeyError: 'review_id').
+        (
+            [json.dumps(TAG_OUTPUT, ensure_ascii=False) + "\n"],
+            1,
+            "without a review_id; it looks like `fintag tag`",
+        ),
+        # One line that is not JSON between two reviews (was: JSONDecodeError).
+        (
+            [_review_line("维持买入评级。"), "oops, a note\n", _review_line("算力需求旺盛。")],
+            2,
+            "not JSON: Expecting",
+        ),
+        ([_review_line("维持买入评级。"), "[1, 2]\n"], 2, "JSON list, not an object"),
+        # A bad line before a torn last line: the torn line alone would be cut off, the bad one is refused.
+        ([_review_line("维持买入评级。"), "{}\n", '{"review_id": "torn'], 2, "without a review_id"),
+    ],
+    ids=["tag-output", "not-json-in-the-middle", "not-an-object", "bad-line-then-torn-tail"],
+)
+def test_serve_refuses_a_reviews_file_with_a_line_that_is_not_a_review(
+    tiny_checkpoint_dir, tmp_path, monkeypatch, caplog, lines, line_no, problem
+):
+    from fintag.serve.app import serve_main
+
+    for name in [k for k in os.environ if k.startswith("FINTAG_")]:
+        monkeypatch.delenv(name)
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    code = serve_main(["--model", str(tiny_checkpoint_dir), "--reviews_file", str(path), "--port", "1"])
+    assert code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    want = f"reviews file {path} line {line_no} is not a review ("
+    assert any(want in e and problem in e and "fix or move it" in e for e in errors), errors
+    assert "Traceback" not in caplog.text
+
+
+def test_a_torn_tail_left_by_a_failed_write_is_cut_before_the_next_append(tmp_path):
+    """A write that failed half-way (disk full) leaves an unterminated line while the server runs on: the
+    next review must not be glued to it (both would be lost, and the file refused at the next start)."""
+    path = tmp_path / "reviews.jsonl"
+    path.write_text(_review_line("维持买入评级。"), encoding="utf-8")
+    store = ReviewStore(path)
+    store.open()
+    fragment = _review_line("算力需求旺盛。").encode()[:40]
+    with path.open("ab") as fh:
+        fh.write(fragment)
+    record = make_record(
+        {"text": "国产替代加速。", "report_id": "r", "sentiment": "positive", "themes": [], "rating": "none"}
+    )
+    asyncio.run(store.append(record))
+    assert [r["text"] for r in read_reviews(path)] == ["维持买入评级。", "国产替代加速。"]
+    assert (tmp_path / "reviews.jsonl.torn").read_bytes() == fragment + b"\n"
+    ReviewStore(path).open()  # the next start takes the file
+
+
+def test_a_line_that_is_not_a_review_added_while_serving_is_a_500_naming_it(tagger, tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    with TestClient(make_app(tagger, path)) as client:
+        assert client.post("/v1/reviews", json=review_body(tagger, "维持买入评级。")).status_code == 201
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(TAG_OUTPUT, ensure_ascii=False) + "\n")
+        response = client.post("/v1/reviews", json=review_body(tagger, "算力需求旺盛。"))
+    assert response.status_code == 500 and response.json()["error_type"] == "backend"
+    assert f"{path} line 2 is not a review" in response.json()["error"], response.text
 
 
 def test_a_retry_that_changes_the_correction_is_a_409_and_the_first_is_kept(tagger, tmp_path, sentences):

@@ -160,6 +160,33 @@ def test_tag_report_matches_tagger_tag_report(client, tagger, sentences):
     assert set(got["summary"]["theme_share"]) == set(THEMES.labels)
 
 
+def test_a_unit_longer_than_tag_s_sentence_limit_can_be_reviewed(tagger, tmp_path):
+    """/v1/tag-report returns a unit as long as the splitter leaves it (it cuts only at commas); its review
+    is stored (was: 422 at 2,000 characters, "Not saved" on the page). The limits come from one constant."""
+    from fintag.serve.schemas import MAX_TEXT_CHARS, ReviewRequest, TagReportRequest
+
+    text = "公司维持买入评级" + "算力需求持续增长带动收入" * 250 + "。"
+    # A body limit above the text limit, so that the text limit is what refuses the over-long review.
+    app = make_app(tagger, reviews_file=str(tmp_path / "reviews.jsonl"), max_body_bytes=2 * MAX_TEXT_CHARS)
+    with TestClient(app) as c:
+        tagged = c.post("/v1/tag-report", json={"text": text, "report_id": "long"})
+        assert tagged.status_code == 200, tagged.text
+        unit = max(tagged.json()["sentences"], key=lambda u: len(u["text"]))
+        assert len(unit["text"]) > ServerSettings().max_chars_per_item
+        review = {
+            "text": unit["text"], "report_id": "long", "start": unit["start"], "end": unit["end"],
+            "sentiment": "positive", "themes": [], "rating": "buy",
+        }  # fmt: skip
+        stored = c.post("/v1/reviews", json=review)
+        assert stored.status_code == 201, stored.text
+        too_long = c.post("/v1/reviews", json={**review, "text": "x" * (MAX_TEXT_CHARS + 1)})
+        assert_error(too_long, "validation")
+    for model in (ReviewRequest, TagReportRequest):
+        assert model.model_json_schema()["properties"]["text"]["maxLength"] == MAX_TEXT_CHARS
+    with pytest.raises(SettingsError, match="--max_chars_per_item"):
+        load_settings(["--max_chars_per_item", str(MAX_TEXT_CHARS + 1)])
+
+
 def test_openapi_schema_is_generated_from_the_taxonomy(client):
     assert client.get("/docs").status_code == 200
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
@@ -173,6 +200,19 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_healthz_and_readyz_answer_head_as_uptime_monitors_ask(client, tiny_checkpoint_dir):
+    for path in ("/healthz", "/readyz"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code == 200, (path, head.status_code)
+        assert head.content == b"" and head.headers["content-length"] == str(len(got.content))
+    # The OpenAPI document (and so the README's route table) lists each probe's GET only.
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/healthz"]) == set(paths["/readyz"]) == {"get"}
+    not_ready = TestClient(create_app(ServerSettings(model=str(tiny_checkpoint_dir))))  # no lifespan
+    assert not_ready.head("/healthz").status_code == 200
+    assert not_ready.head("/readyz").status_code == 503
 
 
 # --- errors -----------------------------------------------------------------------------------------------
@@ -189,6 +229,41 @@ def test_body_too_large_is_413_by_content_length_and_by_bytes(tagger):
             "validation_too_large",
         )
         assert c.post("/v1/tag", json={"inputs": "算力需求持续增长。"}).status_code == 200
+
+
+def test_uploads_have_their_own_limit_and_each_413_names_the_flag_that_raises_it(tagger, monkeypatch):
+    """A report file bigger than the JSON body limit is read (was: 413 "send fewer or shorter texts"); over
+    --max_upload_bytes it is refused with that flag and the advice for a file; the JSON routes' 413s name
+    --max_body_bytes with the advice for their route."""
+    from fintag.data.reader import MAX_FILE_BYTES
+
+    for name in [k for k in os.environ if k.startswith("FINTAG_")]:
+        monkeypatch.delenv(name)
+    report = ("公司维持买入评级。" * 100).encode("gb18030")  # 1,800 bytes
+    with TestClient(make_app(tagger, max_body_bytes=300, max_upload_bytes=len(report) + 100)) as c:
+        ok = c.post("/v1/read-report?filename=r.txt", content=report)
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["text"].startswith("公司维持买入评级。")
+        too_big = report * 2
+        chunks = (too_big[i : i + 500] for i in range(0, len(too_big), 500))  # no Content-Length
+        for body in (too_big, chunks):
+            response = c.post("/v1/read-report?filename=r.txt", content=body)
+            assert_error(response, "validation_too_large")
+            message = response.json()["error"]
+            assert "--max_upload_bytes" in message and "FINTAG_MAX_UPLOAD_BYTES" in message, message
+            assert "uploaded file" in message and "smaller files" in message, message
+            assert "max_body_bytes" not in message and "texts per request" not in message, message
+        tag = c.post("/v1/tag", json={"inputs": ["算力需求持续增长。" * 10] * 3})
+        assert_error(tag, "validation_too_large")
+        assert "--max_body_bytes" in tag.json()["error"] and "fewer or shorter texts" in tag.json()["error"]
+        report_text = c.post("/v1/tag-report", json={"text": "算力需求持续增长。" * 30})
+        assert_error(report_text, "validation_too_large")
+        assert "--max_body_bytes" in report_text.json()["error"] and "in parts" in report_text.json()["error"]
+    # The default takes a broker PDF of a few MB, and the setting cannot exceed what the reader takes.
+    assert 1_851_800 < ServerSettings().max_upload_bytes <= MAX_FILE_BYTES
+    with pytest.raises(SettingsError, match="--max_upload_bytes"):
+        load_settings(["--max_upload_bytes", str(MAX_FILE_BYTES + 1)])
+    assert load_settings(["--max_upload_bytes", "1234"]).max_upload_bytes == 1234
 
 
 def test_too_many_items_and_too_long_items_are_413(tagger):
@@ -217,12 +292,26 @@ def test_wrong_types_and_empty_inputs_are_422(client, path, payload):
     assert_error(client.post(path, json=payload), "validation")
 
 
-def test_malformed_json_is_422(client):
-    response = client.post(
-        "/v1/tag", content=b'{"inputs": ["a",', headers={"content-type": "application/json"}
-    )
-    assert_error(response, "validation")
-    assert "not valid JSON" in response.json()["error"]
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b'{"inputs": ["a"', "Expecting"),  # truncated (was: 422 validation)
+        (b'{"inputs": ["a",', "Expecting"),
+        ('{"inputs": ["公司维持买入评级"]}'.encode("gbk"), "not UTF-8"),
+        (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
+    ],
+    ids=["truncated", "trailing-comma", "gbk", "deeply-nested"],
+)
+def test_every_unparseable_body_is_400_with_the_same_message(client, body, named):
+    for route in ("/v1/tag", "/v1/tag-report", "/v1/reviews"):
+        response = client.post(route, content=body, headers={"content-type": "application/json"})
+        assert_error(response, "bad_request")
+        message = response.json()["error"]
+        assert message.startswith("the request body is not valid JSON (") and named in message, message
+        assert "UTF-8 with Content-Type application/json" in message, message
+
+
+def test_malformed_json_names_where_it_breaks(client):
     # Where it breaks, so a client can find the mistake (json.loads' message has no position of its own).
     response = client.post(
         "/v1/tag", content=b'{"inputs": ["abc]}', headers={"content-type": "application/json"}
@@ -479,7 +568,45 @@ def test_real_uvicorn_server_answers_and_stops_on_sigterm(tiny_checkpoint_dir, t
         _stop(proc)
     log_text = log_path.read_text()
     assert "Application shutdown complete" in log_text
+    assert f"serving on http://127.0.0.1:{port}" in log_text
     assert "Traceback" not in log_text
+
+
+def test_a_port_in_use_is_named_with_the_fix_exit_2_before_the_model_loads(
+    tiny_checkpoint_dir, tmp_path, monkeypatch, caplog
+):
+    """Was: only uvicorn's "[Errno 98] address already in use", the model loading on for seconds after
+    "Application shutdown complete", SystemExit(3). Now the address is bound before anything starts."""
+    import logging
+
+    from fintag.serve.app import serve_main
+
+    for name in [k for k in os.environ if k.startswith("FINTAG_")]:
+        monkeypatch.delenv(name)
+    loads: list[str] = []
+    monkeypatch.setattr(Tagger, "load", classmethod(lambda cls, *a, **k: loads.append(str(a)) or None))
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    caplog.set_level(logging.INFO)
+    args = ["--model", str(tiny_checkpoint_dir), "--reviews_file", str(tmp_path / "reviews.jsonl")]
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            started = time.monotonic()
+            code = serve_main([*args, "--port", str(port)])
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert code == 2 and time.monotonic() - started < 10  # as with --workers (test below)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(
+        f"cannot listen on 127.0.0.1:{port}: port {port} is already in use" in e
+        and "another --port" in e
+        and "stop the server" in e
+        for e in errors
+    ), errors
+    assert loads == [] and "loading model" not in caplog.text  # the model load never started
 
 
 # --- several workers --------------------------------------------------------------------------------------

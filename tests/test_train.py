@@ -805,3 +805,110 @@ def test_fused_optimizer_makes_the_per_tensor_update_with_the_projects_groups():
         runs[fused] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert (runs[False] - start).abs().max() > 1e-3  # the steps did move the weights
     assert torch.allclose(runs[True], runs[False], atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------- flags checked before any work
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--preset", "bogus"], "--preset must be one of tiny, small, fast, medium, base, not 'bogus'"),
+        (["--learning_rate", "-1"], "--learning_rate must be positive"),
+        (["--learning_rate", "nan"], "--learning_rate must be positive"),
+        (["--num_threads", "-3"], "--num_threads must be 0 (all cores) or more"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--max_steps", "0"], "--max_steps must be -1 (no limit) or at least 1"),
+        (["--batch_size", "0"], "--batch_size must be at least 1"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least 1"),
+        (["--token_mask_prob", "1.5"], "--token_mask_prob must be between 0.0 and 1.0"),
+        (["--dropout", "1"], "--dropout must be between 0.0 and 1.0 (below 1.0)"),
+        (["--warmup_ratio", "-0.5"], "--warmup_ratio must be between 0.0 and 1.0"),
+        (["--max_length", "100000"], "--max_length must be between 3 and 512"),
+        (["--max_length", "2"], "--max_length must be between 3 and 512"),
+        (["--model", "scratch", "--preset", "tiny", "--max_length", "300"], "256 positions of --preset tiny"),
+        (["--head_lr_scale", "0"], "--head_lr_scale"),
+        (["--weight_decay", "-0.1"], "--weight_decay must be 0 (off) or positive"),
+        (["--patience", "0"], "--patience must be at least 1"),
+        (["--seed", "-1"], "--seed must be between 0 and 4294967295"),
+        (["--vocab_size", "0"], "--vocab_size must be at least 1"),
+        (["--save_every_steps", "-5"], "--save_every_steps must be 0"),
+        (["--distill_temperature", "inf"], "--distill_temperature must be a finite number"),
+    ],
+)
+def test_train_refuses_a_bad_value_before_reading_data_or_writing_the_run(tmp_path, capsys, args, says):
+    from fintag.cli.main import main
+
+    run = tmp_path / "run"
+    argv = ["train", "--output_dir", str(run), "--dataset_dir", str(tmp_path / "no_dataset"), *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err, err
+    assert err.startswith("usage: fintag train") and "Traceback" not in err
+    assert not run.exists()  # no state/, no train_config.json
+
+
+def test_presets_are_checked_against_the_registry(monkeypatch):
+    from fintag.model.presets import PRESETS, Preset
+    from fintag.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="--preset must be one of"):
+        TrainConfig(preset="wide")
+    monkeypatch.setitem(PRESETS, "wide", Preset(64, 1, 2, 128, max_position_embeddings=64))
+    assert TrainConfig(model="scratch", preset="wide", max_length=64).preset == "wide"
+    with pytest.raises(ValueError, match="64 positions of --preset wide"):
+        TrainConfig(model="scratch", preset="wide", max_length=65)
+
+
+def test_max_length_is_checked_against_the_base_models_positions_before_the_run(tmp_path, capsys):
+    from fintag.cli.main import main
+    from fintag.train.config import usable_positions
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"model_type": "bert", "max_position_embeddings": 64}))
+    run = tmp_path / "run"
+    argv = ["train", "--model", str(base), "--output_dir", str(run), "--dataset_dir", str(tmp_path / "none")]
+    assert main([*argv, "--max_length", "100"]) == 2
+    err = capsys.readouterr().err
+    assert f"--max_length 100 is longer than the 64 positions of --model {base}" in err
+    assert err.startswith("usage: fintag train") and not run.exists()
+    # XLM-R numbers positions after its padding id: 514 embeddings, 512 usable.
+    assert (
+        usable_positions({"model_type": "xlm-roberta", "max_position_embeddings": 514, "pad_token_id": 1})
+        == 512
+    )
+    assert usable_positions({"model_type": "bert", "max_position_embeddings": 512}) == 512
+    assert usable_positions({"model_type": "bert"}) is None
+
+
+def test_a_missing_base_model_gets_base_model_advice_before_the_run(tmp_path, caplog):
+    from fintag.cli.main import main
+
+    run = tmp_path / "run"
+    missing = tmp_path / "nonexistent" / "model"
+    argv = [
+        "train",
+        "--model",
+        str(missing),
+        "--output_dir",
+        str(run),
+        "--dataset_dir",
+        str(tmp_path / "none"),
+    ]
+    assert main(argv) == 1
+    (message,) = [r.getMessage() for r in caplog.records if str(missing) in r.getMessage()]
+    assert message.startswith("--model: base model folder") and "does not exist" in message
+    assert "hub id" in message and "fintag base" in message and "config.json" in message
+    assert "written by `fintag train`" not in message
+    assert not run.exists()
+
+
+def test_token_masks_work_for_every_allowed_seed_and_keep_those_of_small_seeds():
+    collate = Collator(0, mask_token_id=99, mask_prob=0.3, seed=2**32 - 1)
+    collate.set_epoch(4)
+    assert collate._uniform(123, 8).shape == (8,)  # overflowed the generator's 64-bit seed before
+    small = Collator(0, mask_token_id=99, mask_prob=0.3, seed=42)
+    small.set_epoch(1)
+    g = torch.Generator().manual_seed((42 * 1_000_003 + 1) * 1_000_000_007 + 5)
+    assert torch.equal(small._uniform(5, 8), torch.rand(8, generator=g))

@@ -5,18 +5,32 @@ from __future__ import annotations
 import logging
 import sys
 
-from fintag.cli.args import UsageError, parse_settings, report_usage_error
+from fintag.cli.args import UsageError, parse_settings, report_usage_error, settings_parser
 
 logger = logging.getLogger(__name__)
 
 
+def _usage(settings: type, command: str) -> str:
+    """The usage line of a command, for a refusal found after its flags were parsed."""
+    return settings_parser((settings,), command).format_usage()
+
+
 def train_main(argv: list[str]) -> int:
-    from fintag.train.config import TrainConfig
+    from fintag.model.paths import ModelPathError
+    from fintag.train.config import ModelLengthError, TrainConfig, check_model_fits
 
     try:
         (cfg,) = parse_settings((TrainConfig,), argv, "train")
     except UsageError as exc:  # a setting was refused: the message names it and the fix
         return report_usage_error("train", exc)
+    # The models the flags name, before any data is read or anything is written under --output_dir.
+    try:
+        check_model_fits(cfg)
+    except ModelLengthError as exc:
+        return report_usage_error("train", UsageError(str(exc), _usage(TrainConfig, "train")))
+    except ModelPathError as exc:
+        logger.error("%s", exc)
+        return 1
     from fintag.model.checkpoint import CheckpointError
     from fintag.train.loop import RunError, train
 
@@ -37,9 +51,16 @@ def evaluate_main(argv: list[str]) -> int:
     except UsageError as exc:
         return report_usage_error("evaluate", exc)
     from fintag.model.checkpoint import CheckpointError
-    from fintag.train.evaluate import evaluate, side_by_side
+    from fintag.train.evaluate import SplitError, check_splits, evaluate, side_by_side
     from fintag.train.probe import ProbeError, probe_table
 
+    try:
+        check_splits(cfg)
+    except SplitError as exc:  # a split name the dataset lacks: the message names the ones it has
+        return report_usage_error("evaluate", UsageError(str(exc), _usage(EvalConfig, "evaluate")))
+    except FileNotFoundError as exc:
+        logger.error("%s", exc)
+        return 1
     try:
         results = evaluate(cfg)
     except (CheckpointError, FileNotFoundError, ProbeError) as exc:

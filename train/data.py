@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -10,6 +11,8 @@ import torch
 from fintag.model.inference import pad_rows
 from fintag.model.labels import LABEL_SPACE
 from torch.utils.data import Dataset, Sampler
+
+logger = logging.getLogger(__name__)
 
 
 class SentenceDataset(Dataset):
@@ -103,7 +106,10 @@ class Collator:
         self.epoch = epoch
 
     def _uniform(self, index: int, width: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + index)
+        # Reduced to the 64 bits a generator seed holds: seeds above about 18,000 (any --seed up to 2**32 - 1
+        # is allowed) overflowed; the masks of smaller seeds are unchanged.
+        key = ((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + index) % 2**64
+        g = torch.Generator().manual_seed(key)
         return torch.rand(width, generator=g)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:

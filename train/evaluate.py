@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fintag.data.build import load_split
+from fintag.data.build import available_splits, load_split, missing_split_message
 from fintag.data.fsutil import write_json, write_text
 from fintag.data.taxonomy import TAXONOMY, LabelGroup
 from fintag.train.baseline import TfidfBaseline
@@ -128,13 +128,37 @@ def _report(results: dict[str, Any], cfg: EvalConfig, splits: list[str], probe: 
     return "\n".join(lines)
 
 
+class SplitError(ValueError):
+    """A `--splits` name the dataset does not have (it has others): a usage error naming the valid ones."""
+
+
+def check_splits(cfg: EvalConfig) -> list[str]:
+    """The splits to evaluate, each one the dataset has. Raises `SplitError` for a name the dataset lacks
+    (naming the splits it has), `FileNotFoundError` when there is no dataset (or no train split, which
+    the baseline learns from)."""
+    splits = cfg.split_names
+    have = available_splits(cfg.dataset_dir)
+    if have:
+        unknown = [s for s in splits if s not in have]
+        if unknown:
+            example = ",".join(s for s in have if s != "train") or have[0]
+            raise SplitError(
+                f"--splits names {', '.join(map(repr, unknown))}, which {cfg.dataset_dir} does not have; its "
+                f"splits are {', '.join(have)} (e.g. --splits {example})"
+            )
+    for split in ("train", *splits):
+        if not (Path(cfg.dataset_dir) / f"{split}.jsonl").is_file():
+            raise FileNotFoundError(missing_split_message(cfg.dataset_dir, split))
+    return splits
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     from fintag.model.checkpoint import load_tagger
     from fintag.model.inference import batched_logits
     from fintag.model.labels import decode_records
     from fintag.model.ngram import blended
 
-    splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
+    splits = check_splits(cfg)  # a bad name fails before the model loads
     probe = resolve_probe(cfg.probe)
     probe_records = load_probe(probe) if probe is not None else []  # a bad probe fails before any work
     loaded = load_tagger(cfg.model, allow_pickle=cfg.allow_pickle)

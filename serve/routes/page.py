@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from fintag.data.reader import (
-    PDF_SUFFIXES,
-    SUPPORTED_SUFFIXES,
-    RawReport,
-    ReportReadError,
-    decode_bytes,
-    read_report,
-    report_id_for,
-)
+from fintag.data.reader import SUPPORTED_SUFFIXES, RawReport, ReportReadError, read_report_bytes
 from fintag.serve.errors import ApiError, error_responses
 from fintag.serve.routes.tag import json_response
 from fintag.serve.schemas import ReadReportResponse
@@ -52,19 +43,7 @@ def _read_bytes(data: bytes, filename: str) -> RawReport:
             f"unsupported file type {suffix or '(none)'!r}",
             f"pass one of {', '.join(SUPPORTED_SUFFIXES)}",
         )
-    if suffix in PDF_SUFFIXES:
-        with tempfile.TemporaryDirectory(prefix="fintag-upload-") as tmp:
-            path = Path(tmp) / f"upload{suffix}"
-            path.write_bytes(data)
-            try:
-                report = read_report(path)
-            except ReportReadError as exc:
-                raise ReportReadError(filename, exc.problem, exc.fix) from exc
-            return RawReport(report_id_for(filename), filename, report.text, report.encoding)
-    text, encoding = decode_bytes(data, filename)
-    if not text.strip():
-        raise ReportReadError(filename, "the report holds no text", "check the export")
-    return RawReport(report_id_for(filename), filename, text, encoding)
+    return read_report_bytes(data, filename)
 
 
 def router(settings: ServerSettings) -> APIRouter:

@@ -40,6 +40,9 @@ def router(settings: ServerSettings) -> APIRouter:
             stored = await state.reviews.append(record)
         except ReviewConflictError as exc:
             raise ApiError("conflict", str(exc)) from exc
+        except ReviewFileError as exc:  # a line that is no review was added to the file while serving
+            logger.error("cannot append to %s: %s", state.reviews.path, exc)
+            raise ApiError("backend", f"the review was not saved: {exc}") from exc
         except OSError as exc:
             logger.error("cannot append to %s: %s", state.reviews.path, exc)
             raise ApiError(

@@ -189,7 +189,7 @@ function renderReports() {
     const st = stats(r);
     const row = el("tr", { "data-testid": "report-row", "data-report-id": r.report_id, class: k === state.current ? "current" : "",
       onclick: () => { state.current = k; render(); } },
-    el("td", { text: r.report_id }), el("td", { text: r.date || "–" }), el("td", { text: String(r.sentences.length) }),
+    el("td", { text: r.report_id }), el("td", { text: r.date || "–" }), el("td", { text: String(r.summary.sentences) }),
     el("td", {}, el("span", { class: `badge rating-${r.summary.rating.label}`, text: r.summary.rating.label })),
     el("td", { text: fmt(st.index) }),
     el("td", { text: Object.entries(st.share).filter(([, v]) => v > 0).map(([t, v]) => `${t} ${(v * 100).toFixed(0)}%`).join(", ") || "–" }),
@@ -256,7 +256,8 @@ function renderSentences(report) {
       "data-rating": l.rating, "data-kind": s.kind || "sentence", "data-reviewed": report.reviews[i] ? "true" : "false",
       "data-uncertainty": uncertainty(s).toFixed(4), title: tooltip(s), tabindex: "0",
       class: `sentence sent-${l.sentiment} kind-${s.kind || "sentence"}${isEvidence ? " evidence" : ""}${report.reviews[i] ? " reviewed" : ""}`,
-      onclick: () => openReview(i), onkeydown: (e) => { if (e.key === "Enter") openReview(i); },
+      // preventDefault: the Enter would otherwise also reach the dialog's focused select and open it.
+      onclick: () => openReview(i), onkeydown: (e) => { if (e.key === "Enter") { e.preventDefault(); openReview(i); } },
     });
     if (isEvidence) item.setAttribute("data-evidence", "true");
     if (needsReview) item.append(el("span", { class: "unc", text: uncertainty(s).toFixed(2) }));
@@ -377,11 +378,10 @@ async function tagAll() {
     $("tag-button").disabled = false;
   }
   if (problems.length) showError(`Could not tag ${problems.length === 1 ? "one input" : problems.length + " inputs"}:\n${problems.join("\n")}`);
-  if (reports.length) {
-    state.reports = reports;
-    state.current = 0;
-    render();
-  }
+  // What this run tagged replaces the old results, also when it tagged nothing: no stale report shown as current.
+  state.reports = reports;
+  state.current = 0;
+  render();
 }
 
 // --- downloads ----------------------------------------------------------------------------------------
@@ -425,6 +425,8 @@ function init() {
   $("tag-button").addEventListener("click", tagAll);
   $("clear-button").addEventListener("click", () => {
     $("report-input").value = ""; setFiles([]); $("file-input").value = ""; showError("");
+    for (const id of ["filter-theme", "filter-sentiment", "filter-rating"]) $(id).value = "";
+    $("needs-review").checked = false;
     state.reports = []; render();
   });
   $("file-input").addEventListener("change", (e) => setFiles(e.target.files));
