@@ -62,13 +62,18 @@ def fsync_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[Any]:
-    """Open a temporary file beside `path`; on success fsync it and rename it over `path`."""
+    """Open a temporary file beside `path`; on success fsync it and rename it over `path`. The file keeps
+    the permissions of the one it replaces (a `chmod 600` stays), a new one gets the umask's."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        keep = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        keep = file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
-            os.chmod(tmp, file_mode())
+            os.chmod(tmp, keep)
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +59,23 @@ def report_id_for(path: str | os.PathLike[str]) -> str:
     return Path(path).stem
 
 
+# What a report's text is made of: whitespace, ASCII, Latin letters, general punctuation, CJK symbols and
+# kana, CJK ideographs, Hangul, full-width forms. A wrong decoding lands mostly elsewhere (other scripts,
+# the private-use area).
+_TEXT_RE = re.compile(
+    r"[\s\x20-\x7e\u00a0-\u024f\u2000-\u206f\u2100-\u27ff\u3000-\u30ff\u3400-\u9fff\uac00-\ud7af\uff00-\uffef]"
+)
+_MIN_TEXT_SHARE = 0.95
+
+
+def _reads_as_text(text: str) -> bool:
+    return bool(text) and len(_TEXT_RE.findall(text)) >= _MIN_TEXT_SHARE * len(text)
+
+
 def _utf16_without_bom(data: bytes) -> tuple[str, str] | None:
     """UTF-16 saved without a byte-order mark (some Windows exports): NUL bytes on one side of the code
-    units, and a decoding with no control characters but line breaks and tabs. None when it is not."""
+    units, and a decoding with no control characters but line breaks and tabs that reads as text (a UTF-8
+    file with a stray NUL decodes as UTF-16 too, into other scripts). None when it is not."""
     if len(data) % 2:
         return None
     head = data[:4096]
@@ -75,23 +90,30 @@ def _utf16_without_bom(data: bytes) -> tuple[str, str] | None:
             text = data.decode(enc)
         except UnicodeDecodeError:
             continue
-        if not any(ord(ch) < 32 and ch not in "\r\n\t\f" for ch in text):
+        if not any(ord(ch) < 32 and ch not in "\r\n\t\f" for ch in text) and _reads_as_text(text):
             return text, enc
     return None
 
 
-def _lenient_utf8(data: bytes, path: str | os.PathLike[str], exc: UnicodeDecodeError) -> str | None:
-    """UTF-8 with a few undecodable bytes (a file cut off mid-character, a stray byte) with those bytes
-    replaced by U+FFFD and a warning that says where; None when the bytes are not mostly UTF-8."""
+def _lenient_utf8(
+    data: bytes, path: str | os.PathLike[str], exc: UnicodeDecodeError, offset: int = 0
+) -> str | None:
+    """UTF-8 with a few damaged spots (a file cut off mid-character, a stray byte, which may split a
+    character into up to three bad sequences) read with the bad bytes replaced by U+FFFD and a warning that
+    says where (`offset`: bytes before `data` in the file, a byte-order mark's); None when the bytes are
+    not mostly UTF-8. GBK or Big5 breaks UTF-8 in most of its characters: many spots, many bad bytes."""
     text = data.decode("utf-8", errors="replace")
-    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    genuine = data.count("\ufffd".encode())  # U+FFFD written in the file itself
+    bad = text.count("\ufffd") - genuine
+    spots = len(re.findall("\ufffd+", text)) - genuine
     multibyte = sum(1 for ch in text if ord(ch) > 127) - bad
-    if multibyte < 10 or bad > max(2, _UTF8_MAX_BAD_SHARE * multibyte):
+    allowed = max(2, _UTF8_MAX_BAD_SHARE * multibyte)
+    if multibyte < 10 or spots > allowed or bad > 3 * allowed:
         return None
     logger.warning(
         "%s: read as UTF-8 with %d undecodable byte sequence(s) replaced by U+FFFD (the first at byte %d: "
         "%r); the file may be cut off or damaged, re-export it to tag those characters",
-        path, bad, exc.start, data[exc.start : exc.start + 4],
+        path, bad, offset + exc.start, data[exc.start : exc.start + 4],
     )  # fmt: skip
     return text
 
@@ -105,14 +127,15 @@ def _decode_marked(data: bytes, path: str | os.PathLike[str]) -> tuple[str, str]
     try:
         return body.decode(enc), name
     except UnicodeDecodeError as exc:
+        mark = len(data) - len(body)
         if enc == "utf-8":
-            text = _lenient_utf8(body, path, exc)
+            text = _lenient_utf8(body, path, exc, offset=mark)
             if text is not None:
                 return text, name
         raise ReportReadError(
             path,
             f"the file starts with a {enc.upper()} byte-order mark but its bytes are not valid {enc.upper()} "
-            f"(at byte {exc.start}: {exc.reason})",
+            f"(at byte {mark + exc.start}: {exc.reason})",
             "the file is damaged or cut off: re-export it",
         ) from exc
 

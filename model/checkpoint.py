@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from fintag.data.fsutil import atomic_directory
-from fintag.model.labels import LABEL_SPACE, MAX_LENGTH_KEY, THRESHOLDS_KEY, LabelMismatchError
+from fintag.model.labels import (
+    DEFAULT_MAX_LENGTH,
+    LABEL_SPACE,
+    MAX_LENGTH_KEY,
+    THRESHOLDS_KEY,
+    LabelMismatchError,
+)
 from fintag.model.ngram import Blend, NgramError, load_blend
 from fintag.model.paths import ModelPathError, resolve_model
 from fintag.model.presets import get_preset
@@ -25,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
-DEFAULT_MAX_LENGTH = 128
 
 
 class CheckpointError(Exception):

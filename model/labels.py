@@ -21,6 +21,7 @@ from fintag.data.taxonomy import TAXONOMY, LabelGroup
 CONFIG_KEY = "fintag_label_groups"
 THRESHOLDS_KEY = "fintag_thresholds"
 MAX_LENGTH_KEY = "fintag_max_length"
+DEFAULT_MAX_LENGTH = 128  # tokens per sentence, for a checkpoint whose config does not say (MAX_LENGTH_KEY)
 DEFAULT_THRESHOLD = 0.5
 
 

@@ -76,8 +76,11 @@ def advice(what: str) -> str:
     return _ADVICE.get(what, "a folder that holds config.json and safetensors weights")
 
 
-def resolve_model(value: str | os.PathLike[str], what: str = "checkpoint") -> tuple[str, bool]:
-    """(value to load, is_local) for a `--model` value; raises `ModelPathError` naming the fix.
+def resolve_model(
+    value: str | os.PathLike[str], what: str = "checkpoint", flag: str = "--model"
+) -> tuple[str, bool]:
+    """(value to load, is_local) for a `--model` value (or another flag's: `flag` names it in the fix);
+    raises `ModelPathError` naming the fix.
 
     `what` names the expected folder in messages, and picks the advice: "checkpoint" (a trained tagger),
     "base model" (what `fintag train` fine-tunes) or "embedding source" (`--student_embeddings`)."""
@@ -101,7 +104,7 @@ def resolve_model(value: str | os.PathLike[str], what: str = "checkpoint") -> tu
         nested = path / RUN_MODEL_SUBFOLDER
         if (nested / "config.json").is_file():
             raise ModelPathError(
-                f"{source} is a training run folder; its {what} is {nested}: pass --model {nested}"
+                f"{source} is a training run folder; its {what} is {nested}: pass {flag} {nested}"
             )
         raise ModelPathError(
             f"{source} has no config.json, so it is not a Hugging Face {what} folder; pass {advice(what)}"

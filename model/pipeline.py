@@ -21,7 +21,7 @@ from typing import Any
 
 from fintag.data.normalize import normalize_text
 from fintag.model.inference import MAX_CHARS_PER_TOKEN
-from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY
+from fintag.model.labels import DEFAULT_MAX_LENGTH, LABEL_SPACE, THRESHOLDS_KEY
 from fintag.model.ngram import Blend, load_blend
 from transformers import AutoModelForSequenceClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -29,7 +29,6 @@ from transformers.pipelines import PIPELINE_REGISTRY
 logger = logging.getLogger(__name__)
 
 TASK = "fintag-tagging"
-DEFAULT_MAX_LENGTH = 128
 
 
 class FintagTaggingPipeline(Pipeline):

@@ -93,14 +93,13 @@ def body_limits(settings: ServerSettings) -> tuple[BodyLimit, dict[str, BodyLimi
     return default, limits
 
 
-def create_app(settings: ServerSettings, tagger: Tagger | None = None) -> FastAPI:
-    """The FastAPI app. With `tagger` it serves that tagger; without, it loads `settings.model` at start-up
-    (in a thread: /readyz answers 503 until the model is loaded)."""
-    if tagger is None and settings.model is None:
-        raise SettingsError("no model: pass --model PATH (a checkpoint folder) or set FINTAG_MODEL")
+def open_reviews(settings: ServerSettings) -> ReviewStore:
+    """The reviews store, opened: a torn last line left by a crash mid-write is cut off; a file that cannot
+    be used (not a file, unreadable, a line that is no review) is a `SettingsError` naming it. `fintag serve
+    --workers N` checks it so before starting any worker."""
     store = ReviewStore(settings.reviews_file)
     try:
-        store.open()  # repairs a torn last line left by a crash mid-write; refuses a line that is no review
+        store.open()
     except ReviewFileError as exc:
         raise SettingsError(f"reviews file {exc}") from exc  # its message starts with the file's path
     except OSError as exc:
@@ -108,6 +107,15 @@ def create_app(settings: ServerSettings, tagger: Tagger | None = None) -> FastAP
             f"reviews file {settings.reviews_file}: {exc.strerror or exc}; check the path and its "
             "permissions, or pass another --reviews_file"
         ) from exc
+    return store
+
+
+def create_app(settings: ServerSettings, tagger: Tagger | None = None) -> FastAPI:
+    """The FastAPI app. With `tagger` it serves that tagger; without, it loads `settings.model` at start-up
+    (in a thread: /readyz answers 503 until the model is loaded)."""
+    if tagger is None and settings.model is None:
+        raise SettingsError("no model: pass --model PATH (a checkpoint folder) or set FINTAG_MODEL")
+    store = open_reviews(settings)
     app = FastAPI(
         title="fintag",
         version=_version(),

@@ -15,6 +15,7 @@ through `<out>.stats-<rank>.json` files between barriers (`total_stats`), remove
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -196,7 +197,7 @@ def _skip(stats: Stats, path: str, problem: str, fix: str, quiet: bool = False) 
 
 
 # The files a run keeps beside --out: finished reports, settings, the lock, and per-process parts.
-_OWN_SUFFIX_RE = re.compile(r"\.(progress|run\.json|lock|part-\d+|stats-\d+\.json)")
+_OWN_SUFFIX_RE = re.compile(r"\.(progress|run\.json|lock|part-\d+(\.progress)?|stats-\d+\.json)")
 
 
 def own_file(path: Path, out: str | None) -> bool:
@@ -467,10 +468,23 @@ def run_settings(cfg: TagConfig) -> dict[str, Any]:
         "model": str(model.resolve()) if model.exists() else cfg.model,
         "checkpoint": [list(s) for s in stamp] if stamp is not None else None,
         "summary_only": cfg.summary_only,
-        "max_length": cfg.max_length,
+        "max_length": effective_max_length(cfg),
         "quantize": cfg.quantize,
         "stdin": cfg.stdin,
     }
+
+
+def effective_max_length(cfg: TagConfig) -> int | None:
+    """The tokens per sentence a run truncates at: --max_length, else the checkpoint's training length
+    (`Tagger.load`'s default); None where a hub checkpoint's config is not at hand."""
+    if cfg.max_length is not None:
+        return cfg.max_length
+    from fintag.model.labels import DEFAULT_MAX_LENGTH, MAX_LENGTH_KEY
+
+    with contextlib.suppress(OSError, ValueError):
+        config = json.loads((Path(cfg.model) / "config.json").read_text(encoding="utf-8"))
+        return int(config.get(MAX_LENGTH_KEY) or DEFAULT_MAX_LENGTH)
+    return None
 
 
 def check_run_settings(cfg: TagConfig) -> None:
@@ -610,12 +624,35 @@ def run(cfg: TagConfig, inputs: list[str]) -> int:
             "no inputs: pass report files, folders or globs, or pipe a report into standard input"
         )
     check_destination(cfg, state.num_processes, use_stdin)
-    release = lock_output(cfg.out) if cfg.out is not None and state.is_main_process else None
+    release = _lock_for_every_process(cfg, state)
     try:
         return _run_locked(cfg, state, use_stdin, files, stats)
     finally:
         if release is not None:
             release()
+
+
+def _lock_for_every_process(cfg: TagConfig, state: Any) -> Callable[[], None] | None:
+    """The main process locks --out (`lock_output`); under `accelerate launch` it tells the others whether
+    it got the lock, so that a refused run stops in every process with the same message instead of leaving
+    them waiting for it at the next barrier."""
+    if cfg.out is None:
+        return None
+    release, refused = None, None
+    if state.is_main_process:
+        try:
+            release = lock_output(cfg.out)
+        except (BatchError, OutputError) as exc:
+            refused = exc
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        (told,) = broadcast_object_list([None if refused is None else str(refused)], from_process=0)
+        if told is not None and refused is None:
+            refused = BatchError(told)
+    if refused is not None:
+        raise refused
+    return release
 
 
 def lock_output(out: str) -> Callable[[], None]:

@@ -176,6 +176,9 @@ class _Supervisor:
 def run_workers(settings: ServerSettings) -> int:
     """Run `settings.workers` server processes on settings.host:port until SIGTERM/SIGINT; the exit code."""
     check_port_free(settings.host, settings.port)
+    from fintag.serve.app import open_reviews
+
+    open_reviews(settings)  # a reviews file no worker could open stops `fintag serve` here, exit 2
     metrics_dir = tempfile.mkdtemp(prefix="fintag-metrics-")
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the spawned workers

@@ -599,7 +599,7 @@ def test_stdin_takes_a_pdf_and_names_bad_bytes(monkeypatch, capsys, caplog, tmp_
     assert records[-1]["encoding"] == "pdf" and "算力需求持续旺盛" in records[0]["text"]
 
     caplog.set_level(logging.INFO, logger="fintag")
-    damaged = b"\xef\xbb\xbf" + REPORT_SIMPLIFIED.encode()[:30] + b"\x80\x81\x82\n"
+    damaged = b"\xef\xbb\xbf" + REPORT_SIMPLIFIED.encode("gbk")  # a UTF-8 mark on GBK bytes
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(damaged)))
     assert _tag("--model", tiny_checkpoint_dir) == 2  # skipped with its reason, not a traceback
     assert any("UTF-8 byte-order mark" in r.getMessage() for r in caplog.records)
@@ -641,3 +641,44 @@ def test_progress_is_logged_when_stderr_is_not_a_terminal(
     assert _tag(many_reports, "--model", tiny_checkpoint_dir, "--out", out, "--reports_per_chunk", "10") == 0
     lines = [r.getMessage() for r in caplog.records if "report(s) done" in r.getMessage()]
     assert [line.split(" ")[0] for line in lines] == ["10/30", "20/30", "30/30"]
+
+
+def test_a_refused_lock_stops_every_process_of_a_multi_process_run(tmp_path, report_dir, tiny_checkpoint_dir):
+    from fintag.serve.batch import lock_output
+
+    out = tmp_path / "tags.jsonl"
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()),
+        "-m", "fintag.serve.cli", "tag", *_one_report_per_chunk(report_dir, tiny_checkpoint_dir),
+        "--out", str(out),
+    ]  # fmt: skip
+    release = lock_output(str(out))
+    try:
+        env = {**_env(), "CUDA_VISIBLE_DEVICES": ""}
+        done = subprocess.run(launch, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        release()
+    # Both processes stop at once with the message and exit 2 (not a gloo error after a hang at a barrier);
+    # the launcher then reports the failure of its two processes with its own exit status.
+    assert done.returncode != 0 and done.stderr.count("exitcode  : 2") == 2, done.stderr[-3000:]
+    assert done.stderr.count("another `fintag tag` is writing") == 2 and "gloo" not in done.stderr
+    assert not out.exists() and not list(tmp_path.glob("tags.jsonl.part-*"))
+
+
+def test_run_json_records_the_length_used_so_an_explicit_equal_one_resumes(
+    tmp_path, report_dir, tiny_checkpoint_dir, caplog
+):
+    from fintag.model.labels import DEFAULT_MAX_LENGTH, MAX_LENGTH_KEY
+
+    config = json.loads((Path(tiny_checkpoint_dir) / "config.json").read_text())
+    used = int(config.get(MAX_LENGTH_KEY) or DEFAULT_MAX_LENGTH)
+    out = tmp_path / "out.jsonl"
+    args = _one_report_per_chunk(report_dir, tiny_checkpoint_dir)
+    assert _tag(*args, "--out", out) == 0
+    assert json.loads((tmp_path / "out.jsonl.run.json").read_text())["max_length"] == used
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(*args, "--out", out, "--resume", "--max_length", str(used)) == 0
+    assert _tag(*args, "--out", out, "--resume", "--max_length", str(used - 1)) == 2
+    assert f"--max_length {used} then, {used - 1} now" in caplog.records[-1].getMessage()

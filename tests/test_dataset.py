@@ -241,3 +241,7 @@ def test_atomic_outputs_get_the_permissions_of_the_umask_not_private_ones(tmp_pa
     ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
     assert stat.S_IMODE((out / "tool.sh").stat().st_mode) == 0o700 | (0o666 & ~umask)  # keeps its x bit
+    # Replacing a file keeps the permissions its owner chose.
+    (tmp_path / "single.json").chmod(0o600)
+    write_json(tmp_path / "single.json", {"b": 3})
+    assert stat.S_IMODE((tmp_path / "single.json").stat().st_mode) == 0o600

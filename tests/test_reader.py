@@ -59,6 +59,34 @@ def test_utf8_cut_off_or_with_a_stray_byte_is_read_with_a_warning(caplog):
     assert f"the first at byte {middle}" in caplog.text and "stray.txt" in caplog.text
 
 
+def test_a_stray_byte_inside_a_character_of_a_short_report_is_one_damaged_spot(caplog):
+    """The byte splits the character into four bad sequences (lead, stray, two continuations): still one
+    damaged spot, read with a warning whose offset is the file's, a byte-order mark included."""
+    import re
+
+    text = "国产替代加速推进,维持买入评级。" * 4
+    data = text.encode("utf-8")
+    middle = len(data) // 2 + 1  # inside a character
+    decoded, enc = decode_bytes(data[:middle] + b"\xff" + data[middle:], "short.txt")
+    assert enc == "utf-8" and decoded.count("\ufffd") == 4 and len(decoded) == len(text) + 3
+    marked = b"\xef\xbb\xbf" + data[:middle] + b"\xff" + data[middle:]
+    assert decode_bytes(marked, "bom.txt")[1] == "utf-8-sig"
+    plain, bom = (int(n) for n in re.findall(r"the first at byte (\d+)", caplog.text))
+    assert bom == plain + 3 and data[plain] >= 0xE0  # the lead byte of the damaged character
+
+
+@pytest.mark.parametrize("text", [SIMPLIFIED * 3, "Revenue grew 18% YoY, with online sales up.\n" * 4])
+def test_a_stray_nul_in_utf8_is_binary_not_utf16(text):
+    """One NUL on one side of an even-length UTF-8 file would pass for UTF-16 without a BOM; the decoding
+    does not read as text (other scripts, private use), so it is refused."""
+    data = text.encode("utf-8")
+    for at in range(1, 60, 7):
+        damaged = data[:at] + b"\x00" + data[at:]
+        damaged += b" " * (len(damaged) % 2)
+        with pytest.raises(ReportReadError, match="binary"):
+            decode_bytes(damaged)
+
+
 def test_gbk_is_not_read_as_damaged_utf8():
     """GBK bytes break UTF-8 in most characters, so they never pass for UTF-8 with a few bad bytes."""
     for n in (1, 3, 30):

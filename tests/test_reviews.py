@@ -343,3 +343,22 @@ def test_a_review_with_a_lone_surrogate_or_a_huge_offset_is_a_422(client):
     assert response.status_code == 422 and "body.text" in response.json()["error"]
     response = client.post("/v1/reviews", json={**base, "end": 2**64})
     assert response.status_code == 422 and "end" in response.json()["error"]
+
+
+def test_serve_with_workers_refuses_a_bad_reviews_file_before_starting_any(
+    tiny_checkpoint_dir, tmp_path, monkeypatch, caplog
+):
+    import socket
+
+    from fintag.serve.app import serve_main
+
+    for name in [k for k in os.environ if k.startswith("FINTAG_")]:
+        monkeypatch.delenv(name)
+    path = tmp_path / "reviews.jsonl"
+    path.write_text(_review_line("维持买入评级。") + "oops, a note\n", encoding="utf-8")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["--model", str(tiny_checkpoint_dir), "--reviews_file", str(path), "--port", str(port)]
+    assert serve_main([*args, "--workers", "2"]) == 2  # was: a traceback per worker, exit 1
+    assert f"reviews file {path} line 2 is not a review" in caplog.text and "Traceback" not in caplog.text

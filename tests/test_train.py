@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -912,3 +913,17 @@ def test_token_masks_work_for_every_allowed_seed_and_keep_those_of_small_seeds()
     small.set_epoch(1)
     g = torch.Generator().manual_seed((42 * 1_000_003 + 1) * 1_000_000_007 + 5)
     assert torch.equal(small._uniform(5, 8), torch.rand(8, generator=g))
+
+
+def test_a_training_run_folder_as_teacher_is_named_with_its_own_flag(tmp_path, tiny_checkpoint_dir):
+    from fintag.model.paths import ModelPathError
+    from fintag.train.config import TrainConfig, check_model_fits
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_checkpoint_dir, run / "model")
+    cfg = TrainConfig(model="scratch", preset="tiny", teacher=str(run), distill_augment=1)
+    with pytest.raises(ModelPathError) as info:
+        check_model_fits(cfg)
+    message = str(info.value)
+    assert message.startswith("--teacher:") and f"pass --teacher {run / 'model'}" in message
+    assert "--model" not in message

@@ -299,7 +299,7 @@ def _read_config(folder: Path) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
-def model_config(value: str, what: str) -> dict[str, Any] | None:
+def model_config(value: str, what: str, flag: str = "--model") -> dict[str, Any] | None:
     """The config.json of a `--model`-style value, where it can be read without loading or converting
     anything: a local folder, the converted default base, a hub id in the local hub cache (None otherwise).
     Raises `ModelPathError` (naming the fix) for a local value that names no model folder."""
@@ -308,7 +308,7 @@ def model_config(value: str, what: str) -> dict[str, Any] | None:
 
     if value == BASE_ALIAS:  # converted at load when missing; e5-small has 512 positions
         return _read_config(default_base_dir())
-    target, local = resolve_model(value, what=what)
+    target, local = resolve_model(value, what=what, flag=flag)
     if local:
         return _read_config(Path(target))
     try:
@@ -355,7 +355,7 @@ def check_model_fits(cfg: TrainConfig) -> None:
         checks.append(("teacher", cfg.teacher, "checkpoint"))
     for flag, value, what in checks:
         try:
-            config = model_config(value, what)
+            config = model_config(value, what, flag=f"--{flag}")
         except ModelPathError as exc:
             raise ModelPathError(f"--{flag}: {exc}") from None
         # The student is the preset's size (checked with the flags); the teacher reads --max_length
