@@ -682,3 +682,17 @@ def test_run_json_records_the_length_used_so_an_explicit_equal_one_resumes(
     assert _tag(*args, "--out", out, "--resume", "--max_length", str(used)) == 0
     assert _tag(*args, "--out", out, "--resume", "--max_length", str(used - 1)) == 2
     assert f"--max_length {used} then, {used - 1} now" in caplog.records[-1].getMessage()
+
+
+def test_own_file_names_only_out_and_what_a_run_keeps_beside_it(tmp_path):
+    from fintag.serve.batch import own_file
+
+    out = str(tmp_path / "tags.jsonl")
+    kept = [
+        "tags.jsonl", "tags.jsonl.progress", "tags.jsonl.run.json", "tags.jsonl.lock", "tags.jsonl.part-0",
+        "tags.jsonl.part-12.progress", "tags.jsonl.stats-1.json",
+    ]  # fmt: skip
+    reports = ["tags.jsonl.txt", "tags.txt", "tags.jsonl.part-x", "x_tags.jsonl", "tags.jsonl.progress.md"]
+    assert [n for n in kept if own_file(tmp_path / n, out)] == kept
+    assert [n for n in reports if own_file(tmp_path / n, out)] == []
+    assert not own_file(tmp_path / "sub" / "tags.jsonl", out) and not own_file(tmp_path / "tags.jsonl", None)

@@ -70,7 +70,7 @@ function reportDate(text) {
 }
 
 const groupLabels = (s, group) => Object.keys(s[group].scores);
-const isCounted = (s) => !s.kind || s.kind === "sentence" || s.kind === "bullet";
+const isCounted = (s) => !s.kind || s.kind === "sentence";
 
 // The labels shown: the analyst's correction when there is one, else the model's.
 function shown(report, i) {
