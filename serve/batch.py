@@ -650,6 +650,10 @@ def _lock_for_every_process(cfg: TagConfig, state: Any) -> Callable[[], None] | 
         (told,) = broadcast_object_list([None if refused is None else str(refused)], from_process=0)
         if told is not None and refused is None:
             refused = BatchError(told)
+        if refused is not None:
+            # Torn down before the exit, as at the end of a run: left to interpreter shutdown, gloo's
+            # thread may free the broadcast's buffers too late and abort the process.
+            state.destroy_process_group()
     if refused is not None:
         raise refused
     return release
