@@ -167,7 +167,8 @@ class ListenError(Exception):
     """`fintag serve` cannot listen on --host/--port; the message names the address and the fix."""
 
 
-def _listen_problem(host: str, port: int, exc: OSError) -> str:
+def listen_problem(host: str, port: int, exc: OSError) -> str:
+    """Why host:port cannot be listened on, and the fix (`fintag serve`, one process or `--workers`)."""
     where = f"cannot listen on {host}:{port}"
     if isinstance(exc, socket.gaierror):
         return (
@@ -211,7 +212,7 @@ def bind_sockets(host: str, port: int) -> list[socket.socket]:
     except OSError as exc:
         for sock in sockets:
             sock.close()
-        raise ListenError(_listen_problem(host, port, exc)) from exc
+        raise ListenError(listen_problem(host, port, exc)) from exc
     return sockets
 
 

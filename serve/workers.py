@@ -24,7 +24,6 @@ How:
 
 from __future__ import annotations
 
-import errno
 import logging
 import multiprocessing
 import os
@@ -68,10 +67,9 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
-            raise SettingsError(
-                f"{host}:{port} {reason}; stop what listens there or pass another --port"
-            ) from None
+            from fintag.serve.app import listen_problem
+
+            raise SettingsError(listen_problem(host, port, exc)) from None
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

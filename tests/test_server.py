@@ -679,7 +679,9 @@ def test_workers_refuse_a_port_in_use(tiny_checkpoint_dir, caplog):
         port = taken.getsockname()[1]
         code = serve_main(["--model", str(tiny_checkpoint_dir), "--port", str(port), "--workers", "2"])
     assert code == 2
-    assert f"127.0.0.1:{port} is already in use" in caplog.text
+    # The message of one process (test above): the same reason and fix whatever the number of workers.
+    assert f"cannot listen on 127.0.0.1:{port}: port {port} is already in use" in caplog.text
+    assert f"pass another --port, or stop the server that listens on port {port}" in caplog.text
 
 
 def test_worker_threads_share_out_the_cpus():
