@@ -28,6 +28,24 @@ CORPUS = ROOT / "data" / "corpus"
 LABELS = ROOT / "data" / "labels"
 
 
+def write_pdf(path: Path, lines: list[str]) -> Path:
+    """A PDF at `path` whose text layer holds `lines` (reportlab, a CJK font), one per line; no lines: a page
+    with a drawing and no text, as a scan without OCR."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    c = canvas.Canvas(str(path))
+    c.setFont("STSong-Light", 12)
+    for i, line in enumerate(lines):
+        c.drawString(72, 750 - 20 * i, line)
+    if not lines:
+        c.rect(10, 10, 100, 100)
+    c.save()
+    return path
+
+
 def corpus_sentences() -> list[str]:
     from fintag.data.reader import read_report
     from fintag.data.split import segment

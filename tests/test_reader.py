@@ -10,6 +10,8 @@ from fintag.data.reader import (
     read_report_bytes,
 )
 
+from .conftest import write_pdf
+
 SIMPLIFIED = "字节跳动大幅催化算力产业链,国产替代加速推进。投资评级:买入(维持)。"
 TRADITIONAL = "字節跳動大幅催化算力產業鏈,國產替代加速推進。投資評級:買入(維持)。"
 
@@ -168,31 +170,12 @@ def test_unreadable_file(tmp_path):
 
 
 def test_pdf_text_layer(tmp_path):
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    path = tmp_path / "report.pdf"
-    c = canvas.Canvas(str(path))
-    c.setFont("STSong-Light", 12)
-    c.drawString(50, 800, "光模块需求旺盛,订单饱满。")
-    c.save()
+    path = write_pdf(tmp_path / "report.pdf", ["光模块需求旺盛,订单饱满。"])
     assert "光模块需求旺盛" in read_report(path).text
 
 
 def _pdf_bytes(tmp_path, text: str = "光模块需求旺盛,订单饱满。") -> bytes:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    path = tmp_path / "made.pdf"
-    c = canvas.Canvas(str(path))
-    c.setFont("STSong-Light", 12)
-    c.drawString(50, 800, text)
-    c.save()
-    return path.read_bytes()
+    return write_pdf(tmp_path / "made.pdf", [text]).read_bytes()
 
 
 def test_pdf_bytes_are_read_as_a_pdf_whatever_the_name(tmp_path):
@@ -239,12 +222,7 @@ def test_malformed_pdf_is_a_read_error_not_a_crash(tmp_path):
 
 
 def test_pdf_without_text_layer(tmp_path):
-    from reportlab.pdfgen import canvas
-
-    path = tmp_path / "scan.pdf"
-    c = canvas.Canvas(str(path))
-    c.rect(10, 10, 100, 100)
-    c.save()
+    path = write_pdf(tmp_path / "scan.pdf", [])
     with pytest.raises(ReportReadError, match="no text layer"):
         read_report(path)
 

@@ -38,6 +38,8 @@ from fintag.serve.errors import ERROR_STATUS
 from fintag.serve.settings import ServerSettings
 from fintag.serve.tagger import Tagger
 
+from .conftest import write_pdf
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -430,21 +432,6 @@ def test_a_raising_model_call_fails_only_the_request_that_caused_it(faulty_port,
 # ---------------------------------------------------------------- hostile report files
 
 
-def _pdf(path: Path, lines: list[str]) -> None:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    c = canvas.Canvas(str(path))
-    c.setFont("STSong-Light", 12)
-    for i, line in enumerate(lines):
-        c.drawString(72, 750 - 20 * i, line)
-    if not lines:
-        c.rect(10, 10, 100, 100)  # a page with a drawing and no text: a scan without OCR
-    c.save()
-
-
 SIMPLIFIED = "公司发布三季度报告，营业收入同比增长百分之二十五。\n算力需求持续旺盛，国产芯片替代进程加快。\n"
 TRADITIONAL = "公司發佈三季度報告，營業收入同比增長百分之二十五。\n算力需求持續旺盛，國產芯片替代進程加快。\n"
 
@@ -458,14 +445,14 @@ def test_tagging_a_folder_of_hostile_files_skips_and_counts_each_bad_one(
         "plain.txt": lambda p: p.write_text(SIMPLIFIED, encoding="utf-8"),
         "gbk-named.md": lambda p: p.write_bytes(SIMPLIFIED.encode("gbk")),
         "big5.txt": lambda p: p.write_bytes(TRADITIONAL.encode("big5")),
-        "text.pdf": lambda p: _pdf(p, SIMPLIFIED.split()),
+        "text.pdf": lambda p: write_pdf(p, SIMPLIFIED.split()),
         "x.txt/inside.txt": lambda p: p.write_text(SIMPLIFIED, encoding="utf-8"),  # a folder named x.txt
     }
     bad = {
         "zero.txt": (lambda p: p.write_bytes(b""), "empty"),
         "binary.txt": (lambda p: p.write_bytes(bytes(range(256)) * 16), "binary"),
         "utf16-without-bom.txt": (lambda p: p.write_bytes(SIMPLIFIED.encode("utf-16-le")), "binary"),
-        "scan.pdf": (lambda p: _pdf(p, []), "no text layer"),
+        "scan.pdf": (lambda p: write_pdf(p, []), "no text layer"),
         "fake.pdf": (lambda p: p.write_bytes(b"GIF89a not a pdf"), "not a PDF"),
         "truncated.pdf": (lambda p: p.write_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog"), "PDF"),
         "headings.txt": (lambda p: p.write_text("目录\n一、\n", encoding="utf-8"), "no sentences"),
