@@ -1,8 +1,10 @@
-"""Sizes of the offline-default BERT built from a config (no pre-trained weights needed)."""
+"""Sizes of the offline-default BERT built from a config (no pre-trained weights needed), and the positions
+any BERT-family config allows (`usable_positions`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,3 +44,16 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def usable_positions(config: dict[str, Any]) -> int | None:
+    """Tokens per sentence a model's position embeddings allow (RoBERTa-style models number positions
+    after the padding id, so two of XLM-R's 514 are unusable); None when config.json does not say."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool):
+        return None
+    model_type = str(config.get("model_type", ""))
+    if "roberta" in model_type or model_type == "camembert":
+        pad = config.get("pad_token_id")
+        positions -= (pad if isinstance(pad, int) else 1) + 1
+    return positions

@@ -17,6 +17,7 @@ from fintag.model.backend import load_backend
 from fintag.model.inference import MAX_CHARS_PER_TOKEN, PAD_SLACK, batched_logits
 from fintag.model.labels import LABEL_SPACE
 from fintag.model.ngram import Blend, blended
+from fintag.model.presets import usable_positions
 from fintag.serve.summary import summarize
 
 logger = logging.getLogger(__name__)
@@ -60,8 +61,10 @@ class Tagger:
         pad_slack: float = PAD_SLACK,
         blend: Blend | None = None,
     ) -> None:
-        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-        if isinstance(positions, int) and max_length > positions:
+        config = getattr(model, "config", None)
+        keys = ("max_position_embeddings", "model_type", "pad_token_id")
+        positions = usable_positions({k: getattr(config, k, None) for k in keys})
+        if positions is not None and max_length > positions:
             raise TaggerSettingsError(
                 f"max_length {max_length} is longer than the model's {positions} positions; pass "
                 f"--max_length {positions} or less (the checkpoint was trained at its saved "

@@ -22,6 +22,8 @@ from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
 from fintag.serve.batch import tag_main
 from fintag.serve.outputs import CSV_COLUMNS
 
+from .conftest import write_pdf
+
 REPO = Path(__file__).resolve().parents[1]
 
 # The same short report, simplified (for GBK, UTF-8 and UTF-16) and traditional (for Big5).
@@ -166,17 +168,13 @@ def test_every_input_failing_exits_non_zero(tmp_path, tiny_checkpoint_dir, caplo
 
 
 def test_pdf_text_layer_is_tagged(tmp_path, tiny_checkpoint_dir):
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    pdf = tmp_path / "report.pdf"
-    c = canvas.Canvas(str(pdf))
-    c.setFont("STSong-Light", 12)
-    c.drawString(72, 750, "公司算力业务收入同比增长百分之三十，维持买入评级。")
-    c.drawString(72, 730, "国产替代进程加速，看好自动驾驶出租车商业化。")
-    c.save()
+    pdf = write_pdf(
+        tmp_path / "report.pdf",
+        [
+            "公司算力业务收入同比增长百分之三十，维持买入评级。",
+            "国产替代进程加速，看好自动驾驶出租车商业化。",
+        ],
+    )
     out = tmp_path / "pdf.jsonl"
     assert _tag(pdf, "--model", tiny_checkpoint_dir, "--out", out) == 0
     records = _jsonl(out)
@@ -583,16 +581,7 @@ def test_an_out_inside_the_input_folder_is_never_tagged(tmp_path, report_dir, ti
 
 
 def test_stdin_takes_a_pdf_and_names_bad_bytes(monkeypatch, capsys, caplog, tmp_path, tiny_checkpoint_dir):
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
-    pdf = tmp_path / "r.pdf"
-    c = canvas.Canvas(str(pdf))
-    c.setFont("STSong-Light", 12)
-    c.drawString(50, 800, "算力需求持续旺盛,国产芯片替代进程加快。")
-    c.save()
+    pdf = write_pdf(tmp_path / "r.pdf", ["算力需求持续旺盛,国产芯片替代进程加快。"])
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(pdf.read_bytes())))
     assert _tag("--model", tiny_checkpoint_dir) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -737,3 +726,15 @@ def test_every_process_learns_that_the_lock_was_refused(monkeypatch, tmp_path, m
     if release is not None:  # the lock is free now: the main process takes it, and tells the others
         assert sent[-1] is None and (tmp_path / "tags.jsonl.lock").exists()
         release()
+
+
+def test_the_tagger_counts_a_roberta_models_positions_as_training_does():
+    """XLM-R numbers positions after its padding id: 2 of its 514 are unusable, at tagging as at training
+    (`fintag.model.presets.usable_positions`, one rule for both)."""
+    from types import SimpleNamespace
+
+    from fintag.serve.tagger import Tagger, TaggerSettingsError
+
+    config = SimpleNamespace(max_position_embeddings=514, model_type="xlm-roberta", pad_token_id=1)
+    with pytest.raises(TaggerSettingsError, match="longer than the model's 512 positions"):
+        Tagger(SimpleNamespace(config=config), tokenizer=None, max_length=513)

@@ -863,7 +863,7 @@ def test_presets_are_checked_against_the_registry(monkeypatch):
 
 def test_max_length_is_checked_against_the_base_models_positions_before_the_run(tmp_path, capsys):
     from fintag.cli.main import main
-    from fintag.train.config import usable_positions
+    from fintag.model.presets import usable_positions
 
     base = tmp_path / "base"
     base.mkdir()

@@ -11,7 +11,7 @@ from typing import Any
 
 from fintag.data.taxonomy import GROUPS
 from fintag.model.base import BASE_ALIAS
-from fintag.model.presets import PRESETS
+from fintag.model.presets import PRESETS, usable_positions
 
 logger = logging.getLogger(__name__)
 
@@ -318,19 +318,6 @@ def model_config(value: str, what: str, flag: str = "--model") -> dict[str, Any]
     except (ImportError, ValueError):
         return None
     return _read_config(Path(cached).parent) if isinstance(cached, str) else None
-
-
-def usable_positions(config: dict[str, Any]) -> int | None:
-    """Tokens per sentence a model's position embeddings allow (RoBERTa-style models number positions
-    after the padding id, so two of XLM-R's 514 are unusable); None when config.json does not say."""
-    positions = config.get("max_position_embeddings")
-    if not isinstance(positions, int) or isinstance(positions, bool):
-        return None
-    model_type = str(config.get("model_type", ""))
-    if "roberta" in model_type or model_type == "camembert":
-        pad = config.get("pad_token_id")
-        positions -= (pad if isinstance(pad, int) else 1) + 1
-    return positions
 
 
 class ModelLengthError(ValueError):
