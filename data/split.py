@@ -29,10 +29,15 @@ MIN_WORDS = 3
 
 _END_PUNCT = "。!?;！？；"
 _CLOSERS = "”’\"'」』)）】"
-# A bullet or numbering at the start of a line: "- ", "•", "1)", "(2)", "①", "一、", "1." (not "1.5").
+# A bullet or numbering at the start of a line: "- ", "•", "1)", "(2)", "①", "一、", "1." (not "1.5"); a
+# markdown "*" bullet, never the "**" of a bold line ("**投资评级:买入(维持)**").
 _BULLET_RE = re.compile(
-    r"^(?:[-•·●▪■◆◇*]\s*|\d{1,2}[)、]\s*|\d{1,2}\.(?!\d)\s*|\(\d{1,2}\)\s*|[①-⑳]\s*|[一二三四五六七八九十]{1,3}、\s*)"
+    r"^(?:[-•·●▪■◆◇]\s*|\*(?!\*)\s*|\d{1,2}[)、]\s*|\d{1,2}\.(?!\d)\s*|\(\d{1,2}\)\s*|[①-⑳]\s*|[一二三四五六七八九十]{1,3}、\s*)"
 )
+# A section number of a Chinese report ("一、"): what follows is a section's title when it is short and has no
+# punctuation ("一、业绩概览"), a statement otherwise.
+_SECTION_NUMBER_RE = re.compile(r"^[一二三四五六七八九十]{1,3}、")
+_SECTION_TITLE_RE = re.compile(r"^[^,，。!?;！？；:：%]{2,20}$")
 _INLINE_BULLET_RE = re.compile(r"\s+(?:[-•]|\d{1,2}\.)\s+(?=\S)")
 _ABBREV = {
     "u.s",
@@ -76,17 +81,19 @@ _DEBRIS_RE = re.compile(
 
 # What a kept unit is. Defined once: the API schema, the README and the tests read it from here.
 KINDS: dict[str, str] = {
-    "sentence": "a statement of the report: prose, a bullet point, or a `key: value` line (投资评级:买入)",
+    "sentence": "a statement of the report: prose, a bullet point, or a `key: statement` line (公司点评:...)",
     "heading": "a title: of the report, a section, a figure or a table (图1:), or a source line (资料来源:)",
+    "field": "a field of the report's header: rating, previous rating, target or current price, date "
+    "(投资评级:买入(维持), 【目标价】128元, Rating: BUY)",
     "table_row": "a row of a table (cells separated by | or a run of numbers)",
     "contact": "analyst names, e-mail addresses, phone numbers, registration numbers (S0980...), addresses",
     "disclaimer": "legal notices, analyst certifications and the rating scale's definitions (评级说明...)",
 }
 SUMMARY_KIND = "sentence"  # the only kind that counts in summaries' shares and indices
-# Kinds that can state the report's rating: a sentence, or a title / header line ("【投资评级】买入(维持)",
-# "Rating: BUY", "中芯国际点评:国产替代加速,维持买入评级"); never a table row, a contact line or a disclaimer
-# (the rating scale's definitions live there).
-RATING_KINDS = (SUMMARY_KIND, "heading")
+# Kinds that can state the report's rating: a sentence, a title ("中芯国际点评:国产替代加速,维持买入评级")
+# or a rating field of the header ("【投资评级】买入(维持)", "Rating: BUY"; `field_key` says which field);
+# never a table row, a contact line or a disclaimer (the rating scale's definitions live there).
+RATING_KINDS = (SUMMARY_KIND, "heading", "field")
 
 # Contact lines: e-mail, SAC registration number, phone or fax, a named analyst, a street address.
 _CONTACT_RE = re.compile(
@@ -114,10 +121,29 @@ _DISCLAIMER_RE = re.compile(
 )
 # A heading that opens a disclaimer section: every unit after it is a disclaimer (or a contact) until a
 # markdown heading of the same or a higher level that does not open one.
+# Only a legal heading opens one, with a broker's name or a qualifier before it at most ("国信证券投资评级",
+# "重要信息披露"): a report's own "投资评级" sidebar or "盈利预测与投资评级" section is not one.
+_BROKER = r"[^\s:：]{0,10}?(?:证券|证券股份有限公司|研究所|研究院|研究部|研究中心)"
 _DISCLAIMER_SECTION_RE = re.compile(
-    r"^(#*)\s*[【\[(（]?\s*.{0,8}?(?:免责声明|免责条款|法律声明|重要声明|特别声明|一般声明|分析师声明|分析师承诺|"
-    r"评级说明|投资评级|评级标准|评级体系|信息披露|证券投资咨询业务的说明|Disclaimers?|Disclosures?|"
-    r"Analyst Certification|Ratings? (?:System|Definitions?))\s*[】\])）]?\s*[:：]?$",
+    rf"^(#*)\s*[【\[(（]?\s*(?:(?:{_BROKER}|重要|特别|一般|其他|法律|相关|Important|General|Other|Required)?\s*"
+    r"(?:免责声明|免责条款|法律声明|重要声明|特别声明|一般声明|分析师声明|分析师承诺|评级说明|评级标准|评级体系|"
+    r"信息披露|证券投资咨询业务的说明|Disclaimers?|Disclosures?|Analyst Certification|"
+    r"Ratings? (?:System|Definitions?))|"
+    rf"{_BROKER}投资评级)\s*[】\])）]?\s*[:：]?$",
+    re.IGNORECASE,
+)
+# A field of the header: a short `key: value` line, or `【key】value`, whose key is the rating (评级; 評等 in
+# Taiwan), the previous rating, a price or the date. `field_key` names which.
+_FIELD_KEYS = {
+    "previous_rating": r"(?:前次|上次|原|此前|上期)(?:投资)?评[级等]|Previous\s+rating|Prior\s+rating",
+    "rating": r"(?:公司|股票|行业)?(?:投资)?评[级等]|(?:Investment|Stock|Industry|Sector)?\s*Rating",
+    "other": r"(?:(?:6|12|六|十二)个月)?目标价(?:格)?|(?:当前|最新|收盘)?(?:股)?价(?:格)?|合理价值|评级变动|"
+    r"(?:总)?市值|(?:报告|发布)?日期|(?:(?:12-month\s+)?Target|Current|Last|Closing)?\s*price(?:\s+target)?|TP|"
+    r"(?:Report\s+)?Date",
+}
+_FIELD_RE = re.compile(
+    r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")\s*"
+    r"(?:[】\]]\s*[:：]?|[:：])\s*[^\s。!?;！？；][^。!?;！？；]{0,29}$",
     re.IGNORECASE,
 )
 _CAPTION_RE = re.compile(
@@ -290,13 +316,14 @@ def wrapped_breaks(lines: Sequence[str]) -> set[int]:
 
 def _units(text: str) -> list[tuple[int, int, str, str]]:
     """(start, end, layout, text) of the units of the normalised text, before filtering; layout is
-    sentence, bullet or heading (the shape of the line, which `unit_kind` turns into a kind). A unit of
-    hard-wrapped lines spans the breaks, and its text has them removed (or a space between words)."""
+    sentence, bullet, numbered ("一、") or heading (the shape of the line, which `unit_kind` turns into a
+    kind). A unit of hard-wrapped lines spans the breaks, and its text has them removed (or a space between
+    words)."""
     spans: list[tuple[int, int, str, str]] = []
     for line, where in _logical_lines(text):
         m = _BULLET_RE.match(line)
         offset = m.end() if m else 0
-        kind = "bullet" if m else "sentence"
+        kind = ("numbered" if _SECTION_NUMBER_RE.match(line) else "bullet") if m else "sentence"
         # Inline bullets of English summaries: "Core Insights - The report ... - The emergence ...".
         pieces: list[tuple[int, int]] = []
         last = offset
@@ -333,6 +360,8 @@ def drop_reason(unit: str) -> str | None:
     """Why `unit` is not a sentence ("debris", "numeric", "too_short"), or None to keep it."""
     if _DEBRIS_RE.search(unit):
         return "debris"
+    if field_key(unit) is not None:  # "【目标价】128.00元": mostly digits, a field of the header all the same
+        return None
     cjk = len(CJK_RE.findall(unit))
     words = re.findall(r"[A-Za-z]{2,}", unit)
     letters = cjk + sum(len(w) for w in words)
@@ -363,6 +392,13 @@ class _Section:
     disclaimer_level: int | None = None
 
 
+def field_key(unit: str) -> str | None:
+    """Which field of the report's header `unit` is ("rating", "previous_rating" or "other": a price, the
+    date), or None if it is not one (`FIELD_KINDS`)."""
+    m = _FIELD_RE.match(unit)
+    return next(k for k in _FIELD_KEYS if m.group(k)) if m else None
+
+
 def unit_kind(unit: str, layout: str, section: _Section) -> str:
     """The kind (one of `KINDS`) of a kept unit, given its layout and the section it is in (updated)."""
     level = _heading_level(unit)
@@ -372,7 +408,8 @@ def unit_kind(unit: str, layout: str, section: _Section) -> str:
     shaped_like_heading = (
         layout == "heading"
         or _TOC_ENTRY_RE.match(unit) is not None
-        or (layout == "bullet" and _TITLE_CASE_RE.match(unit) is not None)
+        or (layout in ("bullet", "numbered") and _TITLE_CASE_RE.match(unit) is not None)
+        or (layout == "numbered" and _SECTION_TITLE_RE.match(unit) is not None)
         or (level > 0 and _is_heading(unit.lstrip("# ") or unit))
     )
     opens = shaped_like_heading or level > 0
@@ -387,6 +424,8 @@ def unit_kind(unit: str, layout: str, section: _Section) -> str:
         return "disclaimer"
     if _is_table_row(unit):
         return "table_row"
+    if field_key(unit) is not None:
+        return "field"
     if _CAPTION_RE.match(unit):
         return "heading"
     if shaped_like_heading and not (_KEY_VALUE_RE.match(unit) and unit[-1] not in ":："):

@@ -702,7 +702,7 @@ def lock_output(out: str) -> Callable[[], None]:
 def _run_locked(cfg: TagConfig, state: Any, use_stdin: bool, files: list[str], stats: Stats) -> int:
     from fintag.serve.tagger import Tagger
 
-    fmt = FORMATS[cfg.format]()
+    fmt = FORMATS[cfg.format](cfg.summary_only)
     # Every process expands the inputs (the same sorted list); only the main one reports bad ones.
     paths = collect_inputs(
         files, stats if state.is_main_process else Stats(), quiet=not state.is_main_process, out=cfg.out

@@ -9,8 +9,8 @@ Formats (one record per line in both):
   theme, `<theme>_sentiment_index` = the sentiment index of those sentences, `rating` = the report's stated
   rating and `rating_evidence` the sentence that states it; shares and indices empty where there is no
   sentence to count);
-  the other columns stay empty. Line breaks inside a field are written as spaces so that every record
-  is one line.
+  the other columns stay empty. With `--summary_only` the file has the summary columns only. Line breaks
+  inside a field are written as spaces so that every record is one line.
 
 Durability: each chunk of reports is written with one write, flush and fsync; only then are the chunk's
 report keys appended to the progress file `<out>.progress` (one JSON `ReportKey` per line, again one
@@ -203,17 +203,19 @@ UTF8_BOM = "\ufeff"
 
 
 class CsvFormat:
-    def __init__(self) -> None:
-        self.header: str | None = self._row({c: c for c in CSV_COLUMNS})
+    """`summary_only`: the columns of summary rows only (`SUMMARY_COLUMNS`), none left always empty."""
+
+    def __init__(self, summary_only: bool = False) -> None:
+        self.columns = SUMMARY_COLUMNS if summary_only else CSV_COLUMNS
+        self.header: str | None = self._row({c: c for c in self.columns})
         # Excel reads a CSV file as the system's code page unless it starts with a BOM: Chinese becomes
         # mojibake. Files get one (as the page's CSV download does); standard output does not.
         self.file_header: str | None = UTF8_BOM + self.header
-        self._path_col = CSV_COLUMNS.index("path")
+        self._path_col = self.columns.index("path")
 
-    @staticmethod
-    def _row(row: dict[str, Any]) -> str:
+    def _row(self, row: dict[str, Any]) -> str:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
         writer.writerow({k: _one_line(v) for k, v in row.items()})
         return buf.getvalue()
 
@@ -234,7 +236,10 @@ class CsvFormat:
             return False
 
 
-FORMATS: dict[str, Callable[[], Format]] = {"jsonl": JsonlFormat, "csv": CsvFormat}
+FORMATS: dict[str, Callable[[bool], Format]] = {
+    "jsonl": lambda summary_only: JsonlFormat(),
+    "csv": lambda summary_only: CsvFormat(summary_only),
+}
 
 
 # ---------------------------------------------------------------- sinks

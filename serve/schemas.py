@@ -64,6 +64,7 @@ class Evidence(BaseModel):
     text: str
     start: int | None
     end: int | None
+    index: int = Field(description="the unit's position among the report's units (sentences[index])")
     score: float
 
 
@@ -75,6 +76,10 @@ class RatingSummary(BaseModel):
 
 class StatedRating(Evidence):
     label: RatingLabel
+    previous: bool = Field(
+        description="a previous rating (上次评级:买入, 'we previously rated'): never the report's stated "
+        "rating while a current one is stated"
+    )
 
 
 class ReportSummary(BaseModel):

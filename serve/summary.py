@@ -1,22 +1,78 @@
 """Per-report summary of tagged sentences: stated rating, theme shares, sentiment index, evidence.
 
 Only units of kind `SUMMARY_KIND` ("sentence") count in the shares and indices; the stated rating is read
-from `RATING_KINDS` (sentences and headings: a report's header line "【投资评级】买入(维持)" states it).
-Table rows, contact lines and disclaimers (a rating scale's "买入:预期未来6个月..." among them) are never
-the stated rating."""
+from `RATING_KINDS` (sentences, titles and the header's rating field "【投资评级】买入(维持)", which comes
+first: `rating_tier`). Table rows, contact lines and disclaimers (a rating scale's "买入:预期未来6个月..."
+among them) are never the stated rating."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
-from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND
+from fintag.data.dedup import NEAR_DUP_THRESHOLD, jaccard
+from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND, field_key
 from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
 
 EVIDENCE_PER_LABEL = 3
 
 
-def _brief(s: dict[str, Any], score: float) -> dict[str, Any]:
-    return {"text": s["text"], "start": s.get("start"), "end": s.get("end"), "score": round(score, 4)}
+# The stated rating is the highest-scoring one of the best tier present: a rating field of the header
+# ("投资评级:买入(维持)", "Rating: BUY"), then titles and sentences, then sentences that name a previous
+# rating ("我们此前给予公司买入评级"). A previous-rating field ("上次评级:买入") is listed in
+# `ratings_stated` but never the stated rating; a field of another key ("目标价:48.5元") states no rating,
+# whatever its labels.
+PREVIOUS_TIER = 3
+_PREVIOUS_RE = re.compile(
+    r"(?:前次|上次|此前|之前|原|上期)(?:投资)?评级|此前(?:给予|维持)|previous(?:ly)?\s+(?:rating|rated)|"
+    r"prior\s+rating|(?:was|were)\s+(?:previously\s+)?rated",
+    re.IGNORECASE,
+)
+
+
+def rating_tier(unit: dict[str, Any]) -> int | None:
+    """The tier of a unit's stated rating (lower first; `PREVIOUS_TIER`: a previous rating), or None when
+    the unit cannot state the report's rating (a field that is not a rating)."""
+    if unit.get("kind") == "field":
+        key = field_key(unit["text"])
+        return 0 if key == "rating" else PREVIOUS_TIER if key == "previous_rating" else None
+    return 2 if _PREVIOUS_RE.search(unit["text"]) else 1
+
+
+Brief = Callable[[dict[str, Any], float], dict[str, Any]]
+
+
+def _briefs(units: list[dict[str, Any]]) -> Brief:
+    """A unit as evidence: its text, offsets, position among `units` (`index`: the `sentence_index` of
+    `fintag tag`'s sentence records) and a score."""
+    where = {id(u): i for i, u in enumerate(units)}
+
+    def brief(s: dict[str, Any], score: float) -> dict[str, Any]:
+        return {
+            "text": s["text"],
+            "start": s.get("start"),
+            "end": s.get("end"),
+            "index": where[id(s)],
+            "score": round(score, 4),
+        }
+
+    return brief
+
+
+def _evidence(
+    hits: list[dict[str, Any]], score: Callable[[dict[str, Any]], float], brief: Brief
+) -> list[dict[str, Any]]:
+    """The `EVIDENCE_PER_LABEL` highest-scoring sentences, a sentence that repeats one already chosen (a
+    summary paragraph restated in the body, "综上," before it) left out: the same near-duplicate rule as the
+    dataset's (`fintag.data.dedup`)."""
+    chosen: list[dict[str, Any]] = []
+    for s in sorted(hits, key=score, reverse=True):
+        if all(jaccard(s["text"], c["text"]) <= NEAR_DUP_THRESHOLD for c in chosen):
+            chosen.append(s)
+            if len(chosen) == EVIDENCE_PER_LABEL:
+                break
+    return [brief(s, score(s)) for s in chosen]
 
 
 def _index(sentences: list[dict[str, Any]]) -> float | None:
@@ -30,22 +86,27 @@ def _index(sentences: list[dict[str, Any]]) -> float | None:
 def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
     """Summary of one report's tagged units (each with text, offsets, kind and labels); `sentences` and
     every share or index count the units of kind "sentence" only (None when there is none), the stated
-    rating reads sentences and headings, `kind_counts` counts all units."""
+    rating reads sentences, titles and the header's rating field (`rating_tier`), `kind_counts` counts all
+    units, and evidence gives each unit's position among `units` (`index`)."""
+    brief = _briefs(units)
     sentences = [s for s in units if s.get("kind", SUMMARY_KIND) == SUMMARY_KIND]
     n = len(sentences)
     rated = [
         s
         for s in units
-        if s.get("kind", SUMMARY_KIND) in RATING_KINDS and s["rating"]["label"] != RATING.default
+        if s.get("kind", SUMMARY_KIND) in RATING_KINDS
+        and s["rating"]["label"] != RATING.default
+        and rating_tier(s) is not None
     ]
     rated.sort(key=lambda s: s["rating"]["score"], reverse=True)
     rating: dict[str, Any] = {"label": RATING.default, "score": None, "evidence": None}
-    if rated:
-        top = rated[0]
+    current = [s for s in rated if rating_tier(s) != PREVIOUS_TIER]
+    if current:
+        top = min(current, key=lambda s: (rating_tier(s), -s["rating"]["score"]))
         rating = {
             "label": top["rating"]["label"],
             "score": top["rating"]["score"],
-            "evidence": _brief(top, top["rating"]["score"]),
+            "evidence": brief(top, top["rating"]["score"]),
         }
     sentiment_counts = {
         label: sum(s["sentiment"]["label"] == label for s in sentences) for label in SENTIMENT.labels
@@ -54,18 +115,17 @@ def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
     evidence: dict[str, list[dict[str, Any]]] = {}
     for label in ("positive", "negative"):
         hits = [s for s in sentences if s["sentiment"]["label"] == label]
-        hits.sort(key=lambda s: s["sentiment"]["score"], reverse=True)
-        evidence[f"sentiment:{label}"] = [
-            _brief(s, s["sentiment"]["score"]) for s in hits[:EVIDENCE_PER_LABEL]
-        ]
+        evidence[f"sentiment:{label}"] = _evidence(hits, lambda s: s["sentiment"]["score"], brief)
     for t, hits in by_theme.items():
-        hits = sorted(hits, key=lambda s: s["themes"]["scores"][t], reverse=True)
-        evidence[f"themes:{t}"] = [_brief(s, s["themes"]["scores"][t]) for s in hits[:EVIDENCE_PER_LABEL]]
+        evidence[f"themes:{t}"] = _evidence(hits, lambda s, t=t: s["themes"]["scores"][t], brief)
     return {
         "sentences": n,
         "kind_counts": {kind: sum(s.get("kind", SUMMARY_KIND) == kind for s in units) for kind in KINDS},
         "rating": rating,
-        "ratings_stated": [{"label": s["rating"]["label"], **_brief(s, s["rating"]["score"])} for s in rated],
+        "ratings_stated": [
+            {"label": s["rating"]["label"], **brief(s, s["rating"]["score"]), "previous": rating_tier(s) > 1}
+            for s in rated
+        ],
         "sentiment_counts": sentiment_counts,
         "sentiment_index": _index(sentences),
         # No sentence, no share: None, as the sentiment indices (0.0 would read as "no theme found").

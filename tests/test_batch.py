@@ -20,7 +20,7 @@ from fintag.data.reader import read_report
 from fintag.data.split import segment
 from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
 from fintag.serve.batch import tag_main
-from fintag.serve.outputs import CSV_COLUMNS
+from fintag.serve.outputs import CSV_COLUMNS, SUMMARY_COLUMNS
 
 from .conftest import write_pdf
 
@@ -214,6 +214,14 @@ def test_csv_matches_jsonl(tmp_path, report_dir, tiny_checkpoint_dir):
                 assert row[f"{t}_sentiment_index"] == ("" if index is None else str(index))
             evidence = s["rating"]["evidence"]
             assert row["rating_evidence"] == ("" if evidence is None else evidence["text"])
+    # --summary_only: the summary rows with the summary columns only, the same values.
+    brief = tmp_path / "brief.csv"
+    assert _tag(report_dir, *common, "--out", brief, "--summary_only") == 0
+    with brief.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == SUMMARY_COLUMNS and "text" not in reader.fieldnames
+        summaries = list(reader)
+    assert summaries == [{k: r[k] for k in SUMMARY_COLUMNS} for r in rows if r["type"] == "summary"]
 
 
 def test_refuses_existing_out_without_resume(tmp_path, report_dir, tiny_checkpoint_dir, caplog):

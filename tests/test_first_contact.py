@@ -90,7 +90,7 @@ def _kinds(path: Path) -> dict[str, str]:
 
 def test_seed_report_non_sentences_get_their_kind():
     guosen = _kinds(CORPUS / "003_79c94fc73134dc31.txt")
-    assert guosen["投资评级:优于大市(维持)"] == "sentence"  # the report's own rating line
+    assert guosen["投资评级:优于大市(维持)"] == "field"  # the report's own rating, a header field
     assert guosen["zhanglunke@guosen.com.cn"] == "contact"
     assert guosen["证券分析师:张伦可"] == "contact"
     assert guosen["深圳市福田区福华一路125号国信金融大厦36层"] == "contact"
@@ -124,10 +124,39 @@ def test_seed_report_non_sentences_get_their_kind():
         ("| 寒武纪 | 买入 | 算力芯片龙头 | 688256 |", "table_row"),
         ("证券分析师：张伦可 执业证书编号：S0980520040001", "contact"),
         ("联系电话：010-12345678 邮箱：analyst@broker.com", "contact"),
+        # The header's fields, whatever the bracket style; a key before a statement is a sentence.
+        ("【投资评级】买入(维持)", "field"),
+        ("投资评级:买入(维持)", "field"),
+        ("**投资评级:买入(维持)**", "field"),
+        ("Rating: OUTPERFORM (maintained)", "field"),
+        ("上次评级:买入", "field"),
+        ("投資評等:買進(維持)", "field"),
+        ("【目标价】128.00元", "field"),
+        ("报告日期:2025年10月17日", "field"),
+        ("公司点评:国产替代加速,维持买入评级", "sentence"),
+        ("评级:维持买入评级,目标价上调至120元。", "sentence"),
+        # A Chinese section number before a short title is a heading, before a statement a sentence.
+        ("一、业绩概览", "heading"),
+        ("二、国产替代与算力需求", "heading"),
+        ("三、公司营收同比增长35%,毛利率提升", "sentence"),
+        # Only a legal heading opens a disclaimer section, not the report's own rating section.
+        ("投资评级\n买入(维持)", "heading"),
+        ("盈利预测与投资评级\n我们预计公司2025年营收30亿元,维持买入评级。", "sentence"),
+        ("公司治理与信息披露\n公司治理结构完善,信息披露及时。", "sentence"),
+        ("国信证券投资评级\n公司治理结构完善,信息披露及时。", "disclaimer"),
+        ("重要信息披露\n本公司具备证券投资咨询业务资格。", "disclaimer"),
     ],
 )
 def test_kind_of_typical_lines(text, kind):
     assert segment(text).sentences[-1].kind == kind
+
+
+def test_a_bold_line_is_not_a_bullet():
+    """Markdown bold ("**...**") keeps its first asterisk: the text and offsets are the line's as written."""
+    (unit,) = segment("**投资评级:买入(维持)**").sentences
+    assert unit.text == "**投资评级:买入(维持)**" and unit.start == 0
+    (bullet,) = segment("* 公司营收同比增长35%。").sentences
+    assert bullet.text == "公司营收同比增长35%。" and bullet.start == 2
 
 
 def _unit(text: str, kind: str, rating: str, score: float, sentiment: str = "neutral") -> dict:
@@ -184,10 +213,43 @@ def test_a_report_without_sentences_has_no_shares_rather_than_zero_shares():
     assert one["theme_share"]["compute"] == 1.0
 
 
-def test_a_header_line_states_the_rating_but_counts_in_no_share():
-    """ "【投资评级】买入(维持)" is split as a heading; it is the report's stated rating all the same."""
+def test_the_header_rating_field_comes_before_any_sentence_and_a_previous_rating_never_does():
+    """A peer's rating in the body can score higher than the header's field; the field is the report's.
+    A previous-rating field is listed but never stated; a target price's stray rating label is nobody's."""
     units = [
-        _unit("【投资评级】买入(维持)", "heading", "buy", 0.95, "positive"),
+        _unit("投资评级:持有(下调)", "field", "neutral", 0.92),
+        _unit("上次评级:买入", "field", "buy", 0.99, "positive"),
+        _unit("目标价:52.00元", "field", "buy", 0.6, "positive"),
+        _unit("可比公司中微公司、拓荆科技我们均给予买入评级。", "sentence", "buy", 0.97, "positive"),
+        _unit("公司营收同比下滑12%。", "sentence", "none", 0.9, "negative"),
+    ]
+    summary = summarize(units)
+    assert summary["rating"]["label"] == "neutral"
+    assert summary["rating"]["evidence"]["text"] == "投资评级:持有(下调)"
+    assert summary["rating"]["evidence"]["index"] == 0
+    stated = {r["text"]: (r["label"], r["previous"]) for r in summary["ratings_stated"]}
+    assert stated == {
+        "投资评级:持有(下调)": ("neutral", False),
+        "上次评级:买入": ("buy", True),
+        "可比公司中微公司、拓荆科技我们均给予买入评级。": ("buy", False),
+    }
+    assert summary["sentences"] == 2 and summary["kind_counts"]["field"] == 3
+    # Without the header field the best sentence states it; a previous rating alone states nothing.
+    assert summarize(units[1:])["rating"]["label"] == "buy"
+    assert summarize(units[3:])["rating"]["evidence"]["text"].startswith("可比公司")
+    assert summarize(units[1:3] + units[4:])["rating"]["label"] == "none"
+    # A sentence that names the previous rating comes after any other sentence or title.
+    earlier = _unit("我们此前给予公司买入评级。", "sentence", "buy", 0.99, "positive")
+    title = _unit("中芯国际点评:业绩承压,下调至中性", "heading", "neutral", 0.8, "negative")
+    assert summarize([earlier, title])["rating"]["label"] == "neutral"
+    assert summarize([earlier])["rating"]["label"] == "buy"
+
+
+def test_a_header_line_states_the_rating_but_counts_in_no_share():
+    """ "【投资评级】买入(维持)" is a field of the header, not a sentence; it states the report's rating."""
+    assert [u.kind for u in segment("【投资评级】买入(维持)").sentences] == ["field"]
+    units = [
+        _unit("【投资评级】买入(维持)", "field", "buy", 0.95, "positive"),
         _unit("评级说明:增持:预期未来6个月内超越基准5%-15%", "disclaimer", "outperform", 0.99),
         _unit("公司营收同比增长18%,毛利率提升。", "sentence", "none", 0.9, "positive"),
         _unit("2023A 12.3 45.6 | buy", "table_row", "sell", 0.99, "negative"),
@@ -356,3 +418,22 @@ def test_report_ids_are_unique_per_path():
         "/t/u.txt": "u",
     }
     assert len(set(ids.values())) == len(paths)
+
+
+def test_evidence_leaves_out_a_restated_sentence():
+    """A summary paragraph restated in the body ("综上," before it) is one piece of evidence, not two; the
+    shares still count every sentence."""
+    view = "我们仍长期看好算力板块,重点推荐光通信龙头中际旭创、新易盛。"
+    units = [
+        _unit(view, "sentence", "none", 0.9, "positive"),
+        _unit("综上," + view, "sentence", "none", 0.9, "positive"),
+        _unit(view, "sentence", "none", 0.9, "positive"),
+        _unit("海外云厂商资本开支同比增长60%。", "sentence", "none", 0.9, "positive"),
+    ]
+    units[3]["sentiment"]["score"] = 0.5
+    summary = summarize(units)
+    texts = [e["text"] for e in summary["evidence"]["sentiment:positive"]]
+    assert texts == [units[0]["text"], units[3]["text"]]
+    assert [e["index"] for e in summary["evidence"]["sentiment:positive"]] == [0, 3]
+    assert [e["text"] for e in summary["evidence"]["themes:compute"]] == texts
+    assert summary["sentiment_counts"]["positive"] == 4 and summary["theme_share"]["compute"] == 1.0

@@ -31,8 +31,8 @@ def _distillation_lines(cfg: TrainConfig) -> list[str]:
     if not cfg.distill_augment:
         return []
     lines = [
-        f"- Distilled from: {cfg.teacher} (its probabilities on {cfg.distill_augment} recombined sentences "
-        "per training sentence)"
+        f"- Distilled from: {cfg.teacher} (its probabilities on {cfg.distill_augment} recombined "
+        f"sentence{'s' if cfg.distill_augment > 1 else ''} per training sentence)"
     ]
     if cfg.distill_hidden:
         lines.append(
