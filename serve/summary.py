@@ -18,15 +18,23 @@ from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
 EVIDENCE_PER_LABEL = 3
 
 
-# The stated rating is the highest-scoring one of the best tier present: a rating field of the header
-# ("投资评级:买入(维持)", "Rating: BUY"), then titles and sentences, then sentences that name a previous
-# rating ("我们此前给予公司买入评级"). A previous-rating field ("上次评级:买入") is listed in
-# `ratings_stated` but never the stated rating; a field of another key ("目标价:48.5元") states no rating,
-# whatever its labels.
-PREVIOUS_TIER = 3
+# The stated rating is the highest-scoring one of the best tier present:
+#   0  the header's rating field ("投资评级:买入(维持)", "Rating: BUY");
+#   1  a title or sentence with a rating action ("维持买入评级", "首次覆盖", "We maintain Hold");
+#   2  any other title or sentence;
+#   3  a sentence about a previous rating or a peer's ("我们此前给予公司买入评级", "可比公司...给予买入评级",
+#      "We prefer Cambricon, which we rate Buy" is tier 2 all the same: only named markers count).
+# A previous-rating field ("上次评级:买入", `PREVIOUS_TIER`) is listed in `ratings_stated` but never the
+# stated rating; a field of another key ("目标价:48.5元") states no rating, whatever its labels.
+PREVIOUS_TIER = 4
 _PREVIOUS_RE = re.compile(
-    r"(?:前次|上次|此前|之前|原|上期)(?:投资)?评级|此前(?:给予|维持)|previous(?:ly)?\s+(?:rating|rated)|"
+    r"(?:前次|上次|此前|之前|原|上期)(?:投资)?评[级等]|此前(?:给予|维持)|previous(?:ly)?\s+(?:rating|rated)|"
     r"prior\s+rating|(?:was|were)\s+(?:previously\s+)?rated",
+    re.IGNORECASE,
+)
+_PEER_RE = re.compile(r"可比(?:公司|标的)|同业公司|\bpeers?\b|\bcomparables?\b", re.IGNORECASE)
+_ACTION_RE = re.compile(
+    r"维持|首次(?:覆盖|给予)|上调|下调|调升|调降|\b(?:maintain|reiterate|initiate|upgrade|downgrade|reaffirm)",
     re.IGNORECASE,
 )
 
@@ -37,7 +45,16 @@ def rating_tier(unit: dict[str, Any]) -> int | None:
     if unit.get("kind") == "field":
         key = field_key(unit["text"])
         return 0 if key == "rating" else PREVIOUS_TIER if key == "previous_rating" else None
-    return 2 if _PREVIOUS_RE.search(unit["text"]) else 1
+    if is_previous(unit) or _PEER_RE.search(unit["text"]):
+        return 3
+    return 1 if _ACTION_RE.search(unit["text"]) else 2
+
+
+def is_previous(unit: dict[str, Any]) -> bool:
+    """Whether a unit states a previous rating: a previous-rating field, or a sentence that names one."""
+    if unit.get("kind") == "field":
+        return field_key(unit["text"]) == "previous_rating"
+    return _PREVIOUS_RE.search(unit["text"]) is not None
 
 
 Brief = Callable[[dict[str, Any], float], dict[str, Any]]
@@ -123,7 +140,7 @@ def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
         "kind_counts": {kind: sum(s.get("kind", SUMMARY_KIND) == kind for s in units) for kind in KINDS},
         "rating": rating,
         "ratings_stated": [
-            {"label": s["rating"]["label"], **brief(s, s["rating"]["score"]), "previous": rating_tier(s) > 1}
+            {"label": s["rating"]["label"], **brief(s, s["rating"]["score"]), "previous": is_previous(s)}
             for s in rated
         ],
         "sentiment_counts": sentiment_counts,

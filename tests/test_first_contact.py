@@ -243,6 +243,14 @@ def test_the_header_rating_field_comes_before_any_sentence_and_a_previous_rating
     title = _unit("中芯国际点评:业绩承压,下调至中性", "heading", "neutral", 0.8, "negative")
     assert summarize([earlier, title])["rating"]["label"] == "neutral"
     assert summarize([earlier])["rating"]["label"] == "buy"
+    assert [r["previous"] for r in summarize([earlier, title])["ratings_stated"]] == [True, False]
+    # A rating action ("maintain") comes before a bare mention; a peer's rating after both.
+    own = _unit("We maintain our Hold rating on Hygon as valuation looks full.", "sentence", "neutral", 0.8)
+    other = _unit("We prefer Cambricon, which we rate Buy.", "sentence", "buy", 0.95, "positive")
+    peer = _unit("可比公司中微公司我们给予买入评级,公司估值偏高,给予增持评级。", "sentence", "buy", 0.99)
+    assert summarize([other, own])["rating"]["label"] == "neutral"
+    assert summarize([peer, other])["rating"]["label"] == "buy"
+    assert summarize([peer, other])["rating"]["evidence"]["text"] == other["text"]
 
 
 def test_a_header_line_states_the_rating_but_counts_in_no_share():
