@@ -10,6 +10,8 @@ PY := $(VENV)/bin/python
 endif
 FINTAG := $(PY) -m fintag.cli
 TORCH_VERSION ?= 2.13.0
+# Empty: pip's configured index. Where that is PyPI, https://download.pytorch.org/whl/cpu gives the CPU build.
+TORCH_INDEX_URL ?=
 # The fast tier: a 4-layer, 128-wide BERT (preset fast) that starts from the base's tokenizer and its word
 # embeddings projected to 128 dimensions (PCA), trained on the gold sentences plus recombined sentences
 # and rating-word variants labelled by the fine-tuned default (knowledge distillation), its sentence state
@@ -31,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	# The pinned CPU torch first: an unpinned one would pull gigabytes of CUDA wheels.
-	$(VENV)/bin/python -m pip install -q torch==$(TORCH_VERSION)
+	$(VENV)/bin/python -m pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(VENV)/bin/python -m pip install -q -e ".[dev]"
 	touch $@
 

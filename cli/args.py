@@ -83,8 +83,9 @@ def add_bool_flag(parser: argparse.ArgumentParser, name: str, help_text: str, **
 
 
 def with_default(help_text: str, default: Any) -> str:
-    """Help text plus its default, unless the text already says it (once, never twice)."""
-    if default is None or "default" in help_text.lower():
+    """Help text plus its default, unless the text already gives it as "(default: ...)" (once, never twice);
+    a text that only mentions a default ("the fine-tuned default", "its CPU default") still gets it."""
+    if default is None or "(default:" in help_text.lower():
         return help_text
     shown = str(default).lower() if isinstance(default, bool) else default
     return f"{help_text} (default: {shown})"

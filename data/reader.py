@@ -119,32 +119,56 @@ def _lenient_utf8(
 
 
 def _decode_marked(data: bytes, path: str | os.PathLike[str]) -> tuple[str, str]:
-    """A file with a byte-order mark: UTF-8 or UTF-16, refused by name when its bytes do not decode."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        body, enc, name = data[3:], "utf-8", "utf-8-sig"
-    else:
-        body, enc, name = data, "utf-16", "utf-16"
+    """A file with a byte-order mark: UTF-8 or UTF-16, refused by name when its bytes do not decode, or
+    decode into something that is not text; a UTF-16 mark before UTF-8 bytes (or the other way round) is
+    named as such."""
+    utf8 = data.startswith(b"\xef\xbb\xbf")
+    enc, name, mark = ("utf-8", "utf-8-sig", 3) if utf8 else ("utf-16", "utf-16", 2)
+    body = data[3:] if utf8 else data  # Python's UTF-16 codec reads the mark itself (and the byte order)
+    damage = None
     try:
-        return body.decode(enc), name
+        text = body.decode(enc)
+        if "\x00" not in text and _reads_as_text(text):
+            return text, name
     except UnicodeDecodeError as exc:
-        mark = len(data) - len(body)
-        if enc == "utf-8":
-            text = _lenient_utf8(body, path, exc, offset=mark)
-            if text is not None:
-                return text, name
+        if utf8:
+            lenient = _lenient_utf8(body, path, exc, offset=mark)
+            if lenient is not None:
+                return lenient, name
+        damage = f" (at byte {exc.start + (mark if utf8 else 0)}: {exc.reason})"
+    rest = data[mark:]
+    other = (
+        ("UTF-16" if _utf16_without_bom(rest) else None)
+        if utf8
+        else ("UTF-8" if _reads_as_utf8(rest) else None)
+    )
+    if other:
         raise ReportReadError(
             path,
-            f"the file starts with a {enc.upper()} byte-order mark but its bytes are not valid {enc.upper()} "
-            f"(at byte {mark + exc.start}: {exc.reason})",
-            "the file is damaged or cut off: re-export it",
-        ) from exc
+            f"the file starts with a {enc.upper()} byte-order mark but its bytes are {other} text",
+            f"remove the first {mark} bytes (`tail -c +{mark + 1} FILE > FIXED`) or re-export the report as "
+            "UTF-8",
+        )
+    raise ReportReadError(
+        path,
+        f"the file starts with a {enc.upper()} byte-order mark but its bytes "
+        + (f"are not valid {enc.upper()}{damage}" if damage else f"do not read as {enc.upper()} text"),
+        "the file is damaged, cut off or not a text report: re-export it",
+    )
+
+
+def _reads_as_utf8(data: bytes) -> bool:
+    try:
+        return _reads_as_text(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return False
 
 
 def decode_bytes(data: bytes, path: str | os.PathLike[str] = "<bytes>") -> tuple[str, str]:
     """Decode the bytes of a text report; return (text, encoding). Raises only `ReportReadError`."""
     if not data.strip():
         raise ReportReadError(path, "the file is empty", "check that the export wrote the report's text")
-    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
         unmarked = _utf16_without_bom(data)
         if unmarked is not None:
             return unmarked

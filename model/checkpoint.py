@@ -17,11 +17,10 @@ from typing import Any
 
 from fintag.data.fsutil import atomic_directory
 from fintag.model.labels import (
-    DEFAULT_MAX_LENGTH,
     LABEL_SPACE,
-    MAX_LENGTH_KEY,
     THRESHOLDS_KEY,
     LabelMismatchError,
+    trained_max_length,
 )
 from fintag.model.ngram import Blend, NgramError, load_blend
 from fintag.model.paths import ModelPathError, resolve_model
@@ -56,7 +55,7 @@ class Loaded:
     @property
     def max_length(self) -> int:
         """Tokens per sentence the model was trained with (128 for checkpoints that do not say)."""
-        return int(getattr(self.model.config, MAX_LENGTH_KEY, None) or DEFAULT_MAX_LENGTH)
+        return trained_max_length(self.model.config)
 
 
 def _check_local_folder(path: Path, allow_pickle: bool) -> None:

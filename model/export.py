@@ -20,6 +20,7 @@ from typing import Any
 
 from fintag.data.fsutil import atomic_directory
 from fintag.model.backend import INT8_FILE, ONNX_FILE, write_onnx_files
+from fintag.model.paths import DEFAULT_CHECKPOINT
 
 # torch and onnxruntime are imported where they are used: `fintag export --help` stays fast.
 
@@ -41,7 +42,7 @@ class ExportError(RuntimeError):
 @dataclass
 class ExportConfig:
     model: str = field(
-        default="artifacts/run/model", metadata={"help": "trained checkpoint folder (or hub id) to export"}
+        default=DEFAULT_CHECKPOINT, metadata={"help": "trained checkpoint folder (or hub id) to export"}
     )
     out: str = field(default="artifacts/onnx", metadata={"help": "output folder (replaced atomically)"})
     int8: bool = field(default=True, metadata={"help": "also write model.int8.onnx (dynamic int8)"})

@@ -22,6 +22,14 @@ CONFIG_KEY = "fintag_label_groups"
 THRESHOLDS_KEY = "fintag_thresholds"
 MAX_LENGTH_KEY = "fintag_max_length"
 DEFAULT_MAX_LENGTH = 128  # tokens per sentence, for a checkpoint whose config does not say (MAX_LENGTH_KEY)
+
+
+def trained_max_length(config: object) -> int:
+    """Tokens per sentence a checkpoint was trained with: its config's `MAX_LENGTH_KEY`, or
+    `DEFAULT_MAX_LENGTH` for a checkpoint that does not say. Inference and evaluation truncate there."""
+    return int(getattr(config, MAX_LENGTH_KEY, None) or DEFAULT_MAX_LENGTH)
+
+
 DEFAULT_THRESHOLD = 0.5
 
 

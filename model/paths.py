@@ -16,6 +16,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 RUN_MODEL_SUBFOLDER = "model"  # where `fintag train --output_dir RUN` writes the checkpoint
+# The checkpoint `make demo` trains: what `fintag tag`, `evaluate`, `export` and `serve` use unless told.
+DEFAULT_CHECKPOINT = "artifacts/run/model"
 # What the hub accepts as a repository id: "name" or "namespace/name".
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(?:/[\w.-]+)?$")
 

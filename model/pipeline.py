@@ -9,9 +9,9 @@
 `pipeline("text-classification")` on a fintag checkpoint applies a sigmoid to all twelve logits
 (`problem_type` is multi-label) and ignores the label groups and the tuned thresholds; this task decodes
 with `fintag.model.labels` (the one logits-to-labels path), normalises inputs with `fintag.data`'s
-normaliser, truncates to `Tagger`'s 128 tokens, and blends the n-gram heads of a checkpoint that has them
-(`fintag.model.ngram`), so it returns what `Tagger` returns. No remote code:
-the pipeline class is this module's, loaded only by importing fintag.
+normaliser, truncates where the checkpoint was trained (`fintag_max_length`, as `Tagger`), and blends the
+n-gram heads of a checkpoint that has them (`fintag.model.ngram`), so it returns what `Tagger` returns. No
+remote code: the pipeline class is this module's, loaded only by importing fintag.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from fintag.data.normalize import normalize_text
 from fintag.model.inference import MAX_CHARS_PER_TOKEN
-from fintag.model.labels import DEFAULT_MAX_LENGTH, LABEL_SPACE, THRESHOLDS_KEY
+from fintag.model.labels import LABEL_SPACE, THRESHOLDS_KEY, trained_max_length
 from fintag.model.ngram import Blend, load_blend
 from transformers import AutoModelForSequenceClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -55,7 +55,9 @@ class FintagTaggingPipeline(Pipeline):
         preprocess = {} if max_length is None else {"max_length": max_length}
         return preprocess, {}, {}
 
-    def preprocess(self, inputs: str, max_length: int = DEFAULT_MAX_LENGTH) -> dict[str, Any]:
+    def preprocess(self, inputs: str, max_length: int | None = None) -> dict[str, Any]:
+        if max_length is None:
+            max_length = trained_max_length(self.model.config)
         if not isinstance(inputs, str):
             raise TypeError(f"the {TASK} pipeline takes a str or a list of str, not {type(inputs).__name__}")
         text = normalize_text(inputs)

@@ -28,7 +28,7 @@ from fintag.serve.middleware import BodyLimit, BodyLimitMiddleware
 from fintag.serve.reviews import ReviewFileError, ReviewStore
 from fintag.serve.routes import health, page, reviews, tag
 from fintag.serve.schemas import SentenceTags, TagReportResponse
-from fintag.serve.settings import ServerSettings, SettingsError, load_settings
+from fintag.serve.settings import ServerSettings, SettingsError, load_settings, with_default_model
 from fintag.serve.state import ServerState
 from fintag.serve.tagger import Tagger
 
@@ -151,7 +151,7 @@ def serve_main(argv: list[str]) -> int:
 
     With `--workers N` (N > 1) it runs N server processes instead (`fintag.serve.workers`)."""
     try:
-        settings = load_settings(argv)
+        settings = with_default_model(load_settings(argv))
         if settings.workers > 1:
             from fintag.serve.workers import run_workers
 

@@ -41,7 +41,7 @@ from fintag.data.reader import (
     read_report_bytes,
 )
 from fintag.model.backend import DEFAULT_QUANTIZE
-from fintag.model.paths import folder_stamp
+from fintag.model.paths import DEFAULT_CHECKPOINT, folder_stamp
 from fintag.serve.outputs import (
     FORMATS,
     STDIN_PATH,
@@ -51,6 +51,7 @@ from fintag.serve.outputs import (
     ReportKey,
     StdoutSink,
     merge,
+    progress_path,
     read_progress,
     repair,
     report_records,
@@ -67,7 +68,7 @@ EMPTY_REPORT = "no sentences after normalisation and splitting (EmptyReportError
 @dataclass
 class TagConfig:
     model: str = field(
-        default="artifacts/run/model", metadata={"help": "checkpoint folder (or hub id) to tag with"}
+        default=DEFAULT_CHECKPOINT, metadata={"help": "checkpoint folder (or hub id) to tag with"}
     )
     out: str | None = field(
         default=None,
@@ -125,8 +126,8 @@ class TagConfig:
     quantize: bool = field(
         default=DEFAULT_QUANTIZE,
         metadata={
-            "help": "int8 on CPU (either backend): faster, near-identical labels; the default is "
-            "fintag.model.backend.DEFAULT_QUANTIZE"
+            "help": "int8 on CPU (either backend): faster; a few percent of sentences get other labels than "
+            "in fp32 (docs/benchmarks.md); the default comes from fintag.model.backend.DEFAULT_QUANTIZE"
         },
     )
     reports_per_chunk: int = field(
@@ -487,6 +488,25 @@ def effective_max_length(cfg: TagConfig) -> int | None:
     return None
 
 
+def check_max_length(cfg: TagConfig) -> None:
+    """Refuse a --max_length beyond a local checkpoint's positions from its config.json alone (the tagger
+    refuses it again at load, for hub ids); `TaggerSettingsError`, as the tagger's."""
+    from fintag.model.paths import ModelPathError, resolve_model
+    from fintag.model.presets import usable_positions
+    from fintag.serve.tagger import TaggerSettingsError, max_length_problem
+
+    if cfg.max_length is None:
+        return
+    try:
+        source, local = resolve_model(cfg.model)
+        config = json.loads((Path(source) / "config.json").read_text(encoding="utf-8")) if local else None
+    except (ModelPathError, OSError, ValueError):
+        return  # the load names a missing or damaged checkpoint itself
+    problem = max_length_problem(cfg.max_length, usable_positions(config)) if config else None
+    if problem:
+        raise TaggerSettingsError(problem)
+
+
 def check_run_settings(cfg: TagConfig) -> None:
     """On --resume refuse settings other than the first run's: one output file would mix two models'
     labels, or summaries with and without their sentences. Read-only; every process checks, so all of
@@ -591,6 +611,15 @@ def finish(cfg: TagConfig, fmt: Format, state: Any, stats: Stats) -> Stats:
             # Rank order is input order: each process got a contiguous slice of the sorted file list.
             merge(cfg.out, [Path(cfg.out), *parts] if Path(cfg.out).exists() else parts, fmt)
     return total
+
+
+def remove_empty_run(out: str) -> None:
+    """Remove `--out` and its side files after a run that recorded no report as done (its progress file
+    empty): they hold nothing, and left in place they would make the retry pass --resume."""
+    if progress_path(out).exists() and progress_path(out).stat().st_size > 0:
+        return
+    for path in (Path(out), progress_path(out), run_settings_path(out)):
+        path.unlink(missing_ok=True)
 
 
 def process_state() -> Any:
@@ -708,6 +737,13 @@ def _run_locked(cfg: TagConfig, state: Any, use_stdin: bool, files: list[str], s
         files, stats if state.is_main_process else Stats(), quiet=not state.is_main_process, out=cfg.out
     )
     keys = _current_keys(paths)
+    if not paths and not use_stdin:
+        # Nothing to read (a missing file, an empty folder, a glob that matched nothing): say so before the
+        # model loads and before --out exists, so that the corrected command can use the same --out.
+        if state.is_main_process:
+            logger.error("nothing was tagged: %s", stats.line())
+        return EXIT_NOTHING_TAGGED
+    check_max_length(cfg)  # before the model loads, as any other flag
     if cfg.out is not None:
         check_run_settings(cfg)  # before the model loads: a refused --resume costs nothing
     state.wait_for_everyone()  # every process has checked the destination before anything is written
@@ -744,6 +780,8 @@ def _run_locked(cfg: TagConfig, state: Any, use_stdin: bool, files: list[str], s
     # Tear down the processes' gloo/nccl group before exit rather than leave it to interpreter shutdown.
     state.destroy_process_group()
     nothing = not (total.tagged or total.resumed)
+    if nothing and cfg.out is not None and not cfg.resume and state.is_main_process:
+        remove_empty_run(cfg.out)  # every input was unreadable: leave no --out that a retry must --resume
     if state.is_main_process:
         # Exit 2 always comes with its reason: the skipped inputs and why.
         (logger.error if nothing else logger.info)(
@@ -787,7 +825,10 @@ def tag_main(argv: list[str]) -> int:
     except BatchError as exc:
         logger.error("%s", exc)
         return EXIT_NOTHING_TAGGED
-    except (CheckpointError, QuantizeError, BackendError, OnnxError, OutputError, TaggerSettingsError) as exc:
+    except TaggerSettingsError as exc:  # a flag the model cannot run with, as a wrong flag
+        logger.error("%s", exc)
+        return EXIT_NOTHING_TAGGED
+    except (CheckpointError, QuantizeError, BackendError, OnnxError, OutputError) as exc:
         logger.error("%s", exc)
         return EXIT_ERROR
     except BrokenPipeError:

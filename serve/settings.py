@@ -10,6 +10,7 @@ import argparse
 import ipaddress
 import logging
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 from fintag.cli.args import add_bool_flag, command_parser
@@ -34,7 +35,8 @@ class ServerSettings(BaseSettings):
 
     model: str | None = Field(
         default=None,
-        description="checkpoint folder (or hub id) of a trained tagger, e.g. artifacts/run/model",
+        description="checkpoint folder (or hub id) of a trained tagger; unset: artifacts/run/model, what "
+        "`make demo` trains (fintag.model.paths.DEFAULT_CHECKPOINT)",
     )
     host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
     port: int = Field(default=8000, ge=1, le=65535, description="TCP port to listen on")
@@ -109,8 +111,8 @@ class ServerSettings(BaseSettings):
     )
     quantize: bool = Field(
         default=DEFAULT_QUANTIZE,
-        description="int8 on CPU (either backend): faster, near-identical labels; the default is "
-        "fintag.model.backend.DEFAULT_QUANTIZE",
+        description="int8 on CPU (either backend): faster; a few percent of sentences get other labels than "
+        "in fp32 (docs/benchmarks.md); the default comes from fintag.model.backend.DEFAULT_QUANTIZE",
     )
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0, description="on SIGTERM, how long in-flight requests may take to finish"
@@ -202,6 +204,24 @@ def _describe(exc: ValidationError) -> str:
         message = str(error["msg"]).removeprefix("Value error, ")  # pydantic's prefix says nothing to a user
         lines.append(f"  {where}: {message}{got}")
     return "invalid server settings:\n" + "\n".join(lines)
+
+
+def with_default_model(settings: ServerSettings) -> ServerSettings:
+    """`settings` with `DEFAULT_CHECKPOINT` (what `make demo` trains) as the model when none was given, as
+    `fintag tag` and `evaluate` do; a `SettingsError` naming both ways to give one when it is not there."""
+    if settings.model is not None:
+        return settings
+    from fintag.model.paths import DEFAULT_CHECKPOINT, ModelPathError, resolve_model
+
+    try:
+        resolve_model(DEFAULT_CHECKPOINT)
+    except ModelPathError:
+        raise SettingsError(
+            f"no model: the default, {DEFAULT_CHECKPOINT} (written by `make demo`), is not in "
+            f"{Path.cwd()}; pass --model PATH (a checkpoint folder) or set {ENV_PREFIX}MODEL"
+        ) from None
+    logger.info("no --model given: serving %s", DEFAULT_CHECKPOINT)
+    return settings.model_copy(update={"model": DEFAULT_CHECKPOINT})
 
 
 def load_settings(argv: list[str] | None = None, **overrides: Any) -> ServerSettings:

@@ -31,6 +31,16 @@ class TaggerSettingsError(ValueError):
     """A setting the loaded model cannot run with (e.g. a max_length beyond its positions)."""
 
 
+def max_length_problem(max_length: int, positions: int | None) -> str | None:
+    """What is wrong with `max_length` for a model of `positions` usable positions (None: fine)."""
+    if positions is None or max_length <= positions:
+        return None
+    return (
+        f"max_length {max_length} is longer than the model's {positions} positions; pass --max_length "
+        f"{positions} or less (the checkpoint was trained at its saved fintag_max_length)"
+    )
+
+
 def sentence_results(sentences: list[Sentence], preds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each split sentence's text as written in the report (`text`) and as the model read it
     (`text_normalized`), its offsets, kind and language, with its labels."""
@@ -63,13 +73,11 @@ class Tagger:
     ) -> None:
         config = getattr(model, "config", None)
         keys = ("max_position_embeddings", "model_type", "pad_token_id")
-        positions = usable_positions({k: getattr(config, k, None) for k in keys})
-        if positions is not None and max_length > positions:
-            raise TaggerSettingsError(
-                f"max_length {max_length} is longer than the model's {positions} positions; pass "
-                f"--max_length {positions} or less (the checkpoint was trained at its saved "
-                "fintag_max_length)"
-            )
+        problem = max_length_problem(
+            max_length, usable_positions({k: getattr(config, k, None) for k in keys})
+        )
+        if problem:
+            raise TaggerSettingsError(problem)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.thresholds = dict(thresholds or {})

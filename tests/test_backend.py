@@ -239,3 +239,22 @@ def test_pipeline_task_is_registered_when_transformers_pipelines_loads_later(tin
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "FintagTaggingPipeline ['rating', 'sentiment', 'themes']" in out.stdout
+
+
+def test_pipeline_task_truncates_where_the_checkpoint_was_trained(tiny_checkpoint, sentences):
+    """A checkpoint trained at 12 tokens is read at 12 by the pipeline task, as by `Tagger`, not at 128."""
+    import fintag.model  # noqa: F401  (registers the task)
+    from fintag.serve.tagger import Tagger
+    from transformers import pipeline
+
+    config_path = tiny_checkpoint / "config.json"
+    config = json.loads(config_path.read_text())
+    config["fintag_max_length"] = 12
+    config_path.write_text(json.dumps(config))
+    long = [s for s in sentences if len(s) > 40][:6]
+    tagger = Tagger.load(tiny_checkpoint, backend="torch")
+    assert tagger.max_length == 12
+    pipe = pipeline("fintag-tagging", model=str(tiny_checkpoint), device=-1)
+    assert _worst_score_gap(tagger.tag(long), pipe(long)) < 1e-5
+    assert [pipe.preprocess(s)["input_ids"].shape[-1] for s in long] == [12] * len(long)
+    assert pipe.preprocess(long[0], max_length=40)["input_ids"].shape[-1] > 12  # a caller's own length

@@ -164,7 +164,7 @@ def test_every_input_failing_exits_non_zero(tmp_path, tiny_checkpoint_dir, caplo
     assert code == 2
     assert "tagged 0 report(s)" in caplog.records[-1].getMessage()
     assert "skipped 4" in caplog.records[-1].getMessage()
-    assert out.read_text(encoding="utf-8") == ""
+    assert not out.exists() and not Path(f"{out}.progress").exists()  # nothing a retry must --resume
 
 
 def test_pdf_text_layer_is_tagged(tmp_path, tiny_checkpoint_dir):
@@ -429,10 +429,12 @@ def test_a_max_length_beyond_the_models_positions_is_refused_before_writing(
     positions = json.loads((Path(tiny_checkpoint_dir) / "config.json").read_text())["max_position_embeddings"]
     too_long = str(positions + 1)
     code = _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out, "--max_length", too_long)
-    assert code == 1
+    assert code == 2  # a flag the model cannot take: exit 2, as any wrong flag
     message = caplog.records[-1].getMessage()
     assert f"max_length {too_long}" in message and f"pass --max_length {positions} or less" in message
     assert not out.exists() and not Path(str(out) + ".progress").exists()
+    # Refused from config.json before the model loads.
+    assert not [r for r in caplog.records if r.name.startswith("fintag.model")]
 
 
 def test_resume_with_another_model_or_summary_only_is_refused(

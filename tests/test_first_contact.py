@@ -347,6 +347,24 @@ def test_a_missing_model_folder_gets_one_message_naming_the_folder_and_cwd(
     assert "does not exist" in str(served.value) and str(tmp_path) in str(served.value)
 
 
+def test_serve_without_a_model_takes_the_demo_checkpoint_or_names_both_fixes(
+    tmp_path, monkeypatch, caplog, tiny_checkpoint_dir
+):
+    from fintag.serve.app import serve_main
+    from fintag.serve.settings import load_settings, with_default_model
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FINTAG_MODEL", raising=False)
+    assert serve_main([]) == 2
+    (message,) = _errors(caplog)
+    assert "artifacts/run/model" in message and "--model" in message and "FINTAG_MODEL" in message
+    (tmp_path / "artifacts" / "run").mkdir(parents=True)
+    (tmp_path / "artifacts" / "run" / "model").symlink_to(tiny_checkpoint_dir)
+    assert with_default_model(load_settings([])).model == "artifacts/run/model"
+    given = load_settings(["--model", str(tiny_checkpoint_dir)])
+    assert with_default_model(given).model == str(tiny_checkpoint_dir)
+
+
 def test_a_run_folder_points_to_its_model_subfolder(tmp_path, tiny_checkpoint_dir, caplog, report_file):
     shutil.copytree(tiny_checkpoint_dir, tmp_path / "run" / "model")
     assert _tag(report_file, "--model", tmp_path / "run", "--out", tmp_path / "t.jsonl") == 1
@@ -354,9 +372,20 @@ def test_a_run_folder_points_to_its_model_subfolder(tmp_path, tiny_checkpoint_di
 
 
 def test_an_empty_folder_says_why_nothing_was_tagged(tmp_path, tiny_checkpoint_dir, caplog):
+    """...and leaves no --out behind, so the corrected command can write to the same --out; neither does a
+    run whose every input was unreadable."""
     (tmp_path / "empty").mkdir()
-    assert _tag(tmp_path / "empty", "--model", tiny_checkpoint_dir, "--out", tmp_path / "t.jsonl") == 2
+    out = tmp_path / "t.jsonl"
+    assert _tag(tmp_path / "empty", "--model", tiny_checkpoint_dir, "--out", out) == 2
     assert any("no report files" in e and "empty" in e for e in _errors(caplog)), _errors(caplog)
+    assert _tag(tmp_path / "missing.txt", "--model", tiny_checkpoint_dir, "--out", out) == 2
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    assert _tag(binary, "--model", tiny_checkpoint_dir, "--out", out) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["binary.txt", "empty"]
+    good = tmp_path / "empty" / "r.txt"
+    good.write_text("算力需求持续旺盛，国产芯片替代进程加快。\n", encoding="utf-8")
+    assert _tag(good, "--model", tiny_checkpoint_dir, "--out", out) == 0 and out.stat().st_size > 0
 
 
 # ---------------------------------------------------------------- outputs and resume

@@ -109,6 +109,29 @@ def test_a_byte_order_mark_with_bad_bytes_is_refused_by_name(data, problem):
     assert "re-export" in info.value.fix
 
 
+REPORT = "算力需求持续旺盛，国产芯片替代进程加快。\nWe maintain Buy on the company.\n" * 4
+
+
+@pytest.mark.parametrize(
+    ("data", "mark", "actual", "skip"),
+    [
+        (b"\xff\xfe" + REPORT.encode(), "UTF-16", "UTF-8", 2),
+        (b"\xfe\xff" + REPORT.encode(), "UTF-16", "UTF-8", 2),
+        (b"\xef\xbb\xbf" + REPORT.encode("utf-16-le"), "UTF-8", "UTF-16", 3),
+        (b"\xef\xbb\xbf" + ("The company reported growth. " * 6).encode("utf-16-le"), "UTF-8", "UTF-16", 3),
+    ],
+)
+def test_a_byte_order_mark_that_does_not_match_its_bytes_is_named(data, mark, actual, skip):
+    """A UTF-16 mark before UTF-8 text used to decode into CJK-looking gibberish, tagged as zh-Hant."""
+    with pytest.raises(
+        ReportReadError, match=f"{mark} byte-order mark but its bytes are {actual} text"
+    ) as info:
+        decode_bytes(data, "r.txt")
+    assert f"remove the first {skip} bytes" in info.value.fix
+    fixed = data[skip:]
+    assert decode_bytes(fixed)[0] in (REPORT, fixed.decode("utf-16-le"))
+
+
 def test_chinese_only_utf16_without_a_byte_order_mark_is_read():
     """Only the line breaks put NULs in a Chinese report's UTF-16: two of them must do."""
     text = "国产替代加速推进，维持买入评级\n公司是国内领先的算力芯片企业，受益于国产替代。\n"

@@ -927,3 +927,13 @@ def test_a_training_run_folder_as_teacher_is_named_with_its_own_flag(tmp_path, t
     message = str(info.value)
     assert message.startswith("--teacher:") and f"pass --teacher {run / 'model'}" in message
     assert "--model" not in message
+
+
+def test_a_missing_dataset_is_named_before_anything_is_written(tmp_path, caplog):
+    from fintag.cli.main import main
+
+    run = tmp_path / "run"
+    argv = ["train", "--model", "scratch", "--preset", "tiny", "--output_dir", str(run)]
+    assert main([*argv, "--dataset_dir", str(tmp_path / "none")]) == 1
+    assert any("fintag data build" in r.getMessage() for r in caplog.records)
+    assert not run.exists()

@@ -11,6 +11,7 @@ from typing import Any
 
 from fintag.data.taxonomy import GROUPS
 from fintag.model.base import BASE_ALIAS
+from fintag.model.paths import DEFAULT_CHECKPOINT
 from fintag.model.presets import PRESETS, usable_positions
 
 logger = logging.getLogger(__name__)
@@ -360,9 +361,7 @@ def check_model_fits(cfg: TrainConfig) -> None:
 
 @dataclass
 class EvalConfig:
-    model: str = field(
-        default="artifacts/run/model", metadata={"help": "trained checkpoint folder or hub id"}
-    )
+    model: str = field(default=DEFAULT_CHECKPOINT, metadata={"help": "trained checkpoint folder or hub id"})
     dataset_dir: str = field(default="data/dataset", metadata={"help": "output of `fintag data build`"})
     output_dir: str = field(default="eval", metadata={"help": "where metrics.json, report.md and PNGs go"})
     splits: str = field(default="validation,test", metadata={"help": "comma-separated splits to evaluate"})

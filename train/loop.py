@@ -207,6 +207,9 @@ def train(cfg: TrainConfig) -> Path:
         )
     _check_resume_layout(cfg, run)
     set_seed(cfg.seed)
+    # The data before anything is written under --output_dir: a missing dataset leaves no half-made run.
+    train_records = load_split(cfg.dataset_dir, "train")
+    val_records = load_split(cfg.dataset_dir, "validation")
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         state_dir.mkdir(exist_ok=True)
@@ -214,8 +217,6 @@ def train(cfg: TrainConfig) -> Path:
     accelerator.wait_for_everyone()
     log = MetricsLog(run / "metrics.jsonl", accelerator.is_main_process)
 
-    train_records = load_split(cfg.dataset_dir, "train")
-    val_records = load_split(cfg.dataset_dir, "validation")
     logger.info(
         "%d training and %d validation sentences; %s", len(train_records), len(val_records), accelerator.state
     )
