@@ -394,7 +394,7 @@ class _Section:
 
 def field_key(unit: str) -> str | None:
     """Which field of the report's header `unit` is ("rating", "previous_rating" or "other": a price, the
-    date), or None if it is not one (`FIELD_KINDS`)."""
+    date), or None if it is not one (the keys: `_FIELD_KEYS`)."""
     m = _FIELD_RE.match(unit)
     return next(k for k in _FIELD_KEYS if m.group(k)) if m else None
 

@@ -15,7 +15,6 @@ through `<out>.stats-<rank>.json` files between barriers (`total_stats`), remove
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import glob
 import json
@@ -475,6 +474,18 @@ def run_settings(cfg: TagConfig) -> dict[str, Any]:
     }
 
 
+def _local_config(cfg: TagConfig) -> dict[str, Any] | None:
+    """The checkpoint's config.json when --model is a local folder (a run folder's model/ included); None
+    for a hub id, or a folder the load will refuse with its own message."""
+    from fintag.model.paths import ModelPathError, resolve_model
+
+    try:
+        source, local = resolve_model(cfg.model)
+        return json.loads((Path(source) / "config.json").read_text(encoding="utf-8")) if local else None
+    except (ModelPathError, OSError, ValueError):
+        return None
+
+
 def effective_max_length(cfg: TagConfig) -> int | None:
     """The tokens per sentence a run truncates at: --max_length, else the checkpoint's training length
     (`Tagger.load`'s default); None where a hub checkpoint's config is not at hand."""
@@ -482,26 +493,17 @@ def effective_max_length(cfg: TagConfig) -> int | None:
         return cfg.max_length
     from fintag.model.labels import DEFAULT_MAX_LENGTH, MAX_LENGTH_KEY
 
-    with contextlib.suppress(OSError, ValueError):
-        config = json.loads((Path(cfg.model) / "config.json").read_text(encoding="utf-8"))
-        return int(config.get(MAX_LENGTH_KEY) or DEFAULT_MAX_LENGTH)
-    return None
+    config = _local_config(cfg)
+    return None if config is None else int(config.get(MAX_LENGTH_KEY) or DEFAULT_MAX_LENGTH)
 
 
 def check_max_length(cfg: TagConfig) -> None:
     """Refuse a --max_length beyond a local checkpoint's positions from its config.json alone (the tagger
     refuses it again at load, for hub ids); `TaggerSettingsError`, as the tagger's."""
-    from fintag.model.paths import ModelPathError, resolve_model
     from fintag.model.presets import usable_positions
     from fintag.serve.tagger import TaggerSettingsError, max_length_problem
 
-    if cfg.max_length is None:
-        return
-    try:
-        source, local = resolve_model(cfg.model)
-        config = json.loads((Path(source) / "config.json").read_text(encoding="utf-8")) if local else None
-    except (ModelPathError, OSError, ValueError):
-        return  # the load names a missing or damaged checkpoint itself
+    config = _local_config(cfg) if cfg.max_length is not None else None
     problem = max_length_problem(cfg.max_length, usable_positions(config)) if config else None
     if problem:
         raise TaggerSettingsError(problem)
