@@ -119,23 +119,12 @@ def _lenient_utf8(
 
 
 def _decode_marked(data: bytes, path: str | os.PathLike[str]) -> tuple[str, str]:
-    """A file with a byte-order mark: UTF-8 or UTF-16, refused by name when its bytes do not decode, or
-    decode into something that is not text; a UTF-16 mark before UTF-8 bytes (or the other way round) is
-    named as such."""
+    """A file with a byte-order mark: UTF-8 or UTF-16, refused by name when its bytes do not decode, or when
+    they are plainly the other encoding (a UTF-16 mark before UTF-8 text decodes into CJK-looking gibberish;
+    a UTF-8 mark before UTF-16, into text full of NULs)."""
     utf8 = data.startswith(b"\xef\xbb\xbf")
     enc, name, mark = ("utf-8", "utf-8-sig", 3) if utf8 else ("utf-16", "utf-16", 2)
     body = data[3:] if utf8 else data  # Python's UTF-16 codec reads the mark itself (and the byte order)
-    damage = None
-    try:
-        text = body.decode(enc)
-        if "\x00" not in text and _reads_as_text(text):
-            return text, name
-    except UnicodeDecodeError as exc:
-        if utf8:
-            lenient = _lenient_utf8(body, path, exc, offset=mark)
-            if lenient is not None:
-                return lenient, name
-        damage = f" (at byte {exc.start + (mark if utf8 else 0)}: {exc.reason})"
     rest = data[mark:]
     other = (
         ("UTF-16" if _utf16_without_bom(rest) else None)
@@ -149,15 +138,25 @@ def _decode_marked(data: bytes, path: str | os.PathLike[str]) -> tuple[str, str]
             f"remove the first {mark} bytes (`tail -c +{mark + 1} FILE > FIXED`) or re-export the report as "
             "UTF-8",
         )
-    raise ReportReadError(
-        path,
-        f"the file starts with a {enc.upper()} byte-order mark but its bytes "
-        + (f"are not valid {enc.upper()}{damage}" if damage else f"do not read as {enc.upper()} text"),
-        "the file is damaged, cut off or not a text report: re-export it",
-    )
+    try:
+        text = body.decode(enc)
+    except UnicodeDecodeError as exc:
+        if utf8:
+            lenient = _lenient_utf8(body, path, exc, offset=mark)
+            if lenient is not None:
+                return lenient, name
+        raise ReportReadError(
+            path,
+            f"the file starts with a {enc.upper()} byte-order mark but its bytes are not valid {enc.upper()} "
+            f"(at byte {exc.start + (mark if utf8 else 0)}: {exc.reason})",
+            "the file is damaged or cut off: re-export it",
+        ) from exc
+    return text, name
 
 
 def _reads_as_utf8(data: bytes) -> bool:
+    """Whether `data` is UTF-8 that reads as text (`_reads_as_text`; UTF-16 bytes decode as UTF-8 full
+    of NULs, which do not)."""
     try:
         return _reads_as_text(data.decode("utf-8"))
     except UnicodeDecodeError:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
-from fintag.data.taxonomy import RATING_WORDS_EN, RATING_WORDS_ZH
+from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING_WORDS_EN, RATING_WORDS_ZH
 from fintag.data.unwrap import joiner, soft_breaks
 
 MAX_WEIGHT = 160  # longer units (CJK characters count 1, others 0.4) are cut at a comma near their middle
@@ -124,28 +124,38 @@ _DISCLAIMER_RE = re.compile(
 # Only a legal heading opens one, with a broker's name or a qualifier before it at most ("国信证券投资评级",
 # "重要信息披露"): a report's own "投资评级" sidebar or "盈利预测与投资评级" section is not one.
 _BROKER = r"[^\s:：]{0,10}?(?:证券|证券股份有限公司|研究所|研究院|研究部|研究中心)"
+_LEGAL = (
+    r"(?:免责声明|免责条款|法律声明|重要声明|特别声明|一般声明|分析师声明|分析师承诺|"
+    r"(?:股票|行业|公司)?(?:投资)?评级(?:说明|标准|体系|定义)|信息披露|证券投资咨询业务的说明|"
+    r"Disclaimers?|Disclosures?|Analyst Certification|Ratings? (?:System|Definitions?))"
+)
 _DISCLAIMER_SECTION_RE = re.compile(
     rf"^(#*)\s*[【\[(（]?\s*(?:(?:{_BROKER}|重要|特别|一般|其他|法律|相关|Important|General|Other|Required)?\s*"
-    r"(?:免责声明|免责条款|法律声明|重要声明|特别声明|一般声明|分析师声明|分析师承诺|评级说明|评级标准|评级体系|"
-    r"信息披露|证券投资咨询业务的说明|Disclaimers?|Disclosures?|Analyst Certification|"
-    r"Ratings? (?:System|Definitions?))|"
-    rf"{_BROKER}投资评级)\s*[】\])）]?\s*[:：]?$",
+    rf"{_LEGAL}(?:\s*(?:及|与|和|、|&|and)\s*{_LEGAL})*|{_BROKER}投资评级)\s*[】\])）]?\s*[:：]?$",
     re.IGNORECASE,
 )
 # A field of the header: a short `key: value` line, or `【key】value`, whose key is the rating (评级; 評等 in
 # Taiwan), the previous rating, a price or the date. `field_key` names which.
 _FIELD_KEYS = {
-    "previous_rating": r"(?:前次|上次|原|此前|上期)(?:投资)?评[级等]|Previous\s+rating|Prior\s+rating",
-    "rating": r"(?:公司|股票|行业)?(?:投资)?评[级等]|(?:Investment|Stock|Industry|Sector)?\s*Rating",
-    "other": r"(?:(?:6|12|六|十二)个月)?目标价(?:格)?|(?:当前|最新|收盘)?(?:股)?价(?:格)?|合理价值|评级变动|"
-    r"(?:总)?市值|(?:报告|发布)?日期|(?:(?:12-month\s+)?Target|Current|Last|Closing)?\s*price(?:\s+target)?|TP|"
+    "previous_rating": PREVIOUS_RATING_WORDS,
+    "rating": r"(?:公司|股票|行业)?(?:投资)?评[级等]|投资建议|(?:Investment|Stock|Industry|Sector)?\s*Rating",
+    "other": r"(?:(?:6|12|六|十二)个月)?目标价(?:格)?|(?:当前|最新|收盘)(?:股)?价(?:格)?|股价|合理价值|"
+    r"(?:总|流通)?市值|(?:报告|发布)?日期|(?:(?:12-month\s+)?Target|Current|Last|Closing)\s*price|Price\s+target|TP|"
     r"(?:Report\s+)?Date",
 }
 _FIELD_RE = re.compile(
     r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")\s*"
-    r"(?:[】\]]\s*[:：]?|[:：])\s*[^\s。!?;！？；][^。!?;！？；]{0,29}$",
+    r"(?:[】\]]\s*[:：]?|[:：])\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
     re.IGNORECASE,
 )
+# A value of a header field, not a statement: a rating without a clause after it ("买入(维持)", not
+# "买入,现下调至中性"); a price or date with a number, few words and no clause ("128.00元", "2025年11月10日",
+# "US$12.00 (from US$22.00)"), not "本周碳酸锂价格下跌3%" or "短期承压,估值已处低位".
+_CLAUSE_RE = re.compile(r"[，,;](?!\d)")
+_FIELD_MAX_CJK = 8
+_FIELD_MAX_WORDS = 3
+
+
 _CAPTION_RE = re.compile(
     r"^[(（]?(?:(?:图|表|图表)\s*\d*\s*[:：]|(?:资料|数据)?来源\s*[:：]|(?:Figure|Table|Source)\b)"
 )
@@ -301,7 +311,8 @@ def _opens_unit(line: str) -> bool:
     """A line that starts a unit of its own: a bullet or number, a markdown heading, a caption or source, a
     table row."""
     return (
-        line.startswith("#")
+        line.startswith(("#", "**"))  # a markdown heading or bold line
+        or field_key(line.strip()) is not None
         or _BULLET_RE.match(line) is not None
         or _CAPTION_RE.match(line) is not None
         or _is_table_row(line)
@@ -346,6 +357,8 @@ def _units(text: str) -> list[tuple[int, int, str, str]]:
                         else:
                             start, end = where[first], where[last_char] + 1
                         spans.append((start, end, u_kind, line[first : last_char + 1]))
+                        if kind == "numbered":  # only the line's first unit can be the section's title
+                            kind = "bullet"
                 s = p_start + e
     return spans
 
@@ -360,8 +373,6 @@ def drop_reason(unit: str) -> str | None:
     """Why `unit` is not a sentence ("debris", "numeric", "too_short"), or None to keep it."""
     if _DEBRIS_RE.search(unit):
         return "debris"
-    if field_key(unit) is not None:  # "【目标价】128.00元": mostly digits, a field of the header all the same
-        return None
     cjk = len(CJK_RE.findall(unit))
     words = re.findall(r"[A-Za-z]{2,}", unit)
     letters = cjk + sum(len(w) for w in words)
@@ -396,7 +407,19 @@ def field_key(unit: str) -> str | None:
     """Which field of the report's header `unit` is ("rating", "previous_rating" or "other": a price, the
     date), or None if it is not one (the keys: `_FIELD_KEYS`)."""
     m = _FIELD_RE.match(unit)
-    return next(k for k in _FIELD_KEYS if m.group(k)) if m else None
+    if m is None:
+        return None
+    key = next(k for k in _FIELD_KEYS if m.group(k))
+    value = m.group("value").rstrip("*_ ")
+    if _CLAUSE_RE.search(value):
+        return None
+    if key == "other" and not (
+        any(ch.isdigit() for ch in value)
+        and len(CJK_RE.findall(value)) <= _FIELD_MAX_CJK
+        and len(re.findall(r"[A-Za-z]{2,}", value)) <= _FIELD_MAX_WORDS
+    ):
+        return None
+    return key
 
 
 def unit_kind(unit: str, layout: str, section: _Section) -> str:
@@ -422,10 +445,10 @@ def unit_kind(unit: str, layout: str, section: _Section) -> str:
         return "contact"
     if section.disclaimer_level is not None or _DISCLAIMER_RE.search(unit):
         return "disclaimer"
+    if field_key(unit) is not None:  # "Date: 15 March 2024" has the shape of a row of numbers too
+        return "field"
     if _is_table_row(unit):
         return "table_row"
-    if field_key(unit) is not None:
-        return "field"
     if _CAPTION_RE.match(unit):
         return "heading"
     if shaped_like_heading and not (_KEY_VALUE_RE.match(unit) and unit[-1] not in ":："):

@@ -78,6 +78,10 @@ RATING_WORDS_NOT_SWAPPED: frozenset[str] = frozenset(
     | {"Sector Outperform", "Sector Underperform"}
 )
 
+# How a report names its previous rating ("上次评级:买入", "原评级", "Previous rating: Hold"): a regular
+# expression, read by the splitter's header fields and the summary's choice of the stated rating.
+PREVIOUS_RATING_WORDS = r"(?:前次|上次|此前|之前|原|上期)(?:投资)?评[级等]|(?:Previous|Prior)\s+rating"
+
 ORIGINS = ("report", "authored")
 LANGS = ("zh-Hans", "zh-Hant", "en")
 

@@ -9,7 +9,7 @@ default label (none).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +25,13 @@ DEFAULT_MAX_LENGTH = 128  # tokens per sentence, for a checkpoint whose config d
 
 
 def trained_max_length(config: object) -> int:
-    """Tokens per sentence a checkpoint was trained with: its config's `MAX_LENGTH_KEY`, or
-    `DEFAULT_MAX_LENGTH` for a checkpoint that does not say. Inference and evaluation truncate there."""
-    return int(getattr(config, MAX_LENGTH_KEY, None) or DEFAULT_MAX_LENGTH)
+    """Tokens per sentence a checkpoint was trained with: its config's (a `PretrainedConfig`, or config.json
+    as a dict) `MAX_LENGTH_KEY`, or `DEFAULT_MAX_LENGTH` for a checkpoint that does not say. Inference and
+    evaluation truncate there."""
+    value = (
+        config.get(MAX_LENGTH_KEY) if isinstance(config, Mapping) else getattr(config, MAX_LENGTH_KEY, None)
+    )
+    return int(value or DEFAULT_MAX_LENGTH)
 
 
 DEFAULT_THRESHOLD = 0.5

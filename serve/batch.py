@@ -475,8 +475,8 @@ def run_settings(cfg: TagConfig) -> dict[str, Any]:
 
 
 def _local_config(cfg: TagConfig) -> dict[str, Any] | None:
-    """The checkpoint's config.json when --model is a local folder (a run folder's model/ included); None
-    for a hub id, or a folder the load will refuse with its own message."""
+    """The checkpoint's config.json when --model is a local checkpoint folder; None for a hub id, or a
+    folder the load will refuse with its own message (a run folder, named with its model/)."""
     from fintag.model.paths import ModelPathError, resolve_model
 
     try:
@@ -491,10 +491,10 @@ def effective_max_length(cfg: TagConfig) -> int | None:
     (`Tagger.load`'s default); None where a hub checkpoint's config is not at hand."""
     if cfg.max_length is not None:
         return cfg.max_length
-    from fintag.model.labels import DEFAULT_MAX_LENGTH, MAX_LENGTH_KEY
+    from fintag.model.labels import trained_max_length
 
     config = _local_config(cfg)
-    return None if config is None else int(config.get(MAX_LENGTH_KEY) or DEFAULT_MAX_LENGTH)
+    return None if config is None else trained_max_length(config)
 
 
 def check_max_length(cfg: TagConfig) -> None:
@@ -744,6 +744,7 @@ def _run_locked(cfg: TagConfig, state: Any, use_stdin: bool, files: list[str], s
         # model loads and before --out exists, so that the corrected command can use the same --out.
         if state.is_main_process:
             logger.error("nothing was tagged: %s", stats.line())
+        state.destroy_process_group()  # as at the end of a run: never left to interpreter shutdown
         return EXIT_NOTHING_TAGGED
     check_max_length(cfg)  # before the model loads, as any other flag
     if cfg.out is not None:

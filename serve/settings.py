@@ -35,8 +35,8 @@ class ServerSettings(BaseSettings):
 
     model: str | None = Field(
         default=None,
-        description="checkpoint folder (or hub id) of a trained tagger; unset: artifacts/run/model, what "
-        "`make demo` trains (fintag.model.paths.DEFAULT_CHECKPOINT)",
+        description="checkpoint folder (or hub id) of a trained tagger (default: artifacts/run/model, what "
+        "`make demo` trains: fintag.model.paths.DEFAULT_CHECKPOINT)",
     )
     host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
     port: int = Field(default=8000, ge=1, le=65535, description="TCP port to listen on")
@@ -169,6 +169,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def _flag_help(name: str, field: Any) -> str:
+    """The field's description, its default unless the description gives it as "(default: ...)"
+    (`fintag.cli.args.with_default`'s rule), and its environment variable."""
+    env = f"env {ENV_PREFIX}{name.upper()}"
+    if "(default:" in field.description.lower():
+        return f"{field.description} ({env})"
     default = (
         "unset"
         if field.default is None
@@ -176,7 +181,7 @@ def _flag_help(name: str, field: Any) -> str:
         if field.annotation is bool
         else field.default
     )
-    return f"{field.description} (default: {default}; env {ENV_PREFIX}{name.upper()})"
+    return f"{field.description} (default: {default}; {env})"
 
 
 def build_parser() -> argparse.ArgumentParser:

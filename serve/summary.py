@@ -13,28 +13,33 @@ from typing import Any
 
 from fintag.data.dedup import NEAR_DUP_THRESHOLD, jaccard
 from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND, field_key
-from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
+from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING, SENTIMENT, THEMES
 
 EVIDENCE_PER_LABEL = 3
 
 
-# The stated rating is the highest-scoring one of the best tier present:
+# The stated rating: among the units that state one with a probability of at least `RATING_FLOOR` (all of
+# them when none does), the highest-scoring one of the best tier present:
 #   0  the header's rating field ("投资评级:买入(维持)", "Rating: BUY");
-#   1  a title or sentence with a rating action ("维持买入评级", "首次覆盖", "We maintain Hold");
-#   2  any other title or sentence;
-#   3  a sentence about a previous rating or a peer's ("我们此前给予公司买入评级", "可比公司...给予买入评级",
-#      "We prefer Cambricon, which we rate Buy" is tier 2 all the same: only named markers count).
+#   1  the header's industry rating field ("行业评级:强于大市"), when the company's is not there;
+#   2  a title or sentence with a rating action ("维持买入评级", "评级上调至买入", "We maintain Hold"),
+#      whatever else it names ("参考可比公司估值,给予30倍PE,维持买入评级");
+#   3  any other title or sentence ("给予公司买入评级");
+#   4  a sentence that names a previous rating or a peer ("我们此前给予公司买入评级",
+#      "可比公司...给予买入评级").
 # A previous-rating field ("上次评级:买入", `PREVIOUS_TIER`) is listed in `ratings_stated` but never the
 # stated rating; a field of another key ("目标价:48.5元") states no rating, whatever its labels.
-PREVIOUS_TIER = 4
+PREVIOUS_TIER = 5
+RATING_FLOOR = 0.5
 _PREVIOUS_RE = re.compile(
-    r"(?:前次|上次|此前|之前|原|上期)(?:投资)?评[级等]|此前(?:给予|维持)|previous(?:ly)?\s+(?:rating|rated)|"
-    r"prior\s+rating|(?:was|were)\s+(?:previously\s+)?rated",
+    rf"{PREVIOUS_RATING_WORDS}|此前(?:给予|维持)|previous(?:ly)?\s+rated|(?:was|were)\s+(?:previously\s+)?rated",
     re.IGNORECASE,
 )
 _PEER_RE = re.compile(r"可比(?:公司|标的)|同业公司|\bpeers?\b|\bcomparables?\b", re.IGNORECASE)
 _ACTION_RE = re.compile(
-    r"维持|首次(?:覆盖|给予)|上调|下调|调升|调降|\b(?:maintain|reiterate|initiate|upgrade|downgrade|reaffirm)",
+    r"(?:维持|首次|上调|下调|调升|调降|调高|调低).{0,12}?评[级等]|评[级等].{0,6}?(?:上调|下调|调升|调降|维持)|"
+    r"(?:上调|下调|调升|调降|调高|调低)至|"
+    r"首次覆盖|\b(?:maintain\w*|reiterat\w*|initiat\w*|upgrad\w*|downgrad\w*|reaffirm\w*)\b",
     re.IGNORECASE,
 )
 
@@ -42,19 +47,23 @@ _ACTION_RE = re.compile(
 def rating_tier(unit: dict[str, Any]) -> int | None:
     """The tier of a unit's stated rating (lower first; `PREVIOUS_TIER`: a previous rating), or None when
     the unit cannot state the report's rating (a field that is not a rating)."""
+    text = unit["text"]
     if unit.get("kind") == "field":
-        key = field_key(unit["text"])
-        return 0 if key == "rating" else PREVIOUS_TIER if key == "previous_rating" else None
-    if is_previous(unit) or _PEER_RE.search(unit["text"]):
-        return 3
-    return 1 if _ACTION_RE.search(unit["text"]) else 2
+        key = field_key(text)
+        if key == "rating":
+            return 1 if "行业" in text or "industry" in text.lower() or "sector" in text.lower() else 0
+        return PREVIOUS_TIER if key == "previous_rating" else None
+    if _ACTION_RE.search(text):
+        return 2
+    return 4 if _PREVIOUS_RE.search(text) or _PEER_RE.search(text) else 3
 
 
 def is_previous(unit: dict[str, Any]) -> bool:
-    """Whether a unit states a previous rating: a previous-rating field, or a sentence that names one."""
+    """Whether a unit states a previous rating: a previous-rating field, or a sentence that names one and
+    no rating action ("原评级:增持" inside "评级上调至买入(原评级:增持)" is not)."""
     if unit.get("kind") == "field":
         return field_key(unit["text"]) == "previous_rating"
-    return _PREVIOUS_RE.search(unit["text"]) is not None
+    return _PREVIOUS_RE.search(unit["text"]) is not None and not _ACTION_RE.search(unit["text"])
 
 
 Brief = Callable[[dict[str, Any], float], dict[str, Any]]
@@ -118,6 +127,7 @@ def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
     rated.sort(key=lambda s: s["rating"]["score"], reverse=True)
     rating: dict[str, Any] = {"label": RATING.default, "score": None, "evidence": None}
     current = [s for s in rated if rating_tier(s) != PREVIOUS_TIER]
+    current = [s for s in current if s["rating"]["score"] >= RATING_FLOOR] or current
     if current:
         top = min(current, key=lambda s: (rating_tier(s), -s["rating"]["score"]))
         rating = {

@@ -131,7 +131,7 @@ def test_seed_report_non_sentences_get_their_kind():
         ("Rating: OUTPERFORM (maintained)", "field"),
         ("上次评级:买入", "field"),
         ("投資評等:買進(維持)", "field"),
-        ("【目标价】128.00元", "field"),
+        ("【目标价】128元", "field"),
         ("报告日期:2025年10月17日", "field"),
         ("公司点评:国产替代加速,维持买入评级", "sentence"),
         ("评级:维持买入评级,目标价上调至120元。", "sentence"),
@@ -145,10 +145,31 @@ def test_seed_report_non_sentences_get_their_kind():
         ("公司治理与信息披露\n公司治理结构完善,信息披露及时。", "sentence"),
         ("国信证券投资评级\n公司治理结构完善,信息披露及时。", "disclaimer"),
         ("重要信息披露\n本公司具备证券投资咨询业务资格。", "disclaimer"),
+        ("投资评级说明\n以报告发布日后的6个月内公司股价相对同期沪深300指数的涨跌幅为基准。", "disclaimer"),
+        ("股票投资评级说明\n以报告发布日后6个月内为基准。", "disclaimer"),
+        ("【投资评级说明】\n以报告发布日后6个月内为基准。", "disclaimer"),
+        ("免责声明及评级说明\n以报告发布日后6个月内为基准。", "disclaimer"),
+        # A key before a statement is no field, whatever the key.
+        ("价格:本周碳酸锂价格下跌3%", "sentence"),
+        ("股价:短期承压,估值已处低位", "sentence"),
+        ("日期:公司将于3月15日发布年报", "sentence"),
+        ("原评级:买入,现下调至中性", "sentence"),
+        ("投资建议:买入(维持)", "field"),
+        ("总市值:1,234亿元", "field"),
+        ("二、业绩超预期。维持买入评级", "sentence"),
     ],
 )
 def test_kind_of_typical_lines(text, kind):
     assert segment(text).sentences[-1].kind == kind
+
+
+def test_a_bold_or_field_line_starts_a_unit_of_its_own_in_wrapped_text():
+    """PDF text breaks lines mid-sentence; a bold header line or a field after such a break is not glued
+    to the broken sentence."""
+    units = segment("公司营收保持增长,预计未来三年收\n**投资评级:买入(维持)**\n入复合增速20%。").sentences
+    assert [u.kind for u in units][1] == "field" and units[1].text == "**投资评级:买入(维持)**"
+    units = segment("公司营收保持增长,预计未来三年收\n目标价:128元\n入复合增速20%。").sentences
+    assert [(u.kind, u.text) for u in units][1] == ("field", "目标价:128元")
 
 
 def test_a_bold_line_is_not_a_bullet():
@@ -251,6 +272,69 @@ def test_the_header_rating_field_comes_before_any_sentence_and_a_previous_rating
     assert summarize([other, own])["rating"]["label"] == "neutral"
     assert summarize([peer, other])["rating"]["label"] == "buy"
     assert summarize([peer, other])["rating"]["evidence"]["text"] == other["text"]
+
+
+@pytest.mark.parametrize(
+    ("units", "stated"),
+    [
+        # A rating action outranks a peer or a previous rating named in the same sentence.
+        (
+            [
+                ("参考可比公司估值,给予公司2025年30倍PE,维持买入评级。", "buy", 0.95),
+                ("行业景气度向上,给予行业增持评级。", "outperform", 0.5),
+            ],
+            "buy",
+        ),
+        (
+            [
+                ("我们将公司评级上调至买入(原评级:增持),目标价128元。", "buy", 0.95),
+                ("公司长期看好。", "outperform", 0.4),
+            ],
+            "buy",
+        ),
+        (
+            [
+                ("We upgrade the stock to Buy from Hold (previously rated Hold).", "buy", 0.97),
+                ("We like it.", "outperform", 0.35),
+            ],
+            "buy",
+        ),
+        # Seed 004: "(maintained)" is an action as much as "maintains" in a sentence about other companies.
+        (
+            [
+                ('The investment rating for the company is "Buy" (maintained)', "buy", 0.994),
+                (
+                    'The report maintains a "Recommended" rating for several companies in the industry',
+                    "outperform",
+                    0.89,
+                ),
+            ],
+            "buy",
+        ),
+        # "维持高位" is no rating action, and a stray 0.30 never outranks a confident statement.
+        (
+            [
+                ("给予公司买入评级,目标价85元。", "buy", 0.97),
+                ("公司毛利率维持高位,盈利能力突出。", "outperform", 0.30),
+            ],
+            "buy",
+        ),
+    ],
+)
+def test_a_rating_action_outranks_a_named_peer_or_previous_rating(units, stated):
+    tagged = [_unit(text, "sentence", label, score) for text, label, score in units]
+    summary = summarize(tagged)
+    assert summary["rating"]["label"] == stated and summary["rating"]["evidence"]["text"] == units[0][0]
+    assert not summary["ratings_stated"][0]["previous"]
+
+
+def test_the_companys_rating_field_comes_before_the_industrys():
+    units = [
+        _unit("行业评级:强于大市", "field", "outperform", 0.95),
+        _unit("公司评级:买入", "field", "buy", 0.8),
+    ]
+    assert summarize(units)["rating"]["label"] == "buy"
+    assert summarize(units[:1])["rating"]["label"] == "outperform"
 
 
 def test_a_header_line_states_the_rating_but_counts_in_no_share():

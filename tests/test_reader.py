@@ -132,6 +132,23 @@ def test_a_byte_order_mark_that_does_not_match_its_bytes_is_named(data, mark, ac
     assert decode_bytes(fixed)[0] in (REPORT, fixed.decode("utf-16-le"))
 
 
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("评级：买入 🚀🚀", "utf-8-sig"),
+        ("Buy rating 👍👍", "utf-16"),
+        ("𠀀𠀁𠀂 公司", "utf-16"),
+        ("β系数 α=0.5, β=1.2, σ=0.3, Δ=2", "utf-8-sig"),
+        ("Рейтинг: покупать", "utf-8-sig"),
+        ("Buy", "utf-16"),
+    ],
+)
+def test_a_byte_order_mark_before_text_of_any_script_is_read(text, encoding):
+    """Only plain evidence of the other encoding refuses a marked file: emoji, Greek, Cyrillic and CJK
+    Extension B are text."""
+    assert decode_bytes(text.encode(encoding)) == (text, encoding)
+
+
 def test_chinese_only_utf16_without_a_byte_order_mark_is_read():
     """Only the line breaks put NULs in a Chinese report's UTF-16: two of them must do."""
     text = "国产替代加速推进，维持买入评级\n公司是国内领先的算力芯片企业，受益于国产替代。\n"
