@@ -135,14 +135,19 @@ _DISCLAIMER_SECTION_RE = re.compile(
     re.IGNORECASE,
 )
 # A field of the header: a short `key: value` line, or `【key】value`, whose key is the rating (评级; 評等 in
-# Taiwan), the previous rating, a price or the date. `field_key` names which.
+# Taiwan), the previous rating, the target price, the share price, the market value or the date.
+# `field_value` says which and what; the keys are `FIELD_KEYS`.
 _FIELD_KEYS = {
     "previous_rating": PREVIOUS_RATING_WORDS,
     "rating": r"(?:公司|股票|行业)?(?:投资)?评[级等]|投资建议|(?:Investment|Stock|Industry|Sector)?\s*Rating",
-    "other": r"(?:(?:6|12|六|十二)个月)?目标价(?:格)?|(?:当前|最新|收盘)(?:股)?价(?:格)?|股价|合理价值|"
-    r"(?:总|流通)?市值|(?:报告|发布)?日期|(?:(?:12-month\s+)?Target|Current|Last|Closing)\s*price|Price\s+target|TP|"
-    r"(?:Report\s+)?Date",
+    "target_price": r"(?:(?:6|12|六|十二)个月)?目标价(?:格)?|合理价值|(?:12-month\s+)?Target\s+price|"
+    r"Price\s+target|TP",
+    "price": r"(?:当前|最新|收盘)(?:股)?价(?:格)?|股价|(?:Current|Last|Closing)\s+price",
+    "market_value": r"(?:总|流通)?市值|Market\s+cap(?:italisation|italization)?",
+    "date": r"(?:报告|发布)?日期|(?:Report\s+)?Date",
 }
+FIELD_KEYS = tuple(_FIELD_KEYS)
+RATING_FIELD_KEYS = ("rating", "previous_rating")  # the others' values need a number
 _FIELD_RE = re.compile(
     r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")\s*"
     r"(?:[】\]]\s*[:：]?|[:：])\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
@@ -403,9 +408,9 @@ class _Section:
     disclaimer_level: int | None = None
 
 
-def field_key(unit: str) -> str | None:
-    """Which field of the report's header `unit` is ("rating", "previous_rating" or "other": a price, the
-    date), or None if it is not one (the keys: `_FIELD_KEYS`)."""
+def field_value(unit: str) -> tuple[str, str] | None:
+    """(key, value) of a field of the report's header ("投资评级:买入(维持)" -> ("rating", "买入(维持)"); the
+    keys: `FIELD_KEYS`), or None if `unit` is not one."""
     m = _FIELD_RE.match(unit)
     if m is None:
         return None
@@ -413,13 +418,19 @@ def field_key(unit: str) -> str | None:
     value = m.group("value").rstrip("*_ ")
     if _CLAUSE_RE.search(value):
         return None
-    if key == "other" and not (
+    if key not in RATING_FIELD_KEYS and not (
         any(ch.isdigit() for ch in value)
         and len(CJK_RE.findall(value)) <= _FIELD_MAX_CJK
         and len(re.findall(r"[A-Za-z]{2,}", value)) <= _FIELD_MAX_WORDS
     ):
         return None
-    return key
+    return key, value
+
+
+def field_key(unit: str) -> str | None:
+    """Which field of the report's header `unit` is (one of `FIELD_KEYS`), or None if it is not one."""
+    found = field_value(unit)
+    return found[0] if found else None
 
 
 def unit_kind(unit: str, layout: str, section: _Section) -> str:

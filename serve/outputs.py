@@ -7,7 +7,8 @@ Formats (one record per line in both):
   fill those of `SUMMARY_COLUMNS` (`sentences` = count, `<label>_sentences` = sentences of each
   sentiment, `themes` = themes found in the report, `<theme>_share` = share of its sentences with that
   theme, `<theme>_sentiment_index` = the sentiment index of those sentences, `rating` = the report's stated
-  rating and `rating_evidence` the sentence that states it; shares and indices empty where there is no
+  rating and `rating_evidence` the sentence that states it, `field_<key>` = the header's fields (target
+  price, date...: `fintag.data.split.FIELD_KEYS`); shares and indices empty where there is no
   sentence to count);
   the other columns stay empty. With `--summary_only` the file has the summary columns only. Line breaks
   inside a field are written as spaces so that every record is one line.
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from fintag.data.fsutil import atomic_file
+from fintag.data.split import FIELD_KEYS
 from fintag.data.taxonomy import SENTIMENT, THEMES
 
 logger = logging.getLogger(__name__)
@@ -157,6 +159,7 @@ SUMMARY_COLUMNS = [
     "type", "report_id", "path", "encoding", "sentences", *[f"{s}_sentences" for s in SENTIMENT.labels],
     "sentiment_index", "themes", *[f"{t}_share" for t in THEMES.labels],
     *[f"{t}_sentiment_index" for t in THEMES.labels], "rating", "rating_score", "rating_evidence",
+    *[f"field_{k}" for k in FIELD_KEYS],
 ]  # fmt: skip
 CSV_COLUMNS = list(dict.fromkeys(SENTENCE_COLUMNS + SUMMARY_COLUMNS))
 
@@ -196,6 +199,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "rating": s["rating"]["label"],
         "rating_score": s["rating"]["score"],
         "rating_evidence": (s["rating"].get("evidence") or {}).get("text"),
+        **{f"field_{k}": (s.get("fields", {}).get(k) or {}).get("value") for k in FIELD_KEYS},
     }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from fintag.data.split import KINDS
+from fintag.data.split import FIELD_KEYS, KINDS
 from fintag.data.taxonomy import LANGS, RATING, SENTIMENT, TAXONOMY, THEMES, LabelGroup
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -82,6 +82,11 @@ class StatedRating(Evidence):
     )
 
 
+class HeaderField(BaseModel):
+    value: str = Field(description="the field's value as written after its key: '买入(维持)', '128元'")
+    index: int = Field(description="the unit's position among the report's units (sentences[index])")
+
+
 class ReportSummary(BaseModel):
     sentences: int = Field(description="units of kind sentence: the only ones the other figures count")
     kind_counts: dict[str, int]
@@ -96,6 +101,10 @@ class ReportSummary(BaseModel):
     )
     theme_sentiment_index: dict[ThemeLabel, float | None]
     evidence: dict[str, list[Evidence]]
+    fields: dict[Literal[FIELD_KEYS], HeaderField] = Field(  # type: ignore[valid-type]
+        description="the report's header fields (units of kind field), the first of each key: "
+        + ", ".join(FIELD_KEYS)
+    )
 
 
 class TagReportResponse(BaseModel):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fintag.data.dedup import NEAR_DUP_THRESHOLD, jaccard
-from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND, field_key
+from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND, field_key, field_value
 from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING, SENTIMENT, THEMES
 
 EVIDENCE_PER_LABEL = 3
@@ -145,6 +145,11 @@ def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
         evidence[f"sentiment:{label}"] = _evidence(hits, lambda s: s["sentiment"]["score"], brief)
     for t, hits in by_theme.items():
         evidence[f"themes:{t}"] = _evidence(hits, lambda s, t=t: s["themes"]["scores"][t], brief)
+    fields: dict[str, dict[str, Any]] = {}
+    for i, u in enumerate(units):
+        found = field_value(u["text"]) if u.get("kind") == "field" else None
+        if found and found[0] not in fields:  # the header's, the first of each key
+            fields[found[0]] = {"value": found[1], "index": i}
     return {
         "sentences": n,
         "kind_counts": {kind: sum(s.get("kind", SUMMARY_KIND) == kind for s in units) for kind in KINDS},
@@ -159,4 +164,5 @@ def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
         "theme_share": {t: round(len(h) / n, 4) if n else None for t, h in by_theme.items()},
         "theme_sentiment_index": {t: _index(h) for t, h in by_theme.items()},
         "evidence": evidence,
+        "fields": fields,
     }

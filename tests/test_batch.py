@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fintag.data.reader import read_report
-from fintag.data.split import segment
+from fintag.data.split import FIELD_KEYS, segment
 from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
 from fintag.serve.batch import tag_main
 from fintag.serve.outputs import CSV_COLUMNS, SUMMARY_COLUMNS
@@ -214,6 +214,8 @@ def test_csv_matches_jsonl(tmp_path, report_dir, tiny_checkpoint_dir):
                 assert row[f"{t}_sentiment_index"] == ("" if index is None else str(index))
             evidence = s["rating"]["evidence"]
             assert row["rating_evidence"] == ("" if evidence is None else evidence["text"])
+            for key in FIELD_KEYS:
+                assert row[f"field_{key}"] == (s["fields"].get(key) or {}).get("value", "")
     # --summary_only: the summary rows with the summary columns only, the same values.
     brief = tmp_path / "brief.csv"
     assert _tag(report_dir, *common, "--out", brief, "--summary_only") == 0

@@ -255,6 +255,12 @@ def test_the_header_rating_field_comes_before_any_sentence_and_a_previous_rating
         "可比公司中微公司、拓荆科技我们均给予买入评级。": ("buy", False),
     }
     assert summary["sentences"] == 2 and summary["kind_counts"]["field"] == 3
+    # The header's fields, by key: the previous rating and the target price included.
+    assert summary["fields"] == {
+        "rating": {"value": "持有(下调)", "index": 0},
+        "previous_rating": {"value": "买入", "index": 1},
+        "target_price": {"value": "52.00元", "index": 2},
+    }
     # Without the header field the best sentence states it; a previous rating alone states nothing.
     assert summarize(units[1:])["rating"]["label"] == "buy"
     assert summarize(units[3:])["rating"]["evidence"]["text"].startswith("可比公司")
