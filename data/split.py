@@ -134,12 +134,13 @@ _DISCLAIMER_SECTION_RE = re.compile(
     rf"{_LEGAL}(?:\s*(?:及|与|和|、|&|and)\s*{_LEGAL})*|{_BROKER}投资评级)\s*[】\])）]?\s*[:：]?$",
     re.IGNORECASE,
 )
-# A field of the header: a short `key: value` line, or `【key】value`, whose key is the rating (评级; 評等 in
-# Taiwan), the previous rating, the target price, the share price, the market value or the date.
-# `field_value` says which and what; the keys are `FIELD_KEYS`.
+# A field of the header: a short `key: value` line, or `【key】value`, whose key is the company's or the
+# industry's rating (评级; 評等 in Taiwan), the previous rating, the target price, the share price, the
+# market value or the date. `field_value` says which and what; the keys are `FIELD_KEYS`.
 _FIELD_KEYS = {
     "previous_rating": PREVIOUS_RATING_WORDS,
-    "rating": r"(?:公司|股票|行业)?(?:投资)?评[级等]|投资建议|(?:Investment|Stock|Industry|Sector)?\s*Rating",
+    "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
+    "rating": r"(?:公司|股票)?(?:投资)?评[级等]|投资建议|(?:Investment|Stock)?\s*Rating",
     "target_price": r"(?:(?:6|12|六|十二)个月)?目标价(?:格)?|合理价值|(?:12-month\s+)?Target\s+price|"
     r"Price\s+target|TP",
     "price": r"(?:当前|最新|收盘)(?:股)?价(?:格)?|股价|(?:Current|Last|Closing)\s+price",
@@ -147,7 +148,7 @@ _FIELD_KEYS = {
     "date": r"(?:报告|发布)?日期|(?:Report\s+)?Date",
 }
 FIELD_KEYS = tuple(_FIELD_KEYS)
-RATING_FIELD_KEYS = ("rating", "previous_rating")  # the others' values need a number
+RATING_FIELD_KEYS = ("industry_rating", "rating", "previous_rating")  # the others' values need a number
 _FIELD_RE = re.compile(
     r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")\s*"
     r"(?:[】\]]\s*[:：]?|[:：])\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",

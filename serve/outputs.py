@@ -199,7 +199,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "rating": s["rating"]["label"],
         "rating_score": s["rating"]["score"],
         "rating_evidence": (s["rating"].get("evidence") or {}).get("text"),
-        **{f"field_{k}": (s.get("fields", {}).get(k) or {}).get("value") for k in FIELD_KEYS},
+        **{f"field_{k}": (s["fields"].get(k) or {}).get("value") for k in FIELD_KEYS},
     }
 
 

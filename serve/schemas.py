@@ -83,7 +83,10 @@ class StatedRating(Evidence):
 
 
 class HeaderField(BaseModel):
-    value: str = Field(description="the field's value as written after its key: '买入(维持)', '128元'")
+    value: str = Field(
+        description="the field's value after its key, normalised as the model read it (half-width, "
+        "simplified): '买入(维持)', '128元'"
+    )
     index: int = Field(description="the unit's position among the report's units (sentences[index])")
 
 

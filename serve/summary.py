@@ -21,7 +21,8 @@ EVIDENCE_PER_LABEL = 3
 # The stated rating: among the units that state one with a probability of at least `RATING_FLOOR` (all of
 # them when none does), the highest-scoring one of the best tier present:
 #   0  the header's rating field ("投资评级:买入(维持)", "Rating: BUY");
-#   1  the header's industry rating field ("行业评级:强于大市"), when the company's is not there;
+#   1  the header's industry rating field ("行业评级:强于大市", `industry_rating`), when the company's is
+#      not there;
 #   2  a title or sentence with a rating action ("维持买入评级", "评级上调至买入", "We maintain Hold"),
 #      whatever else it names ("参考可比公司估值,给予30倍PE,维持买入评级");
 #   3  any other title or sentence ("给予公司买入评级");
@@ -30,6 +31,7 @@ EVIDENCE_PER_LABEL = 3
 # A previous-rating field ("上次评级:买入", `PREVIOUS_TIER`) is listed in `ratings_stated` but never the
 # stated rating; a field of another key ("目标价:48.5元") states no rating, whatever its labels.
 PREVIOUS_TIER = 5
+_FIELD_TIERS = {"rating": 0, "industry_rating": 1, "previous_rating": PREVIOUS_TIER}
 RATING_FLOOR = 0.5
 _PREVIOUS_RE = re.compile(
     rf"{PREVIOUS_RATING_WORDS}|此前(?:给予|维持)|previous(?:ly)?\s+rated|(?:was|were)\s+(?:previously\s+)?rated",
@@ -44,15 +46,18 @@ _ACTION_RE = re.compile(
 )
 
 
+def _read(unit: dict[str, Any]) -> str:
+    """The text the markers are read in: normalised, as the splitter classified it (a traditional report's
+    "投資評等:買進" is "投资评等:买进" there), or the text where a unit has no normalised form."""
+    return unit.get("text_normalized") or unit["text"]
+
+
 def rating_tier(unit: dict[str, Any]) -> int | None:
     """The tier of a unit's stated rating (lower first; `PREVIOUS_TIER`: a previous rating), or None when
     the unit cannot state the report's rating (a field that is not a rating)."""
-    text = unit["text"]
+    text = _read(unit)
     if unit.get("kind") == "field":
-        key = field_key(text)
-        if key == "rating":
-            return 1 if "行业" in text or "industry" in text.lower() or "sector" in text.lower() else 0
-        return PREVIOUS_TIER if key == "previous_rating" else None
+        return _FIELD_TIERS.get(field_key(text))
     if _ACTION_RE.search(text):
         return 2
     return 4 if _PREVIOUS_RE.search(text) or _PEER_RE.search(text) else 3
@@ -62,8 +67,9 @@ def is_previous(unit: dict[str, Any]) -> bool:
     """Whether a unit states a previous rating: a previous-rating field, or a sentence that names one and
     no rating action ("原评级:增持" inside "评级上调至买入(原评级:增持)" is not)."""
     if unit.get("kind") == "field":
-        return field_key(unit["text"]) == "previous_rating"
-    return _PREVIOUS_RE.search(unit["text"]) is not None and not _ACTION_RE.search(unit["text"])
+        return field_key(_read(unit)) == "previous_rating"
+    text = _read(unit)
+    return _PREVIOUS_RE.search(text) is not None and not _ACTION_RE.search(text)
 
 
 Brief = Callable[[dict[str, Any], float], dict[str, Any]]
@@ -117,19 +123,19 @@ def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
     brief = _briefs(units)
     sentences = [s for s in units if s.get("kind", SUMMARY_KIND) == SUMMARY_KIND]
     n = len(sentences)
-    rated = [
-        s
+    tiers = {
+        id(s): rating_tier(s)
         for s in units
-        if s.get("kind", SUMMARY_KIND) in RATING_KINDS
-        and s["rating"]["label"] != RATING.default
-        and rating_tier(s) is not None
-    ]
-    rated.sort(key=lambda s: s["rating"]["score"], reverse=True)
+        if s.get("kind", SUMMARY_KIND) in RATING_KINDS and s["rating"]["label"] != RATING.default
+    }
+    rated = sorted(
+        (s for s in units if tiers.get(id(s)) is not None), key=lambda s: s["rating"]["score"], reverse=True
+    )
     rating: dict[str, Any] = {"label": RATING.default, "score": None, "evidence": None}
-    current = [s for s in rated if rating_tier(s) != PREVIOUS_TIER]
+    current = [s for s in rated if tiers[id(s)] != PREVIOUS_TIER]
     current = [s for s in current if s["rating"]["score"] >= RATING_FLOOR] or current
     if current:
-        top = min(current, key=lambda s: (rating_tier(s), -s["rating"]["score"]))
+        top = min(current, key=lambda s: (tiers[id(s)], -s["rating"]["score"]))
         rating = {
             "label": top["rating"]["label"],
             "score": top["rating"]["score"],
@@ -147,7 +153,7 @@ def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
         evidence[f"themes:{t}"] = _evidence(hits, lambda s, t=t: s["themes"]["scores"][t], brief)
     fields: dict[str, dict[str, Any]] = {}
     for i, u in enumerate(units):
-        found = field_value(u["text"]) if u.get("kind") == "field" else None
+        found = field_value(_read(u)) if u.get("kind") == "field" else None
         if found and found[0] not in fields:  # the header's, the first of each key
             fields[found[0]] = {"value": found[1], "index": i}
     return {

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from fintag.cli.commands import COMMANDS
 from fintag.cli.main import main
+from fintag.data.normalize import normalize_text
 from fintag.data.reader import read_report
-from fintag.data.split import KINDS, SUMMARY_KIND, segment
+from fintag.data.split import KINDS, SUMMARY_KIND, field_key, segment
 from fintag.serve.batch import tag_main
 from fintag.serve.summary import summarize
 
@@ -334,6 +335,25 @@ def test_a_rating_action_outranks_a_named_peer_or_previous_rating(units, stated)
     assert not summary["ratings_stated"][0]["previous"]
 
 
+def test_a_traditional_reports_fields_and_markers_are_read_in_its_normalised_text():
+    """Units keep the text as written (投資評等, 目標價); the splitter classified them on the normalised
+    text, and the summary reads its markers there too."""
+    written = ["投資評等:買進(維持)", "目標價:1,500元", "我們維持買進評等,目標價上調至1,500元。"]
+    units = [
+        {**_unit(text, kind, label, score), "text_normalized": normalize_text(text)}
+        for text, kind, label, score in zip(
+            written, ("field", "field", "sentence"), ("buy", "none", "buy"), (0.8, 0.9, 0.99)
+        )
+    ]
+    assert [u.kind for u in segment("\n".join(written)).sentences] == ["field", "field", "sentence"]
+    summary = summarize(units)
+    assert summary["rating"]["evidence"]["text"] == "投資評等:買進(維持)"  # the field, over a 0.99 sentence
+    assert summary["fields"] == {
+        "rating": {"value": "买进(维持)", "index": 0},
+        "target_price": {"value": "1,500元", "index": 1},
+    }
+
+
 def test_the_companys_rating_field_comes_before_the_industrys():
     units = [
         _unit("行业评级:强于大市", "field", "outperform", 0.95),
@@ -341,6 +361,12 @@ def test_the_companys_rating_field_comes_before_the_industrys():
     ]
     assert summarize(units)["rating"]["label"] == "buy"
     assert summarize(units[:1])["rating"]["label"] == "outperform"
+    assert summarize(units)["fields"] == {
+        "industry_rating": {"value": "强于大市", "index": 0},
+        "rating": {"value": "买入", "index": 1},
+    }
+    assert field_key("Sector Rating: Overweight") == "industry_rating"
+    assert field_key("Stock Rating: Buy") == field_key("Rating: BUY") == "rating"
 
 
 def test_a_header_line_states_the_rating_but_counts_in_no_share():
