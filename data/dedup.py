@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -25,24 +26,49 @@ def jaccard(a: str, b: str) -> float:
     return len(ga & gb) / len(ga | gb)
 
 
+# Rows of the similarity product computed at once: memory stays ~ROW_BLOCK x len(texts) whatever the count
+# (a million-character report has ~20,000 sentences; their full product would not fit).
+ROW_BLOCK = 256
+
+
 def near_duplicate_pairs(
     texts: Sequence[str], threshold: float = NEAR_DUP_THRESHOLD
 ) -> list[tuple[int, int, float]]:
-    """All pairs (i, j, similarity) with i < j whose character-bigram Jaccard exceeds `threshold`."""
+    """All pairs (i, j, similarity) with i < j whose character-bigram Jaccard exceeds `threshold`, sorted."""
     if len(texts) < 2:
         return []
     import numpy as np
-    from scipy import sparse
     from sklearn.feature_extraction.text import CountVectorizer
 
     vec = CountVectorizer(analyzer=lambda t: list(bigrams(t)), binary=True, lowercase=False)
-    x = vec.fit_transform(texts).astype(np.int32)
+    x = vec.fit_transform(texts).astype(np.int32).tocsr()
     sizes = np.asarray(x.sum(axis=1)).ravel()
-    inter = sparse.triu(x @ x.T, k=1).tocoo()
-    union = sizes[inter.row] + sizes[inter.col] - inter.data
-    sim = inter.data / np.maximum(union, 1)
-    keep = sim > threshold
-    return [(int(i), int(j), float(s)) for i, j, s in zip(inter.row[keep], inter.col[keep], sim[keep])]
+    xt = x.T.tocsc()
+    out: list[tuple[int, int, float]] = []
+    for r0 in range(0, len(texts), ROW_BLOCK):
+        inter = (x[r0 : r0 + ROW_BLOCK] @ xt).tocoo()
+        rows = inter.row + r0
+        upper = inter.col > rows
+        rows, cols, common = rows[upper], inter.col[upper], inter.data[upper]
+        sim = common / np.maximum(sizes[rows] + sizes[cols] - common, 1)
+        keep = sim > threshold
+        out += [(int(i), int(j), float(v)) for i, j, v in zip(rows[keep], cols[keep], sim[keep])]
+    return sorted(out)
+
+
+_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def restatements(texts: Sequence[str], threshold: float = NEAR_DUP_THRESHOLD) -> dict[int, int]:
+    """For each text that restates an earlier one, the index of the first it restates: near-duplicate text
+    (`near_duplicate_pairs`) with the same numbers in the same order, so "综上,公司营收同比增长30%" restates
+    "公司营收同比增长30%" and "2024年营收同比增长30%" does not restate "2025年营收同比增长30%"."""
+    numbers = [_NUMBER_RE.findall(unicodedata.normalize("NFKC", t)) for t in texts]
+    found: dict[int, int] = {}
+    for i, j, _ in near_duplicate_pairs(texts, threshold):
+        if numbers[i] == numbers[j]:
+            found.setdefault(j, i)
+    return found
 
 
 def duplicate_clusters(texts: Sequence[str], threshold: float = NEAR_DUP_THRESHOLD) -> list[int]:

@@ -4,7 +4,8 @@
 break every line at the column), cuts it into units (lines, sentences, bullets), and classifies
 each unit once, here and nowhere else: `drop_reason` drops what is not text at all (tables of numbers,
 page debris, menu lines; counted), `unit_kind` gives every kept unit one of `KINDS`. Each kept unit
-carries its offsets in the original text and a stable id (a hash of its normalised text).
+carries its offsets in the original text and a stable id (a hash of its normalised text); `Segmentation.title`
+says which unit is the report's title, if one is.
 
 Dataset building, batch tagging and the server all call `segment`; summaries and the stated rating read
 only the units of kind `SUMMARY_KIND`.
@@ -186,10 +187,17 @@ class Sentence:
     lang: str
 
 
+@dataclass(frozen=True)
+class Title:
+    index: int  # the first unit of the title's line, in `Segmentation.sentences`
+    text: str  # the line as written, its markdown ("# ", "**") left out
+
+
 @dataclass
 class Segmentation:
     sentences: list[Sentence]
     dropped: Counter[str] = field(default_factory=Counter)
+    title: Title | None = None  # the report's title, if it has one (`TITLE_SEARCH`)
 
 
 def sentence_id(normalized_text: str) -> str:
@@ -468,6 +476,36 @@ def unit_kind(unit: str, layout: str, section: _Section) -> str:
     return "sentence"
 
 
+# The report's title: the line that starts one of its first `TITLE_SEARCH` kept units (a title or a
+# sentence), when it has no end punctuation ("中芯国际(688981)三季报点评:产能利用率维持高位"; an
+# English title's "; maintain Outperform" is cut off as a unit but stays in the title) and weighs
+# `_TITLE_WEIGHT` (not a section heading "投资要点", "AI智能总结"); a sentence before it that ends like
+# one means the text has begun and there is no title.
+TITLE_SEARCH = 3
+_TITLE_WEIGHT = (6.0, 80.0)
+
+
+def _title_line(text: str, start: int, kind: str) -> tuple[int, int] | bool | None:
+    """The span of the title in the normalised `text` if the unit starting at `start` begins it, False if
+    the search stops here (the text has begun), None to look at the next unit."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    line_end = len(text) if line_end < 0 else line_end
+    line = text[line_start:line_end]
+    core = line.strip().strip("#*_ ").strip()
+    if (
+        kind in ("sentence", "heading")
+        and not text[line_start:start].strip("#*_ \t")
+        and _TITLE_WEIGHT[0] <= _weight(core) <= _TITLE_WEIGHT[1]
+        and not ends_sentence(core)
+        and not any(ch in core for ch in "。!?！？")
+        and not core.endswith((":", "："))
+    ):
+        at = line_start + line.index(core)
+        return at, at + len(core)
+    return False if kind == "sentence" else None
+
+
 def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool = False) -> Segmentation:
     """Normalise and split a report; see the module docstring.
 
@@ -476,12 +514,19 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
     norm = normalized if normalized is not None else normalize(raw_text)
     result = Segmentation(sentences=[])
     section = _Section()
+    searching = True
     for start, end, layout, unit in _line_units(norm.text) if by_line else _units(norm.text):
         reason = None if by_line else drop_reason(unit)
         if reason:
             result.dropped[reason] += 1
             continue
         kind = unit_kind(unit, layout, section)
+        if searching and len(result.sentences) < TITLE_SEARCH:
+            span = _title_line(norm.text, start, kind)
+            if span:
+                t_start, t_end = norm.original_span(*span)
+                result.title = Title(index=len(result.sentences), text=norm.original[t_start:t_end])
+            searching = span is None
         o_start, o_end = norm.original_span(start, end)
         original = norm.original[o_start:o_end]
         result.sentences.append(

@@ -4,7 +4,8 @@ Formats (one record per line in both):
 - JSONL (default): `{"type": "sentence", ...}` per sentence and, after a report's sentences, one
   `{"type": "summary", ...}` record per report.
 - CSV: one file with a `type` column. Sentence rows fill the columns of `SENTENCE_COLUMNS`; summary rows
-  fill those of `SUMMARY_COLUMNS` (`sentences` = count, `<label>_sentences` = sentences of each
+  fill those of `SUMMARY_COLUMNS` (`title` = the report's title line, `sentences` = count, `restated` =
+  how many of them restate an earlier one and are not counted again, `<label>_sentences` = sentences of each
   sentiment, `themes` = themes found in the report, `<theme>_share` = share of its sentences with that
   theme, `<theme>_sentiment_index` = the sentiment index of those sentences, `rating` = the report's stated
   rating and `rating_evidence` the sentence that states it, `field_<key>` = the header's fields (target
@@ -156,7 +157,8 @@ SENTENCE_COLUMNS = [
     "rating", "rating_score",
 ]  # fmt: skip
 SUMMARY_COLUMNS = [
-    "type", "report_id", "path", "encoding", "sentences", *[f"{s}_sentences" for s in SENTIMENT.labels],
+    "type", "report_id", "path", "encoding", "title", "sentences", "restated",
+    *[f"{s}_sentences" for s in SENTIMENT.labels],
     "sentiment_index", "themes", *[f"{t}_share" for t in THEMES.labels],
     *[f"{t}_sentiment_index" for t in THEMES.labels], "rating", "rating_score", "rating_evidence",
     *[f"field_{k}" for k in FIELD_KEYS],
@@ -190,7 +192,9 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     return {
         **base,
         "encoding": record["encoding"],
+        "title": (s["title"] or {}).get("text"),
         "sentences": s["sentences"],
+        "restated": len(s["restated"]),
         **{f"{label}_sentences": s["sentiment_counts"][label] for label in SENTIMENT.labels},
         "sentiment_index": s["sentiment_index"],
         "themes": ";".join(t for t in THEMES.labels if (s["theme_share"][t] or 0.0) > 0),

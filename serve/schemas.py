@@ -90,17 +90,31 @@ class HeaderField(BaseModel):
     index: int = Field(description="the unit's position among the report's units (sentences[index])")
 
 
+class ReportTitle(BaseModel):
+    text: str = Field(description="the title line as written, its markdown left out")
+    index: int = Field(description="the position of the title line's first unit (sentences[index])")
+
+
 class ReportSummary(BaseModel):
+    title: ReportTitle | None = Field(
+        description="the report's title: its first line when that reads as one (no end punctuation, not a "
+        "section heading such as 投资要点); null when the text begins without one"
+    )
     sentences: int = Field(description="units of kind sentence: the only ones the other figures count")
+    restated: list[int] = Field(
+        description="positions (sentences[index]) of sentences that restate an earlier one (near-duplicate "
+        "text, the same numbers): counted once, so left out of the counts, shares, indices and evidence"
+    )
     kind_counts: dict[str, int]
     rating: RatingSummary
     ratings_stated: list[StatedRating]
-    sentiment_counts: dict[SentimentLabel, int]
+    sentiment_counts: dict[SentimentLabel, int] = Field(description="counted sentences of each sentiment")
     sentiment_index: float | None = Field(
-        description="(positive - negative) / sentences; null when there is no sentence"
+        description="(positive - negative) / counted sentences (sentences - restated); null when there is "
+        "no sentence"
     )
     theme_share: dict[ThemeLabel, float | None] = Field(
-        description="share of sentences carrying each theme; null when there is no sentence"
+        description="share of the counted sentences carrying each theme; null when there is no sentence"
     )
     theme_sentiment_index: dict[ThemeLabel, float | None]
     evidence: dict[str, list[Evidence]]

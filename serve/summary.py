@@ -1,6 +1,8 @@
-"""Per-report summary of tagged sentences: stated rating, theme shares, sentiment index, evidence.
+"""Per-report summary of tagged sentences: title, stated rating, theme shares, sentiment index, evidence.
 
-Only units of kind `SUMMARY_KIND` ("sentence") count in the shares and indices; the stated rating is read
+Only units of kind `SUMMARY_KIND` ("sentence") count in the shares and indices, each statement once: a
+sentence that restates an earlier one (a summary paragraph repeated in the body, `restatements`) is listed
+in `restated` and counted nowhere else; the stated rating is read
 from `RATING_KINDS` (sentences, titles and the header's rating field "【投资评级】买入(维持)", which comes
 first: `rating_tier`). Table rows, contact lines and disclaimers (a rating scale's "买入:预期未来6个月..."
 among them) are never the stated rating."""
@@ -11,8 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fintag.data.dedup import NEAR_DUP_THRESHOLD, jaccard
-from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND, field_key, field_value
+from fintag.data.dedup import restatements
+from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND, Title, field_key, field_value
 from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING, SENTIMENT, THEMES
 
 EVIDENCE_PER_LABEL = 3
@@ -95,16 +97,8 @@ def _briefs(units: list[dict[str, Any]]) -> Brief:
 def _evidence(
     hits: list[dict[str, Any]], score: Callable[[dict[str, Any]], float], brief: Brief
 ) -> list[dict[str, Any]]:
-    """The `EVIDENCE_PER_LABEL` highest-scoring sentences, a sentence that repeats one already chosen (a
-    summary paragraph restated in the body, "综上," before it) left out: the same near-duplicate rule as the
-    dataset's (`fintag.data.dedup`)."""
-    chosen: list[dict[str, Any]] = []
-    for s in sorted(hits, key=score, reverse=True):
-        if all(jaccard(s["text"], c["text"]) <= NEAR_DUP_THRESHOLD for c in chosen):
-            chosen.append(s)
-            if len(chosen) == EVIDENCE_PER_LABEL:
-                break
-    return [brief(s, score(s)) for s in chosen]
+    """The `EVIDENCE_PER_LABEL` highest-scoring of `hits`."""
+    return [brief(s, score(s)) for s in sorted(hits, key=score, reverse=True)[:EVIDENCE_PER_LABEL]]
 
 
 def _index(sentences: list[dict[str, Any]]) -> float | None:
@@ -115,13 +109,17 @@ def _index(sentences: list[dict[str, Any]]) -> float | None:
     return round((pos - neg) / len(sentences), 4)
 
 
-def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
-    """Summary of one report's tagged units (each with text, offsets, kind and labels); `sentences` and
-    every share or index count the units of kind "sentence" only (None when there is none), the stated
-    rating reads sentences, titles and the header's rating field (`rating_tier`), `kind_counts` counts all
-    units, and evidence gives each unit's position among `units` (`index`)."""
+def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[str, Any]:
+    """Summary of one report's tagged units (each with text, offsets, kind and labels) and its title (the
+    splitter's `Segmentation.title`); `sentences` counts the units of kind "sentence", every share, index
+    and evidence list counts them each statement once (`restated` lists the repeats; None when there is no
+    sentence), the stated rating reads sentences, titles and the header's rating field (`rating_tier`),
+    `kind_counts` counts all units, and evidence gives each unit's position among `units` (`index`)."""
     brief = _briefs(units)
-    sentences = [s for s in units if s.get("kind", SUMMARY_KIND) == SUMMARY_KIND]
+    where = [i for i, s in enumerate(units) if s.get("kind", SUMMARY_KIND) == SUMMARY_KIND]
+    repeats = restatements([_read(units[i]) for i in where])
+    restated = [where[j] for j in sorted(repeats)]
+    sentences = [units[i] for k, i in enumerate(where) if k not in repeats]
     n = len(sentences)
     tiers = {
         id(s): rating_tier(s)
@@ -157,7 +155,9 @@ def summarize(units: list[dict[str, Any]]) -> dict[str, Any]:
         if found and found[0] not in fields:  # the header's, the first of each key
             fields[found[0]] = {"value": found[1], "index": i}
     return {
-        "sentences": n,
+        "title": {"text": title.text, "index": title.index} if title else None,
+        "sentences": len(where),
+        "restated": restated,
         "kind_counts": {kind: sum(s.get("kind", SUMMARY_KIND) == kind for s in units) for kind in KINDS},
         "rating": rating,
         "ratings_stated": [

@@ -169,15 +169,14 @@ class Tagger:
         """Tag several (report_id, text) pairs in one batched pass; one result per report.
 
         `by_line`: every non-empty line is one sentence, not split further (`segment(by_line=True)`)."""
-        split = [(rid, segment(text, by_line=by_line).sentences) for rid, text in reports]
-        flat = [s for _, sents in split for s in sents]
-        tagged = self.tag_sentences(flat)
+        split = [(rid, segment(text, by_line=by_line)) for rid, text in reports]
+        tagged = self.tag_sentences([s for _, seg in split for s in seg.sentences])
         out: list[dict[str, Any]] = []
         k = 0
-        for rid, sents in split:
-            mine = tagged[k : k + len(sents)]
-            k += len(sents)
-            out.append({"report_id": rid, "sentences": mine, "summary": summarize(mine)})
+        for rid, seg in split:
+            mine = tagged[k : k + len(seg.sentences)]
+            k += len(seg.sentences)
+            out.append({"report_id": rid, "sentences": mine, "summary": summarize(mine, seg.title)})
         return out
 
     def tag_report(self, text: str, report_id: str = "report") -> dict[str, Any]:

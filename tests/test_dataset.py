@@ -5,7 +5,7 @@ import stat
 
 import pytest
 from fintag.data.build import SPLITS, BuildConfig, BuildError, build, load_split
-from fintag.data.dedup import jaccard, near_duplicate_pairs
+from fintag.data.dedup import jaccard, near_duplicate_pairs, restatements
 from fintag.data.stats import TARGETS, compute_stats, unmet_targets
 from fintag.data.taxonomy import TAXONOMY
 from fintag.data.validate import validate_file
@@ -67,6 +67,24 @@ def test_near_duplicate_detection():
     c = "小马智行、文远知行已在港交所成功上市。"
     assert jaccard(a, b) > 0.8
     assert [(i, j) for i, j, _ in near_duplicate_pairs([a, c, b])] == [(0, 2)]
+    # The same text with the same numbers restates; other numbers (24% and 25%) do not.
+    assert restatements([a, c, b, "综上," + a, a]) == {3: 0, 4: 0}
+
+
+def test_near_duplicates_are_found_alike_in_blocks_of_rows(monkeypatch):
+    """The product is computed ROW_BLOCK rows at a time (memory bounded for huge reports): blocks of 3 find
+    the pairs that one block finds, across block edges too."""
+    from fintag.data import dedup
+
+    base = [
+        "公司三季度实现营收23.8亿美元,同比增长18.2%,超出市场预期。",
+        "国产算力份额持续提升,寒武纪出货量大增。",
+    ]
+    texts = [base[k % 2] + "。" * (k // 4) for k in range(11)] + ["无关的一句话,讲的是消费电子需求疲软。"]
+    whole = near_duplicate_pairs(texts)
+    monkeypatch.setattr(dedup, "ROW_BLOCK", 3)
+    assert near_duplicate_pairs(texts) == whole
+    assert len(whole) == 2 * (6 * 5 // 2) - 5  # pairs within each of the two groups (6 and 5 texts)
 
 
 def test_unlabeled_report_sentence_fails_the_build(tmp_path):

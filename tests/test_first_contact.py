@@ -573,20 +573,47 @@ def test_report_ids_are_unique_per_path():
     assert len(set(ids.values())) == len(paths)
 
 
-def test_evidence_leaves_out_a_restated_sentence():
-    """A summary paragraph restated in the body ("综上," before it) is one piece of evidence, not two; the
-    shares still count every sentence."""
+def test_a_restated_sentence_counts_once_in_shares_indices_and_evidence():
+    """A summary paragraph restated in the body ("综上," before it) is one statement: listed in `restated`,
+    counted once in the counts, shares and indices, one piece of evidence; a sentence like it with other
+    numbers is a statement of its own."""
+    from fintag.serve.schemas import ReportSummary
+
     view = "我们仍长期看好算力板块,重点推荐光通信龙头中际旭创、新易盛。"
     units = [
         _unit(view, "sentence", "none", 0.9, "positive"),
         _unit("综上," + view, "sentence", "none", 0.9, "positive"),
+        _unit(view, "heading", "none", 0.9, "positive"),  # not a sentence: neither counted nor restated
         _unit(view, "sentence", "none", 0.9, "positive"),
         _unit("海外云厂商资本开支同比增长60%。", "sentence", "none", 0.9, "positive"),
+        _unit("海外云厂商资本开支同比增长45%。", "sentence", "none", 0.9, "positive"),
+        _unit("公司毛利率同比下降3个百分点。", "sentence", "none", 0.9, "negative"),
     ]
-    units[3]["sentiment"]["score"] = 0.5
+    units[4]["sentiment"]["score"] = 0.5
+    units[6]["themes"]["labels"] = []
     summary = summarize(units)
+    assert summary["sentences"] == 6 and summary["restated"] == [1, 3]
     texts = [e["text"] for e in summary["evidence"]["sentiment:positive"]]
-    assert texts == [units[0]["text"], units[3]["text"]]
-    assert [e["index"] for e in summary["evidence"]["sentiment:positive"]] == [0, 3]
-    assert [e["text"] for e in summary["evidence"]["themes:compute"]] == texts
-    assert summary["sentiment_counts"]["positive"] == 4 and summary["theme_share"]["compute"] == 1.0
+    assert texts == [units[0]["text"], units[5]["text"], units[4]["text"]]
+    assert [e["index"] for e in summary["evidence"]["sentiment:positive"]] == [0, 5, 4]
+    assert summary["sentiment_counts"] == {"positive": 3, "neutral": 0, "negative": 1}
+    assert summary["sentiment_index"] == 0.5 and summary["theme_share"]["compute"] == 0.75
+    assert ReportSummary.model_validate(summary).restated == [1, 3]
+
+
+def test_the_summary_gives_the_reports_title_line(tmp_path, tiny_checkpoint_dir):
+    """`fintag tag` puts the report's first line in the summary when it reads as a title, as written
+    (traditional stays traditional), with the position of its first unit; CSV has it as `title`."""
+    report = tmp_path / "r.txt"
+    report.write_text(
+        "台積電(2330 TT):AI需求強勁,上調目標價\n投資評等:買進(維持)\n\n第三季營收季增10.1%,優於財測上緣。\n",
+        encoding="utf-8",
+    )
+    untitled = tmp_path / "u.txt"
+    untitled.write_text("投资要点\n公司三季度营收同比增长18%。\n算力需求旺盛。\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    assert tag_main([str(report), str(untitled), "--model", str(tiny_checkpoint_dir), "--out", str(out)]) == 0
+    rows = csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig")))
+    rows = [r for r in rows if r["type"] == "summary"]
+    assert [r["title"] for r in rows] == ["台積電(2330 TT):AI需求強勁,上調目標價", ""]
+    assert [r["restated"] for r in rows] == ["0", "0"]

@@ -190,6 +190,14 @@ def test_pasting_report_003_shows_its_sentences_labels_and_outperform(page, serv
     evidence = page.locator('[data-testid="sentence"][data-evidence="true"]')
     assert evidence.count() == 1 and "优于大市" in evidence.inner_text()
     assert evidence.get_attribute("data-rating") == "outperform"
+    # The title line; 003 restates two sentences, which the charts count once, as the summary does.
+    assert page.get_by_test_id("report-name").inner_text() == expected["summary"]["title"]["text"]
+    restated = expected["summary"]["restated"]
+    assert len(restated) == 2
+    assert page.get_by_test_id("report-restated").inner_text().startswith("2 sentence(s)")
+    counts = page.get_by_test_id("chart-sentiment").locator("text.value").all_text_contents()
+    assert counts == [str(expected["summary"]["sentiment_counts"][k]) for k in SENTIMENT.labels]
+    assert sum(map(int, counts)) == expected["summary"]["sentences"] - 2
     # Scores on hover, charts drawn.
     assert "sentiment: " in sentences.first.get_attribute("title")
     for chart in ("chart-sentiment", "chart-themes", "chart-index"):

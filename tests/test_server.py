@@ -142,7 +142,9 @@ def test_tag_list_returns_a_list_in_order(client, tagger, sentences):
 
 
 def test_tag_report_matches_tagger_tag_report(client, tagger, sentences):
-    text = "\n".join(sentences[20:30])
+    title = "中芯国际(688981)三季报点评:产能利用率维持高位"
+    restated = "综上,公司三季度营收同比增长18%,产能利用率提升至95%。"
+    text = "\n".join([title, restated[3:], *sentences[20:30], restated])
     response = client.post("/v1/tag-report", json={"text": text, "report_id": "r-1"})
     assert response.status_code == 200
     got = response.json()
@@ -157,6 +159,8 @@ def test_tag_report_matches_tagger_tag_report(client, tagger, sentences):
     assert got["summary"]["sentences"] == sum(s["kind"] == "sentence" for s in want["sentences"])
     assert got["summary"] == want["summary"]
     assert got["summary"]["rating"]["label"] == want["summary"]["rating"]["label"]
+    assert got["summary"]["title"] == {"text": title, "index": 0}
+    assert got["summary"]["restated"] == [len(got["sentences"]) - 1]
     assert set(got["summary"]["theme_share"]) == set(THEMES.labels)
 
 

@@ -1,3 +1,4 @@
+import pytest
 from fintag.data.split import drop_reason, segment, sentence_id, split_sentences
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -146,3 +147,35 @@ def test_by_line_gives_one_unit_per_non_empty_line_and_every_unit_a_kind(text):
     units = segment(text, by_line=True).sentences
     assert [u.text for u in units] == [ln.strip() for ln in normalize(text).text.split("\n") if ln.strip()]
     assert all(u.kind in KINDS for u in units)
+
+
+SMIC = "中芯国际(688981)三季报点评:产能利用率维持高位"
+CAMBRICON = "Cambricon (688256 CH): AI accelerators gain share; maintain Outperform"
+ETF = "ETF日报:若金价在短期出现调整,可以考虑逢低布局"
+SHANZHENG = "【山證通信】周跟蹤--字節跳動大幅催化算力產業鏈"
+
+
+@pytest.mark.parametrize(
+    ("text", "title", "index"),
+    [
+        (f"{SMIC}\n【投资评级】买入(维持)\n公司营收同比增长18%。", SMIC, 0),
+        ("# 港股互联网的变化与机会\n## AI 加速巨头提升商业化效率\n", "港股互联网的变化与机会", 0),
+        # An English title cut in two units at ";" is one title line.
+        (f"{CAMBRICON}\nRating: OUTPERFORM\n", CAMBRICON, 0),
+        # A short first line (a section heading, a site's tag) is not the title; the next line can be.
+        (f"国产算力\n{ETF}\n市场整体情绪回暖。", ETF, 1),
+        (f"  {SHANZHENG}  \n正文。", SHANZHENG, 0),
+        # Text that begins with a sentence has no title, even if a title-like line follows it.
+        ("AI智能总结\n节前受Deep Seek出圈影响,算力板块迎来巨震。\n行业周报:AI需求持续验证\n", None, None),
+        ("投资要点\n公司营收同比增长18%。", None, None),
+        ("行业动向:\n字节跳动资本开支大幅增加。", None, None),
+    ],
+)
+def test_the_reports_title_is_its_first_line_when_that_reads_as_one(text, title, index):
+    seg = segment(text)
+    assert (seg.title.text if seg.title else None) == title
+    assert (seg.title.index if seg.title else None) == index
+    if seg.title:
+        start = seg.sentences[seg.title.index].start
+        # As written, where its first unit starts.
+        assert text[start:].lstrip("#*_ ").startswith(seg.title.text)

@@ -125,6 +125,7 @@ def router(settings: ServerSettings) -> APIRouter:
             )
         tagged = sentence_results(split.sentences, await _submit(batcher, [s.text for s in split.sentences]))
         report_id = body.report_id or "report"
-        return json_response({"report_id": report_id, "sentences": tagged, "summary": summarize(tagged)})
+        summary = summarize(tagged, split.title)
+        return json_response({"report_id": report_id, "sentences": tagged, "summary": summary})
 
     return api

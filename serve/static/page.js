@@ -70,7 +70,8 @@ function reportDate(text) {
 }
 
 const groupLabels = (s, group) => Object.keys(s[group].scores);
-const isCounted = (s) => !s.kind || s.kind === "sentence";
+// Counted in the shares and indices: sentences, each statement once (the summary's `restated` repeats are not).
+const isSentence = (s) => !s.kind || s.kind === "sentence";
 
 // The labels shown: the analyst's correction when there is one, else the model's.
 function shown(report, i) {
@@ -92,7 +93,8 @@ function uncertainty(s) {
 }
 
 function stats(report) {
-  const rows = report.sentences.map((s, i) => ({ s, l: shown(report, i) })).filter((x) => isCounted(x.s));
+  const restated = new Set(report.summary.restated || []);
+  const rows = report.sentences.map((s, i) => ({ s, i, l: shown(report, i) })).filter((x) => isSentence(x.s) && !restated.has(x.i));
   const index = (xs) => xs.length
     ? (xs.filter((x) => x.l.sentiment === "positive").length - xs.filter((x) => x.l.sentiment === "negative").length) / xs.length
     : null;
@@ -202,6 +204,10 @@ function renderReports() {
 function renderSummary(report) {
   const st = stats(report);
   $("report-title").textContent = `${report.report_id}${report.date ? ` · ${report.date}` : ""} · ${report.summary.sentences} sentences of ${report.sentences.length} units`;
+  const name = report.summary.title;
+  $("report-name").textContent = name ? name.text : "(no title line)";
+  const repeats = (report.summary.restated || []).length;
+  $("report-restated").textContent = repeats ? `${repeats} sentence(s) restate an earlier one and are counted once.` : "";
   const rating = report.summary.rating;
   const badge = $("summary-rating");
   badge.textContent = rating.label;
