@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +36,11 @@ def jaccard(a: str, b: str) -> float:
 ROW_BLOCK = 256
 
 
-def near_duplicate_pairs(
-    texts: Sequence[str], threshold: float = NEAR_DUP_THRESHOLD
-) -> list[tuple[int, int, float]]:
-    """All pairs (i, j, similarity) with i < j whose character-bigram Jaccard exceeds `threshold`, sorted."""
-    if len(texts) < 2:
-        return []
+def _similar_pairs(
+    texts: Sequence[str], threshold: float
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(i, j, similarity) arrays of the pairs i < j whose bigram Jaccard exceeds `threshold`, ROW_BLOCK
+    values of i at a time, in order of i."""
     import numpy as np
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -44,31 +48,81 @@ def near_duplicate_pairs(
     x = vec.fit_transform(texts).astype(np.int32).tocsr()
     sizes = np.asarray(x.sum(axis=1)).ravel()
     xt = x.T.tocsc()
-    out: list[tuple[int, int, float]] = []
     for r0 in range(0, len(texts), ROW_BLOCK):
-        inter = (x[r0 : r0 + ROW_BLOCK] @ xt).tocoo()
-        rows = inter.row + r0
-        upper = inter.col > rows
-        rows, cols, common = rows[upper], inter.col[upper], inter.data[upper]
+        inter = (x[r0 : r0 + ROW_BLOCK] @ xt[:, r0:]).tocoo()  # only columns from r0 on can be j > i
+        rows, cols = inter.row + r0, inter.col + r0
+        upper = cols > rows
+        rows, cols, common = rows[upper], cols[upper], inter.data[upper]
         sim = common / np.maximum(sizes[rows] + sizes[cols] - common, 1)
         keep = sim > threshold
-        out += [(int(i), int(j), float(v)) for i, j, v in zip(rows[keep], cols[keep], sim[keep])]
+        yield rows[keep], cols[keep], sim[keep]
+
+
+def near_duplicate_pairs(
+    texts: Sequence[str], threshold: float = NEAR_DUP_THRESHOLD
+) -> list[tuple[int, int, float]]:
+    """All pairs (i, j, similarity) with i < j whose character-bigram Jaccard exceeds `threshold`, sorted."""
+    if len(texts) < 2:
+        return []
+    out: list[tuple[int, int, float]] = []
+    for rows, cols, sim in _similar_pairs(texts, threshold):
+        out += [(int(i), int(j), float(v)) for i, j, v in zip(rows, cols, sim)]
     return sorted(out)
 
 
-_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
+# A restatement repeats a sentence with words added or left out, never changed: "综上," or "风险提示:"
+# before it, "初步" or "的" inside it. What is added or left out holds no figure and no negation, and the
+# texts are not the same length (then something was changed): "符合预期" / "不符合预期", "一季度" / "二季度",
+# "30%" / "45%", "expect" / "do not expect" state other things.
+_END_PUNCT = "。.!?;！？；"
+_NEGATION_RE = re.compile(r"[不未没無无非否莫别勿]|not|no|n't|never|neither|nor")
+# Earlier near-duplicates checked for each text: bounds the work on thousands of near-identical lines.
+MAX_CHECKS = 16
+
+
+def _restates(a: str, b: str) -> bool:
+    """Whether folded `a` and `b` (not equal, the same figures) differ only by what one adds to the other."""
+    if len(a) == len(b):
+        return False
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "replace" or (op != "equal" and _NEGATION_RE.search(a[i1:i2] + b[j1:j2])):
+            return False
+    return True
 
 
 def restatements(texts: Sequence[str], threshold: float = NEAR_DUP_THRESHOLD) -> dict[int, int]:
-    """For each text that restates an earlier one, the index of the first it restates: near-duplicate text
-    (`near_duplicate_pairs`) with the same numbers in the same order, so "综上,公司营收同比增长30%" restates
-    "公司营收同比增长30%" and "2024年营收同比增长30%" does not restate "2025年营收同比增长30%"."""
-    numbers = [_NUMBER_RE.findall(unicodedata.normalize("NFKC", t)) for t in texts]
+    """For each text that restates an earlier one, the index of the first it restates: the same text
+    (folded, end punctuation aside), or a near-duplicate (`near_duplicate_pairs`) with the same figures that
+    only adds or leaves out words (`_restates`): "综上,公司营收同比增长30%" restates "公司营收同比增长30%。";
+    "公司营收同比增长45%" and "公司营收未同比增长30%" restate neither."""
+    core = [_fold(t).rstrip(_END_PUNCT) for t in texts]
     found: dict[int, int] = {}
-    for i, j, _ in near_duplicate_pairs(texts, threshold):
-        if numbers[i] == numbers[j]:
-            found.setdefault(j, i)
-    return found
+    first: dict[str, int] = {}
+    for k, c in enumerate(core):
+        if c in first:
+            found[k] = first[c]
+        else:
+            first[c] = k
+    unique = list(first.values())  # near-duplicates are looked for among distinct texts only
+    if len(unique) < 2:
+        return found
+    import numpy as np
+
+    figure_ids: dict[str, int] = {}
+    figures = np.array([figure_ids.setdefault(re.sub(r"\D", "", core[k]), len(figure_ids)) for k in unique])
+    checks = [0] * len(unique)
+    restated: dict[int, int] = {}
+    for rows, cols, _ in _similar_pairs([texts[k] for k in unique], threshold):
+        same = figures[rows] == figures[cols]
+        for i, j in zip(rows[same].tolist(), cols[same].tolist()):
+            if j in restated or checks[j] >= MAX_CHECKS:
+                continue
+            checks[j] += 1
+            if _restates(core[unique[i]], core[unique[j]]):
+                restated[j] = i
+    for j, i in restated.items():
+        found[unique[j]] = unique[i]
+    return dict(sorted(found.items()))
 
 
 def duplicate_clusters(texts: Sequence[str], threshold: float = NEAR_DUP_THRESHOLD) -> list[int]:

@@ -190,7 +190,8 @@ class Sentence:
 @dataclass(frozen=True)
 class Title:
     index: int  # the first unit of the title's line, in `Segmentation.sentences`
-    text: str  # the line as written, its markdown ("# ", "**") left out
+    units: int  # how many units the line holds ("...gain share;" and "maintain Outperform" are two)
+    text: str  # the line as written (a wrapped one joined), its markdown ("# ", "**") left out
 
 
 @dataclass
@@ -477,33 +478,67 @@ def unit_kind(unit: str, layout: str, section: _Section) -> str:
 
 
 # The report's title: the line that starts one of its first `TITLE_SEARCH` kept units (a title or a
-# sentence), when it has no end punctuation ("中芯国际(688981)三季报点评:产能利用率维持高位"; an
-# English title's "; maintain Outperform" is cut off as a unit but stays in the title) and weighs
-# `_TITLE_WEIGHT` (not a section heading "投资要点", "AI智能总结"); a sentence before it that ends like
-# one means the text has begun and there is no title.
+# sentence, the whole line: "Cambricon...gain share; maintain Outperform" is two units, a title wrapped at
+# the column one), when it has no end punctuation, weighs `_TITLE_WEIGHT` (not a short section heading
+# "投资要点", "AI智能总结") and is not a broker's page furniture (`_NOT_A_TITLE_RE`: "证券研究报告",
+# "公司点评", "核心观点与投资建议"). A sentence before it that cannot be the title means the text has
+# begun: no title.
 TITLE_SEARCH = 3
 _TITLE_WEIGHT = (6.0, 80.0)
+_TITLE_MARKUP = "#*_ \t"
+_NOT_A_TITLE_RE = re.compile(
+    r"^(?:[\s|｜/·•\-—_]*(?:证券研究报告|研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"
+    r"(?:公司|行业)(?:点评|深度|报告|周报|月报|专题|简评|快评)|点评报告|深度报告|首次覆盖|跟踪报告|"
+    r"核心观点|投资要点|投资建议|主要观点|报告摘要|摘要|要点|与|和|及|"
+    r"equity research|research report|(?:company|industry|sector) (?:report|research|update|note)))+"
+    r"[\s|｜/·•\-—_]*$",
+    re.IGNORECASE,
+)
 
 
-def _title_line(text: str, start: int, kind: str) -> tuple[int, int] | bool | None:
-    """The span of the title in the normalised `text` if the unit starting at `start` begins it, False if
-    the search stops here (the text has begun), None to look at the next unit."""
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", start)
-    line_end = len(text) if line_end < 0 else line_end
-    line = text[line_start:line_end]
-    core = line.strip().strip("#*_ ").strip()
-    if (
-        kind in ("sentence", "heading")
-        and not text[line_start:start].strip("#*_ \t")
-        and _TITLE_WEIGHT[0] <= _weight(core) <= _TITLE_WEIGHT[1]
-        and not ends_sentence(core)
-        and not any(ch in core for ch in "。!?！？")
-        and not core.endswith((":", "："))
-    ):
-        at = line_start + line.index(core)
-        return at, at + len(core)
-    return False if kind == "sentence" else None
+def _line_end(text: str, at: int) -> int:
+    end = text.find("\n", at)
+    return len(text) if end < 0 else end
+
+
+def _joined(lines: str) -> str:
+    """Physical lines joined as wrapped text is (`fintag.data.unwrap.joiner`)."""
+    out = ""
+    for line in (x.strip() for x in lines.split("\n")):
+        if line:
+            out += (joiner(out, line) if out else "") + line
+    return out
+
+
+def _find_title(text: str, units: list[tuple[int, int, str]]) -> tuple[int, int, int, int] | None:
+    """(first unit, units on the line, start, end in the normalised `text`) of the title among `units`
+    ((start, end, kind) of the kept units), or None."""
+    for k, (start, _, kind) in enumerate(units[:TITLE_SEARCH]):
+        line_start = text.rfind("\n", 0, start) + 1
+        last, end = k, _line_end(text, start)
+        while True:  # the units on the line, and the lines a wrapped unit runs on to
+            end = max(end, _line_end(text, units[last][1] - 1))
+            if last + 1 < len(units) and units[last + 1][0] < end:
+                last += 1
+            else:
+                break
+        core = _joined(text[line_start:end]).strip(_TITLE_MARKUP)
+        if _NOT_A_TITLE_RE.match(core) or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0]):
+            continue
+        if (
+            kind in ("sentence", "heading")
+            and not text[line_start:start].strip(_TITLE_MARKUP)
+            and _TITLE_WEIGHT[0] <= _weight(core) <= _TITLE_WEIGHT[1]
+            and not ends_sentence(core)
+            and "。" not in core  # a title may exclaim or ask ("业绩超预期!维持买入评级"), not run on
+            and not core.endswith((":", "："))
+        ):
+            lead = len(text[line_start:end]) - len(text[line_start:end].lstrip(_TITLE_MARKUP))
+            trail = len(text[line_start:end].rstrip(_TITLE_MARKUP))
+            return k, last - k + 1, line_start + lead, line_start + trail
+        if kind == "sentence":
+            return None
+    return None
 
 
 def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool = False) -> Segmentation:
@@ -514,19 +549,14 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
     norm = normalized if normalized is not None else normalize(raw_text)
     result = Segmentation(sentences=[])
     section = _Section()
-    searching = True
+    spans: list[tuple[int, int, str]] = []  # of the kept units, in the normalised text
     for start, end, layout, unit in _line_units(norm.text) if by_line else _units(norm.text):
         reason = None if by_line else drop_reason(unit)
         if reason:
             result.dropped[reason] += 1
             continue
         kind = unit_kind(unit, layout, section)
-        if searching and len(result.sentences) < TITLE_SEARCH:
-            span = _title_line(norm.text, start, kind)
-            if span:
-                t_start, t_end = norm.original_span(*span)
-                result.title = Title(index=len(result.sentences), text=norm.original[t_start:t_end])
-            searching = span is None
+        spans.append((start, end, kind))
         o_start, o_end = norm.original_span(start, end)
         original = norm.original[o_start:o_end]
         result.sentences.append(
@@ -540,6 +570,11 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
                 lang=detect_lang(original),
             )
         )
+    found = None if by_line else _find_title(norm.text, spans)  # lines given one by one have no title
+    if found:
+        index, units, t_start, t_end = found
+        o_start, o_end = norm.original_span(t_start, t_end)
+        result.title = Title(index=index, units=units, text=_joined(norm.original[o_start:o_end]))
     return result
 
 

@@ -43,6 +43,7 @@ from fintag.model.backend import DEFAULT_QUANTIZE
 from fintag.model.paths import DEFAULT_CHECKPOINT, folder_stamp
 from fintag.serve.outputs import (
     FORMATS,
+    RECORD_FORMAT,
     STDIN_PATH,
     FileSink,
     Format,
@@ -471,6 +472,7 @@ def run_settings(cfg: TagConfig) -> dict[str, Any]:
         "max_length": effective_max_length(cfg),
         "quantize": cfg.quantize,
         "stdin": cfg.stdin,
+        "record_format": RECORD_FORMAT,
     }
 
 
@@ -527,10 +529,16 @@ def check_run_settings(cfg: TagConfig) -> None:
             "began (its files were retrained or replaced); the output would mix two models' labels. Tag "
             "into another --out, or start over without --resume after deleting it"
         )
+    if first.get("record_format", 1) != RECORD_FORMAT:  # a run.json without it is format 1's
+        raise BatchError(
+            f"--resume into {cfg.out}: it was written by another fintag version, whose records differ from "
+            f"this one's (record format {first.get('record_format', 1)} then, {RECORD_FORMAT} now); one file "
+            "would mix the two. Tag into another --out, or start over without --resume after deleting it"
+        )
     changed = [
         f"--{k} {first.get(k)!r} then, {v!r} now"
         for k, v in mine.items()
-        if k != "checkpoint" and k in first and first[k] != v
+        if k not in ("checkpoint", "record_format") and k in first and first[k] != v
     ]
     if changed:
         raise BatchError(

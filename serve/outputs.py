@@ -41,6 +41,9 @@ from fintag.data.taxonomy import SENTIMENT, THEMES
 
 logger = logging.getLogger(__name__)
 
+# The records' format, recorded beside --out (`<out>.run.json`): --resume refuses a file written in another
+# one. 1: before summaries had `title` and `restated` and counted each statement once (2026-12-07); 2: now.
+RECORD_FORMAT = 2
 STDIN_PATH = "-"
 PROGRESS_SUFFIX = ".progress"
 

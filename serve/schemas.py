@@ -93,17 +93,23 @@ class HeaderField(BaseModel):
 class ReportTitle(BaseModel):
     text: str = Field(description="the title line as written, its markdown left out")
     index: int = Field(description="the position of the title line's first unit (sentences[index])")
+    units: int = Field(description="how many units the title line holds, from sentences[index] on")
 
 
 class ReportSummary(BaseModel):
     title: ReportTitle | None = Field(
-        description="the report's title: its first line when that reads as one (no end punctuation, not a "
-        "section heading such as 投资要点); null when the text begins without one"
+        description="the report's title: the line starting one of its first three units when that reads "
+        "as one (no end punctuation, not a section heading such as 投资要点 or page furniture such as "
+        "证券研究报告); null when the text begins without one. Read for the stated rating, not counted "
+        "among the sentences"
     )
-    sentences: int = Field(description="units of kind sentence: the only ones the other figures count")
+    sentences: int = Field(
+        description="units of kind sentence, the title line's aside: the only ones the other figures count"
+    )
     restated: list[int] = Field(
-        description="positions (sentences[index]) of sentences that restate an earlier one (near-duplicate "
-        "text, the same numbers): counted once, so left out of the counts, shares, indices and evidence"
+        description="positions (sentences[index]) of sentences that restate an earlier one or the title "
+        "(the same text, or a near-duplicate with the same figures that only adds or leaves out words, "
+        "never a negation): counted once, so left out of the counts, shares, indices and evidence"
     )
     kind_counts: dict[str, int]
     rating: RatingSummary

@@ -2,7 +2,8 @@
 
 Only units of kind `SUMMARY_KIND` ("sentence") count in the shares and indices, each statement once: a
 sentence that restates an earlier one (a summary paragraph repeated in the body, `restatements`) is listed
-in `restated` and counted nowhere else; the stated rating is read
+in `restated` and counted nowhere else, and the title line (`title`, the splitter's) is the report's
+headline, not one of its sentences, as other titles are not; the stated rating is read
 from `RATING_KINDS` (sentences, titles and the header's rating field "【投资评级】买入(维持)", which comes
 first: `rating_tier`). Table rows, contact lines and disclaimers (a rating scale's "买入:预期未来6个月..."
 among them) are never the stated rating."""
@@ -13,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fintag.data.dedup import restatements
+from fintag.data.dedup import NEAR_DUP_THRESHOLD, jaccard, restatements
 from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND, Title, field_key, field_value
 from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING, SENTIMENT, THEMES
 
@@ -97,8 +98,15 @@ def _briefs(units: list[dict[str, Any]]) -> Brief:
 def _evidence(
     hits: list[dict[str, Any]], score: Callable[[dict[str, Any]], float], brief: Brief
 ) -> list[dict[str, Any]]:
-    """The `EVIDENCE_PER_LABEL` highest-scoring of `hits`."""
-    return [brief(s, score(s)) for s in sorted(hits, key=score, reverse=True)[:EVIDENCE_PER_LABEL]]
+    """The `EVIDENCE_PER_LABEL` highest-scoring of `hits`, a near-duplicate of one already chosen (the
+    dataset's rule, `fintag.data.dedup`: "30%" and "30.0%", which `restatements` keeps apart) left out."""
+    chosen: list[dict[str, Any]] = []
+    for s in sorted(hits, key=score, reverse=True):
+        if all(jaccard(s["text"], c["text"]) <= NEAR_DUP_THRESHOLD for c in chosen):
+            chosen.append(s)
+            if len(chosen) == EVIDENCE_PER_LABEL:
+                break
+    return [brief(s, score(s)) for s in chosen]
 
 
 def _index(sentences: list[dict[str, Any]]) -> float | None:
@@ -111,15 +119,22 @@ def _index(sentences: list[dict[str, Any]]) -> float | None:
 
 def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[str, Any]:
     """Summary of one report's tagged units (each with text, offsets, kind and labels) and its title (the
-    splitter's `Segmentation.title`); `sentences` counts the units of kind "sentence", every share, index
-    and evidence list counts them each statement once (`restated` lists the repeats; None when there is no
-    sentence), the stated rating reads sentences, titles and the header's rating field (`rating_tier`),
+    splitter's `Segmentation.title`); `sentences` counts the units of kind "sentence" but the title line's,
+    every share, index and evidence list counts them each statement once (`restated` lists the repeats; None
+    when there is no sentence), the stated rating reads sentences, titles and the header's rating field
+    (`rating_tier`, the title line's units included),
     `kind_counts` counts all units, and evidence gives each unit's position among `units` (`index`)."""
     brief = _briefs(units)
-    where = [i for i, s in enumerate(units) if s.get("kind", SUMMARY_KIND) == SUMMARY_KIND]
-    repeats = restatements([_read(units[i]) for i in where])
-    restated = [where[j] for j in sorted(repeats)]
-    sentences = [units[i] for k, i in enumerate(where) if k not in repeats]
+    headline = range(title.index, title.index + title.units) if title else range(0)
+    where = [
+        i for i, s in enumerate(units) if s.get("kind", SUMMARY_KIND) == SUMMARY_KIND and i not in headline
+    ]
+    # The title line is looked at too, so that a copy of it in the text (a weekly's title repeated under
+    # the platform's header) counts as a restatement, not as a sentence.
+    looked = sorted([*headline, *where])
+    repeats = {looked[j] for j in restatements([_read(units[i]) for i in looked])}
+    restated = [i for i in where if i in repeats]
+    sentences = [units[i] for i in where if i not in repeats]
     n = len(sentences)
     tiers = {
         id(s): rating_tier(s)
@@ -155,7 +170,7 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
         if found and found[0] not in fields:  # the header's, the first of each key
             fields[found[0]] = {"value": found[1], "index": i}
     return {
-        "title": {"text": title.text, "index": title.index} if title else None,
+        "title": {"text": title.text, "index": title.index, "units": title.units} if title else None,
         "sentences": len(where),
         "restated": restated,
         "kind_counts": {kind: sum(s.get("kind", SUMMARY_KIND) == kind for s in units) for kind in KINDS},

@@ -20,7 +20,7 @@ from fintag.data.reader import read_report
 from fintag.data.split import FIELD_KEYS, segment
 from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
 from fintag.serve.batch import tag_main
-from fintag.serve.outputs import CSV_COLUMNS, SUMMARY_COLUMNS
+from fintag.serve.outputs import CSV_COLUMNS, RECORD_FORMAT, SUMMARY_COLUMNS
 
 from .conftest import write_pdf
 
@@ -91,13 +91,18 @@ def test_jsonl_has_every_sentence_once_and_one_summary_per_report(
     assert list(groups) == [str(p) for p in files]  # input order
     for path in files:
         mine = groups[str(path)]
-        expected = [s for s in segment(read_report(path).text).sentences]
+        seg = segment(read_report(path).text)
+        expected = seg.sentences
         sents, summaries = mine[:-1], mine[-1:]
         assert [r["type"] for r in sents] == ["sentence"] * len(expected)
         assert [r["text"] for r in sents] == [s.text for s in expected]
         assert [(r["start"], r["end"]) for r in sents] == [(s.start, s.end) for s in expected]
         assert [r["sentence_index"] for r in sents] == list(range(len(expected)))
-        assert summaries[0]["type"] == "summary" and summaries[0]["summary"]["sentences"] == len(expected)
+        # Every unit of these reports is a sentence; the title line is not counted among them.
+        titled = seg.title.units if seg.title else 0
+        assert summaries[0]["type"] == "summary"
+        assert summaries[0]["summary"]["sentences"] == len(expected) - titled
+        assert (summaries[0]["summary"]["title"] or {}).get("text") == (seg.title.text if seg.title else None)
         assert summaries[0]["report_id"] == path.stem and summaries[0]["encoding"] == "utf-8"
         # Batching many reports together must not shift predictions between sentences.
         alone = tagger.tag([s.text for s in expected])
@@ -460,6 +465,26 @@ def test_resume_with_another_model_or_summary_only_is_refused(
     assert "--summary_only False then, True now" in caplog.records[-1].getMessage()
     assert out.read_bytes() == before  # nothing written by the refused runs
     assert _tag(*first, "--out", out, "--resume") == 0  # the same settings resume
+    assert out.read_bytes() == before
+
+
+def test_resume_of_a_file_an_earlier_fintag_wrote_is_refused(
+    tmp_path, report_dir, tiny_checkpoint_dir, caplog
+):
+    """Summaries changed shape (title, restated: record format 2): a file whose run.json records no format
+    (format 1) or another one is never resumed into, so one file does not mix the two."""
+    out = tmp_path / "out.jsonl"
+    first = _one_report_per_chunk(report_dir, tiny_checkpoint_dir)
+    assert _tag(*first, "--out", out) == 0
+    settings = tmp_path / "out.jsonl.run.json"
+    recorded = json.loads(settings.read_text(encoding="utf-8"))
+    assert recorded["record_format"] == RECORD_FORMAT == 2
+    del recorded["record_format"]
+    settings.write_text(json.dumps(recorded), encoding="utf-8")
+    before = out.read_bytes()
+    caplog.set_level(logging.INFO, logger="fintag")
+    assert _tag(*first, "--out", out, "--resume") == 2
+    assert "record format 1 then, 2 now" in caplog.records[-1].getMessage()
     assert out.read_bytes() == before
 
 

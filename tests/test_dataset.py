@@ -71,6 +71,35 @@ def test_near_duplicate_detection():
     assert restatements([a, c, b, "综上," + a, a]) == {3: 0, 4: 0}
 
 
+@pytest.mark.parametrize(
+    ("earlier", "later", "restates"),
+    [
+        ("公司营收同比增长30%,毛利率提升至45%。", "综上,公司营收同比增长30%,毛利率提升至45%", True),
+        ("推理成本的下降只会增加AI算力的需求,均印证了这一点。", "推理成本的下降只会增加AI算力的需求,均初步印证了这一点。", True),  # noqa: E501
+        # Near-duplicates that state something else: a negation, another period or direction, other figures.
+        ("我们认为公司本季度业绩符合市场预期,收入同比增长45%。", "我们认为公司本季度业绩不符合市场预期,收入同比增长45%。", False),  # noqa: E501
+        ("公司一季度营收同比增长30%,毛利率持续提升。", "公司二季度营收同比增长30%,毛利率持续提升。", False),
+        ("海外云厂商资本开支持续增长,带动光模块需求,维持买入评级。", "海外云厂商资本开支持续下滑,带动光模块需求,维持买入评级。", False),  # noqa: E501
+        ("We expect revenue to grow 30% next year on AI demand.", "We do not expect revenue to grow 30% next year on AI demand.", False),  # noqa: E501
+        ("公司营收同比增长30%,毛利率提升至45%。", "公司营收同比增长30.0%,毛利率提升至45%。", False),
+    ],
+)  # fmt: skip
+def test_a_restatement_adds_or_leaves_out_words_and_changes_none(earlier, later, restates):
+    assert jaccard(earlier, later) > 0.8  # all near-duplicates: the dataset's rule alone would merge them
+    assert restatements([earlier, later]) == ({1: 0} if restates else {})
+
+
+def test_restatements_of_thousands_of_like_lines_stay_quick():
+    """6,000 copies of one line, and 6,000 lines alike but for a figure: each copy restates the first, no
+    line with another figure restates any (the work per line is bounded: MAX_CHECKS)."""
+    import time
+
+    start = time.perf_counter()
+    assert restatements(["公司营收同比增长18%,维持买入评级。"] * 6000) == {k: 0 for k in range(1, 6000)}
+    assert restatements([f"公司营收同比增长{k}%,维持买入评级。" for k in range(6000)]) == {}
+    assert time.perf_counter() - start < 30  # about 1 s on a 2-core EPYC
+
+
 def test_near_duplicates_are_found_alike_in_blocks_of_rows(monkeypatch):
     """The product is computed ROW_BLOCK rows at a time (memory bounded for huge reports): blocks of 3 find
     the pairs that one block finds, across block edges too."""

@@ -617,3 +617,40 @@ def test_the_summary_gives_the_reports_title_line(tmp_path, tiny_checkpoint_dir)
     rows = [r for r in rows if r["type"] == "summary"]
     assert [r["title"] for r in rows] == ["台積電(2330 TT):AI需求強勁,上調目標價", ""]
     assert [r["restated"] for r in rows] == ["0", "0"]
+
+
+def test_the_title_line_states_a_rating_but_is_not_counted_among_the_sentences():
+    """The title line is the report's headline: the stated rating reads it ("...下调至中性"), the counts,
+    shares and indices do not (other titles are not counted either)."""
+    from fintag.data.split import Title
+
+    units = [
+        _unit("浪潮信息点评:AI服务器毛利承压,下调至中性", "sentence", "neutral", 0.9, "negative"),
+        _unit("公司三季度营收同比增长30%。", "sentence", "none", 0.9, "positive"),
+        _unit("算力需求旺盛。", "sentence", "none", 0.9, "positive"),
+    ]
+    title = Title(index=0, units=1, text=units[0]["text"])
+    summary = summarize(units, title)
+    assert summary["title"] == {"text": units[0]["text"], "index": 0, "units": 1}
+    assert summary["sentences"] == 2 and summary["sentiment_index"] == 1.0
+    assert summary["sentiment_counts"]["negative"] == 0
+    assert summary["rating"]["label"] == "neutral" and summary["rating"]["evidence"]["index"] == 0
+    untitled = summarize(units)
+    assert untitled["title"] is None and untitled["sentences"] == 3 and untitled["sentiment_index"] == 0.3333
+
+
+def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
+    from fintag.data.split import segment
+    from fintag.serve.tagger import sentence_results
+
+    title = "【山证通信】周跟踪--字节跳动大幅催化算力产业链,O3推理表现震撼"
+    seg = segment(f"{title}\n{title}\n字节跳动资本开支大幅增加。\n")
+    labels = {
+        "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
+        "themes": {"labels": [], "scores": {}},
+        "rating": {"label": "none", "score": 0.9, "scores": {}},
+    }
+    units = sentence_results(seg.sentences, [labels] * len(seg.sentences))
+    summary = summarize(units, seg.title)
+    assert summary["title"]["index"] == 0 and summary["restated"] == [1] and summary["sentences"] == 2
+    assert summary["sentiment_counts"]["positive"] == 1

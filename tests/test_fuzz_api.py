@@ -136,7 +136,8 @@ def test_tagger_tag_answers_or_refuses_clearly(tagger, texts):
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_report)
 def test_tagger_tag_report_answers_or_refuses_clearly(tagger, text):
-    expected = segment(text).sentences
+    seg = segment(text)
+    expected = seg.sentences
     if not expected:
         with pytest.raises(EmptyReportError, match="no sentences"):
             tagger.tag_report(text)
@@ -147,7 +148,13 @@ def test_tagger_tag_report_answers_or_refuses_clearly(tagger, text):
     ]
     for s in result["sentences"]:
         _assert_valid_tags(s)
-    assert result["summary"]["sentences"] == sum(s.kind == "sentence" for s in expected)
+    # Sentences but the title line's; each restated one is one of them and left out of the counts.
+    headline = range(seg.title.index, seg.title.index + seg.title.units) if seg.title else range(0)
+    counted = [i for i, s in enumerate(expected) if s.kind == "sentence" and i not in headline]
+    summary = result["summary"]
+    assert summary["sentences"] == len(counted) and set(summary["restated"]) <= set(counted)
+    assert sum(summary["sentiment_counts"].values()) == len(counted) - len(summary["restated"])
+    assert (summary["title"] or {}).get("text") == (seg.title.text if seg.title else None)
 
 
 @pytest.mark.parametrize("bad", [None, b"bytes", 3, ["ok", 3], ("tuple",), {"inputs": "x"}])

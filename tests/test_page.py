@@ -195,9 +195,15 @@ def test_pasting_report_003_shows_its_sentences_labels_and_outperform(page, serv
     restated = expected["summary"]["restated"]
     assert len(restated) == 2
     assert page.get_by_test_id("report-restated").inner_text().startswith("2 sentence(s)")
+    marked = page.locator('[data-testid="sentence"][data-restated="true"]')
+    assert marked.evaluate_all("els => els.map(e => Number(e.dataset.index))") == restated
+    title = page.locator('[data-testid="sentence"][data-title="true"]')
+    assert title.evaluate_all("els => els.map(e => Number(e.dataset.index))") == [
+        expected["summary"]["title"]["index"]
+    ]
     counts = page.get_by_test_id("chart-sentiment").locator("text.value").all_text_contents()
     assert counts == [str(expected["summary"]["sentiment_counts"][k]) for k in SENTIMENT.labels]
-    assert sum(map(int, counts)) == expected["summary"]["sentences"] - 2
+    assert sum(map(int, counts)) == expected["summary"]["sentences"] - 2  # the title was never among them
     # Scores on hover, charts drawn.
     assert "sentiment: " in sentences.first.get_attribute("title")
     for chart in ("chart-sentiment", "chart-themes", "chart-index"):
@@ -311,10 +317,16 @@ def test_several_reports_get_a_table_and_a_trend_chart(page, tmp_path):
     cells = rows.evaluate_all("rs => rs.map(r => [...r.cells].map(c => c.innerText))")
     assert [c[0] for c in cells] == ["000_ffa32aa3ade1c9bb", "001_be547b9c7e19a828"]
     assert [c[1] for c in cells] == ["2025-11-23", "2025-02-05"]
-    units = [
-        segment((CORPUS / f"{n}.txt").read_text(encoding="utf-8")).sentences for n in (c[0] for c in cells)
+    segs = [segment((CORPUS / f"{n}.txt").read_text(encoding="utf-8")) for n in (c[0] for c in cells)]
+    units = [seg.sentences for seg in segs]
+    # Sentences, the title line aside (000 has one, 001 none).
+    titled = [
+        range(seg.title.index, seg.title.index + seg.title.units) if seg.title else range(0) for seg in segs
     ]
-    counted = [sum(u.kind == "sentence" for u in us) for us in units]
+    counted = [
+        sum(u.kind == "sentence" and i not in t for i, u in enumerate(us)) for us, t in zip(units, titled)
+    ]
+    assert [len(t) for t in titled] == [1, 0]
     assert [c[2] for c in cells] == [str(n) for n in counted]
     assert counted[1] < len(units[1])  # 001 has headings: the two counts differ
     trend = page.get_by_test_id("trend-chart")

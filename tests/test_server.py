@@ -156,10 +156,12 @@ def test_tag_report_matches_tagger_tag_report(client, tagger, sentences):
     ]
     for g, w in zip(got["sentences"], want["sentences"], strict=True):
         assert_same_tags({k: g[k] for k in ("sentiment", "themes", "rating")}, w)
-    assert got["summary"]["sentences"] == sum(s["kind"] == "sentence" for s in want["sentences"])
+    # Every sentence but the title line, the report's headline (kind sentence, never counted).
+    assert want["sentences"][0]["kind"] == "sentence"
+    assert got["summary"]["sentences"] == sum(s["kind"] == "sentence" for s in want["sentences"]) - 1
     assert got["summary"] == want["summary"]
     assert got["summary"]["rating"]["label"] == want["summary"]["rating"]["label"]
-    assert got["summary"]["title"] == {"text": title, "index": 0}
+    assert got["summary"]["title"] == {"text": title, "index": 0, "units": 1}
     assert got["summary"]["restated"] == [len(got["sentences"]) - 1]
     assert set(got["summary"]["theme_share"]) == set(THEMES.labels)
 

@@ -169,6 +169,13 @@ SHANZHENG = "【山證通信】周跟蹤--字節跳動大幅催化算力產業�
         ("AI智能总结\n节前受Deep Seek出圈影响,算力板块迎来巨震。\n行业周报:AI需求持续验证\n", None, None),
         ("投资要点\n公司营收同比增长18%。", None, None),
         ("行业动向:\n字节跳动资本开支大幅增加。", None, None),
+        # A broker's page furniture is not the title, whatever its length.
+        (f"证券研究报告\n{SMIC}\n正文。", SMIC, 1),
+        (f"证券研究报告 | 公司点评\n{SMIC}\n正文。", SMIC, 1),
+        ("核心观点与投资建议\n公司营收同比增长18%。", None, None),
+        # A title may exclaim; a line that runs on with a full stop is text.
+        ("业绩超预期!维持买入评级\n正文。", "业绩超预期!维持买入评级", 0),
+        ("公司营收同比增长18%。算力需求旺盛\n正文。", None, None),
     ],
 )
 def test_the_reports_title_is_its_first_line_when_that_reads_as_one(text, title, index):
@@ -179,3 +186,11 @@ def test_the_reports_title_is_its_first_line_when_that_reads_as_one(text, title,
         start = seg.sentences[seg.title.index].start
         # As written, where its first unit starts.
         assert text[start:].lstrip("#*_ ").startswith(seg.title.text)
+
+
+def test_a_title_line_of_two_units_is_one_title_and_lines_given_one_by_one_have_none():
+    text = "# Cambricon (688256 CH): AI accelerators gain share; maintain Outperform\nRating: OUTPERFORM\n"
+    seg = segment(text)
+    assert seg.title is not None and (seg.title.index, seg.title.units) == (0, 2)
+    assert seg.title.text == "Cambricon (688256 CH): AI accelerators gain share; maintain Outperform"
+    assert segment(text, by_line=True).title is None

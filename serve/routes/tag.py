@@ -125,7 +125,7 @@ def router(settings: ServerSettings) -> APIRouter:
             )
         tagged = sentence_results(split.sentences, await _submit(batcher, [s.text for s in split.sentences]))
         report_id = body.report_id or "report"
-        summary = summarize(tagged, split.title)
+        summary = await asyncio.to_thread(summarize, tagged, split.title)  # a long report's takes seconds
         return json_response({"report_id": report_id, "sentences": tagged, "summary": summary})
 
     return api

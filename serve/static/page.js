@@ -70,8 +70,15 @@ function reportDate(text) {
 }
 
 const groupLabels = (s, group) => Object.keys(s[group].scores);
-// Counted in the shares and indices: sentences, each statement once (the summary's `restated` repeats are not).
+// Counted in the shares and indices: sentences, each statement once (the summary's `restated` repeats are
+// not), the title line aside (the report's headline, as other titles are not counted).
 const isSentence = (s) => !s.kind || s.kind === "sentence";
+function notCounted(report) {
+  const skip = new Set(report.summary.restated || []);
+  const title = report.summary.title;
+  if (title) for (let k = 0; k < title.units; k++) skip.add(title.index + k);
+  return skip;
+}
 
 // The labels shown: the analyst's correction when there is one, else the model's.
 function shown(report, i) {
@@ -93,8 +100,8 @@ function uncertainty(s) {
 }
 
 function stats(report) {
-  const restated = new Set(report.summary.restated || []);
-  const rows = report.sentences.map((s, i) => ({ s, i, l: shown(report, i) })).filter((x) => isSentence(x.s) && !restated.has(x.i));
+  const skip = notCounted(report);
+  const rows = report.sentences.map((s, i) => ({ s, i, l: shown(report, i) })).filter((x) => isSentence(x.s) && !skip.has(x.i));
   const index = (xs) => xs.length
     ? (xs.filter((x) => x.l.sentiment === "positive").length - xs.filter((x) => x.l.sentiment === "negative").length) / xs.length
     : null;
@@ -244,6 +251,9 @@ function renderSentences(report) {
   }
   const theme = $("filter-theme").value, sentiment = $("filter-sentiment").value, rating = $("filter-rating").value;
   const ev = report.summary.rating.evidence;
+  const restated = new Set(report.summary.restated || []);
+  const title = report.summary.title;
+  const inTitle = (i) => Boolean(title) && i >= title.index && i < title.index + title.units;
   let order = report.sentences.map((s, i) => i).filter((i) => {
     const l = shown(report, i);
     return (!theme || (theme === "-" ? l.themes.length === 0 : l.themes.includes(theme))) &&
@@ -268,6 +278,14 @@ function renderSentences(report) {
     if (isEvidence) item.setAttribute("data-evidence", "true");
     if (needsReview) item.append(el("span", { class: "unc", text: uncertainty(s).toFixed(2) }));
     if (s.kind && s.kind !== "sentence") item.append(el("span", { class: "kind", text: s.kind }));
+    if (inTitle(i)) {
+      item.setAttribute("data-title", "true");
+      item.append(el("span", { class: "kind", text: "title", title: "the report's title line: read for its rating, not counted" }));
+    }
+    if (restated.has(i)) {
+      item.setAttribute("data-restated", "true");
+      item.append(el("span", { class: "kind", text: "restated", title: "restates an earlier sentence: counted once" }));
+    }
     item.append(el("span", { class: "text", text: s.text }));
     for (const t of l.themes) item.append(el("span", { class: "chip", "data-testid": "theme-chip", text: t }));
     if (l.rating !== "none") item.append(el("span", { class: `badge rating-${l.rating}`, "data-testid": "rating-badge", text: l.rating }));
