@@ -477,15 +477,21 @@ def unit_kind(unit: str, layout: str, section: _Section) -> str:
     return "sentence"
 
 
-# The report's title: the line that starts one of its first `TITLE_SEARCH` kept units (a title or a
-# sentence, the whole line: "Cambricon...gain share; maintain Outperform" is two units, a title wrapped at
-# the column one), when it has no end punctuation, weighs `_TITLE_WEIGHT` (not a short section heading
-# "投资要点", "AI智能总结") and is not a broker's page furniture (`_NOT_A_TITLE_RE`: "证券研究报告",
-# "公司点评", "核心观点与投资建议"). A sentence before it that cannot be the title means the text has
-# begun: no title.
+# The report's title: the line that starts one of its first `TITLE_SEARCH` kept units (among the first
+# `_TITLE_LOOK`, those passed over aside), a title or a sentence, taken whole ("Cambricon...gain share;
+# maintain Outperform" is two units, a title wrapped at the column one), when it has no end punctuation and
+# weighs `_TITLE_WEIGHT`. Passed over: a short section heading ("投资要点", "AI智能总结"), a broker's page
+# furniture (`_NOT_A_TITLE_RE`, `_FURNITURE_RE`: "证券研究报告", "公司点评", "核心观点与投资建议") and a
+# line of the company and its code only (`_CODE_LINE_RE`). A sentence before it that cannot be the title
+# means the text has begun: no title.
 TITLE_SEARCH = 3
+_TITLE_LOOK = 10  # units looked at in all, those passed over included
 _TITLE_WEIGHT = (6.0, 80.0)
 _TITLE_MARKUP = "#*_ \t"
+# A line naming the broker's report series anywhere ("电子 | 证券研究报告 — 公司点评"), or only the company
+# and its code ("中芯国际(688981.SH)", the title follows it), is passed over.
+_FURNITURE_RE = re.compile(r"证券研究报告|equity research", re.IGNORECASE)
+_CODE_LINE_RE = re.compile(r"^[^:：,，。]{2,30}?\s*[(（]\s*[0-9A-Z]{1,6}(?:[.\s][A-Z]{1,2})?\s*[)）]$")
 _NOT_A_TITLE_RE = re.compile(
     r"^(?:[\s|｜/·•\-—_]*(?:证券研究报告|研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"
     r"(?:公司|行业)(?:点评|深度|报告|周报|月报|专题|简评|快评)|点评报告|深度报告|首次覆盖|跟踪报告|"
@@ -513,7 +519,8 @@ def _joined(lines: str) -> str:
 def _find_title(text: str, units: list[tuple[int, int, str]]) -> tuple[int, int, int, int] | None:
     """(first unit, units on the line, start, end in the normalised `text`) of the title among `units`
     ((start, end, kind) of the kept units), or None."""
-    for k, (start, _, kind) in enumerate(units[:TITLE_SEARCH]):
+    considered = 0
+    for k, (start, _, kind) in enumerate(units[:_TITLE_LOOK]):
         line_start = text.rfind("\n", 0, start) + 1
         last, end = k, _line_end(text, start)
         while True:  # the units on the line, and the lines a wrapped unit runs on to
@@ -523,8 +530,16 @@ def _find_title(text: str, units: list[tuple[int, int, str]]) -> tuple[int, int,
             else:
                 break
         core = _joined(text[line_start:end]).strip(_TITLE_MARKUP)
-        if _NOT_A_TITLE_RE.match(core) or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0]):
+        if (
+            _NOT_A_TITLE_RE.match(core)
+            or _FURNITURE_RE.search(core)
+            or _CODE_LINE_RE.match(core)
+            or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0])
+        ):
             continue
+        considered += 1
+        if considered > TITLE_SEARCH:
+            return None
         if (
             kind in ("sentence", "heading")
             and not text[line_start:start].strip(_TITLE_MARKUP)

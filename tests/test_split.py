@@ -153,6 +153,8 @@ SMIC = "中芯国际(688981)三季报点评:产能利用率维持高位"
 CAMBRICON = "Cambricon (688256 CH): AI accelerators gain share; maintain Outperform"
 ETF = "ETF日报:若金价在短期出现调整,可以考虑逢低布局"
 SHANZHENG = "【山證通信】周跟蹤--字節跳動大幅催化算力產業鏈"
+SUB = "产能利用率维持高位,国产替代驱动成长"
+GAIN = "Domestic AI accelerators gain share"
 
 
 @pytest.mark.parametrize(
@@ -173,6 +175,10 @@ SHANZHENG = "【山證通信】周跟蹤--字節跳動大幅催化算力產業�
         (f"证券研究报告\n{SMIC}\n正文。", SMIC, 1),
         (f"证券研究报告 | 公司点评\n{SMIC}\n正文。", SMIC, 1),
         ("核心观点与投资建议\n公司营收同比增长18%。", None, None),
+        ("电子 | 证券研究报告 — 公司点评\n2025年11月10日\n" + SMIC + "\n正文。", SMIC, 1),
+        # A line of the company and its code only is passed over: the title follows it.
+        ("公司研究/公司点评\n证券研究报告\n中芯国际(688981.SH)\n" + SUB + "\n正文。", SUB, 3),
+        ("Cambricon Technologies (688256 CH)\n" + GAIN + "\n", GAIN, 1),
         # A title may exclaim; a line that runs on with a full stop is text.
         ("业绩超预期!维持买入评级\n正文。", "业绩超预期!维持买入评级", 0),
         ("公司营收同比增长18%。算力需求旺盛\n正文。", None, None),
