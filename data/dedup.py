@@ -39,8 +39,8 @@ ROW_BLOCK = 256
 def _similar_pairs(
     texts: Sequence[str], threshold: float
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(i, j, similarity) arrays of the pairs i < j whose bigram Jaccard exceeds `threshold`, ROW_BLOCK
-    values of i at a time, in order of i."""
+    """(i, j, similarity) arrays of the pairs i < j whose bigram Jaccard exceeds `threshold`, every pair of
+    ROW_BLOCK values of j at a time, in order of j."""
     import numpy as np
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -49,13 +49,14 @@ def _similar_pairs(
     sizes = np.asarray(x.sum(axis=1)).ravel()
     xt = x.T.tocsc()
     for r0 in range(0, len(texts), ROW_BLOCK):
-        inter = (x[r0 : r0 + ROW_BLOCK] @ xt[:, r0:]).tocoo()  # only columns from r0 on can be j > i
-        rows, cols = inter.row + r0, inter.col + r0
-        upper = cols > rows
-        rows, cols, common = rows[upper], cols[upper], inter.data[upper]
-        sim = common / np.maximum(sizes[rows] + sizes[cols] - common, 1)
+        r1 = min(r0 + ROW_BLOCK, len(texts))
+        inter = (x[r0:r1] @ xt[:, :r1]).tocoo()  # only columns before r1 can be i < j
+        later, earlier = inter.row + r0, inter.col
+        lower = earlier < later
+        earlier, later, common = earlier[lower], later[lower], inter.data[lower]
+        sim = common / np.maximum(sizes[earlier] + sizes[later] - common, 1)
         keep = sim > threshold
-        yield rows[keep], cols[keep], sim[keep]
+        yield earlier[keep], later[keep], sim[keep]
 
 
 def near_duplicate_pairs(
@@ -70,13 +71,17 @@ def near_duplicate_pairs(
     return sorted(out)
 
 
-# A restatement repeats a sentence with words added or left out, never changed: "综上," or "风险提示:"
-# before it, "初步" or "的" inside it. What is added or left out holds no figure and no negation, and the
-# texts are not the same length (then something was changed): "符合预期" / "不符合预期", "一季度" / "二季度",
-# "30%" / "45%", "expect" / "do not expect" state other things.
+# A restatement repeats a sentence with a few words added or left out, never changed: "综上," or "风险提示:"
+# before it, "初步" or "的" inside it. What is added or left out is at most `_RESTATE_EXTRA` of the shorter
+# text (or 6 characters) and holds no figure and no negation, and the texts are not the same length (then
+# something was changed): "符合预期" / "不符合预期", "一季度" / "二季度", "30%" / "45%", "expect" / "do not
+# expect" state other things, and "...增长30%" with ",维持买入评级" after it says something more.
 _END_PUNCT = "。.!?;！？；"
 _NEGATION_RE = re.compile(r"[不未没無无非否莫别勿]|not|no|n't|never|neither|nor")
-# Earlier near-duplicates checked for each text: bounds the work on thousands of near-identical lines.
+_RESTATE_EXTRA = 0.2
+# Candidates: a looser bigram similarity than the dataset's (a prefix weighs more in a short sentence);
+# at most `MAX_CHECKS` of the most similar earlier texts are checked for each text.
+RESTATE_CANDIDATE = 0.5
 MAX_CHECKS = 16
 
 
@@ -84,17 +89,21 @@ def _restates(a: str, b: str) -> bool:
     """Whether folded `a` and `b` (not equal, the same figures) differ only by what one adds to the other."""
     if len(a) == len(b):
         return False
+    extra = 0
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op == "replace" or (op != "equal" and _NEGATION_RE.search(a[i1:i2] + b[j1:j2])):
+        if op == "equal":
+            continue
+        if op == "replace" or _NEGATION_RE.search(a[i1:i2] + b[j1:j2]):
             return False
-    return True
+        extra += (i2 - i1) + (j2 - j1)
+    return extra <= max(6, _RESTATE_EXTRA * min(len(a), len(b)))
 
 
-def restatements(texts: Sequence[str], threshold: float = NEAR_DUP_THRESHOLD) -> dict[int, int]:
-    """For each text that restates an earlier one, the index of the first it restates: the same text
-    (folded, end punctuation aside), or a near-duplicate (`near_duplicate_pairs`) with the same figures that
-    only adds or leaves out words (`_restates`): "综上,公司营收同比增长30%" restates "公司营收同比增长30%。";
-    "公司营收同比增长45%" and "公司营收未同比增长30%" restate neither."""
+def restatements(texts: Sequence[str]) -> dict[int, int]:
+    """For each text that restates an earlier one, the index of the one it restates: the first with the
+    same text (folded, end punctuation aside), else the most similar earlier text with the same figures
+    that it repeats with a few words added or left out (`_restates`): "综上,公司营收同比增长30%" restates
+    "公司营收同比增长30%。"; "公司营收同比增长45%" and "公司营收未同比增长30%" restate neither."""
     core = [_fold(t).rstrip(_END_PUNCT) for t in texts]
     found: dict[int, int] = {}
     first: dict[str, int] = {}
@@ -110,18 +119,17 @@ def restatements(texts: Sequence[str], threshold: float = NEAR_DUP_THRESHOLD) ->
 
     figure_ids: dict[str, int] = {}
     figures = np.array([figure_ids.setdefault(re.sub(r"\D", "", core[k]), len(figure_ids)) for k in unique])
-    checks = [0] * len(unique)
-    restated: dict[int, int] = {}
-    for rows, cols, _ in _similar_pairs([texts[k] for k in unique], threshold):
-        same = figures[rows] == figures[cols]
-        for i, j in zip(rows[same].tolist(), cols[same].tolist()):
-            if j in restated or checks[j] >= MAX_CHECKS:
+    for earlier, later, sim in _similar_pairs([texts[k] for k in unique], RESTATE_CANDIDATE):
+        same = figures[earlier] == figures[later]
+        earlier, later, sim = earlier[same], later[same], sim[same]
+        order = np.lexsort((-sim, later))  # by text, the most similar earlier ones first
+        checked: dict[int, int] = {}
+        for i, j in zip(earlier[order].tolist(), later[order].tolist()):
+            if unique[j] in found or checked.get(j, 0) >= MAX_CHECKS:
                 continue
-            checks[j] += 1
+            checked[j] = checked.get(j, 0) + 1
             if _restates(core[unique[i]], core[unique[j]]):
-                restated[j] = i
-    for j, i in restated.items():
-        found[unique[j]] = unique[i]
+                found[unique[j]] = unique[i]
     return dict(sorted(found.items()))
 
 

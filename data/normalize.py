@@ -1,6 +1,7 @@
 """The one text normaliser of fintag, used by dataset building, batch tagging and the server.
 
-`normalize` applies, in order: NFKC (full-width to half-width) per grapheme, removal of control and
+`normalize` applies, in order: NFKC (full-width to half-width) per grapheme (a circled number before a
+figure becomes "(1)": "①2025年" is not "12025年"), removal of control and
 format characters (zero-width spaces, BOMs, bidi marks, lone surrogates), removal of citation markers
 such as ``[5][26]``, traditional to simplified Chinese (OpenCC ``t2s``) of the lines that read as
 traditional (`looks_traditional`), with the words of `KEEP_WORDS` kept as written, and whitespace
@@ -124,17 +125,39 @@ def _graphemes(text: str) -> list[tuple[str, int]]:
     return [(text[a:b], a) for a, b in zip(starts, [*starts[1:], len(text)])]
 
 
+# Circled and other enclosed numbers ("①", "⑳", "❶"): NFKC makes them plain digits, which run into a
+# figure right after them ("①2025年以来" would read "12025年以来"); there they become "(1)".
+_ENCLOSED_NUMBERS = (("\u2460", "\u2473"), ("\u24f5", "\u24fe"), ("\u2776", "\u2793"))
+
+
+def _enclosed_number(ch: str) -> bool:
+    return len(ch) == 1 and any(a <= ch <= b for a, b in _ENCLOSED_NUMBERS)
+
+
+def _nfkc(group: str, following: str) -> str:
+    folded = unicodedata.normalize("NFKC", group)
+    if (
+        _enclosed_number(group)
+        and folded.isascii()
+        and folded.isdigit()
+        and unicodedata.normalize("NFKC", following[:1])[:1].isdigit()
+    ):
+        return f"({folded})"
+    return folded
+
+
 def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
     chars: list[str] = []
     idx: list[int] = []
-    for group, i in _graphemes(text):
+    groups = _graphemes(text)
+    for k, (group, i) in enumerate(groups):
         if group == "\r":
             # "\r\n" becomes the "\n" that follows; a lone "\r" is a line break of its own.
             if text[i + 1 : i + 2] != "\n":
                 chars.append("\n")
                 idx.append(i)
             continue
-        for ch in unicodedata.normalize("NFKC", group):
+        for ch in _nfkc(group, groups[k + 1][0] if k + 1 < len(groups) else ""):
             cat = unicodedata.category(ch)
             if ch == "\n" or cat in ("Zl", "Zp"):
                 chars.append("\n")
@@ -285,8 +308,8 @@ def _plain(ch: str) -> bool:
 
 def _fast_ok(ch: str) -> bool:
     cat = unicodedata.category(ch)
-    if unicodedata.combining(ch) or cat[0] == "C" or cat in ("Zl", "Zp"):
-        return False
+    if unicodedata.combining(ch) or cat[0] == "C" or cat in ("Zl", "Zp") or _enclosed_number(ch):
+        return False  # (an enclosed number's NFKC depends on what follows it: `_nfkc`)
     return all(_plain(c) for c in unicodedata.normalize("NFKC", ch))
 
 

@@ -105,6 +105,8 @@ _CONTACT_RE = re.compile(
     re.IGNORECASE,
 )
 _RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
+# Industry scales' levels that the rating words leave out (they name a rating only after an industry key).
+_INDUSTRY_WORDS = "强于大市|弱于大市|领先大市|落后大市"
 # A short line that names a rating level ("Rating: BUY", "Maintain Outperform", "增持") is a stated rating,
 # kept however short it is.
 _SHORT_RATING_RE = re.compile(rf"(?<![A-Za-z]){_RATING_WORDS}(?![A-Za-z])", re.IGNORECASE)
@@ -152,8 +154,22 @@ FIELD_KEYS = tuple(_FIELD_KEYS)
 RATING_FIELD_KEYS = ("industry_rating", "rating", "previous_rating")  # the others' values need a number
 _FIELD_RE = re.compile(
     r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")\s*"
-    r"(?:[】\]]\s*[:：]?|[:：])\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
+    r"(?:[】\]]\s*[:：]?|[:：]|\s)\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
     re.IGNORECASE,
+)
+# A rating key and its value with nothing between them: the normaliser joins "投资评级 增持(首次)" into
+# "投资评级增持(首次)" (no space between Chinese characters).
+_FIELD_JOINED_RE = re.compile(
+    r"^[*_]*[【\[]?\s*(?:"
+    + "|".join(f"(?P<{k}>{_FIELD_KEYS[k]})" for k in RATING_FIELD_KEYS)
+    + rf")[】\]]?(?P<value>(?:{_RATING_WORDS}|{_INDUSTRY_WORDS})"
+    r"(?:\s*[(（][^()（）]{1,8}[)）])?)[*_]*$",
+    re.IGNORECASE,
+)
+# A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
+_DATE_ONLY_RE = re.compile(
+    r"^(?:\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|"
+    r"\d{1,2}\s+[A-Z][a-z]{2,8}\.?,?\s+\d{4}|[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+\d{4})$"
 )
 # A value of a header field, not a statement: a rating without a clause after it ("买入(维持)", not
 # "买入,现下调至中性"); a price or date with a number, few words and no clause ("128.00元", "2025年11月10日",
@@ -385,9 +401,12 @@ def _is_heading(unit: str) -> bool:
 
 
 def drop_reason(unit: str) -> str | None:
-    """Why `unit` is not a sentence ("debris", "numeric", "too_short"), or None to keep it."""
+    """Why `unit` is not a sentence ("debris", "numeric", "too_short"), or None to keep it (a header
+    field is kept whatever its digits: "目标价:118.00元", "2025年10月22日")."""
     if _DEBRIS_RE.search(unit):
         return "debris"
+    if field_value(unit) is not None:
+        return None
     cjk = len(CJK_RE.findall(unit))
     words = re.findall(r"[A-Za-z]{2,}", unit)
     letters = cjk + sum(len(w) for w in words)
@@ -420,11 +439,14 @@ class _Section:
 
 def field_value(unit: str) -> tuple[str, str] | None:
     """(key, value) of a field of the report's header ("投资评级:买入(维持)" -> ("rating", "买入(维持)"); the
-    keys: `FIELD_KEYS`), or None if `unit` is not one."""
-    m = _FIELD_RE.match(unit)
+    keys: `FIELD_KEYS`; a line that is only a date is the date), or None if `unit` is not one. The key
+    and value may stand apart by a colon, a bracket or a space ("目标价 286.00元")."""
+    if _DATE_ONLY_RE.match(unit.strip("*_ ")):
+        return "date", unit.strip("*_ ")
+    m = _FIELD_RE.match(unit) or _FIELD_JOINED_RE.match(unit)
     if m is None:
         return None
-    key = next(k for k in _FIELD_KEYS if m.group(k))
+    key = next(k for k in m.groupdict() if k != "value" and m.group(k))
     value = m.group("value").rstrip("*_ ")
     if _CLAUSE_RE.search(value):
         return None
@@ -491,6 +513,20 @@ _TITLE_MARKUP = "#*_ \t"
 # A line naming the broker's report series anywhere ("电子 | 证券研究报告 — 公司点评"), or only the company
 # and its code ("中芯国际(688981.SH)", the title follows it), is passed over.
 _FURNITURE_RE = re.compile(r"证券研究报告|equity research", re.IGNORECASE)
+# A path of short labels ("通信 | 光模块") or a broker's name ("Harbourview Capital Markets") is passed over
+# too; a short line that only names the report's kind or series ("行业深度报告", "A股策略专题报告", "港股研究|
+# 公司报告", "海光信息(688041)深度报告", "电子行业深度报告:半导体材料系列之三") is the title only when no
+# other line is.
+_REPORT_KIND_RE = re.compile(
+    r"(?:报告|研究|点评|周报|月报|日报|晨报|专题|简报|快报|快评|纪要|策略|系列之?[一二三四五六七八九十\d]{1,3})$"
+)
+_REPORT_KIND_WEIGHT = 20.0
+_LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*")
+_LABEL_WEIGHT = 8.0
+_BROKER_RE = re.compile(
+    r"^(?:[A-Z][\w&'.-]*\s+){0,4}(?:Securities|Capital Markets|Research|Bank|Group|Limited|Ltd\.?|Inc\.?|"
+    r"LLC|Partners|International)$"
+)
 _CODE_LINE_RE = re.compile(r"^[^:：,，。]{2,30}?\s*[(（]\s*[0-9A-Z]{1,6}(?:[.\s][A-Z]{1,2})?\s*[)）]$")
 _NOT_A_TITLE_RE = re.compile(
     r"^(?:[\s|｜/·•\-—_]*(?:证券研究报告|研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"
@@ -516,10 +552,36 @@ def _joined(lines: str) -> str:
     return out
 
 
+def _passed_over(core: str, kind: str) -> bool:
+    """Whether a header line is not the title but may stand before it (see `TITLE_SEARCH`); a line that
+    only names the report's kind (`_REPORT_KIND_RE`) is not one, but `_find_title` falls back on it."""
+    labels = _LABEL_SEPARATORS_RE.split(core)
+    return bool(
+        kind not in ("sentence", "heading")  # a header field, a contact line
+        or _NOT_A_TITLE_RE.match(core)
+        or _FURNITURE_RE.search(core)
+        or _CODE_LINE_RE.match(core)
+        or _BROKER_RE.match(core)
+        or (len(labels) > 1 and all(_weight(x) <= _LABEL_WEIGHT for x in labels))
+        or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0])
+    )
+
+
+def _reads_as_title(core: str, kind: str) -> bool:
+    return (
+        _TITLE_WEIGHT[0] <= _weight(core) <= _TITLE_WEIGHT[1]
+        and not ends_sentence(core)
+        and "。" not in core  # a title may exclaim or ask ("业绩超预期!维持买入评级"), not run on
+        and not core.endswith((":", "："))
+    )
+
+
 def _find_title(text: str, units: list[tuple[int, int, str]]) -> tuple[int, int, int, int] | None:
     """(first unit, units on the line, start, end in the normalised `text`) of the title among `units`
-    ((start, end, kind) of the kept units), or None."""
+    ((start, end, kind) of the kept units), or None; a line that only names the report's kind ("海光信息
+    (688041)深度报告") when no other line is the title."""
     considered = 0
+    fallback = None
     for k, (start, _, kind) in enumerate(units[:_TITLE_LOOK]):
         line_start = text.rfind("\n", 0, start) + 1
         last, end = k, _line_end(text, start)
@@ -529,31 +591,24 @@ def _find_title(text: str, units: list[tuple[int, int, str]]) -> tuple[int, int,
                 last += 1
             else:
                 break
-        core = _joined(text[line_start:end]).strip(_TITLE_MARKUP)
-        if (
-            _NOT_A_TITLE_RE.match(core)
-            or _FURNITURE_RE.search(core)
-            or _CODE_LINE_RE.match(core)
-            or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0])
-        ):
+        line = text[line_start:end]
+        core = _joined(line).strip(_TITLE_MARKUP)
+        if text[line_start:start].strip(_TITLE_MARKUP) or _passed_over(core, kind):
+            continue  # a unit inside a line already looked at, or a line before the title
+        lead = len(line) - len(line.lstrip(_TITLE_MARKUP))
+        found = (k, last - k + 1, line_start + lead, line_start + len(line.rstrip(_TITLE_MARKUP)))
+        if _REPORT_KIND_RE.search(core) and _weight(core) <= _REPORT_KIND_WEIGHT:
+            if fallback is None and _reads_as_title(core, kind):
+                fallback = found
             continue
         considered += 1
         if considered > TITLE_SEARCH:
-            return None
-        if (
-            kind in ("sentence", "heading")
-            and not text[line_start:start].strip(_TITLE_MARKUP)
-            and _TITLE_WEIGHT[0] <= _weight(core) <= _TITLE_WEIGHT[1]
-            and not ends_sentence(core)
-            and "。" not in core  # a title may exclaim or ask ("业绩超预期!维持买入评级"), not run on
-            and not core.endswith((":", "："))
-        ):
-            lead = len(text[line_start:end]) - len(text[line_start:end].lstrip(_TITLE_MARKUP))
-            trail = len(text[line_start:end].rstrip(_TITLE_MARKUP))
-            return k, last - k + 1, line_start + lead, line_start + trail
+            break
+        if _reads_as_title(core, kind):
+            return found
         if kind == "sentence":
-            return None
-    return None
+            break
+    return fallback
 
 
 def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool = False) -> Segmentation:

@@ -136,10 +136,12 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
     restated = [i for i in where if i in repeats]
     sentences = [units[i] for i in where if i not in repeats]
     n = len(sentences)
-    tiers = {
+    tiers = {  # a restated sentence states its rating once, where it first stands
         id(s): rating_tier(s)
-        for s in units
-        if s.get("kind", SUMMARY_KIND) in RATING_KINDS and s["rating"]["label"] != RATING.default
+        for i, s in enumerate(units)
+        if s.get("kind", SUMMARY_KIND) in RATING_KINDS
+        and s["rating"]["label"] != RATING.default
+        and i not in repeats
     }
     rated = sorted(
         (s for s in units if tiers.get(id(s)) is not None), key=lambda s: s["rating"]["score"], reverse=True

@@ -89,6 +89,15 @@ def test_a_restatement_adds_or_leaves_out_words_and_changes_none(earlier, later,
     assert restatements([earlier, later]) == ({1: 0} if restates else {})
 
 
+def test_a_prefix_restates_a_short_sentence_and_a_new_clause_does_not():
+    """Candidates are looser than the dataset's rule (a prefix weighs more in a short sentence), so the
+    amount added is bounded instead: a rating clause after a sentence says something more."""
+    assert restatements(["公司营收同比增长30%。", "综上,公司营收同比增长30%"]) == {1: 0}
+    assert restatements(["光刻胶国产替代进入验证兑现期", "综上，光刻胶国产替代进入验证兑现期。"]) == {1: 0}
+    said = "公司营收同比增长30%,毛利率提升至45%"
+    assert restatements([said + "。", said + ",维持行业强于大市评级。"]) == {}
+
+
 def test_restatements_of_thousands_of_like_lines_stay_quick():
     """6,000 copies of one line, and 6,000 lines alike but for a figure: each copy restates the first, no
     line with another figure restates any (the work per line is bounded: MAX_CHECKS)."""

@@ -654,3 +654,17 @@ def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
     summary = summarize(units, seg.title)
     assert summary["title"]["index"] == 0 and summary["restated"] == [1] and summary["sentences"] == 2
     assert summary["sentiment_counts"]["positive"] == 1
+
+
+def test_a_restated_rating_sentence_states_the_rating_where_it_first_stands():
+    """The copy in the body of the summary's rating sentence scores a little higher; the evidence is the
+    first, and `ratings_stated` lists the sentence once."""
+    units = [
+        _unit("我们维持公司买入评级,目标价386元。", "sentence", "buy", 0.9847),
+        _unit("公司三季度营收同比增长30%。", "sentence", "none", 0.9, "positive"),
+        _unit("综上,我们维持公司买入评级,目标价386元。", "sentence", "buy", 0.9883),
+    ]
+    summary = summarize(units)
+    assert summary["restated"] == [2]
+    assert summary["rating"]["label"] == "buy" and summary["rating"]["evidence"]["index"] == 0
+    assert [r["index"] for r in summary["ratings_stated"]] == [0]

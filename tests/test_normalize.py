@@ -121,10 +121,26 @@ def test_report_text_takes_the_fast_path():
         "字節跳動大幅催化算力產業鏈，ＡＩ需求[5][26]持續　驗證。",
         "power demand [5][26][67] The emergence of Mid-training\r\nis ■ key",
         "维持“优于大市”评级，预计2026年营收同比增长35.2%（前值：28%）。",
-        "国 产 替 代 and AI  capex ①",
+        "国 产 替 代 and AI  capex ■",
     ]
     for text in raw:
         fast = _fast_text(text)
         assert fast is not None, text
         assert fast == normalize(text).text
     assert _fast_text("e\u0301") is None  # a combining mark: only the per-character path is exact
+    assert _fast_text("capex ①") is None  # a circled number's NFKC depends on what follows it
+
+
+def test_a_circled_number_does_not_run_into_the_figure_after_it():
+    """NFKC makes "①" a plain "1": before a figure it becomes "(1)" ("①2025年以来" is not "12025年以来"),
+    on both paths; before anything else it stays the digit, as the dataset was built."""
+    from fintag.data.normalize import normalize, normalize_text
+
+    for text, want in [
+        ("①2025年以来,算力需求旺盛。", "(1)2025年以来,算力需求旺盛。"),
+        ("营收达到⑩20亿元", "营收达到(10)20亿元"),
+        ("① 通过其并行计算能力", "1 通过其并行计算能力"),
+        ("❶2025年", "❶2025年"),  # NFKC leaves it as it is
+    ]:
+        assert normalize_text(text) == normalize(text).text == want
+        assert normalize_text(want) == want

@@ -175,10 +175,37 @@ GAIN = "Domestic AI accelerators gain share"
         (f"证券研究报告\n{SMIC}\n正文。", SMIC, 1),
         (f"证券研究报告 | 公司点评\n{SMIC}\n正文。", SMIC, 1),
         ("核心观点与投资建议\n公司营收同比增长18%。", None, None),
-        ("电子 | 证券研究报告 — 公司点评\n2025年11月10日\n" + SMIC + "\n正文。", SMIC, 1),
+        ("电子 | 证券研究报告 — 公司点评\n2025年11月10日\n" + SMIC + "\n正文。", SMIC, 2),
         # A line of the company and its code only is passed over: the title follows it.
         ("公司研究/公司点评\n证券研究报告\n中芯国际(688981.SH)\n" + SUB + "\n正文。", SUB, 3),
         ("Cambricon Technologies (688256 CH)\n" + GAIN + "\n", GAIN, 1),
+        # Headers of broker PDFs (an analyst's test reports): labels, the broker, the report's kind, the
+        # company's code line, a rating box are passed over; a line naming only the kind is the fallback.
+        (
+            "证券研究报告 | 公司点评\n通信 | 光模块\n2025年10月22日\n中际旭创(300308.SZ)\n"
+            + SUB
+            + "\n买入(维持)\n",
+            SUB,
+            4,
+        ),
+        (
+            "Asia Pacific Equity Research\nHarbourview Capital Markets\n22 October 2025\n"
+            "Pony AI Inc. (PONY.O)\n" + CAMBRICON + "\nRating: Overweight\n",
+            CAMBRICON,
+            4,
+        ),
+        (
+            "台股研究報告|個股報告\n2025年10月17日\n台積電(2330 TT)\n" + SUB + "\n投資評等:買進(維持)\n",
+            SUB,
+            2,
+        ),
+        (
+            "电子 | 证券研究报告\n行业深度报告\n电子行业深度报告:半导体材料系列之三\n" + SUB + "\n正文。",
+            SUB,
+            3,
+        ),
+        ("海光信息(688041)深度报告\n公司营收同比增长18%。", "海光信息(688041)深度报告", 0),
+        ("计算机行业2026年年度策略\n公司营收同比增长18%。", "计算机行业2026年年度策略", 0),
         # A title may exclaim; a line that runs on with a full stop is text.
         ("业绩超预期!维持买入评级\n正文。", "业绩超预期!维持买入评级", 0),
         ("公司营收同比增长18%。算力需求旺盛\n正文。", None, None),
@@ -200,3 +227,30 @@ def test_a_title_line_of_two_units_is_one_title_and_lines_given_one_by_one_have_
     assert seg.title is not None and (seg.title.index, seg.title.units) == (0, 2)
     assert seg.title.text == "Cambricon (688256 CH): AI accelerators gain share; maintain Outperform"
     assert segment(text, by_line=True).title is None
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "value"),
+    [
+        ("目标价：118.00元", "target_price", "118.00元"),  # mostly digits: dropped as "numeric" before
+        ("2025年10月22日", "date", "2025年10月22日"),  # a date alone is the header's date
+        ("22 October 2025", "date", "22 October 2025"),
+        ("目标价 286.00元", "target_price", "286.00元"),  # key and value apart by a space
+        ("总市值 5,549.6亿元", "market_value", "5,549.6亿元"),
+        # The normaliser joins these two into "投资评级增持(首次)".
+        ("投资评级 增持（首次）", "rating", "增持(首次)"),
+        ("行业评级 强于大市（维持）", "industry_rating", "强于大市(维持)"),
+    ],
+)
+def test_header_field_lines_are_kept_and_read(line, key, value):
+    from fintag.data.split import field_value
+
+    (unit,) = segment(line).sentences
+    assert unit.kind == "field" and field_value(unit.text) == (key, value)
+
+
+def test_a_rating_key_run_into_a_statement_is_not_a_field():
+    from fintag.data.split import field_value
+
+    assert field_value("投资评级调整为买入,理由是估值回落") is None
+    assert field_value("股价表现强于大市") is None
