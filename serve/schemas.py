@@ -108,8 +108,9 @@ class ReportSummary(BaseModel):
     )
     restated: list[int] = Field(
         description="positions (sentences[index]) of sentences that restate an earlier one or the title "
-        "(the same text, or a near-duplicate with the same figures that only adds or leaves out words, "
-        "never a negation): counted once, so left out of the counts, shares, indices and evidence"
+        "(the same text, or a similar one with the same figures that only adds or leaves out a few words, "
+        "never a negation): counted once, so left out of the counts, shares, indices, evidence and stated "
+        "ratings"
     )
     kind_counts: dict[str, int]
     rating: RatingSummary
