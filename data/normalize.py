@@ -127,21 +127,14 @@ def _graphemes(text: str) -> list[tuple[str, int]]:
 
 # Circled and other enclosed numbers ("①", "⑳", "❶"): NFKC makes them plain digits, which run into a
 # figure right after them ("①2025年以来" would read "12025年以来"); there they become "(1)".
-_ENCLOSED_NUMBERS = (("\u2460", "\u2473"), ("\u24f5", "\u24fe"), ("\u2776", "\u2793"))
+_ENCLOSED_NUMBERS = frozenset(
+    chr(c) for a, b in ((0x2460, 0x2473), (0x24F5, 0x24FE), (0x2776, 0x2793)) for c in range(a, b + 1)
+)
 
 
-def _enclosed_number(ch: str) -> bool:
-    return len(ch) == 1 and any(a <= ch <= b for a, b in _ENCLOSED_NUMBERS)
-
-
-def _nfkc(group: str, following: str) -> str:
-    folded = unicodedata.normalize("NFKC", group)
-    if (
-        _enclosed_number(group)
-        and folded.isascii()
-        and folded.isdigit()
-        and unicodedata.normalize("NFKC", following[:1])[:1].isdigit()
-    ):
+def _enclosed(folded: str, following: str) -> str:
+    """An enclosed number's NFKC (`folded`), bracketed when a figure follows it."""
+    if folded.isascii() and folded.isdigit() and unicodedata.normalize("NFKC", following[:1])[:1].isdigit():
         return f"({folded})"
     return folded
 
@@ -157,7 +150,10 @@ def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
                 chars.append("\n")
                 idx.append(i)
             continue
-        for ch in _nfkc(group, groups[k + 1][0] if k + 1 < len(groups) else ""):
+        folded = unicodedata.normalize("NFKC", group)
+        if group in _ENCLOSED_NUMBERS:
+            folded = _enclosed(folded, groups[k + 1][0] if k + 1 < len(groups) else "")
+        for ch in folded:
             cat = unicodedata.category(ch)
             if ch == "\n" or cat in ("Zl", "Zp"):
                 chars.append("\n")
@@ -308,8 +304,8 @@ def _plain(ch: str) -> bool:
 
 def _fast_ok(ch: str) -> bool:
     cat = unicodedata.category(ch)
-    if unicodedata.combining(ch) or cat[0] == "C" or cat in ("Zl", "Zp") or _enclosed_number(ch):
-        return False  # (an enclosed number's NFKC depends on what follows it: `_nfkc`)
+    if unicodedata.combining(ch) or cat[0] == "C" or cat in ("Zl", "Zp") or ch in _ENCLOSED_NUMBERS:
+        return False  # (an enclosed number's NFKC depends on what follows it: `_enclosed`)
     return all(_plain(c) for c in unicodedata.normalize("NFKC", ch))
 
 

@@ -510,8 +510,9 @@ TITLE_SEARCH = 3
 _TITLE_LOOK = 10  # units looked at in all, those passed over included
 _TITLE_WEIGHT = (6.0, 80.0)
 _TITLE_MARKUP = "#*_ \t"
-# A line naming the broker's report series anywhere ("电子 | 证券研究报告 — 公司点评"), or only the company
-# and its code ("中芯国际(688981.SH)", the title follows it), is passed over.
+# A line naming the broker's report series anywhere ("电子 | 证券研究报告 — 公司点评", "Asia Pacific Equity
+# Research"; `_NOT_A_TITLE_RE` need not list these), or only the company and its code ("中芯国际
+# (688981.SH)", the title follows it), is passed over.
 _FURNITURE_RE = re.compile(r"证券研究报告|equity research", re.IGNORECASE)
 # A path of short labels ("通信 | 光模块") or a broker's name ("Harbourview Capital Markets") is passed over
 # too; a short line that only names the report's kind or series ("行业深度报告", "A股策略专题报告", "港股研究|
@@ -529,10 +530,10 @@ _BROKER_RE = re.compile(
 )
 _CODE_LINE_RE = re.compile(r"^[^:：,，。]{2,30}?\s*[(（]\s*[0-9A-Z]{1,6}(?:[.\s][A-Z]{1,2})?\s*[)）]$")
 _NOT_A_TITLE_RE = re.compile(
-    r"^(?:[\s|｜/·•\-—_]*(?:证券研究报告|研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"
+    r"^(?:[\s|｜/·•\-—_]*(?:研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"
     r"(?:公司|行业)(?:点评|深度|报告|周报|月报|专题|简评|快评)|点评报告|深度报告|首次覆盖|跟踪报告|"
     r"核心观点|投资要点|投资建议|主要观点|报告摘要|摘要|要点|与|和|及|"
-    r"equity research|research report|(?:company|industry|sector) (?:report|research|update|note)))+"
+    r"research report|(?:company|industry|sector) (?:report|research|update|note)))+"
     r"[\s|｜/·•\-—_]*$",
     re.IGNORECASE,
 )

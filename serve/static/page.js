@@ -73,12 +73,12 @@ const groupLabels = (s, group) => Object.keys(s[group].scores);
 // Counted in the shares and indices: sentences, each statement once (the summary's `restated` repeats are
 // not), the title line aside (the report's headline, as other titles are not counted).
 const isSentence = (s) => !s.kind || s.kind === "sentence";
-function notCounted(report) {
-  const skip = new Set(report.summary.restated || []);
+const restatedUnits = (report) => new Set(report.summary.restated || []);
+function titleUnits(report) {
   const title = report.summary.title;
-  if (title) for (let k = 0; k < title.units; k++) skip.add(title.index + k);
-  return skip;
+  return new Set(title ? Array.from({ length: title.units }, (_, k) => title.index + k) : []);
 }
+const notCounted = (report) => new Set([...restatedUnits(report), ...titleUnits(report)]);
 
 // The labels shown: the analyst's correction when there is one, else the model's.
 function shown(report, i) {
@@ -213,7 +213,7 @@ function renderSummary(report) {
   $("report-title").textContent = `${report.report_id}${report.date ? ` · ${report.date}` : ""} · ${report.summary.sentences} sentences of ${report.sentences.length} units`;
   const name = report.summary.title;
   $("report-name").textContent = name ? name.text : "(no title line)";
-  const repeats = (report.summary.restated || []).length;
+  const repeats = restatedUnits(report).size;
   $("report-restated").textContent = repeats ? `${repeats} sentence(s) restate an earlier one and are counted once.` : "";
   const rating = report.summary.rating;
   const badge = $("summary-rating");
@@ -251,9 +251,7 @@ function renderSentences(report) {
   }
   const theme = $("filter-theme").value, sentiment = $("filter-sentiment").value, rating = $("filter-rating").value;
   const ev = report.summary.rating.evidence;
-  const restated = new Set(report.summary.restated || []);
-  const title = report.summary.title;
-  const inTitle = (i) => Boolean(title) && i >= title.index && i < title.index + title.units;
+  const restated = restatedUnits(report), titled = titleUnits(report);
   let order = report.sentences.map((s, i) => i).filter((i) => {
     const l = shown(report, i);
     return (!theme || (theme === "-" ? l.themes.length === 0 : l.themes.includes(theme))) &&
@@ -278,7 +276,7 @@ function renderSentences(report) {
     if (isEvidence) item.setAttribute("data-evidence", "true");
     if (needsReview) item.append(el("span", { class: "unc", text: uncertainty(s).toFixed(2) }));
     if (s.kind && s.kind !== "sentence") item.append(el("span", { class: "kind", text: s.kind }));
-    if (inTitle(i)) {
+    if (titled.has(i)) {
       item.setAttribute("data-title", "true");
       item.append(el("span", { class: "kind", text: "title", title: "the report's title line: read for its rating, not counted" }));
     }
