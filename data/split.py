@@ -83,7 +83,8 @@ _DEBRIS_RE = re.compile(
 # What a kept unit is. Defined once: the API schema, the README and the tests read it from here.
 KINDS: dict[str, str] = {
     "sentence": "a statement of the report: prose, a bullet point, or a `key: statement` line (公司点评:...)",
-    "heading": "a title: of the report, a section, a figure or a table (图1:), or a source line (资料来源:)",
+    "heading": "a title: of the report, a section, a figure or a table (图1:), a related report "
+    "(《...》2025-08-26), or a source line (资料来源:)",
     "field": "a field of the report's header: rating, previous rating, target or current price, date "
     "(投资评级:买入(维持), 【目标价】128元, Rating: BUY)",
     "table_row": "a row of a table (cells separated by | or a run of numbers)",
@@ -115,8 +116,9 @@ _SHORT_RATING_RE = re.compile(rf"(?<![A-Za-z]){_RATING_WORDS}(?![A-Za-z])", re.I
 # own sentence ("维持买入评级") does not.
 _DISCLAIMER_RE = re.compile(
     r"评级.{0,8}分为|评级(?:标准|说明|体系|定义)|投资评级的?(?:说明|定义|含义)|"
-    rf"^(?:(?:股票|行业|公司)?(?:投资)?评级\s*)?{_RATING_WORDS}\s*[:：]?\s*"
-    r"(?:\(|（)?(?:预期|预计|指|相对|未来|股价|行业指数|公司股价|expected|we expect|the stock)|"
+    rf"^(?:(?:股票|行业|公司)?(?:投资)?评级\s*)?(?:{_RATING_WORDS}|{_INDUSTRY_WORDS})(?:\s*\([A-Z]{{1,4}}\))?\s*"
+    r"(?:[:：]?\s*(?:\(|（)?(?:预期|预计|指|相对|未来|股价|行业指数|公司股价|expected|we expect|the stock)|"
+    r"[:：]\s*[-+]?\d+(?:\.\d+)?%)|"
     r"免责声明|免责条款|请务必阅读|本报告仅供|本报告(?:版权|由|基于|所载|不构成)|版权(?:所有|归)|"
     r"不构成.{0,12}(?:投资建议|要约|邀请)|未经.{0,10}(?:许可|授权)|特此声明|证券投资咨询业务资格|"
     r"本人(?:承诺|已在|对证券研究报告|不曾因)|反映本人|Disclaimer|Analyst Certification",
@@ -184,6 +186,14 @@ _CAPTION_RE = re.compile(
 )
 _NUMERIC_CELL_RE = re.compile(r"^[-+]?[\d.,]+%?[xX倍]?$|^\d{6}(?:\.[A-Z]{2})?$")
 _TOC_ENTRY_RE = re.compile(r"^【\s*\d{1,2}\s*】[^。!?;.]{0,30}$")
+# A line naming another report, with its date: a related-research list ("《中际旭创(300308.SZ):800G龙头地位
+# 稳固》2025-08-26") is titles, not the report's statements.
+_RELATED_REPORT_RE = re.compile(
+    r"^《[^《》]{4,80}》\s*[-—–,，:]?\s*[(（]?(?:\d{4}(?:[-/.]\d{1,2}){1,2}|\d{4}年\d{1,2}月(?:\d{1,2}日)?)[)）]?$"
+)
+_COLUMN_GAP_RE = re.compile(r" {2,}|\t+")
+_COLUMN_MIN_CELLS = 4
+_COLUMN_MAX_WEIGHT = 12
 # Words separated by spaces (\s+, never \s*: an optional separator would let one long word split up
 # in exponentially many ways, and a hostile bullet line take forever).
 _TITLE_CASE_RE = re.compile(r"^[A-Z][\w'-]*(?:\s+(?:[A-Z][\w'-]*|&|and|of|the|for|in)){0,5}$")
@@ -426,6 +436,18 @@ def _is_table_row(unit: str) -> bool:
     return len(cells) >= 4 and numeric * 2 >= len(cells) and unit[-1] not in _END_PUNCT + "."
 
 
+def _is_column_row(original: str) -> bool:
+    """A row of short cells set apart by runs of spaces or tabs, as written (a table's header taken from a
+    PDF: "代码      公司      股价（元）   2025E EPS   评级"; the normaliser closes the gaps between Chinese
+    cells, so only the original shows the columns)."""
+    cells = _COLUMN_GAP_RE.split(original.strip())
+    return (
+        len(cells) >= _COLUMN_MIN_CELLS
+        and all(_weight(c) <= _COLUMN_MAX_WEIGHT for c in cells)
+        and not ends_sentence(original)
+    )
+
+
 def _heading_level(unit: str) -> int:
     return len(unit) - len(unit.lstrip("#"))
 
@@ -465,8 +487,9 @@ def field_key(unit: str) -> str | None:
     return found[0] if found else None
 
 
-def unit_kind(unit: str, layout: str, section: _Section) -> str:
-    """The kind (one of `KINDS`) of a kept unit, given its layout and the section it is in (updated)."""
+def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> str:
+    """The kind (one of `KINDS`) of a kept unit, given its layout, the section it is in (updated) and its
+    text as written (where a table's columns still show)."""
     level = _heading_level(unit)
     # A bullet point states something, unless it is a table-of-contents entry ("【 01 】 港股互联网所处阶段")
     # or an English title ("Automotive & Autonomous Driving"); a markdown title long enough to state a
@@ -490,9 +513,9 @@ def unit_kind(unit: str, layout: str, section: _Section) -> str:
         return "disclaimer"
     if field_key(unit) is not None:  # "Date: 15 March 2024" has the shape of a row of numbers too
         return "field"
-    if _is_table_row(unit):
+    if _is_table_row(unit) or _is_column_row(original):
         return "table_row"
-    if _CAPTION_RE.match(unit):
+    if _CAPTION_RE.match(unit) or _RELATED_REPORT_RE.match(unit):
         return "heading"
     if shaped_like_heading and not (_KEY_VALUE_RE.match(unit) and unit[-1] not in ":："):
         return "heading"
@@ -626,10 +649,10 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
         if reason:
             result.dropped[reason] += 1
             continue
-        kind = unit_kind(unit, layout, section)
-        spans.append((start, end, kind))
         o_start, o_end = norm.original_span(start, end)
         original = norm.original[o_start:o_end]
+        kind = unit_kind(unit, layout, section, original)
+        spans.append((start, end, kind))
         result.sentences.append(
             Sentence(
                 id=sentence_id(unit),

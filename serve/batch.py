@@ -55,6 +55,7 @@ from fintag.serve.outputs import (
     read_progress,
     repair,
     report_records,
+    unwritable,
 )
 
 logger = logging.getLogger(__name__)
@@ -558,7 +559,7 @@ def record_run_settings(cfg: TagConfig) -> None:
         write_json(path, run_settings(cfg))
     except OSError as exc:
         raise OutputError(
-            f"cannot write --out {cfg.out} (its settings file {path.name}): {exc.strerror or exc}. "
+            f"cannot write --out {cfg.out} (its settings file {path.name}): {unwritable(path, exc)}. "
             "Choose a writable --out"
         ) from exc
 
@@ -714,7 +715,7 @@ def lock_output(out: str) -> Callable[[], None]:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise OutputError(
-                f"cannot write --out {out}: {exc.strerror or exc}. Choose a writable --out"
+                f"cannot write --out {out}: {unwritable(path, exc)}. Choose a writable --out"
             ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

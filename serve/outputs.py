@@ -287,6 +287,13 @@ def _durable_write(fh: IO[bytes], data: bytes) -> None:
     os.fsync(fh.fileno())
 
 
+def unwritable(path: Path, exc: OSError) -> str:
+    """Why `path` could not be written: a file where a folder on its path should be ("afile/out.jsonl";
+    mkdir says only "File exists"), else the system's reason."""
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    return f"{blocking} is a file, not a folder" if blocking else str(exc.strerror or exc)
+
+
 class FileSink:
     """Records to a file, a chunk at a time, each chunk durable before its reports are recorded as done."""
 
@@ -304,8 +311,8 @@ class FileSink:
 
     def _error(self, exc: OSError) -> OutputError:
         return OutputError(
-            f"cannot write --out {self.path}: {exc.strerror or exc}. Free disk space or choose a writable "
-            "--out, then rerun with --resume: reports already recorded as done are kept"
+            f"cannot write --out {self.path}: {unwritable(self.path, exc)}. Free disk space or choose a "
+            "writable --out, then rerun with --resume: reports already recorded as done are kept"
         )
 
     def write_chunk(self, records: list[dict[str, Any]], keys: list[ReportKey]) -> None:

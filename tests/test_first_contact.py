@@ -158,6 +158,23 @@ def test_seed_report_non_sentences_get_their_kind():
         ("投资建议:买入(维持)", "field"),
         ("总市值:1,234亿元", "field"),
         ("二、业绩超预期。维持买入评级", "sentence"),
+        # A scale's definitions split at ";" leave bands of their own; an English level's abbreviation.
+        ("看好:行业指数相对于沪深300指数表现+10%以上;看淡:-10%以下。", "disclaimer"),
+        ("减持：-10%以下。", "disclaimer"),
+        (
+            "Overweight (OW): The stock's total return is expected to exceed the coverage average.",
+            "disclaimer",
+        ),
+        ("减持比例:公司股东拟减持不超过2%的股份。", "sentence"),
+        ("增持计划已实施完毕,控股股东累计增持1.2%。", "sentence"),
+        # A related-research list names other reports; a sentence about a document is a statement.
+        ("《中际旭创（300308.SZ）：800G龙头地位稳固，硅光方案领先》2025-08-26", "heading"),
+        ("《AI算力需求持续高增》(2025年4月)", "heading"),
+        ("《关于推动算力基础设施高质量发展的意见》发布,明确2025年算力规模目标。", "sentence"),
+        # A table's header taken from a PDF: its columns show only in the spacing as written.
+        ("代码      公司      股价（元）   2025E EPS   2026E EPS   2025E PE   评级", "table_row"),
+        ("公司营收同比增长35%,  毛利率提升  2.1个百分点,  费用率下降。", "sentence"),
+        ("请仔细阅读本报告末页声明                                     2", "heading"),
     ],
 )
 def test_kind_of_typical_lines(text, kind):

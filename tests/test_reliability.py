@@ -245,6 +245,8 @@ def test_unwritable_out_fails_cleanly(tmp_path, report_dir, tiny_checkpoint_dir,
     code = _tag(report_dir, "--model", tiny_checkpoint_dir, "--out", out)
     _assert_clean_write_failure(code, out, caplog)
     assert not out.exists()
+    if where == "under-a-regular-file":  # names the file in the way, not mkdir's "File exists"
+        assert any(f"{tmp_path / 'afile'} is a file, not a folder" in e for e in _errors(caplog))
 
 
 def _limit_file_size() -> None:
