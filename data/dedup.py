@@ -75,7 +75,8 @@ def near_duplicate_pairs(
 # before it, "初步" or "的" inside it. What is added or left out is at most `_RESTATE_EXTRA` of the shorter
 # text (or 6 characters) and holds no figure and no negation, and the texts are not the same length (then
 # something was changed): "符合预期" / "不符合预期", "一季度" / "二季度", "30%" / "45%", "expect" / "do not
-# expect" state other things, and "...增长30%" with ",维持买入评级" after it says something more.
+# expect" state other things, and "...增长30%" with ",维持买入评级" after it says something more. One phrase
+# put elsewhere ("近三个月" before or after "公司股价") restates too.
 _END_PUNCT = "。.!?;！？；"
 _NEGATION_RE = re.compile(r"[不未没無无非否莫别勿]|not|no|n't|never|neither|nor")
 _RESTATE_EXTRA = 0.2
@@ -86,17 +87,19 @@ MAX_CHECKS = 16
 
 
 def _restates(a: str, b: str) -> bool:
-    """Whether folded `a` and `b` (not equal, the same figures) differ only by what one adds to the other."""
-    if len(a) == len(b):
-        return False
-    extra = 0
+    """Whether folded `a` and `b` (not equal, the same figures) differ only by what one adds to the other,
+    or by one phrase put elsewhere ("公司股价近三个月上涨112%" / "近三个月公司股价上涨112%"; two phrases
+    swapped, "国产份额超过海外" / "海外份额超过国产", are a replacement)."""
+    changed = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "equal":
             continue
         if op == "replace" or _NEGATION_RE.search(a[i1:i2] + b[j1:j2]):
             return False
-        extra += (i2 - i1) + (j2 - j1)
-    return extra <= max(6, _RESTATE_EXTRA * min(len(a), len(b)))
+        changed.append(a[i1:i2] or b[j1:j2])
+    if len(a) == len(b):  # the same length: only one phrase moved (nothing added), or something was changed
+        return len(changed) == 2 and changed[0] == changed[1]
+    return sum(map(len, changed)) <= max(6, _RESTATE_EXTRA * min(len(a), len(b)))
 
 
 def restatements(texts: Sequence[str]) -> dict[int, int]:

@@ -551,7 +551,9 @@ _BROKER_RE = re.compile(
     r"^(?:[A-Z][\w&'.-]*\s+){0,4}(?:Securities|Capital Markets|Research|Bank|Group|Limited|Ltd\.?|Inc\.?|"
     r"LLC|Partners|International)$"
 )
-_CODE_LINE_RE = re.compile(r"^[^:：,，。]{2,30}?\s*[(（]\s*[0-9A-Z]{1,6}(?:[.\s][A-Z]{1,2})?\s*[)）]$")
+_COMPANY_CODE = r"[^:：,，。]{2,30}?\s*[(（]\s*[0-9A-Z]{1,6}(?:[.\s][A-Z]{1,2})?\s*[)）]"
+_CODE_LINE_RE = re.compile(rf"^{_COMPANY_CODE}$")
+_CODE_PREFIX_RE = re.compile(rf"^{_COMPANY_CODE}\s*[:：]\s*(?=\S)")
 _NOT_A_TITLE_RE = re.compile(
     r"^(?:[\s|｜/·•\-—_]*(?:研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"
     r"(?:公司|行业)(?:点评|深度|报告|周报|月报|专题|简评|快评)|点评报告|深度报告|首次覆盖|跟踪报告|"
@@ -574,6 +576,12 @@ def _joined(lines: str) -> str:
         if line:
             out += (joiner(out, line) if out else "") + line
     return out
+
+
+def without_company_code(text: str) -> str:
+    """`text` without a leading "company (code):" ("中微公司(688012.SH):刻蚀设备订单饱满" -> "刻蚀设备订单
+    饱满"), as a PDF's running header puts the company before the title on every page."""
+    return _CODE_PREFIX_RE.sub("", text, count=1)
 
 
 def _passed_over(core: str, kind: str) -> bool:

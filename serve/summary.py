@@ -15,7 +15,15 @@ from collections.abc import Callable
 from typing import Any
 
 from fintag.data.dedup import NEAR_DUP_THRESHOLD, jaccard, restatements
-from fintag.data.split import KINDS, RATING_KINDS, SUMMARY_KIND, Title, field_key, field_value
+from fintag.data.split import (
+    KINDS,
+    RATING_KINDS,
+    SUMMARY_KIND,
+    Title,
+    field_key,
+    field_value,
+    without_company_code,
+)
 from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING, SENTIMENT, THEMES
 
 EVIDENCE_PER_LABEL = 3
@@ -53,6 +61,15 @@ def _read(unit: dict[str, Any]) -> str:
     """The text the markers are read in: normalised, as the splitter classified it (a traditional report's
     "投資評等:買進" is "投资评等:买进" there), or the text where a unit has no normalised form."""
     return unit.get("text_normalized") or unit["text"]
+
+
+def _as_restated(text: str, titles: set[str], is_title: bool) -> str:
+    """The text compared for restatements: the title, and a line that is the title with "company (code):"
+    before it or without it (a PDF's running header "中微公司(688012.SH):刻蚀设备订单饱满"), without that
+    prefix; other prefixes stay (a morning note's "中际旭创(300308):维持买入评级" and "新易盛(300502):
+    维持买入评级" are two statements). `titles`: the title's texts, without the prefix and end punctuation."""
+    core = without_company_code(text)
+    return core if is_title or core.rstrip("。.") in titles else text
 
 
 def rating_tier(unit: dict[str, Any]) -> int | None:
@@ -132,7 +149,10 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
     # The title line is looked at too, so that a copy of it in the text (a weekly's title repeated under
     # the platform's header) counts as a restatement, not as a sentence.
     looked = sorted([*headline, *where])
-    repeats = {looked[j] for j in restatements([_read(units[i]) for i in looked])}
+    titles = {_read(units[i]) for i in headline} | {"".join(_read(units[i]) for i in headline)}
+    titles = {without_company_code(t).rstrip("。.") for t in titles if t}
+    compared = [_as_restated(_read(units[i]), titles, i in headline) for i in looked]
+    repeats = {looked[j] for j in restatements(compared)}
     restated = [i for i in where if i in repeats]
     sentences = [units[i] for i in where if i not in repeats]
     n = len(sentences)

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 from fintag.data.build import SPLITS, BuildConfig, BuildError, build, load_split
-from fintag.data.dedup import jaccard, near_duplicate_pairs, restatements
+from fintag.data.dedup import RESTATE_CANDIDATE, jaccard, near_duplicate_pairs, restatements
 from fintag.data.stats import TARGETS, compute_stats, unmet_targets
 from fintag.data.taxonomy import TAXONOMY
 from fintag.data.validate import validate_file
@@ -82,11 +82,28 @@ def test_near_duplicate_detection():
         ("海外云厂商资本开支持续增长,带动光模块需求,维持买入评级。", "海外云厂商资本开支持续下滑,带动光模块需求,维持买入评级。", False),  # noqa: E501
         ("We expect revenue to grow 30% next year on AI demand.", "We do not expect revenue to grow 30% next year on AI demand.", False),  # noqa: E501
         ("公司营收同比增长30%,毛利率提升至45%。", "公司营收同比增长30.0%,毛利率提升至45%。", False),
+        # One phrase put elsewhere restates.
+        ("公司股价近三个月上涨112%,当前市值对应2026年PE约150倍。", "近三个月公司股价上涨112%,当前市值对应2026年PE约150倍。", True),  # noqa: E501
     ],
 )  # fmt: skip
 def test_a_restatement_adds_or_leaves_out_words_and_changes_none(earlier, later, restates):
     assert jaccard(earlier, later) > 0.8  # all near-duplicates: the dataset's rule alone would merge them
     assert restatements([earlier, later]) == ({1: 0} if restates else {})
+
+
+def test_two_phrases_swapped_or_a_negation_moved_is_no_restatement():
+    """Anagrams of one another, each a candidate (bigram similarity over 0.5): only one moved phrase
+    without a negation restates."""
+    swapped = [
+        "国产光模块厂商的全球份额超过海外厂商,毛利率也更高。",
+        "海外光模块厂商的全球份额超过国产厂商,毛利率也更高。",
+    ]
+    negation = ["公司预计明年不会继续扩产,资本开支将回落。", "公司预计明年继续扩产,不会资本开支将回落。"]
+    moved = ["在AI需求带动下,公司光模块出货量持续提升。", "公司光模块出货量在AI需求带动下,持续提升。"]
+    for pair in (swapped, negation, moved):
+        assert sorted(pair[0]) == sorted(pair[1]) and jaccard(*pair) > RESTATE_CANDIDATE
+    assert restatements(swapped) == {} and restatements(negation) == {}
+    assert restatements(moved) == {1: 0}
 
 
 def test_a_prefix_restates_a_short_sentence_and_a_new_clause_does_not():

@@ -673,6 +673,38 @@ def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
     assert summary["sentiment_counts"]["positive"] == 1
 
 
+@pytest.mark.parametrize(
+    ("title", "header"),
+    [
+        ("刻蚀设备订单饱满，薄膜沉积新品放量", "中微公司（688012.SH）：刻蚀设备订单饱满，薄膜沉积新品放量"),
+        (  # a copy without the company, long enough to be a sentence rather than a heading
+            "中微公司（688012.SH）：刻蚀设备订单饱满，薄膜沉积新品放量，存储扩产带动新签订单再创历史新高",
+            "刻蚀设备订单饱满，薄膜沉积新品放量，存储扩产带动新签订单再创历史新高",
+        ),
+    ],
+)
+def test_a_running_header_of_the_company_and_the_title_is_a_restatement(title, header):
+    """A PDF's running header puts "company (code):" before the title on each page (or the title has it and
+    the header not); companies' lines of a morning note that say the same after their names stay apart."""
+    from fintag.data.split import segment
+    from fintag.serve.tagger import sentence_results
+
+    seg = segment(f"{title}\n公司前三季度新签订单约96亿元。\n{header}\n公司前三季度新签订单约96亿元。\n")
+    labels = {
+        "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
+        "themes": {"labels": [], "scores": {}},
+        "rating": {"label": "none", "score": 0.9, "scores": {}},
+    }
+    units = sentence_results(seg.sentences, [labels] * len(seg.sentences))
+    summary = summarize(units, seg.title)
+    assert summary["title"]["index"] == 0 and summary["restated"] == [2, 3]
+    assert summary["sentences"] == 3 and summary["sentiment_counts"]["positive"] == 1
+
+    note = segment("晨会纪要\n中际旭创(300308):维持买入评级。\n新易盛(300502):维持买入评级。\n")
+    units = sentence_results(note.sentences, [labels] * len(note.sentences))
+    assert summarize(units, note.title)["restated"] == []
+
+
 def test_a_restated_rating_sentence_states_the_rating_where_it_first_stands():
     """The copy in the body of the summary's rating sentence scores a little higher; the evidence is the
     first, and `ratings_stated` lists the sentence once."""
