@@ -69,6 +69,11 @@ RATING_WORDS_EN: tuple[str, ...] = (
     "Accumulate", "Reduce", "Equal-weight", "Market Weight", "Market Perform", "Sector Perform", "Avoid",
     "Sector Outperform", "Sector Underperform",
 )  # fmt: skip
+# Taiwan's and Hong Kong's levels as the normaliser leaves them (simplified; data/GUIDELINES.md): the
+# summary reads them as rating words (`fintag.serve.summary`); the splitter and the distillation do not.
+RATING_WORDS_TW_HK: tuple[str, ...] = (
+    "强力买进", "买进", "增加持股", "优于大盘", "加码", "中立", "区间操作", "减码", "减少持股", "劣于大盘",
+)  # fmt: skip
 # Words that are something else more often than a rating (看好 / 标配 / 强推 / 超配 are verbs, car
 # features and fund positions; "Reduce" / "Avoid" are verbs) and the levels added after the fast tier's
 # recipe was chosen: the distillation's rating-word swaps leave these alone.

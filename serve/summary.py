@@ -24,7 +24,15 @@ from fintag.data.split import (
     field_value,
     without_company_code,
 )
-from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING, SENTIMENT, THEMES
+from fintag.data.taxonomy import (
+    PREVIOUS_RATING_WORDS,
+    RATING,
+    RATING_WORDS_EN,
+    RATING_WORDS_TW_HK,
+    RATING_WORDS_ZH,
+    SENTIMENT,
+    THEMES,
+)
 
 EVIDENCE_PER_LABEL = 3
 
@@ -49,6 +57,26 @@ _PREVIOUS_RE = re.compile(
     re.IGNORECASE,
 )
 _PEER_RE = re.compile(r"可比(?:公司|标的)|同业公司|\bpeers?\b|\bcomparables?\b", re.IGNORECASE)
+# A unit that names no rating level and no rating cannot state one, whatever the model gives it (a heading
+# of the company's name and code, "Share price (14 Nov): HK$6.09").
+_LEVELS = (*RATING_WORDS_ZH, *RATING_WORDS_TW_HK, "强于大市", "领先大市", "落后大市", "评级", "评等")
+_RATING_MARKER_RE = re.compile(
+    "|".join(map(re.escape, _LEVELS))
+    + r"|(?<![A-Za-z])(?:"
+    + "|".join(re.escape(w) for w in (*RATING_WORDS_EN, "Positive", "Negative", "In-line", "rating", "rated"))
+    + r")(?![A-Za-z])",
+    re.IGNORECASE,
+)
+# Another broker's rating, reported ("某外资券商给予买进评等", "另一家美系外资维持中立评等", "Consensus
+# rating is Buy"): not the report's, in any tier. The broker comes before the rating action in the same
+# clause; a sector of brokers ("券商板块") is not one.
+_OTHER_BROKER_RE = re.compile(
+    r"(?:外资|外商|投行|券商|大行|同业|法人|投顾|机构|高盛|摩根士丹利|大摩|小摩|摩根大通|花旗|瑞银|"
+    r"美银|野村|麦格理|汇丰|德银|巴克莱|杰富瑞|伯恩斯坦|瑞信|里昂)(?!板块|行业|股|指数)"
+    r"[^,，。;；:：]{0,16}?(?:给予|维持|上调|下调|调升|调降|调高|调低|重申|首次|喊买|评级|评等)|"
+    r"\b(?:other|another)\s+(?:brokers?|houses?|analysts?)\b|\bconsensus\s+rating|\bthe\s+Street\b",
+    re.IGNORECASE,
+)
 _ACTION_RE = re.compile(
     r"(?:维持|首次|上调|下调|调升|调降|调高|调低).{0,12}?评[级等]|评[级等].{0,6}?(?:上调|下调|调升|调降|维持)|"
     r"(?:上调|下调|调升|调降|调高|调低)至|"
@@ -74,10 +102,13 @@ def _as_restated(text: str, titles: set[str], is_title: bool) -> str:
 
 def rating_tier(unit: dict[str, Any]) -> int | None:
     """The tier of a unit's stated rating (lower first; `PREVIOUS_TIER`: a previous rating), or None when
-    the unit cannot state the report's rating (a field that is not a rating)."""
+    the unit cannot state the report's rating (a field that is not a rating, a unit naming no rating, another
+    broker's rating)."""
     text = _read(unit)
     if unit.get("kind") == "field":
         return _FIELD_TIERS.get(field_key(text))
+    if not _RATING_MARKER_RE.search(text) or _OTHER_BROKER_RE.search(text):
+        return None
     if _ACTION_RE.search(text):
         return 2
     return 4 if _PREVIOUS_RE.search(text) or _PEER_RE.search(text) else 3

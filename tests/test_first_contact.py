@@ -673,6 +673,31 @@ def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
     assert summary["sentiment_counts"]["positive"] == 1
 
 
+def test_a_unit_naming_no_rating_or_another_brokers_rating_states_none():
+    """The model may give a rating to the company's name or a price line; a unit that names no rating
+    level states none. Another broker's rating, reported, is not the report's: a news piece that quotes
+    two foreign brokers states none."""
+    units = [
+        _unit("拓荆科技(688072.SH)", "heading", "buy", 0.97),
+        _unit("Share price (14 Nov): HK$6.09", "heading", "buy", 0.91),
+        _unit("某外资券商给予“买进”评等,并将目标价由3,600元上调至4,200元。", "sentence", "buy", 0.99),
+        _unit("另一家美系外资维持“中立”评等,目标价3,300元。", "sentence", "neutral", 0.98),
+        _unit("Consensus rating is Buy, with 25 of 31 analysts positive.", "sentence", "buy", 0.95),
+        _unit("公司前三季度营收同比增长31%。", "sentence", "none", 0.99, "positive"),
+    ]
+    summary = summarize(units)
+    assert summary["rating"]["label"] == "none" and summary["ratings_stated"] == []
+    # The report's own rating, in any wording, is stated: Taiwan's 买进 (normalised), an English level.
+    units += [
+        _unit("我们维持券商板块“增持”评级,外资持续流入。", "sentence", "outperform", 0.9),
+        _unit("首次覆盖,给予“买进”评等。", "sentence", "buy", 0.96),
+        _unit("Maintain BUY with a TP of HK$7.80.", "sentence", "buy", 0.93),
+    ]
+    summary = summarize(units)
+    assert summary["rating"]["label"] == "buy" and summary["rating"]["evidence"]["index"] == 7
+    assert [r["index"] for r in summary["ratings_stated"]] == [7, 8, 6]
+
+
 @pytest.mark.parametrize(
     ("title", "header"),
     [
