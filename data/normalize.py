@@ -132,6 +132,19 @@ _ENCLOSED_NUMBERS = frozenset(
 )
 
 
+# Superscript digits: a footnote's marker after a figure, a word or a bracket ("1.15⁴", "20.2%¹", "6.8万架²"),
+# or an acronym ("EFLOPS³"), which NFKC would run into the figure ("1.154"); dropped there. After a small
+# Latin letter (a unit's power, "m²") or at the start of a line (the footnote itself, "¹ 按2.5kW标准机柜
+# 折算") NFKC stands.
+_SUPERSCRIPT_DIGITS = frozenset("⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _footnote_marker(previous: str) -> bool:
+    """Whether a superscript digit after `previous` (the grapheme before it, "" at the start) marks a
+    footnote."""
+    return bool(previous) and not previous.isspace() and not (previous.isascii() and previous.islower())
+
+
 def _enclosed(folded: str, following: str) -> str:
     """An enclosed number's NFKC (`folded`), bracketed when a figure follows it."""
     if folded.isascii() and folded.isdigit() and unicodedata.normalize("NFKC", following[:1])[:1].isdigit():
@@ -150,6 +163,12 @@ def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
                 chars.append("\n")
                 idx.append(i)
             continue
+        if group in _SUPERSCRIPT_DIGITS:
+            previous = k - 1
+            while previous >= 0 and groups[previous][0] in _SUPERSCRIPT_DIGITS:
+                previous -= 1  # "¹²": the marker's first digit decides
+            if _footnote_marker(groups[previous][0] if previous >= 0 else ""):
+                continue
         folded = unicodedata.normalize("NFKC", group)
         if group in _ENCLOSED_NUMBERS:
             folded = _enclosed(folded, groups[k + 1][0] if k + 1 < len(groups) else "")
@@ -304,8 +323,14 @@ def _plain(ch: str) -> bool:
 
 def _fast_ok(ch: str) -> bool:
     cat = unicodedata.category(ch)
-    if unicodedata.combining(ch) or cat[0] == "C" or cat in ("Zl", "Zp") or ch in _ENCLOSED_NUMBERS:
-        return False  # (an enclosed number's NFKC depends on what follows it: `_enclosed`)
+    if (
+        unicodedata.combining(ch)
+        or cat[0] == "C"
+        or cat in ("Zl", "Zp")
+        or ch in _ENCLOSED_NUMBERS
+        or ch in _SUPERSCRIPT_DIGITS
+    ):  # (an enclosed number's and a superscript's NFKC depend on the text around them)
+        return False
     return all(_plain(c) for c in unicodedata.normalize("NFKC", ch))
 
 

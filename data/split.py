@@ -72,10 +72,15 @@ _ABBREV = {
     "nov",
     "dec",
     "p.a",
+    "prev",
 }
 _DEBRIS_RE = re.compile(
     r"(加载中|返回顶部|扫描二维码|点击(查看|进入|阅读)|APP专享|VIP课程|热门推荐|股市直播|图文直播间|视频直播间|"
-    r"新浪首页|语音播报|相关新闻|登录新浪财经|海量资讯|7X24小时|^收起$|^\d+/\d+$|^Workflow$)",
+    r"新浪首页|语音播报|相关新闻|登录新浪财经|海量资讯|7X24小时|^收起$|^\d+/\d+$|^Workflow$|"
+    # a web page's navigation: "当前位置:首页 > 研报中心", "字号:大 中 小 分享到:", "登录 注册 下载APP",
+    # "上一篇:...", "(文章来源:XX证券)", "(编辑:林宏达)"
+    r"^当前位置\s*[:：]|^您的位置|分享到\s*[:：]?\s*$|^字号\s*[:：]|^登录\s*注册|下载APP$|"
+    r"^(?:上一篇|下一篇)\s*[:：]|^[(（]?(?:文章来源|责任编辑|编辑)\s*[:：][^,，。]{1,20}[)）]?$)",
     re.IGNORECASE,
 )
 
@@ -102,7 +107,9 @@ _CONTACT_RE = re.compile(
     r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,4}|\bS\d{13}\b|执业(?:证书)?编号|登记编号|SAC\s*(?:No|编号)|"
     r"(?:电话|联系电话|传真|Tel|Fax|TEL|FAX)\s*[:：]|\+86[\d\s-]{6,}|\b\d{3,4}-\d{7,8}\b|"
     r"^(?:证券)?(?:分析师|研究助理|联系人|Analysts?|Contacts?)\s*[:：]\s*\S.{0,40}$|"
-    r"^.{0,20}(?:路|街|道)\s*\d+\s*(?:号|弄).{0,30}$",
+    r"^.{0,20}(?:路|街|道)\s*\d+\s*(?:号|弄).{0,30}$|"
+    r"^(?:公司)?(?:参会|出席|接待|参与)(?:人员|机构|嘉宾)\s*[:：]|^(?:调研|会议)(?:方式|时间|地点|形式)\s*[:：]|"
+    r"^纪要整理\s*[:：]",
     re.IGNORECASE,
 )
 _RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
@@ -121,7 +128,8 @@ _DISCLAIMER_RE = re.compile(
     r"[:：]\s*[-+]?\d+(?:\.\d+)?%)|"
     r"免责声明|免责条款|请务必阅读|本报告仅供|本报告(?:版权|由|基于|所载|不构成)|版权(?:所有|归)|"
     r"不构成.{0,12}(?:投资建议|要约|邀请)|未经.{0,10}(?:许可|授权)|特此声明|证券投资咨询业务资格|"
-    r"本人(?:承诺|已在|对证券研究报告|不曾因)|反映本人|Disclaimer|Analyst Certification",
+    r"本人(?:承诺|已在|对证券研究报告|不曾因)|反映本人|Disclaimer|Analyst Certification|"
+    r"^(?:股市|市场|投资)有风险[,，]?\s*(?:投资|入市)需谨慎",
     re.IGNORECASE,
 )
 # A heading that opens a disclaimer section: every unit after it is a disclaimer (or a contact) until a
@@ -146,9 +154,9 @@ _FIELD_KEYS = {
     "previous_rating": PREVIOUS_RATING_WORDS,
     "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
     "rating": r"(?:公司|股票)?(?:投资)?评[级等]|投资建议|(?:Investment|Stock)?\s*Rating",
-    "target_price": r"(?:(?:6|12|六|十二)个月)?目标价(?:格)?|合理价值|(?:12-month\s+)?Target\s+price|"
-    r"Price\s+target|TP",
-    "price": r"(?:当前|最新|收盘)(?:股)?价(?:格)?|股价|(?:Current|Last|Closing)\s+price",
+    "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:价(?:格)?|估值)|合理价值|"
+    r"(?:12-month\s+)?Target\s+price|Price\s+target|TP",
+    "price": r"(?:当前|最新|收盘)(?:股)?价(?:格)?|股价|现价|(?:Current|Last|Closing)\s+price",
     "market_value": r"(?:总|流通)?市值|Market\s+cap(?:italisation|italization)?",
     "date": r"(?:报告|发布)?日期|(?:Report\s+)?Date",
 }
@@ -159,6 +167,8 @@ _FIELD_RE = re.compile(
     r"(?:[】\]]\s*[:：]?|[:：]|\s)\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
     re.IGNORECASE,
 )
+# Where a field's key and colon stand, to cut a line of several fields.
+_FIELD_KEY_RE = re.compile("(?:" + "|".join(_FIELD_KEYS.values()) + r")\s*[】\]]?\s*[:：]", re.IGNORECASE)
 # A rating key and its value with nothing between them: the normaliser joins "投资评级 增持(首次)" into
 # "投资评级增持(首次)" (no space between Chinese characters).
 _FIELD_JOINED_RE = re.compile(
@@ -171,7 +181,8 @@ _FIELD_JOINED_RE = re.compile(
 # A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
 _DATE_ONLY_RE = re.compile(
     r"^(?:\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|"
-    r"\d{1,2}\s+[A-Z][a-z]{2,8}\.?,?\s+\d{4}|[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+\d{4})$"
+    r"\d{1,2}\s+[A-Z][a-z]{2,8}\.?,?\s+\d{4}|[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+\d{4})"
+    r"(?:\s*[(（]?(?:星期|周|礼拜)[一二三四五六日天][)）]?)?$"  # "2025年11月18日 星期二"
 )
 # A value of a header field, not a statement: a rating without a clause after it ("买入(维持)", not
 # "买入,现下调至中性"); a price or date with a number, few words and no clause ("128.00元", "2025年11月10日",
@@ -440,6 +451,8 @@ def _is_column_row(original: str) -> bool:
     """A row of short cells set apart by runs of spaces or tabs, as written (a table's header taken from a
     PDF: "代码      公司      股价（元）   2025E EPS   评级"; the normaliser closes the gaps between Chinese
     cells, so only the original shows the columns)."""
+    if "  " not in original and "\t" not in original:
+        return False
     cells = _COLUMN_GAP_RE.split(original.strip())
     return (
         len(cells) >= _COLUMN_MIN_CELLS
@@ -459,10 +472,38 @@ class _Section:
     disclaimer_level: int | None = None
 
 
+def field_values(unit: str) -> list[tuple[str, str]]:
+    """The fields of a header line, each (key, value) as `field_value` reads it; a line of several
+    ("评级:买入  上次评级:买入  目标价:168.00元", which the normaliser runs together) gives each, when every
+    piece from one key to the next (outside brackets, "|" and markup aside) is a field; [] when the line is
+    no field."""
+    lead = len(unit) - len(unit.lstrip("*_【[ "))
+    if _FIELD_KEY_RE.match(unit, lead):
+        # Cut before each key outside brackets ("目标价:52.00元(前次目标价:75.00元)" is one field).
+        starts = [m.start() for m in _FIELD_KEY_RE.finditer(unit) if not _in_brackets(unit, m.start())]
+        pieces = [unit[a:b].strip(" *_|｜") for a, b in zip(starts, [*starts[1:], len(unit)])]
+        found = [_field_value(p) for p in pieces]
+        if len(found) > 1 and all(found):
+            return [f for f in found if f is not None]
+    one = _field_value(unit)
+    return [one] if one else []
+
+
+def _in_brackets(text: str, at: int) -> bool:
+    before = text[:at]
+    return before.count("(") + before.count("（") > before.count(")") + before.count("）")
+
+
 def field_value(unit: str) -> tuple[str, str] | None:
     """(key, value) of a field of the report's header ("投资评级:买入(维持)" -> ("rating", "买入(维持)"); the
     keys: `FIELD_KEYS`; a line that is only a date is the date), or None if `unit` is not one. The key
-    and value may stand apart by a colon, a bracket or a space ("目标价 286.00元")."""
+    and value may stand apart by a colon, a bracket or a space ("目标价 286.00元"); of a line of several
+    fields, the first (`field_values`)."""
+    found = field_values(unit)
+    return found[0] if found else None
+
+
+def _field_value(unit: str) -> tuple[str, str] | None:
     if _DATE_ONLY_RE.match(unit.strip("*_ ")):
         return "date", unit.strip("*_ ")
     m = _FIELD_RE.match(unit) or _FIELD_JOINED_RE.match(unit)
@@ -515,7 +556,7 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
         return "field"
     if _is_table_row(unit) or _is_column_row(original):
         return "table_row"
-    if _CAPTION_RE.match(unit) or _RELATED_REPORT_RE.match(unit):
+    if _CAPTION_RE.match(unit) or _RELATED_REPORT_RE.match(unit) or _BROKER_RE.match(unit):
         return "heading"
     if shaped_like_heading and not (_KEY_VALUE_RE.match(unit) and unit[-1] not in ":："):
         return "heading"
@@ -545,6 +586,10 @@ _REPORT_KIND_RE = re.compile(
     r"(?:报告|研究|点评|周报|月报|日报|晨报|专题|简报|快报|快评|纪要|策略|系列之?[一二三四五六七八九十\d]{1,3})$"
 )
 _REPORT_KIND_WEIGHT = 20.0
+# A digest of several companies' and industries' news (a morning note): a short line naming one ("晨会纪要",
+# "每日晨报", "Morning Call") is the title, the items after it are not, and the report states no rating of
+# its own (`names_a_digest`; the summary lists each item's).
+_DIGEST_RE = re.compile(r"晨会|晨报|早报|早间|Morning\s+(?:Notes?|Call|Brief(?:ing)?|Meeting)", re.IGNORECASE)
 _LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*")
 _LABEL_WEIGHT = 8.0
 _BROKER_RE = re.compile(
@@ -576,6 +621,12 @@ def _joined(lines: str) -> str:
         if line:
             out += (joiner(out, line) if out else "") + line
     return out
+
+
+def names_a_digest(line: str) -> bool:
+    """Whether a short header line names a digest of several companies' news ("晨会纪要", "证券研究报告 |
+    晨会纪要", "Morning Call"), not a report on one."""
+    return _DIGEST_RE.search(line) is not None and _weight(line) <= _REPORT_KIND_WEIGHT
 
 
 def without_company_code(text: str) -> str:
@@ -625,10 +676,14 @@ def _find_title(text: str, units: list[tuple[int, int, str]]) -> tuple[int, int,
                 break
         line = text[line_start:end]
         core = _joined(line).strip(_TITLE_MARKUP)
-        if text[line_start:start].strip(_TITLE_MARKUP) or _passed_over(core, kind):
-            continue  # a unit inside a line already looked at, or a line before the title
+        if text[line_start:start].strip(_TITLE_MARKUP):
+            continue  # a unit inside a line already looked at
         lead = len(line) - len(line.lstrip(_TITLE_MARKUP))
         found = (k, last - k + 1, line_start + lead, line_start + len(line.rstrip(_TITLE_MARKUP)))
+        if kind in ("heading", "sentence") and names_a_digest(core) and not _FURNITURE_RE.search(core):
+            return found  # "晨会纪要": the items after it are not the title
+        if _passed_over(core, kind):
+            continue  # a line before the title
         if _REPORT_KIND_RE.search(core) and _weight(core) <= _REPORT_KIND_WEIGHT:
             if fallback is None and _reads_as_title(core, kind):
                 fallback = found

@@ -21,7 +21,8 @@ from fintag.data.split import (
     SUMMARY_KIND,
     Title,
     field_key,
-    field_value,
+    field_values,
+    names_a_digest,
     without_company_code,
 )
 from fintag.data.taxonomy import (
@@ -35,6 +36,7 @@ from fintag.data.taxonomy import (
 )
 
 EVIDENCE_PER_LABEL = 3
+DIGEST_LOOK = 10  # the units of a report's header looked at for a digest's name ("晨会纪要")
 
 
 # The stated rating: among the units that state one with a probability of at least `RATING_FLOOR` (all of
@@ -198,7 +200,11 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
         (s for s in units if tiers.get(id(s)) is not None), key=lambda s: s["rating"]["score"], reverse=True
     )
     rating: dict[str, Any] = {"label": RATING.default, "score": None, "evidence": None}
-    current = [s for s in rated if tiers[id(s)] != PREVIOUS_TIER]
+    # A digest (a morning note) rates several companies and industries, none of them its subject.
+    digest = any(
+        names_a_digest(_read(u)) for u in units[:DIGEST_LOOK] if u.get("kind", SUMMARY_KIND) in RATING_KINDS
+    )
+    current = [s for s in rated if tiers[id(s)] != PREVIOUS_TIER and not digest]
     current = [s for s in current if s["rating"]["score"] >= RATING_FLOOR] or current
     if current:
         top = min(current, key=lambda s: (tiers[id(s)], -s["rating"]["score"]))
@@ -219,9 +225,9 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
         evidence[f"themes:{t}"] = _evidence(hits, lambda s, t=t: s["themes"]["scores"][t], brief)
     fields: dict[str, dict[str, Any]] = {}
     for i, u in enumerate(units):
-        found = field_value(_read(u)) if u.get("kind") == "field" else None
-        if found and found[0] not in fields:  # the header's, the first of each key
-            fields[found[0]] = {"value": found[1], "index": i}
+        for key, value in field_values(_read(u)) if u.get("kind") == "field" else []:
+            if key not in fields:  # the header's, the first of each key
+                fields[key] = {"value": value, "index": i}
     return {
         "title": {"text": title.text, "index": title.index, "units": title.units} if title else None,
         "sentences": len(where),

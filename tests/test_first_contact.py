@@ -175,6 +175,13 @@ def test_seed_report_non_sentences_get_their_kind():
         ("代码      公司      股价（元）   2025E EPS   2026E EPS   2025E PE   评级", "table_row"),
         ("公司营收同比增长35%,  毛利率提升  2.1个百分点,  费用率下降。", "sentence"),
         ("请仔细阅读本报告末页声明                                     2", "heading"),
+        # Boilerplate, a research visit's participants and arrangements, a broker's name.
+        ("股市有风险，投资需谨慎。", "disclaimer"),
+        ("公司参会人员：副总裁兼董事会秘书李斌；", "contact"),
+        ("调研方式：电话会议", "contact"),
+        ("纪要整理：XX证券研究所计算机组。", "contact"),
+        ("Victoria Harbour Securities Ltd.", "heading"),
+        ("公司管理层表示调研方式将更加灵活,参会机构数量创新高。", "sentence"),
     ],
 )
 def test_kind_of_typical_lines(text, kind):
@@ -671,6 +678,38 @@ def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
     summary = summarize(units, seg.title)
     assert summary["title"]["index"] == 0 and summary["restated"] == [1] and summary["sentences"] == 2
     assert summary["sentiment_counts"]["positive"] == 1
+
+
+def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
+    from fintag.data.split import segment
+    from fintag.serve.tagger import sentence_results
+
+    text = (
+        "证券研究报告 | 晨会纪要\n2025年11月18日 星期二\n晨会纪要\n"
+        "【计算机】金山办公(688111.SH):WPS AI付费转化加速\n我们维持“买入”评级,目标价358元。\n"
+        "【通信】光迅科技(002281.SZ):毛利率不及预期\n我们将公司评级由“增持”下调至“中性”。\n"
+    )
+    seg = segment(text)
+    rated = {"我们维持“买入”评级,目标价358元。": "buy", "我们将公司评级由“增持”下调至“中性”。": "neutral"}
+    labels = [
+        {
+            "sentiment": {"label": "neutral", "score": 0.9, "scores": {}},
+            "themes": {"labels": [], "scores": {}},
+            "rating": {"label": rated.get(s.text, "none"), "score": 0.95, "scores": {}},
+        }
+        for s in seg.sentences
+    ]
+    summary = summarize(sentence_results(seg.sentences, labels), seg.title)
+    assert (
+        summary["title"]["text"] == "晨会纪要"
+        and summary["fields"]["date"]["value"] == "2025年11月18日星期二"
+    )
+    assert summary["rating"] == {"label": "none", "score": None, "evidence": None}
+    assert sorted(r["label"] for r in summary["ratings_stated"]) == ["buy", "neutral"]
+    # The same items under a company report's header state its rating.
+    seg = segment(text.replace("晨会纪要", "公司点评"))
+    summary = summarize(sentence_results(seg.sentences, labels), seg.title)
+    assert summary["rating"]["label"] in ("buy", "neutral")
 
 
 def test_a_unit_naming_no_rating_or_another_brokers_rating_states_none():

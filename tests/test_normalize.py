@@ -105,7 +105,7 @@ def test_lone_surrogates_and_arbitrary_code_points_never_crash(text):
 # mark, Hangul jamo, phrase conversions, citation markers before an English capital, CJK around spaces.
 _TRICKY = list(
     "\r\n\t  \u3000\xa0\u2003\u00a8\u00b4\u0301\u0308\u200b\u2028\ufeff\uff76\uff9e\u1100\u1161\u11a8"
-    "ＡＢ１２，。（）[]5,-–•The 字節跳動算力產業鏈臺灣後發髮著乾坤℃①≥■é昇騰腾升乾崑"
+    "ＡＢ１２，。（）[]5,-–•The 字節跳動算力產業鏈臺灣後發髮著乾坤℃①≥■é昇騰腾升乾崑¹²⁴m"
 )
 _TEXTS = st.text(alphabet=st.sampled_from(_TRICKY) | st.characters(codec="utf-8"), max_size=120)
 
@@ -144,3 +144,23 @@ def test_a_circled_number_does_not_run_into_the_figure_after_it():
     ]:
         assert normalize_text(text) == normalize(text).text == want
         assert normalize_text(want) == want
+
+
+def test_a_footnote_marker_does_not_run_into_the_figure_before_it():
+    """NFKC makes "⁴" a plain "4": a superscript after a figure, a word or an acronym is a footnote's marker
+    and goes ("1.15⁴" is not "1.154"), on both paths; after a small Latin letter it is a unit's power
+    ("m²"), and at the start of a line it is the footnote's own number."""
+    from fintag.data.normalize import normalize, normalize_text
+
+    for text, want in [
+        ("PUE已降至1.15⁴,显著低于1.25", "PUE已降至1.15,显著低于1.25"),
+        ("同比增长20.2%¹。", "同比增长20.2%。"),
+        ("交付约6.8万架²,其中", "交付约6.8万架,其中"),
+        ("规划算力约1.2 EFLOPS³(FP16)", "规划算力约1.2 EFLOPS(FP16)"),
+        ("注¹²:口径调整", "注:口径调整"),
+        ("面积10万m²的数据中心", "面积10万m2的数据中心"),
+        ("¹ 按2.5kW标准机柜折算;", "1 按2.5kW标准机柜折算;"),
+    ]:
+        assert normalize_text(text) == normalize(text).text == want
+    n = normalize("增长20.2%¹,毛利率")
+    assert n.original[slice(*n.original_span(0, len(n.text)))] == "增长20.2%¹,毛利率"

@@ -249,6 +249,57 @@ def test_header_field_lines_are_kept_and_read(line, key, value):
     assert unit.kind == "field" and field_value(unit.text) == (key, value)
 
 
+@pytest.mark.parametrize(
+    ("line", "fields"),
+    [
+        # Several fields on one line, run together by the normaliser ("买入上次评级:买入...").
+        (
+            "评级：买入  上次评级：买入  目标价：168.00元",
+            [("rating", "买入"), ("previous_rating", "买入"), ("target_price", "168.00元")],
+        ),
+        (
+            "**评级：中性（维持）**  |  **目标价：58.00元**  |  **现价：55.62元**",
+            [("rating", "中性(维持)"), ("target_price", "58.00元"), ("price", "55.62元")],
+        ),
+        # A key inside brackets is part of the value; "prev." does not end the field.
+        ("目标价:52.00元(前次目标价:75.00元)", [("target_price", "52.00元(前次目标价:75.00元)")]),
+        ("Target Price: RMB 78.00 (prev. RMB 66.00)", [("target_price", "RMB 78.00 (prev. RMB 66.00)")]),
+        ("目标估值：420.00元", [("target_price", "420.00元")]),
+        ("2025年11月18日 星期二", [("date", "2025年11月18日星期二")]),
+    ],
+)
+def test_a_header_line_of_several_fields_gives_each(line, fields):
+    from fintag.data.split import field_values
+
+    (unit,) = segment(line).sentences
+    assert unit.kind == "field" and field_values(unit.text) == fields
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "当前位置：首页 > 研报中心 > 个股研报 > 正文",
+        "字号：大 中 小  分享到：",
+        "登录  注册  下载APP",
+        "上一篇：均胜电子(600699)：汽车安全业务盈利修复",
+        "（文章来源：XX证券）",
+        "（編輯：林宏達）",
+    ],
+)
+def test_a_web_pages_navigation_is_debris(line):
+    seg = segment(f"{line}\n光模块需求旺盛,订单饱满。")
+    assert [s.text for s in seg.sentences] == ["光模块需求旺盛,订单饱满。"] and seg.dropped["debris"] == 1
+
+
+def test_a_morning_notes_name_is_its_title():
+    """A digest's name is its title, however short, before the first item's headline."""
+    text = "XX证券研究所\n证券研究报告 | 晨会纪要\n2025年11月18日 星期二\n晨会纪要\n"
+    text += "今日重点推荐：金山办公、如祺出行\n"
+    seg = segment(text)
+    assert seg.title is not None and (seg.title.text, seg.title.index) == ("晨会纪要", 3)
+    assert [s.kind for s in seg.sentences][2] == "field"
+
+
 def test_a_rating_key_run_into_a_statement_is_not_a_field():
     from fintag.data.split import field_value
 
