@@ -179,11 +179,15 @@ _FIELD_JOINED_RE = re.compile(
     re.IGNORECASE,
 )
 # A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
-_DATE_ONLY_RE = re.compile(
-    r"^(?:\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|"
+_DATE = (
+    r"(?:\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|"
     r"\d{1,2}\s+[A-Z][a-z]{2,8}\.?,?\s+\d{4}|[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+\d{4})"
-    r"(?:\s*[(（]?(?:星期|周|礼拜)[一二三四五六日天][)）]?)?$"  # "2025年11月18日 星期二"
 )
+_DATE_ONLY_RE = re.compile(
+    rf"^{_DATE}(?:\s*[(（]?(?:星期|周|礼拜)[一二三四五六日天][)）]?)?$"  # "2025年11月18日 星期二"
+)
+# A date inside a header line that is no field ("证券研究报告 | 2025年11月20日", "2025-11-14 09:32 来源:...").
+_DATE_IN_LINE_RE = re.compile(rf"(?<!\d){_DATE}(?!\d)")
 # A value of a header field, not a statement: a rating without a clause after it ("买入(维持)", not
 # "买入,现下调至中性"); a price or date with a number, few words and no clause ("128.00元", "2025年11月10日",
 # "US$12.00 (from US$22.00)"), not "本周碳酸锂价格下跌3%" or "短期承压,估值已处低位".
@@ -489,6 +493,12 @@ def field_values(unit: str) -> list[tuple[str, str]]:
     return [one] if one else []
 
 
+def date_in(line: str) -> str | None:
+    """The first date written in `line` ("证券研究报告 | 2025年11月20日" -> "2025年11月20日"), or None."""
+    m = _DATE_IN_LINE_RE.search(line)
+    return m.group(0) if m else None
+
+
 def _in_brackets(text: str, at: int) -> bool:
     before = text[:at]
     return before.count("(") + before.count("（") > before.count(")") + before.count("）")
@@ -556,7 +566,12 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
         return "field"
     if _is_table_row(unit) or _is_column_row(original):
         return "table_row"
-    if _CAPTION_RE.match(unit) or _RELATED_REPORT_RE.match(unit) or _BROKER_RE.match(unit):
+    if (
+        _CAPTION_RE.match(unit)
+        or _RELATED_REPORT_RE.match(unit)
+        or _BROKER_RE.match(unit)
+        or _is_label_path(unit)
+    ):
         return "heading"
     if shaped_like_heading and not (_KEY_VALUE_RE.match(unit) and unit[-1] not in ":："):
         return "heading"
@@ -592,6 +607,7 @@ _REPORT_KIND_WEIGHT = 20.0
 _DIGEST_RE = re.compile(r"晨会|晨报|早报|早间|Morning\s+(?:Notes?|Call|Brief(?:ing)?|Meeting)", re.IGNORECASE)
 _LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*")
 _LABEL_WEIGHT = 8.0
+_PIPE_RE = re.compile(r"\s*[|｜]\s*")
 _BROKER_RE = re.compile(
     r"^(?:[A-Z][\w&'.-]*\s+){0,4}(?:Securities|Capital Markets|Research|Bank|Group|Limited|Ltd\.?|Inc\.?|"
     r"LLC|Partners|International)$"
@@ -633,6 +649,15 @@ def without_company_code(text: str) -> str:
     """`text` without a leading "company (code):" ("中微公司(688012.SH):刻蚀设备订单饱满" -> "刻蚀设备订单
     饱满"), as a PDF's running header puts the company before the title on every page."""
     return _CODE_PREFIX_RE.sub("", text, count=1)
+
+
+def _is_label_path(unit: str) -> bool:
+    """A line of short labels set apart by "|" ("Equity Research | 15 September 2025", "行业研究 | 2025年9月
+    15日"): a page header, not a statement."""
+    labels = _PIPE_RE.split(unit)
+    return (
+        len(labels) > 1 and not ends_sentence(unit) and all(0 < _weight(x) <= _LABEL_WEIGHT for x in labels)
+    )
 
 
 def _passed_over(core: str, kind: str) -> bool:

@@ -20,6 +20,7 @@ from fintag.data.split import (
     RATING_KINDS,
     SUMMARY_KIND,
     Title,
+    date_in,
     field_key,
     field_values,
     names_a_digest,
@@ -36,7 +37,7 @@ from fintag.data.taxonomy import (
 )
 
 EVIDENCE_PER_LABEL = 3
-DIGEST_LOOK = 10  # the units of a report's header looked at for a digest's name ("晨会纪要")
+HEADER_LOOK = 10  # the units of a report's header looked at for a digest's name ("晨会纪要") or a date
 
 
 # The stated rating: among the units that state one with a probability of at least `RATING_FLOOR` (all of
@@ -202,7 +203,7 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
     rating: dict[str, Any] = {"label": RATING.default, "score": None, "evidence": None}
     # A digest (a morning note) rates several companies and industries, none of them its subject.
     digest = any(
-        names_a_digest(_read(u)) for u in units[:DIGEST_LOOK] if u.get("kind", SUMMARY_KIND) in RATING_KINDS
+        names_a_digest(_read(u)) for u in units[:HEADER_LOOK] if u.get("kind", SUMMARY_KIND) in RATING_KINDS
     )
     current = [s for s in rated if tiers[id(s)] != PREVIOUS_TIER and not digest]
     current = [s for s in current if s["rating"]["score"] >= RATING_FLOOR] or current
@@ -228,6 +229,17 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
         for key, value in field_values(_read(u)) if u.get("kind") == "field" else []:
             if key not in fields:  # the header's, the first of each key
                 fields[key] = {"value": value, "index": i}
+    if "date" not in fields:  # a date inside a header line of another kind ("证券研究报告 | 2025年11月20日")
+        found = next(
+            (
+                (i, d)
+                for i, u in enumerate(units[:HEADER_LOOK])
+                if u.get("kind") != SUMMARY_KIND and (d := date_in(_read(u)))
+            ),
+            None,
+        )
+        if found:
+            fields["date"] = {"value": found[1], "index": found[0]}
     return {
         "title": {"text": title.text, "index": title.index, "units": title.units} if title else None,
         "sentences": len(where),

@@ -181,6 +181,8 @@ def test_seed_report_non_sentences_get_their_kind():
         ("调研方式：电话会议", "contact"),
         ("纪要整理：XX证券研究所计算机组。", "contact"),
         ("Victoria Harbour Securities Ltd.", "heading"),
+        ("Equity Research | 15 September 2025", "heading"),
+        ("公司营收同比增长30% | 毛利率提升至45%,盈利能力改善。", "sentence"),
         ("公司管理层表示调研方式将更加灵活,参会机构数量创新高。", "sentence"),
     ],
 )
@@ -710,6 +712,29 @@ def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
     seg = segment(text.replace("晨会纪要", "公司点评"))
     summary = summarize(sentence_results(seg.sentences, labels), seg.title)
     assert summary["rating"]["label"] in ("buy", "neutral")
+
+
+@pytest.mark.parametrize(
+    ("header", "date"),
+    [
+        ("证券研究报告 | 2025年11月20日\n", "2025年11月20日"),
+        ("2024年12月26日 08:18 市场投研资讯\n", "2024年12月26日"),
+        ("Equity Research | 15 September 2025\n", "15 September 2025"),
+        ("", None),  # the event's date in a sentence is not the report's
+    ],
+)
+def test_the_reports_date_is_read_from_a_header_line_that_holds_one(header, date):
+    from fintag.data.split import segment
+    from fintag.serve.tagger import sentence_results
+
+    seg = segment(f"{header}光模块需求旺盛\n2025年10月22日,公司发布三季报,营收同比增长44%。\n")
+    labels = {
+        "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
+        "themes": {"labels": [], "scores": {}},
+        "rating": {"label": "none", "score": 0.9, "scores": {}},
+    }
+    fields = summarize(sentence_results(seg.sentences, [labels] * len(seg.sentences)), seg.title)["fields"]
+    assert fields.get("date", {}).get("value") == date
 
 
 def test_a_unit_naming_no_rating_or_another_brokers_rating_states_none():
