@@ -604,7 +604,13 @@ _REPORT_KIND_WEIGHT = 20.0
 # A digest of several companies' and industries' news (a morning note): a short line naming one ("晨会纪要",
 # "每日晨报", "Morning Call") is the title, the items after it are not, and the report states no rating of
 # its own (`names_a_digest`; the summary lists each item's).
-_DIGEST_RE = re.compile(r"晨会|晨报|早报|早间|Morning\s+(?:Notes?|Call|Brief(?:ing)?|Meeting)", re.IGNORECASE)
+# The name is the line, or a label of it, with a broker's name before it and a date after it at most: a
+# company's "晨会点评:中际旭创Q3业绩超预期" is a report on one company.
+_DIGEST_RE = re.compile(
+    r"[^\s:：,，。!?]{0,10}?(?:晨会纪要|晨会|晨报|早报|早间资讯|Morning\s+(?:Notes?|Call|Brief(?:ing)?|Meeting))"
+    r"[\s\d年月日()（）./-]{0,16}(?:(?:星期|周)[一二三四五六日天])?",
+    re.IGNORECASE,
+)
 _LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*")
 _LABEL_WEIGHT = 8.0
 _PIPE_RE = re.compile(r"\s*[|｜]\s*")
@@ -642,7 +648,7 @@ def _joined(lines: str) -> str:
 def names_a_digest(line: str) -> bool:
     """Whether a short header line names a digest of several companies' news ("晨会纪要", "证券研究报告 |
     晨会纪要", "Morning Call"), not a report on one."""
-    return _DIGEST_RE.search(line) is not None and _weight(line) <= _REPORT_KIND_WEIGHT
+    return any(_DIGEST_RE.fullmatch(label) for label in _PIPE_RE.split(line.strip()))
 
 
 def without_company_code(text: str) -> str:

@@ -1,4 +1,5 @@
 import pytest
+from fintag.data.normalize import normalize_text
 from fintag.data.split import drop_reason, segment, sentence_id, split_sentences
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -289,6 +290,24 @@ def test_a_header_line_of_several_fields_gives_each(line, fields):
 def test_a_web_pages_navigation_is_debris(line):
     seg = segment(f"{line}\n光模块需求旺盛,订单饱满。")
     assert [s.text for s in seg.sentences] == ["光模块需求旺盛,订单饱满。"] and seg.dropped["debris"] == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "digest"),
+    [
+        ("晨会纪要", True),
+        ("证券研究报告 | 晨会纪要", True),
+        ("XX证券晨会纪要(2025.11.18)", True),
+        ("每日晨报 2025年11月18日 星期二", True),
+        ("Morning Call", True),
+        ("晨会点评:中际旭创Q3业绩超预期,维持买入评级", False),
+        ("公司在晨会上宣布扩产计划", False),
+    ],
+)
+def test_a_digests_name_is_the_line_or_a_label_of_it(line, digest):
+    from fintag.data.split import names_a_digest
+
+    assert names_a_digest(normalize_text(line)) is digest
 
 
 def test_a_morning_notes_name_is_its_title():
