@@ -378,7 +378,9 @@ def _opens_unit(line: str) -> bool:
 def wrapped_breaks(lines: Sequence[str]) -> set[int]:
     """Indices i of the normalised `lines` whose break after `lines[i]` is hard wrapping, by this
     splitter's own idea of where a unit ends and starts (`fintag.data.unwrap`)."""
-    return soft_breaks(lines, _can_continue, _opens_unit)
+    return soft_breaks(
+        lines, _can_continue, _opens_unit, lambda line: _DISCLAIMER_RE.search(line) is not None
+    )
 
 
 def _units(text: str) -> list[tuple[int, int, str, str]]:

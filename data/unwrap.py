@@ -57,15 +57,21 @@ def display_width(line: str) -> int:
 
 
 def soft_breaks(
-    lines: Sequence[str], can_continue: Callable[[str], bool], opens_unit: Callable[[str], bool]
+    lines: Sequence[str],
+    can_continue: Callable[[str], bool],
+    opens_unit: Callable[[str], bool],
+    boilerplate: Callable[[str], bool] = lambda line: False,
 ) -> set[int]:
     """Indices i such that the break after `lines[i]` is hard wrapping (join `lines[i]` and `lines[i+1]`).
 
     `lines` are the lines of normalised text. The splitter says what its units look like: only a line for
     which `can_continue` is true (it does not end a sentence, it is not a table row) runs on into the next,
-    and never into one for which `opens_unit` is true (a bullet, a heading, a caption, a table row)."""
+    and never into one for which `opens_unit` is true (a bullet, a heading, a caption, a table row). Lines
+    for which `boilerplate` is true (a disclaimer pasted as whole paragraphs after a wrapped report) do not
+    count in the widths that say whether the document is wrapped."""
     widths = [display_width(line) for line in lines]
-    present = sorted(w for w in widths if w)
+    counted = [(w, line) for w, line in zip(widths, lines, strict=True) if w and not boilerplate(line)]
+    present = sorted(w for w, _ in counted)
     if len(present) < MIN_LINES:
         return set()
     column = present[int(0.9 * (len(present) - 1))]
@@ -74,10 +80,9 @@ def soft_breaks(
     # Wrapping cuts lines mid-sentence: most full lines run on. A short note with one paragraph a line
     # can have half its lines near one width, but they end their sentences.
     running_on = sum(
-        AT_COLUMN[0] * column <= w <= AT_COLUMN[1] * column and can_continue(line)
-        for w, line in zip(widths, lines, strict=True)
+        AT_COLUMN[0] * column <= w <= AT_COLUMN[1] * column and can_continue(line) for w, line in counted
     )
-    tight = [line for w, line in zip(widths, lines, strict=True) if w and abs(w - column) <= TIGHT * column]
+    tight = [line for w, line in counted if abs(w - column) <= TIGHT * column]
     many_at_column = (
         at_column >= max(MIN_LINES, MIN_AT_COLUMN * len(present)) and running_on >= MIN_RUNNING_ON * at_column
     )
@@ -102,10 +107,13 @@ def soft_breaks(
 
 def joiner(left: str, right: str) -> str:
     """What replaces a wrapped line break: nothing next to Chinese, after a hyphen or an opening bracket or
-    before closing punctuation, else a space."""
+    before closing punctuation, or inside a figure that follows Chinese, else a space."""
     a, b = left[-1], right[0]
     if a in "-([{/" or b in ",.;:!?)]}%":
         return ""
+    if a.isdigit() and b.isdigit():  # a figure cut at the column ("超过1" / "10%"), in Chinese text
+        before = left.rstrip("0123456789.,")[-1:]
+        return "" if before and CJK_RE.match(before) else " "
     if any(CJK_RE.match(ch) or unicodedata.east_asian_width(ch) in "WF" for ch in (a, b)):
         return ""
     return " "

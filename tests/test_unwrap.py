@@ -60,6 +60,10 @@ def test_joiner_spaces_words_but_not_chinese_or_punctuation():
     assert joiner("算力已达英伟达60%", "、CANN") == ""
     assert joiner("AI-", "related demand") == ""
     assert joiner("revenue of RMB 23.4 billion", ", up 18.6%") == ""
+    # A figure cut at the column in Chinese text is one figure; English numbers stay apart.
+    assert joiner("产能利用率超过1", "10%,12英寸平台") == ""
+    assert joiner("营收达到3,60", "7.6亿元") == ""
+    assert joiner("shipments rose in 2025", "10 new customers") == " "
 
 
 def test_paragraph_per_line_reports_have_no_soft_breaks():
@@ -155,6 +159,18 @@ def test_a_note_typeset_at_45_characters_with_mostly_short_lines_is_unwrapped():
         assert paragraph in units, paragraph[:20]
     assert units[:2] == ["证券研究报告|公司点评|通信设备", "投资评级:买入(维持)"]
     assert "表1:盈利预测与估值" in units and "资料来源:Wind,某某证券研究所" in units
+
+
+def test_a_disclaimer_pasted_as_paragraphs_does_not_stop_the_report_being_unwrapped():
+    """A wrapped report whose closing disclaimer was pasted as whole paragraphs: those wide lines are
+    boilerplate, not evidence of one paragraph a line (an analyst's test report had 3 in 42 lines)."""
+    body = "公司Q3整体产能利用率达到109.5%,其中8英寸平台产能利用率超过110%," * 2 + "功率器件需求旺盛。"
+    lines = [body[i : i + 30] for i in range(0, len(body), 30)] * 6
+    disclaimer = "本报告仅供XX证券股份有限公司的客户使用,本公司不会因接收人收到本报告而视其为客户。" * 3
+    assert wrapped_breaks(lines)  # wrapped alone
+    assert wrapped_breaks([*lines, disclaimer, disclaimer.replace("XX", "YY")])  # and with the disclaimer
+    statement = "公司发布三季报,营收同比增长20.7%,毛利率环比提升2.5个百分点,产能利用率维持满载。" * 3
+    assert not wrapped_breaks([*lines, statement, statement.replace("20.7", "21.7")])  # real paragraphs
 
 
 def test_short_or_few_lines_are_never_joined():
