@@ -201,6 +201,10 @@ _CAPTION_RE = re.compile(
 )
 _NUMERIC_CELL_RE = re.compile(r"^[-+]?[\d.,]+%?[xX倍]?$|^\d{6}(?:\.[A-Z]{2})?$")
 _TOC_ENTRY_RE = re.compile(r"^【\s*\d{1,2}\s*】[^。!?;.]{0,30}$")
+# A headline under a bracketed column name, without end punctuation: a weekly's or a morning note's item
+# ("【计算机】金山办公(688111.SH)三季报点评:WPS AI付费转化加速", "【山证通信】周跟踪--字节跳动大幅催化算力
+# 产业链,O3推理表现震撼"); a field's bracketed key ("【目标价】128元") is read first.
+_BRACKET_HEADLINE_RE = re.compile(r"^【[^【】]{1,12}】[^。!?;！？；]{2,80}$")
 # A line naming another report, with its date: a related-research list ("《中际旭创(300308.SZ):800G龙头地位
 # 稳固》2025-08-26") is titles, not the report's statements.
 _RELATED_REPORT_RE = re.compile(
@@ -573,6 +577,7 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
         or _RELATED_REPORT_RE.match(unit)
         or _BROKER_RE.match(unit)
         or _is_label_path(unit)
+        or _BRACKET_HEADLINE_RE.match(unit)
     ):
         return "heading"
     if shaped_like_heading and not (_KEY_VALUE_RE.match(unit) and unit[-1] not in ":："):

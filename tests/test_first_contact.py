@@ -182,6 +182,8 @@ def test_seed_report_non_sentences_get_their_kind():
         ("纪要整理：XX证券研究所计算机组。", "contact"),
         ("Victoria Harbour Securities Ltd.", "heading"),
         ("Equity Research | 15 September 2025", "heading"),
+        ("【计算机】金山办公(688111.SH)三季报点评:WPS AI付费转化加速", "heading"),
+        ("【点评】公司三季度营收同比增长30%,维持买入评级。", "sentence"),
         ("公司营收同比增长30% | 毛利率提升至45%,盈利能力改善。", "sentence"),
         ("公司管理层表示调研方式将更加灵活,参会机构数量创新高。", "sentence"),
     ],
@@ -669,7 +671,7 @@ def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
     from fintag.data.split import segment
     from fintag.serve.tagger import sentence_results
 
-    title = "【山证通信】周跟踪--字节跳动大幅催化算力产业链,O3推理表现震撼"
+    title = "山证通信周跟踪--字节跳动大幅催化算力产业链,O3推理表现震撼,光模块订单持续超预期"
     seg = segment(f"{title}\n{title}\n字节跳动资本开支大幅增加。\n")
     labels = {
         "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
@@ -680,6 +682,13 @@ def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
     summary = summarize(units, seg.title)
     assert summary["title"]["index"] == 0 and summary["restated"] == [1] and summary["sentences"] == 2
     assert summary["sentiment_counts"]["positive"] == 1
+    # Under a bracketed column name (seed 002's "【山证通信】周跟踪--..."), title and copy are headlines:
+    # the title still, the copy counted nowhere.
+    seg = segment(f"【山证通信】{title}\n【山证通信】{title}\n字节跳动资本开支大幅增加。\n")
+    units = sentence_results(seg.sentences, [labels] * len(seg.sentences))
+    summary = summarize(units, seg.title)
+    assert summary["title"]["index"] == 0 and [u["kind"] for u in units[:2]] == ["heading", "heading"]
+    assert summary["sentences"] == 1 and summary["restated"] == []
 
 
 def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
