@@ -139,6 +139,9 @@ _ENCLOSED_NUMBERS = frozenset(
 _SUPERSCRIPT_DIGITS = frozenset("⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
+_READ_IN_CONTEXT = _ENCLOSED_NUMBERS | _SUPERSCRIPT_DIGITS
+
+
 def _footnote_marker(previous: str) -> bool:
     """Whether a superscript digit after `previous` (the grapheme before it, "" at the start) marks a
     footnote."""
@@ -163,15 +166,16 @@ def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
                 chars.append("\n")
                 idx.append(i)
             continue
-        if group in _SUPERSCRIPT_DIGITS:
-            previous = k - 1
-            while previous >= 0 and groups[previous][0] in _SUPERSCRIPT_DIGITS:
-                previous -= 1  # "¹²": the marker's first digit decides
-            if _footnote_marker(groups[previous][0] if previous >= 0 else ""):
-                continue
         folded = unicodedata.normalize("NFKC", group)
-        if group in _ENCLOSED_NUMBERS:
-            folded = _enclosed(folded, groups[k + 1][0] if k + 1 < len(groups) else "")
+        if group in _READ_IN_CONTEXT:  # one set lookup per grapheme: this loop is the normaliser's cost
+            if group in _ENCLOSED_NUMBERS:
+                folded = _enclosed(folded, groups[k + 1][0] if k + 1 < len(groups) else "")
+            else:
+                previous = k - 1
+                while previous >= 0 and groups[previous][0] in _SUPERSCRIPT_DIGITS:
+                    previous -= 1  # "¹²": the marker's first digit decides
+                if _footnote_marker(groups[previous][0] if previous >= 0 else ""):
+                    continue
         for ch in folded:
             cat = unicodedata.category(ch)
             if ch == "\n" or cat in ("Zl", "Zp"):

@@ -77,11 +77,15 @@ _ABBREV = {
 _DEBRIS_RE = re.compile(
     r"(加载中|返回顶部|扫描二维码|点击(查看|进入|阅读)|APP专享|VIP课程|热门推荐|股市直播|图文直播间|视频直播间|"
     r"新浪首页|语音播报|相关新闻|登录新浪财经|海量资讯|7X24小时|^收起$|^\d+/\d+$|^Workflow$|"
-    # a web page's navigation: "当前位置:首页 > 研报中心", "字号:大 中 小 分享到:", "登录 注册 下载APP",
-    # "上一篇:...", "(文章来源:XX证券)", "(编辑:林宏达)"
-    r"^当前位置\s*[:：]|^您的位置|分享到\s*[:：]?\s*$|^字号\s*[:：]|^登录\s*注册|下载APP$|"
-    r"^(?:上一篇|下一篇)\s*[:：]|^[(（]?(?:文章来源|责任编辑|编辑)\s*[:：][^,，。]{1,20}[)）]?$)",
+    r"分享到\s*[:：]?\s*$|下载APP$)",
     re.IGNORECASE,
+)
+# A web page's navigation, from the line's start (`match`: cheaper than more anchored branches in the
+# search above): "当前位置:首页 > 研报中心", "字号:大 中 小 分享到:", "登录 注册 下载APP", "上一篇:...",
+# "(文章来源:XX证券)", "(编辑:林宏达)".
+_NAVIGATION_RE = re.compile(
+    r"当前位置\s*[:：]|您的位置|字号\s*[:：]|登录\s*注册|(?:上一篇|下一篇)\s*[:：]|"
+    r"[(（]?(?:文章来源|责任编辑|编辑)\s*[:：][^,，。]{1,20}[)）]?$"
 )
 
 
@@ -107,10 +111,13 @@ _CONTACT_RE = re.compile(
     r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,4}|\bS\d{13}\b|执业(?:证书)?编号|登记编号|SAC\s*(?:No|编号)|"
     r"(?:电话|联系电话|传真|Tel|Fax|TEL|FAX)\s*[:：]|\+86[\d\s-]{6,}|\b\d{3,4}-\d{7,8}\b|"
     r"^(?:证券)?(?:分析师|研究助理|联系人|Analysts?|Contacts?)\s*[:：]\s*\S.{0,40}$|"
-    r"^.{0,20}(?:路|街|道)\s*\d+\s*(?:号|弄).{0,30}$|"
-    r"^(?:公司)?(?:参会|出席|接待|参与)(?:人员|机构|嘉宾)\s*[:：]|^(?:调研|会议)(?:方式|时间|地点|形式)\s*[:：]|"
-    r"^纪要整理\s*[:：]",
+    r"^.{0,20}(?:路|街|道)\s*\d+\s*(?:号|弄).{0,30}$",
     re.IGNORECASE,
+)
+# A research visit's participants and arrangements, from the line's start (`match`).
+_VISIT_RE = re.compile(
+    r"(?:公司)?(?:参会|出席|接待|参与)(?:人员|机构|嘉宾)\s*[:：]|(?:调研|会议)(?:方式|时间|地点|形式)\s*[:：]|"
+    r"纪要整理\s*[:：]"
 )
 _RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
 # Industry scales' levels that the rating words leave out (they name a rating only after an industry key).
@@ -434,7 +441,7 @@ def _is_heading(unit: str) -> bool:
 def drop_reason(unit: str) -> str | None:
     """Why `unit` is not a sentence ("debris", "numeric", "too_short"), or None to keep it (a header
     field is kept whatever its digits: "目标价:118.00元", "2025年10月22日")."""
-    if _DEBRIS_RE.search(unit):
+    if _DEBRIS_RE.search(unit) or _NAVIGATION_RE.match(unit):
         return "debris"
     if field_value(unit) is not None:
         return None
@@ -488,7 +495,7 @@ def field_values(unit: str) -> list[tuple[str, str]]:
     piece from one key to the next (outside brackets, "|" and markup aside) is a field; [] when the line is
     no field."""
     lead = len(unit) - len(unit.lstrip("*_【[ "))
-    if _FIELD_KEY_RE.match(unit, lead):
+    if unit.count(":") + unit.count("：") > 1 and _FIELD_KEY_RE.match(unit, lead):
         # Cut before each key outside brackets ("目标价:52.00元(前次目标价:75.00元)" is one field).
         starts = [m.start() for m in _FIELD_KEY_RE.finditer(unit) if not _in_brackets(unit, m.start())]
         pieces = [unit[a:b].strip(" *_|｜") for a, b in zip(starts, [*starts[1:], len(unit)])]
@@ -564,7 +571,7 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
         return "disclaimer"
     if section.disclaimer_level is not None and 0 < level <= max(section.disclaimer_level, 0):
         section.disclaimer_level = None  # a markdown heading of the same level or above ends the section
-    if _CONTACT_RE.search(unit):
+    if _CONTACT_RE.search(unit) or _VISIT_RE.match(unit):
         return "contact"
     if section.disclaimer_level is not None or _DISCLAIMER_RE.search(unit):
         return "disclaimer"
@@ -618,6 +625,7 @@ _DIGEST_RE = re.compile(
     r"[\s\d年月日()（）./-]{0,16}(?:(?:星期|周)[一二三四五六日天])?",
     re.IGNORECASE,
 )
+_DIGEST_WORDS = ("晨会", "晨报", "早报", "早间", "orning")  # a quick test before `_DIGEST_RE`
 _LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*")
 _LABEL_WEIGHT = 8.0
 _PIPE_RE = re.compile(r"\s*[|｜]\s*")
@@ -655,6 +663,8 @@ def _joined(lines: str) -> str:
 def names_a_digest(line: str) -> bool:
     """Whether a short header line names a digest of several companies' news ("晨会纪要", "证券研究报告 |
     晨会纪要", "Morning Call"), not a report on one."""
+    if not any(word in line for word in _DIGEST_WORDS):
+        return False
     return any(_DIGEST_RE.fullmatch(label) for label in _PIPE_RE.split(line.strip()))
 
 
@@ -667,6 +677,8 @@ def without_company_code(text: str) -> str:
 def _is_label_path(unit: str) -> bool:
     """A line of short labels set apart by "|" ("Equity Research | 15 September 2025", "行业研究 | 2025年9月
     15日"): a page header, not a statement."""
+    if "|" not in unit and "｜" not in unit:
+        return False
     labels = _PIPE_RE.split(unit)
     return (
         len(labels) > 1 and not ends_sentence(unit) and all(0 < _weight(x) <= _LABEL_WEIGHT for x in labels)
