@@ -77,7 +77,9 @@ _ABBREV = {
 _DEBRIS_RE = re.compile(
     r"(加载中|返回顶部|扫描二维码|点击(查看|进入|阅读)|APP专享|VIP课程|热门推荐|股市直播|图文直播间|视频直播间|"
     r"新浪首页|语音播报|相关新闻|登录新浪财经|海量资讯|7X24小时|^收起$|^\d+/\d+$|^Workflow$|"
-    r"分享到\s*[:：]?\s*$|下载APP$)",
+    r"分享到\s*[:：]?\s*$|下载APP$|"
+    # a WeChat repost's furniture: "👆点击上方蓝字“XX研究”,关注我们!", "设为星标", "分享 收藏 在看 点赞"
+    r"点击上方|关注我们|设为星标|长按(?:识别)?二维码|阅读原文|喜欢此内容的人还喜欢|在看\s*点赞)",
     re.IGNORECASE,
 )
 # A web page's navigation, from the line's start (`match`: cheaper than more anchored branches in the
@@ -117,7 +119,8 @@ _CONTACT_RE = re.compile(
 # A research visit's participants and arrangements, from the line's start (`match`).
 _VISIT_RE = re.compile(
     r"(?:公司)?(?:参会|出席|接待|参与)(?:人员|机构|嘉宾)\s*[:：]|(?:调研|会议)(?:方式|时间|地点|形式)\s*[:：]|"
-    r"纪要整理\s*[:：]"
+    r"纪要整理\s*[:：]|"
+    r"原创\s+\S.{0,40}\d{4}年\d{1,2}月\d{1,2}日"  # a WeChat byline: "原创 作者 公众号 2025年11月03日 08:15"
 )
 _RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
 # Industry scales' levels that the rating words leave out (they name a rating only after an industry key).
@@ -136,7 +139,7 @@ _DISCLAIMER_RE = re.compile(
     r"免责声明|免责条款|请务必阅读|本报告仅供|本报告(?:版权|由|基于|所载|不构成)|版权(?:所有|归)|"
     r"不构成.{0,12}(?:投资建议|要约|邀请)|未经.{0,10}(?:许可|授权)|特此声明|证券投资咨询业务资格|"
     r"本人(?:承诺|已在|对证券研究报告|不曾因)|反映本人|Disclaimer|Analyst Certification|"
-    r"^(?:股市|市场|投资)有风险[,，]?\s*(?:投资|入市)需谨慎",
+    r"^(?:股市|市场|投资)有风险[,，]?\s*(?:投资|入市)需谨慎|本订阅号|若您并非专业投资者",
     re.IGNORECASE,
 )
 # A heading that opens a disclaimer section: every unit after it is a disclaimer (or a contact) until a
@@ -195,6 +198,14 @@ _DATE_ONLY_RE = re.compile(
 )
 # A date inside a header line that is no field ("证券研究报告 | 2025年11月20日", "2025-11-14 09:32 来源:...").
 _DATE_IN_LINE_RE = re.compile(rf"(?<!\d){_DATE}(?!\d)")
+# A target price inside a sentence: the key, a verb or "of"/"to" at most, the figure and its currency.
+_TARGET_PRICE_IN_RE = re.compile(
+    r"(?:目标价(?:格)?|合理价值|target\s+price|price\s+target|\bPT)\s*"
+    r"(?:为|至|是|调整为|(?:上调|下调|提高|下修|上修|调升|调降)(?:至|到)|of|to|at|[:：])?\s*"
+    r"(?P<value>(?:(?:US|HK|S|NT)?\$|RMB\s?|HKD\s?|USD\s?|¥)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+    r"(?:\s*(?:元|港元|港币|美元|新台币|块))?)",
+    re.IGNORECASE,
+)
 # A value of a header field, not a statement: a rating without a clause after it ("买入(维持)", not
 # "买入,现下调至中性"); a price or date with a number, few words and no clause ("128.00元", "2025年11月10日",
 # "US$12.00 (from US$22.00)"), not "本周碳酸锂价格下跌3%" or "短期承压,估值已处低位".
@@ -212,6 +223,9 @@ _TOC_ENTRY_RE = re.compile(r"^【\s*\d{1,2}\s*】[^。!?;.]{0,30}$")
 # ("【计算机】金山办公(688111.SH)三季报点评:WPS AI付费转化加速", "【山证通信】周跟踪--字节跳动大幅催化算力
 # 产业链,O3推理表现震撼"); a field's bracketed key ("【目标价】128元") is read first.
 _BRACKET_HEADLINE_RE = re.compile(r"^【[^【】]{1,12}】[^。!?;！？；]{2,80}$")
+# A table of contents' entry: a title, a leader of dots and maybe its page ("行业空间:国产AI芯片进入放量期
+# ............ 3"; NFKC makes "……" dots).
+_TOC_LEADER_RE = re.compile(r"(?:\.{4,}|·{4,}|-{4,}|_{4,})\s*\d{0,3}$")
 # A line naming another report, with its date: a related-research list ("《中际旭创(300308.SZ):800G龙头地位
 # 稳固》2025-08-26") is titles, not the report's statements.
 _RELATED_REPORT_RE = re.compile(
@@ -506,6 +520,19 @@ def field_values(unit: str) -> list[tuple[str, str]]:
     return [one] if one else []
 
 
+def target_price_in(text: str) -> str | None:
+    """The target price a sentence gives ("...对应目标价34.00元,首次覆盖..." -> "34.00元", "raise our PT to
+    US$26" -> "US$26"), or None."""
+    m = _TARGET_PRICE_IN_RE.search(text)
+    return m.group("value") if m else None
+
+
+def names_another_document(line: str) -> bool:
+    """Whether a line names another report, a figure, a table or a source ("《...》2025-08-26", "图1:...",
+    "资料来源:..."), whose dates are not the report's."""
+    return bool(_RELATED_REPORT_RE.match(line) or _CAPTION_RE.match(line))
+
+
 def date_in(line: str) -> str | None:
     """The first date written in `line` ("证券研究报告 | 2025年11月20日" -> "2025年11月20日"), or None."""
     m = _DATE_IN_LINE_RE.search(line)
@@ -585,6 +612,7 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
         or _BROKER_RE.match(unit)
         or _is_label_path(unit)
         or _BRACKET_HEADLINE_RE.match(unit)
+        or _TOC_LEADER_RE.search(unit)
     ):
         return "heading"
     if shaped_like_heading and not (_KEY_VALUE_RE.match(unit) and unit[-1] not in ":："):
@@ -696,6 +724,7 @@ def _passed_over(core: str, kind: str) -> bool:
         or _CODE_LINE_RE.match(core)
         or _BROKER_RE.match(core)
         or (len(labels) > 1 and all(_weight(x) <= _LABEL_WEIGHT for x in labels))
+        or (len(labels) > 1 and date_in(core) is not None)  # "China Autos & Mobility | 21 November 2025"
         or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0])
     )
 

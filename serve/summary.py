@@ -21,9 +21,12 @@ from fintag.data.split import (
     SUMMARY_KIND,
     Title,
     date_in,
+    ends_sentence,
     field_key,
     field_values,
     names_a_digest,
+    names_another_document,
+    target_price_in,
     without_company_code,
 )
 from fintag.data.taxonomy import (
@@ -62,13 +65,24 @@ _PREVIOUS_RE = re.compile(
 _PEER_RE = re.compile(r"可比(?:公司|标的)|同业公司|\bpeers?\b|\bcomparables?\b", re.IGNORECASE)
 # A unit that names no rating level and no rating cannot state one, whatever the model gives it (a heading
 # of the company's name and code, "Share price (14 Nov): HK$6.09").
-_LEVELS = (*RATING_WORDS_ZH, *RATING_WORDS_TW_HK, "强于大市", "领先大市", "落后大市", "评级", "评等")
-_RATING_MARKER_RE = re.compile(
-    "|".join(map(re.escape, _LEVELS))
-    + r"|(?<![A-Za-z])(?:"
-    + "|".join(re.escape(w) for w in (*RATING_WORDS_EN, "Positive", "Negative", "In-line", "rating", "rated"))
-    + r")(?![A-Za-z])",
-    re.IGNORECASE,
+_LEVELS_ZH = (*RATING_WORDS_ZH, *RATING_WORDS_TW_HK, "强于大市", "领先大市", "落后大市")
+_LEVELS_EN = (*RATING_WORDS_EN, "Positive", "Negative", "In-line")
+
+
+def _words_re(zh: tuple[str, ...], en: tuple[str, ...]) -> re.Pattern[str]:
+    """Any of the Chinese words, or of the English ones as whole words."""
+    return re.compile(
+        "|".join(map(re.escape, zh)) + r"|(?<![A-Za-z])(?:" + "|".join(map(re.escape, en)) + r")(?![A-Za-z])",
+        re.IGNORECASE,
+    )
+
+
+_LEVEL_RE = _words_re(_LEVELS_ZH, _LEVELS_EN)
+_RATING_MARKER_RE = _words_re((*_LEVELS_ZH, "评级", "评等"), (*_LEVELS_EN, "rating", "rated"))
+# A credit rating ("主体评级:AA+ 评级展望:稳定", a bond's "AA+"): a unit that names one and no investment
+# rating's level states none.
+_CREDIT_RE = re.compile(
+    r"(?:主体|债项|信用|长期|短期)(?:信用)?评级|评级展望|(?<![A-Za-z])(?:AAA|AA[+-]?|A-1|BBB[+-]?)(?![A-Za-z])"
 )
 # Another broker's rating, reported ("某外资券商给予买进评等", "另一家美系外资维持中立评等", "Consensus
 # rating is Buy"): not the report's, in any tier. The broker comes before the rating action in the same
@@ -103,6 +117,16 @@ def _as_restated(text: str, titles: set[str], is_title: bool) -> str:
     return core if is_title or core.rstrip("。.") in titles else text
 
 
+def header_date(unit: dict[str, Any]) -> str | None:
+    """The date a header line of no date field gives: a line that does not end a sentence, or is no sentence
+    ("2024年12月26日 08:18 市场投研资讯", "China Autos & Mobility | 21 November 2025"), but never another
+    report's or a figure's ("《...》2025-08-26", "图1:2020年1月1日以来...")."""
+    text = _read(unit)
+    if unit.get("kind", SUMMARY_KIND) == SUMMARY_KIND and ends_sentence(text):
+        return None
+    return None if names_another_document(text) else date_in(text)
+
+
 def rating_tier(unit: dict[str, Any]) -> int | None:
     """The tier of a unit's stated rating (lower first; `PREVIOUS_TIER`: a previous rating), or None when
     the unit cannot state the report's rating (a field that is not a rating, a unit naming no rating, another
@@ -111,6 +135,8 @@ def rating_tier(unit: dict[str, Any]) -> int | None:
     if unit.get("kind") == "field":
         return _FIELD_TIERS.get(field_key(text))
     if not _RATING_MARKER_RE.search(text) or _OTHER_BROKER_RE.search(text):
+        return None
+    if _CREDIT_RE.search(text) and not _LEVEL_RE.search(text):
         return None
     if _ACTION_RE.search(text):
         return 2
@@ -201,6 +227,7 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
         (s for s in units if tiers.get(id(s)) is not None), key=lambda s: s["rating"]["score"], reverse=True
     )
     rating: dict[str, Any] = {"label": RATING.default, "score": None, "evidence": None}
+    top: dict[str, Any] = {}  # the unit stating it
     # A digest (a morning note) rates several companies and industries, none of them its subject.
     digest = any(
         names_a_digest(_read(u)) for u in units[:HEADER_LOOK] if u.get("kind", SUMMARY_KIND) in RATING_KINDS
@@ -229,17 +256,18 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
         for key, value in field_values(_read(u)) if u.get("kind") == "field" else []:
             if key not in fields:  # the header's, the first of each key
                 fields[key] = {"value": value, "index": i}
-    if "date" not in fields:  # a date inside a header line of another kind ("证券研究报告 | 2025年11月20日")
+    if "date" not in fields:  # a date in another header line ("证券研究报告 | 2025年11月20日")
         found = next(
-            (
-                (i, d)
-                for i, u in enumerate(units[:HEADER_LOOK])
-                if u.get("kind") != SUMMARY_KIND and (d := date_in(_read(u)))
-            ),
+            ((i, d) for i, u in enumerate(units[:HEADER_LOOK]) if (d := header_date(u))),
             None,
         )
         if found:
             fields["date"] = {"value": found[1], "index": found[0]}
+    # The target price of the unit that states the report's rating ("...目标价34.00元,首次覆盖给予增持"), not
+    # a peer's ("We prefer Cambricon, which we rate Buy with a target price of RMB 1,650").
+    price = target_price_in(_read(top)) if top and top.get("kind") != "field" else None
+    if "target_price" not in fields and price:
+        fields["target_price"] = {"value": price, "index": rating["evidence"]["index"]}
     return {
         "title": {"text": title.text, "index": title.index, "units": title.units} if title else None,
         "sentences": len(where),

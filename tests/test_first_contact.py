@@ -182,6 +182,10 @@ def test_seed_report_non_sentences_get_their_kind():
         ("纪要整理：XX证券研究所计算机组。", "contact"),
         ("Victoria Harbour Securities Ltd.", "heading"),
         ("Equity Research | 15 September 2025", "heading"),
+        # A WeChat repost's byline and disclaimer; a table of contents' entry with a dot leader.
+        ("原创 XX电子研究团队 XX电子研究 2025年11月03日 08:15 上海", "contact"),
+        ("若您并非专业投资者,请勿订阅、接收或使用本订阅号中的任何信息。", "disclaimer"),
+        ("行业空间:国产AI芯片进入放量期 ............ 3", "heading"),
         ("【计算机】金山办公(688111.SH)三季报点评:WPS AI付费转化加速", "heading"),
         ("【点评】公司三季度营收同比增长30%,维持买入评级。", "sentence"),
         ("公司营收同比增长30% | 毛利率提升至45%,盈利能力改善。", "sentence"),
@@ -730,6 +734,9 @@ def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
         ("2024年12月26日 08:18 市场投研资讯\n", "2024年12月26日"),
         ("Equity Research | 15 September 2025\n", "15 September 2025"),
         ("", None),  # the event's date in a sentence is not the report's
+        # A byline counted as a sentence but ending none; another report's date is not the report's.
+        ("Xin Lang Ji Jin· 2025-09-16 12:13\n", "2025-09-16"),
+        ("《中际旭创:800G龙头地位稳固》2025-08-26\n证券研究报告 | 2025年11月20日\n", "2025年11月20日"),
     ],
 )
 def test_the_reports_date_is_read_from_a_header_line_that_holds_one(header, date):
@@ -744,6 +751,40 @@ def test_the_reports_date_is_read_from_a_header_line_that_holds_one(header, date
     }
     fields = summarize(sentence_results(seg.sentences, [labels] * len(seg.sentences)), seg.title)["fields"]
     assert fields.get("date", {}).get("value") == date
+
+
+def test_a_credit_rating_is_no_investment_rating():
+    units = [
+        _unit("主体评级:AA+(中诚信国际) 评级展望:稳定", "sentence", "outperform", 0.93),
+        _unit("代表债券:23江淮产投MTN001(AA+,剩余期限2.3年)", "sentence", "outperform", 0.61),
+    ]
+    summary = summarize(units)
+    assert summary["rating"]["label"] == "none" and summary["ratings_stated"] == []
+    # A company's own rating beside its bonds' credit rating still states it.
+    units.append(_unit("公司主体评级AA+,我们首次覆盖给予“增持”评级。", "sentence", "outperform", 0.9))
+    assert summarize(units)["rating"]["label"] == "outperform"
+
+
+def test_the_target_price_of_the_rating_sentence_is_read_when_no_field_gives_one():
+    """ "...对应目标价34.00元,首次覆盖,给予“增持”评级" states the report's target price; a peer's sentence
+    ("We prefer Cambricon, which we rate Buy with a target price of RMB 1,650") does not."""
+    own = _unit(
+        "参考可比公司估值,对应目标价34.00元,首次覆盖,给予“增持”评级。", "sentence", "outperform", 0.95
+    )
+    summary = summarize([_unit("公司营收同比增长12%。", "sentence", "none", 0.9), own])
+    assert summary["fields"]["target_price"] == {"value": "34.00元", "index": 1}
+    peer = _unit(
+        "We prefer Cambricon, which we rate Buy with a target price of RMB 1,650.", "sentence", "buy", 0.9
+    )
+    hold = _unit("We maintain our Hold rating on Hygon as valuation looks full.", "sentence", "neutral", 0.97)
+    summary = summarize([hold, peer])
+    assert summary["rating"]["label"] == "neutral" and "target_price" not in summary["fields"]
+    assert (
+        summarize([_unit("We raise our PT to US$26, reiterate Overweight.", "sentence", "outperform", 0.9)])[
+            "fields"
+        ]["target_price"]["value"]
+        == "US$26"
+    )
 
 
 def test_a_unit_naming_no_rating_or_another_brokers_rating_states_none():

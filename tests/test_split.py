@@ -206,6 +206,12 @@ GAIN = "Domestic AI accelerators gain share"
             3,
         ),
         ("海光信息(688041)深度报告\n公司营收同比增长18%。", "海光信息(688041)深度报告", 0),
+        # A label path with the date is page furniture, whatever its labels weigh.
+        (
+            "China Autos & Mobility | 21 November 2025\nWeRide Inc. (WRD.O)\n" + GAIN + "\n",
+            GAIN,
+            2,
+        ),
         ("计算机行业2026年年度策略\n公司营收同比增长18%。", "计算机行业2026年年度策略", 0),
         # A title may exclaim; a line that runs on with a full stop is text.
         ("业绩超预期!维持买入评级\n正文。", "业绩超预期!维持买入评级", 0),
