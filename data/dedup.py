@@ -73,13 +73,15 @@ def near_duplicate_pairs(
 
 # A restatement repeats a sentence with a few words added or left out, never changed: "综上," or "风险提示:"
 # before it, "初步" or "的" inside it. What is added or left out is at most `_RESTATE_EXTRA` of the shorter
-# text (or 6 characters) and holds no figure and no negation, and the texts are not the same length (then
-# something was changed): "符合预期" / "不符合预期", "一季度" / "二季度", "30%" / "45%", "expect" / "do not
-# expect" state other things, and "...增长30%" with ",维持买入评级" after it says something more. One phrase
-# put elsewhere ("近三个月" before or after "公司股价") restates too.
+# text (or 6 characters) and holds no figure and no negation: "符合预期" / "不符合预期", "一季度" / "二季度",
+# "30%" / "45%", "expect" / "do not expect" state other things, and "...增长30%" with ",维持买入评级" after
+# it says something more. Texts of the same length restate only when one phrase is put elsewhere in its
+# clause ("近三个月" before or after "公司股价"); otherwise something was changed.
 _END_PUNCT = "。.!?;！？；"
 _NEGATION_RE = re.compile(r"[不未没無无非否莫别勿]|not|no|n't|never|neither|nor")
 _RESTATE_EXTRA = 0.2
+# (in folded text, which has no spaces: "while" may stand inside a word; then a restatement is missed)
+_CLAUSE_END_RE = re.compile(r"[,，;；:：。.!?]|while|whereas|although|but", re.IGNORECASE)
 # Candidates: a looser bigram similarity than the dataset's (a prefix weighs more in a short sentence);
 # at most `MAX_CHECKS` of the most similar earlier texts are checked for each text.
 RESTATE_CANDIDATE = 0.5
@@ -91,14 +93,22 @@ def _restates(a: str, b: str) -> bool:
     or by one phrase put elsewhere ("公司股价近三个月上涨112%" / "近三个月公司股价上涨112%"; two phrases
     swapped, "国产份额超过海外" / "海外份额超过国产", are a replacement)."""
     changed = []
+    at = []  # where in `a` each change stands
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "equal":
             continue
         if op == "replace" or _NEGATION_RE.search(a[i1:i2] + b[j1:j2]):
             return False
         changed.append(a[i1:i2] or b[j1:j2])
-    if len(a) == len(b):  # the same length: only one phrase moved (nothing added), or something was changed
-        return len(changed) == 2 and changed[0] == changed[1]
+        at.append(i1)
+    if len(a) == len(b):  # the same length: one phrase moved (nothing added), or something was changed
+        # A move within one clause: across a clause's end ("明年营收增长,利润下降" / "营收增长,明年利润下降")
+        # it says something else.
+        return (
+            len(changed) == 2
+            and changed[0] == changed[1]
+            and not _CLAUSE_END_RE.search(a[min(at) : max(at) + len(changed[0])].replace(changed[0], "", 1))
+        )
     return sum(map(len, changed)) <= max(6, _RESTATE_EXTRA * min(len(a), len(b)))
 
 

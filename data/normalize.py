@@ -132,20 +132,28 @@ _ENCLOSED_NUMBERS = frozenset(
 )
 
 
-# Superscript digits: a footnote's marker after a figure, a word or a bracket ("1.15⁴", "20.2%¹", "6.8万架²"),
-# or an acronym ("EFLOPS³"), which NFKC would run into the figure ("1.154"); dropped there. After a small
-# Latin letter (a unit's power, "m²") or at the start of a line (the footnote itself, "¹ 按2.5kW标准机柜
-# 折算") NFKC stands.
-_SUPERSCRIPT_DIGITS = frozenset("⁰¹²³⁴⁵⁶⁷⁸⁹")
+# Superscripts: a footnote's marker after a figure, a Chinese word, a bracket or an acronym ("1.15⁴",
+# "20.2%¹", "6.8万架²", "EFLOPS³", "⁽¹⁾"), which NFKC would run into the figure ("1.154"); dropped there.
+# NFKC stands for a power: after one letter or a small one ("m²", "R²", "σ²", "ｍ²"), after a 10 ("1.5×10⁴"),
+# and after a space or at the start of a line (the footnote itself, "¹ 按2.5kW标准机柜折算").
+_SUPERSCRIPTS = frozenset("⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾⁺⁻")
+_POWER_OF_TEN_RE = re.compile(r"(?<![\d.,])10$")  # "1.5×10⁴", "10⁻³": not "2.10¹" or "110¹"
+_ACRONYM_RE = re.compile(r"[A-Z]{2}$")
 
 
-_READ_IN_CONTEXT = _ENCLOSED_NUMBERS | _SUPERSCRIPT_DIGITS
+_READ_IN_CONTEXT = _ENCLOSED_NUMBERS | _SUPERSCRIPTS
 
 
-def _footnote_marker(previous: str) -> bool:
-    """Whether a superscript digit after `previous` (the grapheme before it, "" at the start) marks a
-    footnote."""
-    return bool(previous) and not previous.isspace() and not (previous.isascii() and previous.islower())
+def _footnote_marker(before: str) -> bool:
+    """Whether a run of superscripts after `before` (the text before it, NFKC) marks a footnote."""
+    if not before or before[-1].isspace():
+        return False
+    last = before[-1]
+    if last.isdigit():
+        return _POWER_OF_TEN_RE.search(before) is None
+    if unicodedata.category(last) in ("Ll", "Lu"):  # a Latin or Greek letter (Chinese is "Lo")
+        return _ACRONYM_RE.search(before) is not None  # "EFLOPS³", not "m²", "R²" or "σ²"
+    return True
 
 
 def _enclosed(folded: str, following: str) -> str:
@@ -159,6 +167,7 @@ def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
     chars: list[str] = []
     idx: list[int] = []
     groups = _graphemes(text)
+    marker = False  # whether the current run of superscripts is a footnote's marker
     for k, (group, i) in enumerate(groups):
         if group == "\r":
             # "\r\n" becomes the "\n" that follows; a lone "\r" is a line break of its own.
@@ -171,10 +180,9 @@ def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
             if group in _ENCLOSED_NUMBERS:
                 folded = _enclosed(folded, groups[k + 1][0] if k + 1 < len(groups) else "")
             else:
-                previous = k - 1
-                while previous >= 0 and groups[previous][0] in _SUPERSCRIPT_DIGITS:
-                    previous -= 1  # "¹²": the marker's first digit decides
-                if _footnote_marker(groups[previous][0] if previous >= 0 else ""):
+                if k == 0 or groups[k - 1][0] not in _SUPERSCRIPTS:  # a run's first decides for the run
+                    marker = _footnote_marker(unicodedata.normalize("NFKC", text[max(0, i - 4) : i]))
+                if marker:
                     continue
         for ch in folded:
             cat = unicodedata.category(ch)
@@ -332,7 +340,7 @@ def _fast_ok(ch: str) -> bool:
         or cat[0] == "C"
         or cat in ("Zl", "Zp")
         or ch in _ENCLOSED_NUMBERS
-        or ch in _SUPERSCRIPT_DIGITS
+        or ch in _SUPERSCRIPTS
     ):  # (an enclosed number's and a superscript's NFKC depend on the text around them)
         return False
     return all(_plain(c) for c in unicodedata.normalize("NFKC", ch))

@@ -163,10 +163,10 @@ _DISCLAIMER_SECTION_RE = re.compile(
 _FIELD_KEYS = {
     "previous_rating": PREVIOUS_RATING_WORDS,
     "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
-    "rating": r"(?:公司|股票)?(?:投资)?评[级等]|投资建议|(?:Investment|Stock)?\s*Rating",
-    "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:价(?:格)?|估值)|合理价值|"
+    "rating": r"(?:公司|股票)?(?:投资)?评[级等]|投资建议|(?:(?:Investment|Stock)\s+)?Rating",
+    "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:股?价(?:格)?|估值)|合理价值|"
     r"(?:12-month\s+)?Target\s+price|Price\s+target|TP",
-    "price": r"(?:当前|最新|收盘)(?:股)?价(?:格)?|股价|现价|(?:Current|Last|Closing)\s+price",
+    "price": r"(?:(?:当前|最新|昨)(?:收盘)?|收盘)(?:股)?价(?:格)?|股价|现价|(?:Current|Last|Closing)\s+price",
     "market_value": r"(?:总|流通)?市值|Market\s+cap(?:italisation|italization)?",
     "date": r"(?:报告|发布)?日期|(?:Report\s+)?Date",
 }
@@ -178,7 +178,19 @@ _FIELD_RE = re.compile(
     re.IGNORECASE,
 )
 # Where a field's key and colon stand, to cut a line of several fields.
-_FIELD_KEY_RE = re.compile("(?:" + "|".join(_FIELD_KEYS.values()) + r")\s*[】\]]?\s*[:：]", re.IGNORECASE)
+# Where a field's key and colon stand, to cut a line of several fields: not inside a word ("Update:"), and
+# not after 前次/上次/原 ("(前次目标价:75元)" belongs to the value before it).
+_FIELD_KEY_RE = re.compile(
+    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + r")\s*[】\]]?\s*[:：]",
+    re.IGNORECASE,
+)
+# A value that ends where the next key starts: a rating level with its bracket ("买入(维持)"), or a figure
+# with its unit ("168.00元", "US$14.50", "3,452亿元", "2025年11月10日"); "买入最新" is not one.
+_WHOLE_VALUE_RE = re.compile(
+    rf"(?:(?:{_RATING_WORDS}|{_INDUSTRY_WORDS}|[\u4e00-\u9fff]{{2,4}})(?:\s*\([^()]{{1,12}}\))?|"
+    r"[^:：]{0,12}\d(?:[\d.,%]|\s?(?:元|港元|美元|亿元|万元|亿|倍|日|bn|mn|m|HK\$|US\$))*(?:\s*\([^()]{1,24}\))?)",
+    re.IGNORECASE,
+)
 # A rating key and its value with nothing between them: the normaliser joins "投资评级 增持(首次)" into
 # "投资评级增持(首次)" (no space between Chinese characters).
 _FIELD_JOINED_RE = re.compile(
@@ -222,7 +234,10 @@ _TOC_ENTRY_RE = re.compile(r"^【\s*\d{1,2}\s*】[^。!?;.]{0,30}$")
 # A headline under a bracketed column name, without end punctuation: a weekly's or a morning note's item
 # ("【计算机】金山办公(688111.SH)三季报点评:WPS AI付费转化加速", "【山证通信】周跟踪--字节跳动大幅催化算力
 # 产业链,O3推理表现震撼"); a field's bracketed key ("【目标价】128元") is read first.
-_BRACKET_HEADLINE_RE = re.compile(r"^【[^【】]{1,12}】[^。!?;！？；]{2,80}$")
+_BRACKET_HEADLINE_RE = re.compile(
+    r"^【(?!(?:事件|点评|简评|投资要点|核心观点|主要观点|观点|要点|结论|摘要|盈利预测|投资建议|风险提示|估值|"
+    r"业绩点评|事项)】)[^【】]{1,12}】[^。!?;！？；]{2,80}$"
+)  # "【事件】公司发布三季报,..." and "【盈利预测】...维持买入评级" are statements
 # A table of contents' entry: a title, a leader of dots and maybe its page ("行业空间:国产AI芯片进入放量期
 # ............ 3"; NFKC makes "……" dots).
 _TOC_LEADER_RE = re.compile(r"(?:\.{4,}|·{4,}|-{4,}|_{4,})\s*\d{0,3}$")
@@ -487,9 +502,16 @@ def _is_column_row(original: str) -> bool:
     cells = _COLUMN_GAP_RE.split(original.strip())
     return (
         len(cells) >= _COLUMN_MIN_CELLS
-        and all(_weight(c) <= _COLUMN_MAX_WEIGHT for c in cells)
+        and all(len(c) > 1 and _weight(c) <= _COLUMN_MAX_WEIGHT for c in cells)  # not "投  资  要  点"
+        and 2 * sum(_looks_like_a_cell(c) for c in cells) >= len(cells)
         and not ends_sentence(original)
     )
+
+
+def _looks_like_a_cell(text: str) -> bool:
+    """A table's cell: Chinese, a figure, or a capitalised label ("Scenario", "Key assumptions"); words of
+    an English sentence set apart by pdftotext ("We  expect  revenue  growth") mostly are not."""
+    return bool(CJK_RE.search(text)) or text[0].isupper() or any(ch.isdigit() for ch in text)
 
 
 def _heading_level(unit: str) -> int:
@@ -506,15 +528,24 @@ class _Section:
 def field_values(unit: str) -> list[tuple[str, str]]:
     """The fields of a header line, each (key, value) as `field_value` reads it; a line of several
     ("评级:买入  上次评级:买入  目标价:168.00元", which the normaliser runs together) gives each, when every
-    piece from one key to the next (outside brackets, "|" and markup aside) is a field; [] when the line is
-    no field."""
+    piece from one key to the next (outside brackets, "|", "【" and markup aside) is a field whose value ends
+    whole before the next key (`_WHOLE_VALUE_RE`); [] when the line is no field."""
     lead = len(unit) - len(unit.lstrip("*_【[ "))
     if unit.count(":") + unit.count("：") > 1 and _FIELD_KEY_RE.match(unit, lead):
-        # Cut before each key outside brackets ("目标价:52.00元(前次目标价:75.00元)" is one field).
-        starts = [m.start() for m in _FIELD_KEY_RE.finditer(unit) if not _in_brackets(unit, m.start())]
-        pieces = [unit[a:b].strip(" *_|｜") for a, b in zip(starts, [*starts[1:], len(unit)])]
+        starts, depth, scanned = [], 0, 0
+        for m in _FIELD_KEY_RE.finditer(unit):  # one pass: the bracket depth where each key starts
+            gap = unit[scanned : m.start()]
+            depth += gap.count("(") + gap.count("（") - gap.count(")") - gap.count("）")
+            scanned = m.start()
+            if depth <= 0:
+                starts.append(m.start())
+        pieces = [unit[a:b].strip(" *_|｜【[") for a, b in zip(starts, [*starts[1:], len(unit)])]
         found = [_field_value(p) for p in pieces]
-        if len(found) > 1 and all(found):
+        if (
+            len(found) > 1
+            and all(found)
+            and all(_WHOLE_VALUE_RE.fullmatch(f[1]) for f in found[:-1] if f is not None)
+        ):
             return [f for f in found if f is not None]
     one = _field_value(unit)
     return [one] if one else []
@@ -537,11 +568,6 @@ def date_in(line: str) -> str | None:
     """The first date written in `line` ("证券研究报告 | 2025年11月20日" -> "2025年11月20日"), or None."""
     m = _DATE_IN_LINE_RE.search(line)
     return m.group(0) if m else None
-
-
-def _in_brackets(text: str, at: int) -> bool:
-    before = text[:at]
-    return before.count("(") + before.count("（") > before.count(")") + before.count("）")
 
 
 def field_value(unit: str) -> tuple[str, str] | None:
@@ -649,11 +675,12 @@ _REPORT_KIND_WEIGHT = 20.0
 # The name is the line, or a label of it, with a broker's name before it and a date after it at most: a
 # company's "晨会点评:中际旭创Q3业绩超预期" is a report on one company.
 _DIGEST_RE = re.compile(
-    r"[^\s:：,，。!?]{0,10}?(?:晨会纪要|晨会|晨报|早报|早间资讯|Morning\s+(?:Notes?|Call|Brief(?:ing)?|Meeting))"
-    r"[\s\d年月日()（）./-]{0,16}(?:(?:星期|周)[一二三四五六日天])?",
+    r"[^\s:：,，。!?]{0,10}?(?:晨会(?:纪要|集萃|聚焦|精选|速递|报告)?|晨报|早报|早参|每日早参|早间资讯|"
+    r"Morning\s+(?:Notes?|Call|Brief(?:ing)?|Meeting))"
+    rf"(?:[\s:：()（）—–\-]*(?:第\s*\d{{1,5}}\s*期|{_DATE}|\d{{8}}|(?:星期|周)[一二三四五六日天]))*[\s()（）]*",
     re.IGNORECASE,
 )
-_DIGEST_WORDS = ("晨会", "晨报", "早报", "早间", "orning")  # a quick test before `_DIGEST_RE`
+_DIGEST_WORDS = ("晨会", "晨报", "早报", "早参", "早间", "orning")  # a quick test before `_DIGEST_RE`
 _LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*")
 _LABEL_WEIGHT = 8.0
 _PIPE_RE = re.compile(r"\s*[|｜]\s*")

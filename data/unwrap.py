@@ -102,6 +102,8 @@ def soft_breaks(
         and widths[i + 1]
         and can_continue(lines[i])
         and not opens_unit(lines[i + 1])
+        # a page's footer inside a wrapped sentence ("请务必阅读正文之后的免责声明部分") does not continue it
+        and (boilerplate(lines[i]) or not boilerplate(lines[i + 1]))
     }
 
 

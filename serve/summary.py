@@ -66,7 +66,10 @@ _PEER_RE = re.compile(r"可比(?:公司|标的)|同业公司|\bpeers?\b|\bcompar
 # A unit that names no rating level and no rating cannot state one, whatever the model gives it (a heading
 # of the company's name and code, "Share price (14 Nov): HK$6.09").
 _LEVELS_ZH = (*RATING_WORDS_ZH, *RATING_WORDS_TW_HK, "强于大市", "领先大市", "落后大市")
-_LEVELS_EN = (*RATING_WORDS_EN, "Positive", "Negative", "In-line")
+_LEVELS_EN = (
+    *RATING_WORDS_EN, "Positive", "Negative", "In-line", "Equal Weight", "Add", "Peer Perform",
+    "Market Outperform", "Market Underperform", "Top Pick",
+)  # fmt: skip
 
 
 def _words_re(zh: tuple[str, ...], en: tuple[str, ...]) -> re.Pattern[str]:
@@ -84,14 +87,21 @@ _RATING_MARKER_RE = _words_re((*_LEVELS_ZH, "评级", "评等"), (*_LEVELS_EN, "
 _CREDIT_RE = re.compile(
     r"(?:主体|债项|信用|长期|短期)(?:信用)?评级|评级展望|(?<![A-Za-z])(?:AAA|AA[+-]?|A-1|BBB[+-]?)(?![A-Za-z])"
 )
-# Another broker's rating, reported ("某外资券商给予买进评等", "另一家美系外资维持中立评等", "Consensus
-# rating is Buy"): not the report's, in any tier. The broker comes before the rating action in the same
-# clause; a sector of brokers ("券商板块") is not one.
+# Another broker's rating, reported ("某外资券商给予“买进”评等", "另一家美系外资维持“中立”评等", "Consensus
+# rating is Buy"): not the report's, in any tier. In one clause: the broker, a rating action and a rating
+# (a level, 评级 or 评等) after it, with no "我们" between; a broker's word in another sense ("外资持股",
+# "投行业务", "同业负债", "汇丰控股", "券商板块") or with no rating after its verb ("外资持股比例持续上调,
+# 我们维持买入评级") is none.
+_BROKERS = (
+    "外资|外商|投行|券商|大行|同业|法人|投顾|机构|高盛|摩根士丹利|大摩|小摩|摩根大通|花旗|瑞银|美银|野村|"
+    "麦格理|汇丰|德银|巴克莱|杰富瑞|伯恩斯坦|瑞信|里昂"
+)
 _OTHER_BROKER_RE = re.compile(
-    r"(?:外资|外商|投行|券商|大行|同业|法人|投顾|机构|高盛|摩根士丹利|大摩|小摩|摩根大通|花旗|瑞银|"
-    r"美银|野村|麦格理|汇丰|德银|巴克莱|杰富瑞|伯恩斯坦|瑞信|里昂)(?!板块|行业|股|指数)"
-    r"[^,，。;；:：]{0,16}?(?:给予|维持|上调|下调|调升|调降|调高|调低|重申|首次|喊买|评级|评等)|"
-    r"\b(?:other|another)\s+(?:brokers?|houses?|analysts?)\b|\bconsensus\s+rating|\bthe\s+Street\b",
+    rf"(?:{_BROKERS})(?!板块|行业|股|指数|控股|业务|持股|持仓|负债|存单|比例|资金|流入|流出)"
+    r"(?:(?!我们|本报告|[,，。;；:：]).){0,10}?(?:给予|维持|上调|下调|调升|调降|调高|调低|重申|首次覆盖|喊买)"
+    r"(?:(?![,，。;；]).){0,10}?"
+    rf"(?:{'|'.join(map(re.escape, (*_LEVELS_ZH, '评级', '评等')))})|"
+    r"\b(?:other|another)\s+(?:brokers?|houses?|analysts?)\s+(?:rate|have|maintain|give)|\bconsensus\s+rating\b",
     re.IGNORECASE,
 )
 _ACTION_RE = re.compile(

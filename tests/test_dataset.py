@@ -92,17 +92,21 @@ def test_a_restatement_adds_or_leaves_out_words_and_changes_none(earlier, later,
 
 
 def test_two_phrases_swapped_or_a_negation_moved_is_no_restatement():
-    """Anagrams of one another, each a candidate (bigram similarity over 0.5): only one moved phrase
-    without a negation restates."""
+    """Anagrams of one another, each a candidate (bigram similarity over 0.5): only one phrase moved within
+    its clause, without a negation, restates."""
     swapped = [
         "国产光模块厂商的全球份额超过海外厂商,毛利率也更高。",
         "海外光模块厂商的全球份额超过国产厂商,毛利率也更高。",
     ]
     negation = ["公司预计明年不会继续扩产,资本开支将回落。", "公司预计明年继续扩产,不会资本开支将回落。"]
-    moved = ["在AI需求带动下,公司光模块出货量持续提升。", "公司光模块出货量在AI需求带动下,持续提升。"]
-    for pair in (swapped, negation, moved):
+    moved = ["在AI需求带动下公司光模块出货量持续提升。", "公司光模块出货量在AI需求带动下持续提升。"]
+    # Put into another clause, a phrase changes what it says ("明年" of the revenue, then of the profit).
+    across = ["预计明年营收同比增长,利润同比下降。", "预计营收同比增长,明年利润同比下降。"]
+    english = ["Revenue rose in Q3 while margins fell.", "Revenue rose while margins fell in Q3."]
+    for pair in (swapped, negation, moved, across, english):
         assert sorted(pair[0]) == sorted(pair[1]) and jaccard(*pair) > RESTATE_CANDIDATE
     assert restatements(swapped) == {} and restatements(negation) == {}
+    assert restatements(across) == {} and restatements(english) == {}
     assert restatements(moved) == {1: 0}
 
 

@@ -189,6 +189,11 @@ def test_seed_report_non_sentences_get_their_kind():
         ("【计算机】金山办公(688111.SH)三季报点评:WPS AI付费转化加速", "heading"),
         ("【点评】公司三季度营收同比增长30%,维持买入评级。", "sentence"),
         ("公司营收同比增长30% | 毛利率提升至45%,盈利能力改善。", "sentence"),
+        # Letter-spaced headings and pdftotext's spaced English are no table rows.
+        ("投  资  要  点", "heading"),
+        ("We  expect  revenue  growth  of  20%  next  year  on  AI  demand", "sentence"),
+        # A statement under a section label in brackets stays a statement.
+        ("【盈利预测】我们预计公司2025-2027年归母净利润分别为7.2/8.9/10.6亿元,维持买入评级", "sentence"),
         ("公司管理层表示调研方式将更加灵活,参会机构数量创新高。", "sentence"),
     ],
 )
@@ -810,6 +815,26 @@ def test_a_unit_naming_no_rating_or_another_brokers_rating_states_none():
     summary = summarize(units)
     assert summary["rating"]["label"] == "buy" and summary["rating"]["evidence"]["index"] == 7
     assert [r["index"] for r in summary["ratings_stated"]] == [7, 8, 6]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A broker's word in another sense, or with no rating after its verb: the report's own rating.
+        "同业负债成本下调推动息差企稳,维持买入评级。",
+        "外资持股比例持续上调,我们维持买入评级。",
+        "投行业务维持领先地位,维持买入评级。",
+        "我们维持汇丰控股买入评级。",
+        "We maintain Buy with our 2026E EPS 7% above the Street.",
+        # English levels outside the taxonomy's words.
+        "We reiterate Equal Weight on the stock.",
+        "Maintain Add with a TP of HK$12.",
+        "We rate the shares Peer Perform.",
+    ],
+)
+def test_the_reports_own_rating_is_stated_whatever_else_the_sentence_names(text):
+    summary = summarize([_unit(text, "sentence", "buy", 0.95)])
+    assert summary["rating"]["label"] == "buy" and len(summary["ratings_stated"]) == 1
 
 
 @pytest.mark.parametrize(

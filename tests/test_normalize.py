@@ -160,7 +160,27 @@ def test_a_footnote_marker_does_not_run_into_the_figure_before_it():
         ("注¹²:口径调整", "注:口径调整"),
         ("面积10万m²的数据中心", "面积10万m2的数据中心"),
         ("¹ 按2.5kW标准机柜折算;", "1 按2.5kW标准机柜折算;"),
+        # A power stays as NFKC gives it: after one letter (any script, full-width too) or a 10.
+        ("R²达到0.92", "R2达到0.92"),
+        ("方差σ²", "方差σ2"),
+        ("面积5ｍ²", "面积5m2"),
+        ("1.5×10⁴吨", "1.5×104吨"),
+        ("10⁻³", "10−3"),
+        ("营收⁽¹⁾增长", "营收增长"),  # a bracketed marker goes whole
     ]:
         assert normalize_text(text) == normalize(text).text == want
     n = normalize("增长20.2%¹,毛利率")
     assert n.original[slice(*n.original_span(0, len(n.text)))] == "增长20.2%¹,毛利率"
+
+
+def test_a_long_run_of_superscripts_is_normalised_in_linear_time():
+    import time
+
+    from fintag.data.normalize import normalize
+
+    timings = []
+    for n in (5_000, 40_000):
+        start = time.perf_counter()
+        assert normalize("中" + "²" * n).text == "中"  # a marker after Chinese, however long
+        timings.append(time.perf_counter() - start)
+    assert timings[1] < 20 * timings[0] + 0.5  # 8x the input: quadratic would be 64x

@@ -272,6 +272,13 @@ def test_header_field_lines_are_kept_and_read(line, key, value):
         ("目标价:52.00元(前次目标价:75.00元)", [("target_price", "52.00元(前次目标价:75.00元)")]),
         ("Target Price: RMB 78.00 (prev. RMB 66.00)", [("target_price", "RMB 78.00 (prev. RMB 66.00)")]),
         ("目标估值：420.00元", [("target_price", "420.00元")]),
+        # A key inside a longer word is no cut: a previous target stays in the value, "Update" is no date.
+        (
+            "评级:买入  目标股价:128元  最新收盘价:98.5元",
+            [("rating", "买入"), ("target_price", "128元"), ("price", "98.5元")],
+        ),
+        ("【投资评级】:买入(维持)【目标价】:128元", [("rating", "买入(维持)"), ("target_price", "128元")]),
+        ("Rating: BUY  Update: 21 Nov", [("rating", "BUY Update: 21 Nov")]),
         ("2025年11月18日 星期二", [("date", "2025年11月18日星期二")]),
     ],
 )
@@ -306,7 +313,14 @@ def test_a_web_pages_navigation_is_debris(line):
         ("XX证券晨会纪要(2025.11.18)", True),
         ("每日晨报 2025年11月18日 星期二", True),
         ("Morning Call", True),
+        ("晨会纪要 第215期", True),
+        ("晨会纪要(2025年11月20日 星期四)", True),
+        ("晨会纪要——2025年11月20日", True),
+        ("Morning Call 20 November 2025", True),
+        ("晨会集萃", True),
+        ("每日早参", True),
         ("晨会点评:中际旭创Q3业绩超预期,维持买入评级", False),
+        ("Morning Call: Tencent results beat", False),
         ("公司在晨会上宣布扩产计划", False),
     ],
 )
@@ -314,6 +328,20 @@ def test_a_digests_name_is_the_line_or_a_label_of_it(line, digest):
     from fintag.data.split import names_a_digest
 
     assert names_a_digest(normalize_text(line)) is digest
+
+
+def test_a_line_of_many_fields_is_read_in_linear_time():
+    import time
+
+    from fintag.data.split import field_values
+
+    assert ("target_price", "75元") not in field_values("评级:买入前次目标价:75元")
+    timings = []
+    for n in (2_000, 16_000):
+        start = time.perf_counter()
+        segment("评级:买入 " * n)
+        timings.append(time.perf_counter() - start)
+    assert timings[1] < 20 * timings[0] + 0.5  # 8x the input: quadratic would be 64x
 
 
 def test_a_morning_notes_name_is_its_title():

@@ -173,6 +173,15 @@ def test_a_disclaimer_pasted_as_paragraphs_does_not_stop_the_report_being_unwrap
     assert not wrapped_breaks([*lines, statement, statement.replace("20.7", "21.7")])  # real paragraphs
 
 
+def test_a_page_footer_inside_a_wrapped_sentence_is_not_joined_to_it():
+    body = "公司Q3整体产能利用率达到109.5%,其中8英寸平台产能利用率超过110%," * 2 + "功率器件需求旺盛。"
+    lines = [body[i : i + 30] for i in range(0, len(body), 30)] * 6
+    footer = "请务必阅读正文之后的免责声明部分"
+    with_footer = [*lines[:2], footer, *lines[2:]]
+    breaks = wrapped_breaks(with_footer)
+    assert breaks and 1 not in breaks and 2 not in breaks  # neither into the footer nor out of it
+
+
 def test_short_or_few_lines_are_never_joined():
     assert wrapped_breaks(["光模块需求旺盛", "订单饱满"]) == set()
     headlines = [
