@@ -94,12 +94,14 @@ _NAVIGATION_RE = re.compile(
 # What a kept unit is. Defined once: the API schema, the README and the tests read it from here.
 KINDS: dict[str, str] = {
     "sentence": "a statement of the report: prose, a bullet point, or a `key: statement` line (公司点评:...)",
-    "heading": "a title: of the report, a section, a figure or a table (图1:), a related report "
-    "(《...》2025-08-26), or a source line (资料来源:)",
+    "heading": "a title: of the report, a section, a figure or a table (图1:), an item of a digest "
+    "(【计算机】...), a related report (《...》2025-08-26); a source line (资料来源:), a page's label path, "
+    "a table of contents' entry",
     "field": "a field of the report's header: rating, previous rating, target or current price, date "
     "(投资评级:买入(维持), 【目标价】128元, Rating: BUY)",
-    "table_row": "a row of a table (cells separated by | or a run of numbers)",
-    "contact": "analyst names, e-mail addresses, phone numbers, registration numbers (S0980...), addresses",
+    "table_row": "a row of a table (cells separated by |, runs of spaces or tabs, or a run of numbers)",
+    "contact": "analyst names, e-mail addresses, phone numbers, registration numbers (S0980...), addresses, "
+    "a research visit's participants",
     "disclaimer": "legal notices, analyst certifications and the rating scale's definitions (评级说明...)",
 }
 SUMMARY_KIND = "sentence"  # the only kind that counts in summaries' shares and indices
