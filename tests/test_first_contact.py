@@ -676,50 +676,46 @@ def test_the_title_line_states_a_rating_but_is_not_counted_among_the_sentences()
     assert untitled["title"] is None and untitled["sentences"] == 3 and untitled["sentiment_index"] == 0.3333
 
 
-def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
+def _summary_of(text: str, rated: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
+    """`segment` a report and summarise it, each unit positive with no theme and the rating `rated` gives
+    its text (none for the others); the summary and the tagged units."""
     from fintag.data.split import segment
     from fintag.serve.tagger import sentence_results
 
-    title = "山证通信周跟踪--字节跳动大幅催化算力产业链,O3推理表现震撼,光模块订单持续超预期"
-    seg = segment(f"{title}\n{title}\n字节跳动资本开支大幅增加。\n")
-    labels = {
-        "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
-        "themes": {"labels": [], "scores": {}},
-        "rating": {"label": "none", "score": 0.9, "scores": {}},
-    }
-    units = sentence_results(seg.sentences, [labels] * len(seg.sentences))
-    summary = summarize(units, seg.title)
-    assert summary["title"]["index"] == 0 and summary["restated"] == [1] and summary["sentences"] == 2
-    assert summary["sentiment_counts"]["positive"] == 1
-    # Under a bracketed column name (seed 002's "【山证通信】周跟踪--..."), title and copy are headlines:
-    # the title still, the copy counted nowhere.
-    seg = segment(f"【山证通信】{title}\n【山证通信】{title}\n字节跳动资本开支大幅增加。\n")
-    units = sentence_results(seg.sentences, [labels] * len(seg.sentences))
-    summary = summarize(units, seg.title)
-    assert summary["title"]["index"] == 0 and [u["kind"] for u in units[:2]] == ["heading", "heading"]
-    assert summary["sentences"] == 1 and summary["restated"] == []
-
-
-def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
-    from fintag.data.split import segment
-    from fintag.serve.tagger import sentence_results
-
-    text = (
-        "证券研究报告 | 晨会纪要\n2025年11月18日 星期二\n晨会纪要\n"
-        "【计算机】金山办公(688111.SH):WPS AI付费转化加速\n我们维持“买入”评级,目标价358元。\n"
-        "【通信】光迅科技(002281.SZ):毛利率不及预期\n我们将公司评级由“增持”下调至“中性”。\n"
-    )
     seg = segment(text)
-    rated = {"我们维持“买入”评级,目标价358元。": "buy", "我们将公司评级由“增持”下调至“中性”。": "neutral"}
+    rated = rated or {}
     labels = [
         {
-            "sentiment": {"label": "neutral", "score": 0.9, "scores": {}},
+            "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
             "themes": {"labels": [], "scores": {}},
             "rating": {"label": rated.get(s.text, "none"), "score": 0.95, "scores": {}},
         }
         for s in seg.sentences
     ]
-    summary = summarize(sentence_results(seg.sentences, labels), seg.title)
+    units = sentence_results(seg.sentences, labels)
+    return summarize(units, seg.title), units
+
+
+def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
+    title = "山证通信周跟踪--字节跳动大幅催化算力产业链,O3推理表现震撼,光模块订单持续超预期"
+    summary, _ = _summary_of(f"{title}\n{title}\n字节跳动资本开支大幅增加。\n")
+    assert summary["title"]["index"] == 0 and summary["restated"] == [1] and summary["sentences"] == 2
+    assert summary["sentiment_counts"]["positive"] == 1
+    # Under a bracketed column name (seed 002's "【山证通信】周跟踪--..."), title and copy are headlines:
+    # the title still, the copy counted nowhere.
+    summary, units = _summary_of(f"【山证通信】{title}\n【山证通信】{title}\n字节跳动资本开支大幅增加。\n")
+    assert summary["title"]["index"] == 0 and [u["kind"] for u in units[:2]] == ["heading", "heading"]
+    assert summary["sentences"] == 1 and summary["restated"] == []
+
+
+def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
+    text = (
+        "证券研究报告 | 晨会纪要\n2025年11月18日 星期二\n晨会纪要\n"
+        "【计算机】金山办公(688111.SH):WPS AI付费转化加速\n我们维持“买入”评级,目标价358元。\n"
+        "【通信】光迅科技(002281.SZ):毛利率不及预期\n我们将公司评级由“增持”下调至“中性”。\n"
+    )
+    rated = {"我们维持“买入”评级,目标价358元。": "buy", "我们将公司评级由“增持”下调至“中性”。": "neutral"}
+    summary, _ = _summary_of(text, rated)
     assert (
         summary["title"]["text"] == "晨会纪要"
         and summary["fields"]["date"]["value"] == "2025年11月18日星期二"
@@ -727,8 +723,7 @@ def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
     assert summary["rating"] == {"label": "none", "score": None, "evidence": None}
     assert sorted(r["label"] for r in summary["ratings_stated"]) == ["buy", "neutral"]
     # The same items under a company report's header state its rating.
-    seg = segment(text.replace("晨会纪要", "公司点评"))
-    summary = summarize(sentence_results(seg.sentences, labels), seg.title)
+    summary, _ = _summary_of(text.replace("晨会纪要", "公司点评"), rated)
     assert summary["rating"]["label"] in ("buy", "neutral")
 
 
@@ -745,17 +740,8 @@ def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
     ],
 )
 def test_the_reports_date_is_read_from_a_header_line_that_holds_one(header, date):
-    from fintag.data.split import segment
-    from fintag.serve.tagger import sentence_results
-
-    seg = segment(f"{header}光模块需求旺盛\n2025年10月22日,公司发布三季报,营收同比增长44%。\n")
-    labels = {
-        "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
-        "themes": {"labels": [], "scores": {}},
-        "rating": {"label": "none", "score": 0.9, "scores": {}},
-    }
-    fields = summarize(sentence_results(seg.sentences, [labels] * len(seg.sentences)), seg.title)["fields"]
-    assert fields.get("date", {}).get("value") == date
+    summary, _ = _summary_of(f"{header}光模块需求旺盛\n2025年10月22日,公司发布三季报,营收同比增长44%。\n")
+    assert summary["fields"].get("date", {}).get("value") == date
 
 
 def test_a_credit_rating_is_no_investment_rating():
@@ -850,23 +836,14 @@ def test_the_reports_own_rating_is_stated_whatever_else_the_sentence_names(text)
 def test_a_running_header_of_the_company_and_the_title_is_a_restatement(title, header):
     """A PDF's running header puts "company (code):" before the title on each page (or the title has it and
     the header not); companies' lines of a morning note that say the same after their names stay apart."""
-    from fintag.data.split import segment
-    from fintag.serve.tagger import sentence_results
-
-    seg = segment(f"{title}\n公司前三季度新签订单约96亿元。\n{header}\n公司前三季度新签订单约96亿元。\n")
-    labels = {
-        "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
-        "themes": {"labels": [], "scores": {}},
-        "rating": {"label": "none", "score": 0.9, "scores": {}},
-    }
-    units = sentence_results(seg.sentences, [labels] * len(seg.sentences))
-    summary = summarize(units, seg.title)
+    summary, _ = _summary_of(
+        f"{title}\n公司前三季度新签订单约96亿元。\n{header}\n公司前三季度新签订单约96亿元。\n"
+    )
     assert summary["title"]["index"] == 0 and summary["restated"] == [2, 3]
     assert summary["sentences"] == 3 and summary["sentiment_counts"]["positive"] == 1
 
-    note = segment("晨会纪要\n中际旭创(300308):维持买入评级。\n新易盛(300502):维持买入评级。\n")
-    units = sentence_results(note.sentences, [labels] * len(note.sentences))
-    assert summarize(units, note.title)["restated"] == []
+    note, _ = _summary_of("晨会纪要\n中际旭创(300308):维持买入评级。\n新易盛(300502):维持买入评级。\n")
+    assert note["restated"] == []
 
 
 def test_a_restated_rating_sentence_states_the_rating_where_it_first_stands():
