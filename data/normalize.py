@@ -335,14 +335,8 @@ def _plain(ch: str) -> bool:
 
 def _fast_ok(ch: str) -> bool:
     cat = unicodedata.category(ch)
-    if (
-        unicodedata.combining(ch)
-        or cat[0] == "C"
-        or cat in ("Zl", "Zp")
-        or ch in _ENCLOSED_NUMBERS
-        or ch in _SUPERSCRIPTS
-    ):  # (an enclosed number's and a superscript's NFKC depend on the text around them)
-        return False
+    if unicodedata.combining(ch) or cat[0] == "C" or cat in ("Zl", "Zp") or ch in _READ_IN_CONTEXT:
+        return False  # (an enclosed number's and a superscript's NFKC depend on the text around them)
     return all(_plain(c) for c in unicodedata.normalize("NFKC", ch))
 
 

@@ -70,7 +70,8 @@ def soft_breaks(
     for which `boilerplate` is true (a disclaimer pasted as whole paragraphs after a wrapped report) do not
     count in the widths that say whether the document is wrapped."""
     widths = [display_width(line) for line in lines]
-    counted = [(w, line) for w, line in zip(widths, lines, strict=True) if w and not boilerplate(line)]
+    plate = [boilerplate(line) for line in lines]
+    counted = [(w, line) for w, line, p in zip(widths, lines, plate, strict=True) if w and not p]
     present = sorted(w for w, _ in counted)
     if len(present) < MIN_LINES:
         return set()
@@ -103,7 +104,7 @@ def soft_breaks(
         and can_continue(lines[i])
         and not opens_unit(lines[i + 1])
         # a page's footer inside a wrapped sentence ("请务必阅读正文之后的免责声明部分") does not continue it
-        and (boilerplate(lines[i]) or not boilerplate(lines[i + 1]))
+        and (plate[i] or not plate[i + 1])
     }
 
 

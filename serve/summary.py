@@ -130,11 +130,8 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
     rating: dict[str, Any] = {"label": RATING.default, "score": None, "evidence": None}
     top: dict[str, Any] = {}  # the unit stating it
     # A digest (a morning note) rates several companies and industries, none of them its subject.
-    digest = any(
-        names_a_digest(unit_text(u))
-        for u in units[:HEADER_LOOK]
-        if u.get("kind", SUMMARY_KIND) in RATING_KINDS
-    )
+    header = units[:HEADER_LOOK]
+    digest = any(names_a_digest(unit_text(u)) for u in header if u.get("kind", SUMMARY_KIND) in RATING_KINDS)
     current = [s for s in rated if tiers[id(s)] != PREVIOUS_TIER and not digest]
     current = [s for s in current if s["rating"]["score"] >= RATING_FLOOR] or current
     if current:
@@ -161,7 +158,7 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
                 fields[key] = {"value": value, "index": i}
     if "date" not in fields:  # a date in another header line ("证券研究报告 | 2025年11月20日")
         found = next(
-            ((i, d) for i, u in enumerate(units[:HEADER_LOOK]) if (d := header_date(u))),
+            ((i, d) for i, u in enumerate(header) if (d := header_date(u))),
             None,
         )
         if found:
