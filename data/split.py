@@ -179,11 +179,13 @@ _FIELD_RE = re.compile(
     r"(?:[】\]]\s*[:：]?|[:：]|\s)\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
     re.IGNORECASE,
 )
-# Where a field's key and colon stand, to cut a line of several fields.
-# Where a field's key and colon stand, to cut a line of several fields: not inside a word ("Update:"), and
-# not after 前次/上次/原 ("(前次目标价:75元)" belongs to the value before it).
+# Where a field's key stands, to cut a line of several fields: before its colon, or right before its value
+# (a figure, a currency or a rating level: a table's row as a PDF gives it, "投资评级        买入（维持）
+# 目标价        286.00元", which the normaliser runs into "投资评级买入(维持) 目标价 286.00元"); not inside a
+# word ("Update:"), and not after 前次/上次/原 ("(前次目标价:75元)" belongs to the value before it).
 _FIELD_KEY_RE = re.compile(
-    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + r")\s*[】\]]?\s*[:：]",
+    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + r")"
+    rf"(?:\s*[】\]]?\s*[:：]|(?=\s?(?:[\d$¥]|(?:US|HK|NT|S)\$|RMB|HKD|USD|{_RATING_WORDS}|{_INDUSTRY_WORDS})))",
     re.IGNORECASE,
 )
 # A value that ends where the next key starts: a rating level with its bracket ("买入(维持)"), or a figure
@@ -396,8 +398,11 @@ def _logical_lines(text: str) -> list[tuple[str, int | list[int]]]:
 
 
 def ends_sentence(line: str) -> bool:
-    """Whether a line ends with the end of a sentence (closing quotes and brackets aside)."""
+    """Whether a line ends with the end of a sentence (closing quotes and brackets aside); a figure's decimal
+    point after Chinese ("同比增长3." where the column cut "3.5%") ends none."""
     core = line.rstrip().rstrip(_CLOSERS)
+    if core.endswith(".") and core[-2:-1].isdigit():
+        return not CJK_RE.match(core.rstrip("0123456789.,")[-1:] or "a")
     return not core or core[-1] in _END_PUNCT + ".…"
 
 
@@ -533,7 +538,7 @@ def field_values(unit: str) -> list[tuple[str, str]]:
     piece from one key to the next (outside brackets, "|", "【" and markup aside) is a field whose value ends
     whole before the next key (`_WHOLE_VALUE_RE`); [] when the line is no field."""
     lead = len(unit) - len(unit.lstrip("*_【[ "))
-    if unit.count(":") + unit.count("：") > 1 and _FIELD_KEY_RE.match(unit, lead):
+    if _FIELD_KEY_RE.match(unit, lead):
         starts, depth, scanned = [], 0, 0
         for m in _FIELD_KEY_RE.finditer(unit):  # one pass: the bracket depth where each key starts
             gap = unit[scanned : m.start()]

@@ -114,7 +114,8 @@ def joiner(left: str, right: str) -> str:
     a, b = left[-1], right[0]
     if a in "-([{/" or b in ",.;:!?)]}%":
         return ""
-    if a.isdigit() and b.isdigit():  # a figure cut at the column ("超过1" / "10%"), in Chinese text
+    if (a.isdigit() or a == ".") and b.isdigit():  # a figure cut at the column ("超过1" / "10%", "增长3." /
+        # "5%"), in Chinese text
         before = left.rstrip("0123456789.,")[-1:]
         return "" if before and CJK_RE.match(before) else " "
     if any(CJK_RE.match(ch) or unicodedata.east_asian_width(ch) in "WF" for ch in (a, b)):

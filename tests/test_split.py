@@ -279,6 +279,20 @@ def test_header_field_lines_are_kept_and_read(line, key, value):
         ),
         ("【投资评级】:买入(维持)【目标价】:128元", [("rating", "买入(维持)"), ("target_price", "128元")]),
         ("Rating: BUY  Update: 21 Nov", [("rating", "BUY Update: 21 Nov")]),
+        # A table's row as a PDF gives it: keys and values in columns, no colons; the normaliser runs the
+        # Chinese cells together ("231.50元总市值").
+        (
+            "投资评级        买入（维持）        目标价        286.00元",
+            [("rating", "买入(维持)"), ("target_price", "286.00元")],
+        ),
+        (
+            "当前股价        231.50元            总市值        277亿元",
+            [("price", "231.50元"), ("market_value", "277亿元")],
+        ),
+        (
+            "Rating          OVERWEIGHT          Target price    HK$45.60",
+            [("rating", "OVERWEIGHT"), ("target_price", "HK$45.60")],
+        ),
         ("2025年11月18日 星期二", [("date", "2025年11月18日星期二")]),
     ],
 )
@@ -287,6 +301,21 @@ def test_a_header_line_of_several_fields_gives_each(line, fields):
 
     (unit,) = segment(line).sentences
     assert unit.kind == "field" and field_values(unit.text) == fields
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "评级买入,目标价35元,对应2026年30倍PE。",
+        "目标价上调至35元 对应市值 400亿元,维持买入评级。",
+        "股价 回调后估值已处于历史低位,我们认为当前是较好的配置时点。",
+    ],
+)
+def test_a_sentence_that_starts_with_a_key_is_not_cut_into_fields(line):
+    from fintag.data.split import field_values
+
+    (unit,) = segment(line).sentences
+    assert unit.kind == "sentence" and field_values(unit.text) == []
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,8 @@ def test_joiner_spaces_words_but_not_chinese_or_punctuation():
     # A figure cut at the column in Chinese text is one figure; English numbers stay apart.
     assert joiner("产能利用率超过1", "10%,12英寸平台") == ""
     assert joiner("营收达到3,60", "7.6亿元") == ""
+    assert joiner("归母净利润同比增长3.", "5%,扣非") == ""  # cut after the decimal point
+    assert joiner("the U.S.", "5 largest banks") == " "
     assert joiner("shipments rose in 2025", "10 new customers") == " "
 
 
@@ -233,3 +235,22 @@ def test_running_headers_and_footers_are_dropped_and_nothing_else():
     assert out[0].split("\n") == ["第1部分的开头7。", *body, "第1部分的结尾。"]
     assert out[2].split("\n")[-2:] == ["第3部分的结尾。", "仅此一页的脚注。"]
     assert strip_running_lines(pages[:2]) == pages[:2]  # two pages: too few to tell furniture
+
+
+def test_a_figure_cut_after_its_decimal_point_is_joined_whole():
+    """A PDF's column can fall right after a decimal point ("同比增长13." / "5%"): the line ends in "." but
+    no sentence ends there, so the two halves are one figure in one sentence."""
+    body = (
+        "公司披露2025年三季报。"
+        + (
+            "公司发布三季报,前三季度实现营业收入45.62亿元,同比增长23.5%,归母净利润6.81亿元,同比增长13.5%,"
+            "扣非归母净利润6.02亿元,同比增长41.2%。其中第三季度单季实现营收17.33亿元,环比增长12.7%,毛利率为"
+            "38.6%,同比提升2.4个百分点,我们认为主要受益于高端产品占比提升以及原材料价格回落。"
+        )
+        * 2
+    )
+    lines = [body[i : i + 34] for i in range(0, len(body), 34)]
+    assert lines[1].endswith("增长13.") and lines[2].startswith("5%")  # the column cuts the figure
+    units = [s.text for s in segment("\n".join(lines)).sentences]
+    assert any("归母净利润6.81亿元,同比增长13.5%,扣非归母净利润6.02亿元,同比增长41.2%。" in u for u in units)
+    assert not any(u.endswith("13.") for u in units)
