@@ -167,10 +167,10 @@ _FIELD_KEYS = {
     "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
     "rating": r"(?:公司|股票)?(?:投资)?评[级等]|投资建议|(?:(?:Investment|Stock)\s+)?Rating",
     "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:股?价(?:格)?|估值)|合理价值|"
-    r"(?:12-month\s+)?Target\s+price|Price\s+target|TP",
+    r"(?:12-month\s+)?Target[_\s]+price|Price\s+target|TP",
     "price": r"(?:(?:当前|最新|昨)(?:收盘)?|收盘)(?:股)?价(?:格)?|股价|现价|(?:Current|Last|Closing)\s+price",
     "market_value": r"(?:总|流通)?市值|Market\s+cap(?:italisation|italization)?",
-    "date": r"(?:报告|发布)?日期|(?:Report\s+)?Date",
+    "date": r"(?:报告|发布)?日期|(?:(?:Report|Publish(?:ed)?|Publication|Release)[_\s]+)?Date",
 }
 FIELD_KEYS = tuple(_FIELD_KEYS)
 RATING_FIELD_KEYS = ("industry_rating", "rating", "previous_rating")  # the others' values need a number
@@ -653,6 +653,32 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
     return "sentence"
 
 
+# A markdown file's YAML front matter: a `---` line first, `key: value` lines (with YAML's lists and
+# indented continuations), a closing `---` or `...` line. Its title is the report's title, its date, rating
+# and target price are header fields (`_FIELD_KEYS`: "publish_date: 2025-11-12"), the rest (tags, authors'
+# ids, file paths) is metadata, dropped as "front_matter".
+_FRONT_MATTER_LINE_RE = re.compile(r"^(?:[A-Za-z_][\w-]{0,40}\s*:(?:\s.*)?|\s+\S.*|-\s.*|#.*|)$")
+_FRONT_MATTER_MAX_LINES = 60
+_FRONT_MATTER_TITLE_RE = re.compile(r"^title\s*:\s*(?P<q>[\"']?)(?P<value>.+?)(?P=q)\s*$", re.IGNORECASE)
+
+
+def _front_matter_end(text: str) -> int:
+    """Where the normalised `text`'s YAML front matter ends (after its closing line), 0 when it has none."""
+    if not text.startswith("---\n"):
+        return 0
+    at, keys = 4, 0
+    for _ in range(_FRONT_MATTER_MAX_LINES):
+        end = _line_end(text, at)
+        line = text[at:end]
+        if line.strip() in ("---", "...") and keys:
+            return min(end + 1, len(text))
+        if end >= len(text) or not _FRONT_MATTER_LINE_RE.match(line):
+            return 0
+        keys += line[:1].isalpha() or line[:1] == "_"
+        at = end + 1
+    return 0
+
+
 # The report's title: the line that starts one of its first `TITLE_SEARCH` kept units (among the first
 # `_TITLE_LOOK`, those passed over aside), a title or a sentence, taken whole ("Cambricon...gain share;
 # maintain Outperform" is two units, a title wrapped at the column one), when it has no end punctuation and
@@ -820,14 +846,30 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
     result = Segmentation(sentences=[])
     section = _Section()
     spans: list[tuple[int, int, str]] = []  # of the kept units, in the normalised text
+    front_end = 0 if by_line else _front_matter_end(norm.text)
+    front_title = None  # (unit index, the title's text as written)
     for start, end, layout, unit in _line_units(norm.text) if by_line else _units(norm.text):
-        reason = None if by_line else drop_reason(unit)
-        if reason:
-            result.dropped[reason] += 1
-            continue
+        if start < front_end:
+            m = _FRONT_MATTER_TITLE_RE.match(unit)
+            kind = "heading" if m else "field" if field_key(unit) is not None else ""
+            if not kind:
+                result.dropped["front_matter"] += 1
+                continue
+            if m:
+                start, end = start + m.start("value"), start + m.end("value")
+                unit = m.group("value")
+        else:
+            reason = None if by_line else drop_reason(unit)
+            if reason:
+                result.dropped[reason] += 1
+                continue
         o_start, o_end = norm.original_span(start, end)
         original = norm.original[o_start:o_end]
-        kind = unit_kind(unit, layout, section, original)
+        if start < front_end:
+            if kind == "heading" and front_title is None:
+                front_title = (len(result.sentences), original.strip())
+        else:
+            kind = unit_kind(unit, layout, section, original)
         spans.append((start, end, kind))
         result.sentences.append(
             Sentence(
@@ -840,6 +882,9 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
                 lang=detect_lang(original),
             )
         )
+    if front_title is not None:
+        result.title = Title(index=front_title[0], units=1, text=front_title[1])
+        return result
     found = None if by_line else _find_title(norm.text, spans)  # lines given one by one have no title
     if found:
         index, units, t_start, t_end = found

@@ -858,3 +858,17 @@ def test_a_restated_rating_sentence_states_the_rating_where_it_first_stands():
     assert summary["restated"] == [2]
     assert summary["rating"]["label"] == "buy" and summary["rating"]["evidence"]["index"] == 0
     assert [r["index"] for r in summary["ratings_stated"]] == [0]
+
+
+def test_a_markdown_reports_front_matter_gives_title_date_rating_and_target_price():
+    text = (
+        "---\ntitle: '中际旭创(300308.SZ):800G放量,盈利能力持续提升'\npublish_date: 2025-11-12\n"
+        "rating: 增持(维持)\ntarget_price: 168.00\nauthors: [张三]\n---\n\n"
+        "# 中际旭创(300308.SZ):800G放量,盈利能力持续提升\n\n公司三季度净利润同比增长125%,超出市场预期。\n"
+    )
+    summary, _ = _summary_of(text, {"rating: 增持(维持)": "outperform"})
+    assert summary["title"]["text"] == "中际旭创(300308.SZ):800G放量,盈利能力持续提升"
+    assert summary["rating"]["label"] == "outperform" and summary["rating"]["evidence"]["index"] == 2
+    assert summary["fields"]["date"]["value"] == "2025-11-12"
+    assert summary["fields"]["target_price"]["value"] == "168.00"
+    assert summary["sentences"] == 2 and summary["restated"] == [4]  # the heading restates the title

@@ -387,3 +387,38 @@ def test_a_rating_key_run_into_a_statement_is_not_a_field():
 
     assert field_value("投资评级调整为买入,理由是估值回落") is None
     assert field_value("股价表现强于大市") is None
+
+
+def test_yaml_front_matter_gives_the_title_and_header_fields_and_drops_the_rest():
+    """A markdown report saved with YAML front matter: its title is the report's title (without the key and
+    the quotes), its date, rating and target price are header fields, its other keys are not sentences."""
+    text = (
+        "---\n"
+        'title: "寒武纪(688256.SH)深度报告:云端训练芯片放量,国产算力核心标的"\n'
+        "publish_date: 2025-11-12\n"
+        "broker: 某某证券研究所\n"
+        "rating: 买入(首次)\n"
+        "target_price: 1680.00\n"
+        "tags: [算力, 国产替代]\n"
+        "authors:\n  - 张三\n"
+        "---\n\n"
+        "# 寒武纪(688256.SH)深度报告:云端训练芯片放量,国产算力核心标的\n\n"
+        "思元590系列在头部互联网客户的训练集群中实现规模部署,公司营收同比增长超过40倍。\n"
+    )
+    seg = segment(text)
+    title = "寒武纪(688256.SH)深度报告:云端训练芯片放量,国产算力核心标的"
+    assert seg.title is not None and seg.title.text == title
+    assert [(s.kind, s.text) for s in seg.sentences[:4]] == [
+        ("heading", seg.title.text),
+        ("field", "publish_date: 2025-11-12"),
+        ("field", "rating: 买入(首次)"),
+        ("field", "target_price: 1680.00"),
+    ]
+    assert seg.dropped["front_matter"] == 6  # the two fences, broker, tags, authors and the author
+    assert text[seg.sentences[0].start : seg.sentences[0].end] == seg.title.text  # offsets of the value
+    assert [s.kind for s in seg.sentences[4:]] == ["sentence", "sentence"]
+
+
+def test_a_rule_line_and_prose_are_no_front_matter():
+    seg = segment("---\n公司三季度净利润同比增长125%,超出市场预期。\n---\n")
+    assert seg.dropped["front_matter"] == 0 and [s.kind for s in seg.sentences] == ["sentence"]
