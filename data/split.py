@@ -722,7 +722,11 @@ _BROKER_RE = re.compile(
     r"LLC|Partners|International)$"
 )
 _COMPANY_CODE = r"[^:：,，。]{2,30}?\s*[(（]\s*[0-9A-Z]{1,6}(?:[.\s][A-Z]{1,2})?\s*[)）]"
-_CODE_LINE_RE = re.compile(rf"^{_COMPANY_CODE}$")
+# A line of the company and its code, the code in brackets or after a space ("中际旭创 300308.SZ",
+# "腾讯控股 0700.HK", "中芯国际 688981").
+_CODE_LINE_RE = re.compile(
+    rf"^(?:{_COMPANY_CODE}|[^\s:：,，。]{{2,20}}\s+(?:\d{{6}}(?:\.[A-Z]{{2}})?|\d{{4,5}}\.HK|[A-Z]{{1,5}}\.[A-Z]{{1,2}}))$"
+)
 _CODE_PREFIX_RE = re.compile(rf"^{_COMPANY_CODE}\s*[:：]\s*(?=\S)")
 _NOT_A_TITLE_RE = re.compile(
     r"^(?:[\s|｜/·•\-—_]*(?:研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"

@@ -180,6 +180,9 @@ GAIN = "Domestic AI accelerators gain share"
         # A line of the company and its code only is passed over: the title follows it.
         ("公司研究/公司点评\n证券研究报告\n中芯国际(688981.SH)\n" + SUB + "\n正文。", SUB, 3),
         ("Cambricon Technologies (688256 CH)\n" + GAIN + "\n", GAIN, 1),
+        # ...the code after a space, as a PDF's first page gives it.
+        ("中际旭创 300308.SZ\n" + SUB + "\n评级 买入(维持)\n", SUB, 1),
+        ("腾讯控股 0700.HK\n" + SUB + "\n", SUB, 1),
         # Headers of broker PDFs (an analyst's test reports): labels, the broker, the report's kind, the
         # company's code line, a rating box are passed over; a line naming only the kind is the fallback.
         (
