@@ -367,15 +367,17 @@ def _line_units(text: str) -> list[tuple[int, int, str, str]]:
     return spans
 
 
-def _logical_lines(text: str) -> list[tuple[str, int | list[int]]]:
+def _logical_lines(text: str, front_end: int = 0) -> list[tuple[str, int | list[int]]]:
     """The lines of `text` with hard-wrapped ones joined (`fintag.data.unwrap`), each with where its
     characters are in `text`: the offset of its first character, or one offset per character if joined (a
-    space that replaced a line break points at the break)."""
+    space that replaced a line break points at the break). The lines before `front_end` (a YAML front
+    matter's) are never joined and do not count in the widths."""
     physical = text.split("\n")
     starts = [0]
     for line in physical[:-1]:
         starts.append(starts[-1] + len(line) + 1)
-    joins = wrapped_breaks(physical)
+    skip = text.count("\n", 0, front_end)
+    joins = {i + skip for i in wrapped_breaks(physical[skip:])}
     out: list[tuple[str, int | list[int]]] = []
     i = 0
     while i < len(physical):
@@ -430,13 +432,13 @@ def wrapped_breaks(lines: Sequence[str]) -> set[int]:
     )
 
 
-def _units(text: str) -> list[tuple[int, int, str, str]]:
+def _units(text: str, front_end: int = 0) -> list[tuple[int, int, str, str]]:
     """(start, end, layout, text) of the units of the normalised text, before filtering; layout is
     sentence, bullet, numbered ("一、") or heading (the shape of the line, which `unit_kind` turns into a
     kind). A unit of hard-wrapped lines spans the breaks, and its text has them removed (or a space between
     words)."""
     spans: list[tuple[int, int, str, str]] = []
-    for line, where in _logical_lines(text):
+    for line, where in _logical_lines(text, front_end):
         m = _BULLET_RE.match(line)
         offset = m.end() if m else 0
         kind = ("numbered" if _SECTION_NUMBER_RE.match(line) else "bullet") if m else "sentence"
@@ -852,7 +854,7 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
     spans: list[tuple[int, int, str]] = []  # of the kept units, in the normalised text
     front_end = 0 if by_line else _front_matter_end(norm.text)
     front_title = None  # (unit index, the title's text as written)
-    for start, end, layout, unit in _line_units(norm.text) if by_line else _units(norm.text):
+    for start, end, layout, unit in _line_units(norm.text) if by_line else _units(norm.text, front_end):
         if start < front_end:
             m = _FRONT_MATTER_TITLE_RE.match(unit)
             kind = "heading" if m else "field" if field_key(unit) is not None else ""

@@ -425,3 +425,18 @@ def test_yaml_front_matter_gives_the_title_and_header_fields_and_drops_the_rest(
 def test_a_rule_line_and_prose_are_no_front_matter():
     seg = segment("---\n公司三季度净利润同比增长125%,超出市场预期。\n---\n")
     assert seg.dropped["front_matter"] == 0 and [s.kind for s in seg.sentences] == ["sentence"]
+
+
+def test_front_matter_lines_are_never_joined_and_do_not_count_in_the_widths():
+    body = (
+        "公司发布三季报,前三季度实现营业收入45.62亿元,同比增长23.5%,归母净利润6.81亿元,同比增长13.5%,"
+        "扣非归母净利润6.02亿元,同比增长41.2%。其中第三季度单季实现营收17.33亿元,环比增长12.7%,毛利率为"
+        "38.6%,同比提升2.4个百分点,我们认为主要受益于高端产品占比提升以及原材料价格回落。"
+    ) * 3
+    lines = [body[i : i + 34] for i in range(0, len(body), 34)]
+    title = "中际旭创深度报告光模块龙头地位稳固一点六T放量在即盈利能力持续提升维持买入评级"
+    front = f"---\ntitle: {title}\nbroker: 某某证券研究所上海分公司研究部\ndate: 2025-11-12\n---\n"
+    seg = segment(front + "\n".join(lines) + "\n")
+    assert seg.title is not None and seg.title.text == title
+    sentences = [s.text for s in seg.sentences if s.kind == "sentence"]
+    assert sentences[:3] == [s + "。" for s in body.split("。")[:3]]  # the body unwrapped whole
