@@ -721,7 +721,15 @@ _LABEL_WEIGHT = 8.0
 _PIPE_RE = re.compile(r"\s*[|｜]\s*")
 _BROKER_RE = re.compile(
     r"^(?:[A-Z][\w&'.-]*\s+){0,4}(?:Securities|Capital Markets|Research|Bank|Group|Limited|Ltd\.?|Inc\.?|"
-    r"LLC|Partners|International)$"
+    r"LLC|Partners|International)$|"
+    r"^[\u4e00-\u9fff]{2,10}(?:证券(?:股份有限公司|有限责任公司|研究所|研究院)?|研究所|研究院)$"
+)  # "Harbourview Capital Markets", "中信建投证券"
+# An English label naming the report's kind ("China Internet Infrastructure | Company Update"): a path
+# with one is page furniture, however long its other labels.
+_REPORT_KIND_LABEL_RE = re.compile(
+    r"(?:Company|Sector|Industry|Results?|Earnings|Flash|Quick|Strategy)\s+(?:Update|Report|Note|Review|Comment)|"
+    r"Initiating\s+Coverage|Initiation|First\s+Take",
+    re.IGNORECASE,
 )
 _COMPANY_CODE = r"[^:：,，。]{2,30}?\s*[(（]\s*[0-9A-Z]{1,6}(?:[.\s][A-Z]{1,2})?\s*[)）]"
 # A line of the company and its code, the code in brackets or after a space ("中际旭创 300308.SZ",
@@ -790,6 +798,7 @@ def _passed_over(core: str, kind: str) -> bool:
         or _CODE_LINE_RE.match(core)
         or _BROKER_RE.match(core)
         or (len(labels) > 1 and all(_weight(x) <= _LABEL_WEIGHT for x in labels))
+        or (len(labels) > 1 and any(_REPORT_KIND_LABEL_RE.fullmatch(x) for x in labels))
         or (len(labels) > 1 and date_in(core) is not None)  # "China Autos & Mobility | 21 November 2025"
         or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0])
     )

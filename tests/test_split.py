@@ -183,6 +183,14 @@ GAIN = "Domestic AI accelerators gain share"
         # ...the code after a space, as a PDF's first page gives it.
         ("中际旭创 300308.SZ\n" + SUB + "\n评级 买入(维持)\n", SUB, 1),
         ("腾讯控股 0700.HK\n" + SUB + "\n", SUB, 1),
+        # A Chinese broker's name on its own, an English label path naming the report's kind.
+        ("中信建投证券\nCHINA SECURITIES\n证券研究报告·公司深度\n海光信息(688041.SH)\n" + SUB + "\n", SUB, 3),
+        (
+            "Harbour Peak Securities | Equity Research\n"
+            "China Internet Infrastructure | Company Update\n" + GAIN,
+            GAIN,
+            2,
+        ),
         # Headers of broker PDFs (an analyst's test reports): labels, the broker, the report's kind, the
         # company's code line, a rating box are passed over; a line naming only the kind is the fallback.
         (
