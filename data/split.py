@@ -165,7 +165,8 @@ _DISCLAIMER_SECTION_RE = re.compile(
 _FIELD_KEYS = {
     "previous_rating": PREVIOUS_RATING_WORDS,
     "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
-    "rating": r"(?:公司|股票)?(?:投资)?评[级等]|投资建议|(?:(?:Investment|Stock)\s+)?Rating",
+    "rating": r"(?:(?:6|12|六|十二)个月)?(?:公司|股票)?(?:投资)?评[级等]|投资建议|"
+    r"(?:(?:Investment|Stock)\s+)?Rating",
     "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:股?价(?:格)?|估值)|合理价值|"
     r"(?:12-month\s+)?Target[_\s]+price|Price\s+target|TP",
     "price": r"(?:(?:当前|最新|昨)(?:收盘)?|收盘)(?:股)?价(?:格)?|股价|现价|(?:Current|Last|Closing)\s+price",
@@ -204,6 +205,7 @@ _FIELD_JOINED_RE = re.compile(
     r"(?:\s*[(（][^()（）]{1,8}[)）])?)[*_]*$",
     re.IGNORECASE,
 )
+_RATING_CELL_RE = re.compile(rf"(?:{_RATING_WORDS}|{_INDUSTRY_WORDS})(?:\s*\([^()]{{1,8}}\))?", re.IGNORECASE)
 # A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
 _DATE = (
     r"(?:\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|"
@@ -538,7 +540,13 @@ def field_values(unit: str) -> list[tuple[str, str]]:
     """The fields of a header line, each (key, value) as `field_value` reads it; a line of several
     ("评级:买入  上次评级:买入  目标价:168.00元", which the normaliser runs together) gives each, when every
     piece from one key to the next (outside brackets, "|", "【" and markup aside) is a field whose value ends
-    whole before the next key (`_WHOLE_VALUE_RE`); [] when the line is no field."""
+    whole before the next key (`_WHOLE_VALUE_RE`), and so does a line of cells apart by "|" each of which is a
+    field, a date or a rating level ("买入(维持) | 目标价:62.3元 | 当前价:48.15元 | 2026年11月28日"); [] when
+    the line is no field."""
+    if "|" in unit or "｜" in unit:
+        cells = [_field_value(c) or _rating_cell(c) for c in _PIPE_RE.split(unit.strip(" *_|｜"))]
+        if len(cells) > 1 and all(cells):
+            return [c for c in cells if c is not None]
     lead = len(unit) - len(unit.lstrip("*_【[ "))
     if _FIELD_KEY_RE.match(unit, lead):
         starts, depth, scanned = [], 0, 0
@@ -558,6 +566,12 @@ def field_values(unit: str) -> list[tuple[str, str]]:
             return [f for f in found if f is not None]
     one = _field_value(unit)
     return [one] if one else []
+
+
+def _rating_cell(cell: str) -> tuple[str, str] | None:
+    """("rating", level) of a cell that is only a rating level, with its bracket ("买入(维持)")."""
+    cell = cell.strip("*_ ")
+    return ("rating", cell) if _RATING_CELL_RE.fullmatch(cell) else None
 
 
 def target_price_in(text: str) -> str | None:

@@ -305,6 +305,17 @@ def test_header_field_lines_are_kept_and_read(line, key, value):
             [("rating", "OVERWEIGHT"), ("target_price", "HK$45.60")],
         ),
         ("2025年11月18日 星期二", [("date", "2025年11月18日星期二")]),
+        # Cells apart by "|", a bare rating level and a bare date among them.
+        (
+            "买入(维持) | 目标价:62.3元 | 当前价:48.15元 | 2026年11月28日",
+            [
+                ("rating", "买入(维持)"),
+                ("target_price", "62.3元"),
+                ("price", "48.15元"),
+                ("date", "2026年11月28日"),
+            ],
+        ),
+        ("6个月评级         增持（下调评级）", [("rating", "增持(下调评级)")]),
     ],
 )
 def test_a_header_line_of_several_fields_gives_each(line, fields):
@@ -327,6 +338,7 @@ def test_a_sentence_that_starts_with_a_key_is_not_cut_into_fields(line):
 
     (unit,) = segment(line).sentences
     assert unit.kind == "sentence" and field_values(unit.text) == []
+    assert field_values("买入 | 光模块龙头业绩超预期") == []  # a cell neither a field nor a rating level
 
 
 @pytest.mark.parametrize(
