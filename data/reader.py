@@ -1,5 +1,6 @@
 """Read report files (.txt, .md, .pdf) into text, detecting the encoding of text files; a PDF's text layer
-loses its running headers and footers (`fintag.data.pdf_pages`).
+loses its running headers and footers (`fintag.data.pdf_pages`), and so does text whose pages stand apart
+by form feeds (`pdftotext`'s output).
 
 Reports arrive as UTF-8 (with or without BOM), UTF-16, GB18030/GBK or Big5. A file that cannot be read
 raises `ReportReadError`, which names the file, the problem and the fix.
@@ -265,6 +266,8 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
         text, encoding = _read_pdf(data, path), "pdf"
     else:
         text, encoding = decode_bytes(data, path)
+        if "\f" in text:  # pages apart by form feeds (pdftotext's output): their running lines go as a PDF's
+            text = "\n".join(page.strip("\n") for page in strip_running_lines(text.split("\f")))
     if not text.strip():
         raise ReportReadError(path, "the report holds no text", "check the export")
     return RawReport(report_id if report_id is not None else report_id_for(name), name, text, encoding)

@@ -276,3 +276,24 @@ def test_iter_report_paths_expands_folders_and_globs(tmp_path):
     assert [p.name for p in paths] == ["a.txt", "b.md"]
     with pytest.raises(ReportReadError, match="no file matches"):
         iter_report_paths([str(tmp_path / "*.nothing")])
+
+
+def test_text_with_form_feeds_loses_its_running_lines_as_a_pdf_does(tmp_path):
+    """`pdftotext report.pdf` writes each page's header and footer and a form feed between pages: read as
+    pages, the lines repeated at their edges go, so a sentence cut by the page break runs on."""
+    header, footer = "天孚通信(300394.SZ) 公司深度研究", "请务必阅读正文之后的免责条款部分  {} / 4"
+    bodies = [
+        "公司光引擎出货量同比增长3.5倍,随着泰国二期良率提升",
+        ",我们预计2026年公司综合毛利率回升至55.4%。硅光方案渗透率提升对无源器件单价形成一定压力",
+        ",但光引擎量增可以弥补。",
+        "风险提示:北美客户资本开支不及预期。",
+    ]
+    pages = [f"{header}\n{body}\n{footer.format(i + 1)}\n" for i, body in enumerate(bodies)]
+    path = tmp_path / "report.txt"
+    path.write_text("\f".join(pages) + "\f", encoding="utf-8")
+    text = read_report(path).text
+    assert header not in text and "免责条款" not in text
+    assert "随着泰国二期良率提升\n,我们预计2026年" in text  # the page break leaves only a line break
+    # One form feed (a page break in a short note) is no sign of running lines: nothing is removed.
+    path.write_text("\f".join(pages[:2]), encoding="utf-8")
+    assert read_report(path).text.count(header) == 2
