@@ -6,6 +6,7 @@ line of the next, so a sentence that runs over a page break is cut in two, and t
 page.
 `strip_running_lines` removes a line from the top or bottom of the pages when the same line (digits aside)
 stands there on most pages and does not end a sentence; text that appears on one page only is never touched.
+Text copied out of a PDF has no page breaks, but its numbered footers say where pages end (`pages_of_text`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,30 @@ def _edges(lines: list[str]) -> list[int]:
     filled = [i for i, line in enumerate(lines) if line.strip()]
     near = sorted(set(filled[:EDGE_LINES] + filled[-EDGE_LINES:]))
     return [i for i in near if not ends_sentence(lines[i])]
+
+
+# A page's footer with its number ("请务必阅读正文之后的免责声明部分  3 / 12", "第 3 页 共 12 页", "- 3 -",
+# "Page 3 of 12").
+_PAGE_NUMBER_RE = re.compile(r"(?:第\s*\d+\s*页|\d+\s*/\s*\d+|^-\s*\d+\s*-$|\bPage\s+\d+)", re.IGNORECASE)
+
+
+def pages_of_text(text: str) -> list[str] | None:
+    """The pages of a text pasted from a PDF without page breaks, cut after its numbered page footers: a
+    line that carries a page number, does not end a sentence and stands (numbers aside) at least
+    `MIN_PAGES` times; None when the text has no such footer."""
+    lines = text.split("\n")
+    keys = [_key(line) if _PAGE_NUMBER_RE.search(line) and not ends_sentence(line) else "" for line in lines]
+    counts = Counter(k for k in keys if k)
+    footers = {k for k, n in counts.items() if n >= MIN_PAGES}
+    if not footers:
+        return None
+    pages, start = [], 0
+    for i, k in enumerate(keys):
+        if k in footers:
+            pages.append("\n".join(lines[start : i + 1]))
+            start = i + 1
+    pages.append("\n".join(lines[start:]))
+    return pages
 
 
 def strip_running_lines(pages: list[str]) -> list[str]:

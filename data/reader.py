@@ -1,6 +1,6 @@
 """Read report files (.txt, .md, .pdf) into text, detecting the encoding of text files; a PDF's text layer
 loses its running headers and footers (`fintag.data.pdf_pages`), and so does text whose pages stand apart
-by form feeds (`pdftotext`'s output).
+by form feeds (`pdftotext`'s output) or end in numbered footers (text copied out of a PDF).
 
 Reports arrive as UTF-8 (with or without BOM), UTF-16, GB18030/GBK or Big5. A file that cannot be read
 raises `ReportReadError`, which names the file, the problem and the fix.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from charset_normalizer import from_bytes
 from fintag.data.normalize import CJK_RE
-from fintag.data.pdf_pages import strip_running_lines
+from fintag.data.pdf_pages import pages_of_text, strip_running_lines
 
 logger = logging.getLogger(__name__)
 
@@ -266,8 +266,11 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
         text, encoding = _read_pdf(data, path), "pdf"
     else:
         text, encoding = decode_bytes(data, path)
-        if "\f" in text:  # pages apart by form feeds (pdftotext's output): their running lines go as a PDF's
-            text = "\n".join(page.strip("\n") for page in strip_running_lines(text.split("\f")))
+        # Pages apart by form feeds (pdftotext's output) or ending in numbered footers (text copied out of a
+        # PDF): their running lines go as a PDF's.
+        pages = text.split("\f") if "\f" in text else pages_of_text(text)
+        if pages:
+            text = "\n".join(page.strip("\n") for page in strip_running_lines(pages))
     if not text.strip():
         raise ReportReadError(path, "the report holds no text", "check the export")
     return RawReport(report_id if report_id is not None else report_id_for(name), name, text, encoding)

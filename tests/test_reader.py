@@ -297,3 +297,36 @@ def test_text_with_form_feeds_loses_its_running_lines_as_a_pdf_does(tmp_path):
     # One form feed (a page break in a short note) is no sign of running lines: nothing is removed.
     path.write_text("\f".join(pages[:2]), encoding="utf-8")
     assert read_report(path).text.count(header) == 2
+
+
+def test_text_copied_out_of_a_pdf_is_cut_into_pages_at_its_numbered_footers(tmp_path):
+    """No form feeds, but a numbered footer ends every page: the pages are cut after it, and the footer and
+    the running header at the next page's top go; a sentence that runs over the page break runs on."""
+    from fintag.data.split import segment
+
+    header, footer = "公司深度研究  天孚通信(300394.SZ)", "请务必阅读正文之后的免责条款部分  {} / 12"
+    text = (
+        "2025年公司综合毛利率为53.7%,同比下降3.2个百分点,主要受泰国工厂爬坡期折旧摊销增加影响,随着泰国二期"
+        "良率提升,我们预计2026年公司综合毛利率有望随规模效应的逐步显现而企稳并回升至55.4%,光引擎出货量也将"
+        "同比增长3.5倍。硅光方案渗透率提升对公司无源器件单价形成一定压力,但光引擎量增可以弥补,海外产能可覆盖北"
+        "美客户约七成的需求,关税不确定性对公司交付的影响有限。风险提示:北美客户资本开支不及预期,技术路线变化。"
+    )
+    lines = [text[i : i + 34] for i in range(0, len(text), 34)]
+    pages = [lines[:2], lines[2:5], lines[5:]]  # the first break cuts the first sentence
+    written = [f"{header}\n" + "\n".join(page) + f"\n{footer.format(n + 3)}" for n, page in enumerate(pages)]
+    path = tmp_path / "copied.txt"
+    path.write_text("\n".join(written) + "\n", encoding="utf-8")
+    read = read_report(path).text
+    assert header not in read and "免责条款" not in read
+    units = [s.text for s in segment(read).sentences]
+    assert units[0] == text[: text.index("。") + 1]  # whole across the page break
+    # Footers that repeat fewer than three times are no page ends: nothing is removed.
+    path.write_text("\n".join(written[:2]) + "\n", encoding="utf-8")
+    assert read_report(path).text.count(header) == 2
+
+
+def test_numbered_lines_that_end_sentences_cut_no_pages():
+    from fintag.data.pdf_pages import pages_of_text
+
+    text = "\n".join(f"第{i}页的要点:公司营收同比增长{i}0%。" for i in range(1, 6))
+    assert pages_of_text(text) is None
