@@ -75,7 +75,7 @@ def features(join_wrapped: bool, drop_furniture: bool) -> Iterator[None]:
     """Switch the line joining and the furniture dropping off for the baselines."""
     saved = split_module.wrapped_breaks, reader_module.strip_running_lines
     if not join_wrapped:
-        split_module.wrapped_breaks = lambda lines: set()
+        split_module.wrapped_breaks = lambda lines, after=None: set()
     if not drop_furniture:
         reader_module.strip_running_lines = lambda pages: pages
     try:

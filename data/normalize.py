@@ -186,7 +186,7 @@ def _nfkc_and_clean(text: str) -> tuple[list[str], list[int]]:
                     continue
         for ch in folded:
             cat = unicodedata.category(ch)
-            if ch == "\n" or cat in ("Zl", "Zp"):
+            if ch in "\n\f" or cat in ("Zl", "Zp"):  # a form feed is a page break
                 chars.append("\n")
             elif ch == "\t" or cat == "Zs":
                 chars.append(" ")

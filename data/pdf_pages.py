@@ -5,7 +5,8 @@ a page number) on every page. Left in the text they sit between the last line of
 line of the next, so a sentence that runs over a page break is cut in two, and the footer is tagged once a
 page.
 `strip_running_lines` removes a line from the top or bottom of the pages when the same line (digits aside)
-stands there on most pages and does not end a sentence; text that appears on one page only is never touched.
+stands there on most pages and does not end a sentence (but the first page's header line with a date: it is
+often the report's only date); text that appears on one page only is never touched.
 Text copied out of a PDF has no page breaks, but its numbered footers say where pages end (`pages_of_text`).
 """
 
@@ -15,7 +16,7 @@ import logging
 import re
 from collections import Counter
 
-from fintag.data.split import ends_sentence
+from fintag.data.split import date_in, ends_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +31,12 @@ def _key(line: str) -> str:
     return _DIGITS_RE.sub("#", " ".join(line.split()))
 
 
-def _edges(lines: list[str]) -> list[int]:
-    """Indices of the lines that may be furniture: near the top or bottom, not ending a sentence (a header
-    or footer is a title or a number; a line of body text that ends a sentence stays, whatever repeats)."""
+def _edges(lines: list[str], bottom: bool = True) -> list[int]:
+    """Indices of the lines that may be furniture: near the top or (unless `bottom` is false) the bottom,
+    not ending a sentence (a header or footer is a title or a number; a line of body text that ends a
+    sentence stays, whatever repeats)."""
     filled = [i for i, line in enumerate(lines) if line.strip()]
-    near = sorted(set(filled[:EDGE_LINES] + filled[-EDGE_LINES:]))
+    near = sorted(set(filled[:EDGE_LINES] + (filled[-EDGE_LINES:] if bottom else [])))
     return [i for i in near if not ends_sentence(lines[i])]
 
 
@@ -75,8 +77,10 @@ def strip_running_lines(pages: list[str]) -> list[str]:
         return pages
     out: list[str] = []
     dropped = 0
-    for lines in split:
+    for n, lines in enumerate(split):
         drop = {i for i in _edges(lines) if _key(lines[i]) in running}
+        if n == 0:  # the first page's header line with a date stays: often the report's only date
+            drop = {i for i in drop if date_in(lines[i]) is None or i not in _edges(lines, bottom=False)}
         dropped += len(drop)
         out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     logger.debug(

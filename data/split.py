@@ -14,6 +14,7 @@ only the units of kind `SUMMARY_KIND`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -27,6 +28,9 @@ from fintag.data.unwrap import joiner, soft_breaks
 MAX_WEIGHT = 160  # longer units (CJK characters count 1, others 0.4) are cut at a comma near their middle
 MIN_CJK = 4
 MIN_WORDS = 3
+# A unit of mostly figures is a statement, not a table's debris, when it ends a sentence and has this many
+# Chinese characters ("我们预计公司2026-2028年归母净利润分别为59.8/71.6/84.3亿元,同比增长19.2%/19.7%。").
+STATEMENT_CJK = 8
 
 _END_PUNCT = "。!?;！？；"
 _CLOSERS = "”’\"'」』)）】"
@@ -369,17 +373,29 @@ def _line_units(text: str) -> list[tuple[int, int, str, str]]:
     return spans
 
 
-def _logical_lines(text: str, front_end: int = 0) -> list[tuple[str, int | list[int]]]:
+def _logical_lines(
+    text: str, front_end: int = 0, pages: Sequence[int] = ()
+) -> list[tuple[str, int | list[int]]]:
     """The lines of `text` with hard-wrapped ones joined (`fintag.data.unwrap`), each with where its
     characters are in `text`: the offset of its first character, or one offset per character if joined (a
     space that replaced a line break points at the break). The lines before `front_end` (a YAML front
-    matter's) are never joined and do not count in the widths."""
+    matter's) are never joined and do not count in the widths. `pages`: the indices of the lines that start
+    a page (a PDF's); the widths are read over the whole text and over each page, as a first page's column
+    beside a sidebar is narrower than the later pages' (a line joins where either says it is wrapped)."""
     physical = text.split("\n")
     starts = [0]
     for line in physical[:-1]:
         starts.append(starts[-1] + len(line) + 1)
     skip = text.count("\n", 0, front_end)
     joins = {i + skip for i in wrapped_breaks(physical[skip:])}
+    bounds = [skip, *(p for p in pages if p > skip), len(physical)]
+    for a, b in itertools.pairwise(bounds):  # each page, and the next page's first line it may run into
+        if len(bounds) > 2 and b > a:
+            after = physical[b] if b < len(physical) else None
+            joins |= {i + a for i in wrapped_breaks(physical[a:b], after)}
+    # A title in 《》 cut at a narrow column (a sidebar's related research) runs on to where it closes, and
+    # to its date on a line of its own.
+    joins |= {i for i in range(skip, len(physical) - 1) if _opens_title(physical[i], physical[i + 1])}
     out: list[tuple[str, int | list[int]]] = []
     i = 0
     while i < len(physical):
@@ -399,6 +415,15 @@ def _logical_lines(text: str, front_end: int = 0) -> list[tuple[str, int | list[
         out.append((line, where))
         i += 1
     return out
+
+
+def _opens_title(line: str, nxt: str) -> bool:
+    """Whether `line` leaves a 《 open that `nxt` closes ("《中际旭创:800G龙头地位稳" / "固,1.6T蓄势待发》
+    2025-08-26"), or closes one before `nxt`, a date alone ("《...》" / "2025-07-30")."""
+    if "《" not in line or line.rfind("《") < line.rfind("》"):
+        return line.endswith("》") and _DATE_ONLY_RE.match(nxt.strip()) is not None
+    close = nxt.find("》")
+    return close >= 0 and "《" not in nxt[:close]
 
 
 def ends_sentence(line: str) -> bool:
@@ -426,21 +451,22 @@ def _opens_unit(line: str) -> bool:
     )
 
 
-def wrapped_breaks(lines: Sequence[str]) -> set[int]:
+def wrapped_breaks(lines: Sequence[str], after: str | None = None) -> set[int]:
     """Indices i of the normalised `lines` whose break after `lines[i]` is hard wrapping, by this
-    splitter's own idea of where a unit ends and starts (`fintag.data.unwrap`)."""
+    splitter's own idea of where a unit ends and starts (`fintag.data.unwrap`); `after`: the line after
+    them (the next page's first), which the last may run into."""
     return soft_breaks(
-        lines, _can_continue, _opens_unit, lambda line: _DISCLAIMER_RE.search(line) is not None
+        lines, _can_continue, _opens_unit, lambda line: _DISCLAIMER_RE.search(line) is not None, after
     )
 
 
-def _units(text: str, front_end: int = 0) -> list[tuple[int, int, str, str]]:
+def _units(text: str, front_end: int = 0, pages: Sequence[int] = ()) -> list[tuple[int, int, str, str]]:
     """(start, end, layout, text) of the units of the normalised text, before filtering; layout is
     sentence, bullet, numbered ("一、") or heading (the shape of the line, which `unit_kind` turns into a
     kind). A unit of hard-wrapped lines spans the breaks, and its text has them removed (or a space between
     words)."""
     spans: list[tuple[int, int, str, str]] = []
-    for line, where in _logical_lines(text, front_end):
+    for line, where in _logical_lines(text, front_end, pages):
         m = _BULLET_RE.match(line)
         offset = m.end() if m else 0
         kind = ("numbered" if _SECTION_NUMBER_RE.match(line) else "bullet") if m else "sentence"
@@ -489,7 +515,7 @@ def drop_reason(unit: str) -> str | None:
     words = re.findall(r"[A-Za-z]{2,}", unit)
     letters = cjk + sum(len(w) for w in words)
     visible = sum(1 for ch in unit if not ch.isspace())
-    if visible and letters / visible < 0.4:
+    if visible and letters / visible < 0.4 and not (cjk >= STATEMENT_CJK and unit[-1] in _END_PUNCT):
         return "numeric"
     if cjk < MIN_CJK and len(words) < MIN_WORDS and not _SHORT_RATING_RE.search(unit):
         return "too_short"
@@ -814,8 +840,16 @@ def _passed_over(core: str, kind: str) -> bool:
         or (len(labels) > 1 and all(_weight(x) <= _LABEL_WEIGHT for x in labels))
         or (len(labels) > 1 and any(_REPORT_KIND_LABEL_RE.fullmatch(x) for x in labels))
         or (len(labels) > 1 and date_in(core) is not None)  # "China Autos & Mobility | 21 November 2025"
+        or _is_dated_label(core)  # a page header's "公司点评 2025年8月25日"
         or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0])
     )
+
+
+def _is_dated_label(core: str) -> bool:
+    """A short label and a date, apart by a space ("公司点评 2025年8月25日", "策略周报 2025年11月23日")."""
+    date = date_in(core)
+    rest = core.replace(date, " ").strip() if date else ""
+    return bool(rest) and " " in core and _weight(rest) <= _LABEL_WEIGHT and not ends_sentence(rest)
 
 
 def _reads_as_title(core: str, kind: str) -> bool:
@@ -866,6 +900,23 @@ def _find_title(text: str, units: list[tuple[int, int, str]]) -> tuple[int, int,
     return fallback
 
 
+def _page_starts(norm: Normalized) -> list[int]:
+    """The indices of the normalised lines that start a page: where a form feed stood between them and the
+    line before (the reader puts one between a PDF's pages)."""
+    if "\f" not in norm.original:
+        return []
+    out, line = [], 0
+    for k, ch in enumerate(norm.text):
+        if ch == "\n":
+            line += 1
+            if (
+                0 < k < len(norm.text) - 1
+                and "\f" in norm.original[norm.offsets[k - 1] + 1 : norm.offsets[k + 1]]
+            ):
+                out.append(line)
+    return out
+
+
 def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool = False) -> Segmentation:
     """Normalise and split a report; see the module docstring.
 
@@ -877,7 +928,10 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
     spans: list[tuple[int, int, str]] = []  # of the kept units, in the normalised text
     front_end = 0 if by_line else _front_matter_end(norm.text)
     front_title = None  # (unit index, the title's text as written)
-    for start, end, layout, unit in _line_units(norm.text) if by_line else _units(norm.text, front_end):
+    pages = () if by_line else _page_starts(norm)
+    for start, end, layout, unit in (
+        _line_units(norm.text) if by_line else _units(norm.text, front_end, pages)
+    ):
         if start < front_end:
             m = _FRONT_MATTER_TITLE_RE.match(unit)
             kind = "heading" if m else "field" if field_key(unit) is not None else ""

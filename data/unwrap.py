@@ -61,6 +61,7 @@ def soft_breaks(
     can_continue: Callable[[str], bool],
     opens_unit: Callable[[str], bool],
     boilerplate: Callable[[str], bool] = lambda line: False,
+    after: str | None = None,
 ) -> set[int]:
     """Indices i such that the break after `lines[i]` is hard wrapping (join `lines[i]` and `lines[i+1]`).
 
@@ -68,7 +69,9 @@ def soft_breaks(
     which `can_continue` is true (it does not end a sentence, it is not a table row) runs on into the next,
     and never into one for which `opens_unit` is true (a bullet, a heading, a caption, a table row). Lines
     for which `boilerplate` is true (a disclaimer pasted as whole paragraphs after a wrapped report) do not
-    count in the widths that say whether the document is wrapped."""
+    count in the widths that say whether the document is wrapped. `after`: the line that follows `lines`
+    (the next page's first), which the last of them may run into (index `len(lines) - 1`); it counts in no
+    width."""
     widths = [display_width(line) for line in lines]
     plate = [boilerplate(line) for line in lines]
     counted = [(w, line) for w, line, p in zip(widths, lines, plate, strict=True) if w and not p]
@@ -96,6 +99,8 @@ def soft_breaks(
         or not (many_at_column or few_at_one_width)
     ):
         return set()
+    if after is not None:
+        lines, widths, plate = [*lines, after], [*widths, display_width(after)], [*plate, boilerplate(after)]
     return {
         i
         for i in range(len(lines) - 1)

@@ -293,7 +293,7 @@ def test_text_with_form_feeds_loses_its_running_lines_as_a_pdf_does(tmp_path):
     path.write_text("\f".join(pages) + "\f", encoding="utf-8")
     text = read_report(path).text
     assert header not in text and "免责条款" not in text
-    assert "随着泰国二期良率提升\n,我们预计2026年" in text  # the page break leaves only a line break
+    assert "随着泰国二期良率提升\f,我们预计2026年" in text  # the page break leaves only a form feed
     # One form feed (a page break in a short note) is no sign of running lines: nothing is removed.
     path.write_text("\f".join(pages[:2]), encoding="utf-8")
     assert read_report(path).text.count(header) == 2

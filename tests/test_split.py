@@ -72,6 +72,16 @@ def test_non_sentences_dropped_and_counted():
     assert drop_reason("2024 2025E 2026E 12.3 15.6 18.2") == "numeric"
 
 
+def test_a_forecast_sentence_of_mostly_figures_is_a_statement():
+    """An analyst's forecast is mostly figures but ends a sentence and has its Chinese words: kept; a table's
+    row of figures, or a figure-heavy fragment without an end, is dropped."""
+    forecast = "我们预计公司2026-2028年归母净利润分别为59.8/71.6/84.3亿元,同比增长19.2%/19.7%/17.7%。"
+    assert drop_reason(forecast) is None
+    assert drop_reason("营业收入 52.36 86.40 118.25 146.90 61.3% 65.0% 36.9% 24.2%") == "numeric"
+    assert drop_reason("归母净利润分别为59.8/71.6/84.3亿元,同比增长19.2%/19.7%/17.7%") == "numeric"  # no end
+    assert drop_reason("EPS为2.23/2.67/3.15元。") == "numeric"  # too few words to state anything
+
+
 def test_a_short_line_stating_a_rating_is_kept():
     """A rating line such as "Rating: BUY" has two words and no Chinese, under the length floor: kept."""
     for line in ("Rating: BUY", "Maintain Outperform.", "BUY (maintained)", "增持", "评级:中性"):
@@ -460,3 +470,15 @@ def test_front_matter_lines_are_never_joined_and_do_not_count_in_the_widths():
     assert seg.title is not None and seg.title.text == title
     sentences = [s.text for s in seg.sentences if s.kind == "sentence"]
     assert sentences[:3] == [s + "。" for s in body.split("。")[:3]]  # the body unwrapped whole
+
+
+def test_a_related_reports_title_cut_by_a_narrow_sidebar_is_one_heading_with_its_date():
+    text = (
+        "相关研究\n《中际旭创(300308):800G龙头地位稳\n固,1.6T蓄势待发》2025-08-26\n"
+        "《半导体设备行业深度:存储扩产周\n期重启,国产设备迎来新一轮订单》\n2025-07-30\n"
+        "公司三季度净利润同比增长125%,超出市场预期。\n"
+    )
+    units = [(s.kind, s.text) for s in segment(text).sentences]
+    assert ("heading", "《中际旭创(300308):800G龙头地位稳固,1.6T蓄势待发》2025-08-26") in units
+    assert ("heading", "《半导体设备行业深度:存储扩产周期重启,国产设备迎来新一轮订单》2025-07-30") in units
+    assert not any(kind == "field" for kind, _ in units)  # another report's date is not the report's

@@ -233,6 +233,11 @@ def test_running_headers_and_footers_are_dropped_and_nothing_else():
     pages[2] += "\n仅此一页的脚注。"
     out = strip_running_lines(pages)
     assert out[0].split("\n") == ["第1部分的开头7。", *body, "第1部分的结尾。"]
+    # A header with the date: the first page keeps it, as the report's date is often only there.
+    dated = [page.replace(header, f"{header} 2025年10月{n + 1}日") for n, page in enumerate(pages)]
+    out = strip_running_lines(dated)
+    assert out[0].split("\n")[:2] == [f"{header} 2025年10月1日", "第1部分的开头7。"]
+    assert out[1].split("\n")[0] == "第2部分的开头14。"
     assert out[2].split("\n")[-2:] == ["第3部分的结尾。", "仅此一页的脚注。"]
     assert strip_running_lines(pages[:2]) == pages[:2]  # two pages: too few to tell furniture
 
@@ -254,3 +259,38 @@ def test_a_figure_cut_after_its_decimal_point_is_joined_whole():
     units = [s.text for s in segment("\n".join(lines)).sentences]
     assert any("归母净利润6.81亿元,同比增长13.5%,扣非归母净利润6.02亿元,同比增长41.2%。" in u for u in units)
     assert not any(u.endswith("13.") for u in units)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """`text` broken into lines of `width` display columns at most, as a typesetter fills them."""
+    lines, line = [], ""
+    for ch in text:
+        if display_width(line + ch) > width:
+            lines.append(line)
+            line = ""
+        line += ch
+    return [*lines, line] if line else lines
+
+
+def test_each_pages_column_is_read_so_a_narrow_first_page_beside_a_sidebar_unwraps():
+    """A broker PDF's first page sets the text in a column beside a sidebar, narrower than the later pages':
+    over the whole text those lines are short of the column, so only the page's own widths say they wrap.
+    The reader puts a form feed between pages (`fintag.data.reader`); the splitter reads each page."""
+    first = (
+        "公司发布三季报,前三季度实现营业收入45.62亿元,同比增长23.5%,归母净利润6.81亿元,同比增长13.5%,"
+        "扣非归母净利润6.02亿元,同比增长41.2%。其中第三季度单季实现营收17.33亿元,环比增长12.7%,毛利率为"
+        "38.6%,同比提升2.4个百分点,我们认为主要受益于高端产品占比提升以及原材料价格回落。"
+    )
+    later = (
+        "分业务看,数据中心业务收入同比增长62.5%,占总营收比重提升至31.8%,成为公司第二增长曲线;海外业务收入"
+        "同比增长35.2%,北美客户的份额稳步提升。考虑到国产算力需求持续释放,我们上调公司盈利预测,维持买入评级,"
+        "风险在于下游需求不及预期以及行业竞争加剧带来的价格压力,需要持续跟踪。"
+    ) * 2
+    sidebar = ["投资评级:买入(维持)", "目标价:286.00元", "当前股价:231.50元", "分析师:张三"]
+    wide = _wrap(later, 80)
+    pages = [[*sidebar, *_wrap(first, 46)], wide[: len(wide) // 2], wide[len(wide) // 2 :]]
+    whole = first[: first.index("。") + 1]
+    paged = segment("\f".join("\n".join(page) for page in pages)).sentences
+    assert whole in [s.text for s in paged]
+    flat = segment("\n".join("\n".join(page) for page in pages)).sentences
+    assert whole not in [s.text for s in flat]  # one column for the whole text: page 1's lines stay cut
