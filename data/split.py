@@ -509,7 +509,7 @@ def drop_reason(unit: str) -> str | None:
     field is kept whatever its digits: "目标价:118.00元", "2025年10月22日")."""
     if _DEBRIS_RE.search(unit) or _NAVIGATION_RE.match(unit):
         return "debris"
-    if field_value(unit) is not None:
+    if field_value(unit) is not None or _RELATED_REPORT_RE.match(unit):  # "《...(300308):800G...》2025-08-26"
         return None
     cjk = len(CJK_RE.findall(unit))
     words = re.findall(r"[A-Za-z]{2,}", unit)
