@@ -19,7 +19,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
 from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING_WORDS_EN, RATING_WORDS_ZH
@@ -778,6 +778,7 @@ _CODE_LINE_RE = re.compile(
     rf"^(?:{_COMPANY_CODE}|[^\s:：,，。]{{2,20}}\s+(?:\d{{6}}(?:\.[A-Z]{{2}})?|\d{{4,5}}\.HK|[A-Z]{{1,5}}\.[A-Z]{{1,2}}))$"
 )
 _CODE_PREFIX_RE = re.compile(rf"^{_COMPANY_CODE}\s*[:：]\s*(?=\S)")
+_CODE_START_RE = re.compile(rf"^{_COMPANY_CODE}")
 _NOT_A_TITLE_RE = re.compile(
     r"^(?:[\s|｜/·•\-—_]*(?:研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"
     r"(?:公司|行业)(?:点评|深度|报告|周报|月报|专题|简评|快评)|点评报告|深度报告|首次覆盖|跟踪报告|"
@@ -900,6 +901,27 @@ def _find_title(text: str, units: list[tuple[int, int, str]]) -> tuple[int, int,
     return fallback
 
 
+def _is_company_row(original: str) -> bool:
+    """A table's row as written: three or more cells apart by runs of spaces or tabs, one of them starting
+    with a company and its code ("中际旭创(300308.SZ)  买入   通信", "小马智行-W(02026.HK) 增持   汽车")."""
+    if "  " not in original and "\t" not in original:
+        return False
+    cells = _COLUMN_GAP_RE.split(original.strip())
+    company = next((m for m in map(_CODE_START_RE.match, cells) if m), None)
+    return company is not None and len(cells) + bool(company.string[company.end() :].strip()) >= 3
+
+
+def _company_rows(originals: list[str]) -> set[int]:
+    """The units in a run of two or more rows of a table of companies (a strategy report's stock pool, an
+    industry report's ratings): their ratings are the companies', not the report's."""
+    rows = [_is_company_row(o) for o in originals]
+    return {
+        i
+        for i, row in enumerate(rows)
+        if row and ((i > 0 and rows[i - 1]) or (i + 1 < len(rows) and rows[i + 1]))
+    }
+
+
 def _page_starts(norm: Normalized) -> list[int]:
     """The indices of the normalised lines that start a page: where a form feed stood between them and the
     line before (the reader puts one between a PDF's pages)."""
@@ -965,6 +987,10 @@ def segment(raw_text: str, normalized: Normalized | None = None, by_line: bool =
                 lang=detect_lang(original),
             )
         )
+    for i in _company_rows([s.original for s in result.sentences]):
+        if result.sentences[i].kind in ("heading", "sentence"):
+            result.sentences[i] = replace(result.sentences[i], kind="table_row")
+            spans[i] = (spans[i][0], spans[i][1], "table_row")
     if front_title is not None:
         result.title = Title(index=front_title[0], units=1, text=front_title[1])
         return result

@@ -482,3 +482,18 @@ def test_a_related_reports_title_cut_by_a_narrow_sidebar_is_one_heading_with_its
     assert ("heading", "《中际旭创(300308):800G龙头地位稳固,1.6T蓄势待发》2025-08-26") in units
     assert ("heading", "《半导体设备行业深度:存储扩产周期重启,国产设备迎来新一轮订单》2025-07-30") in units
     assert not any(kind == "field" for kind, _ in units)  # another report's date is not the report's
+
+
+def test_rows_of_a_table_of_companies_are_table_rows_and_a_single_header_line_is_not():
+    pool = (
+        "本周金股组合\n"
+        "中际旭创（300308.SZ）  买入   通信\n"
+        "小马智行-W（02026.HK） 增持   汽车\n"
+        "招商银行（600036.SH）  增持   银行\n"
+        "我们维持对科技成长板块的超配建议。\n"
+    )
+    kinds = [s.kind for s in segment(pool).sentences]
+    assert kinds == ["heading", "table_row", "table_row", "table_row", "sentence"]
+    # One line of the company, its rating and its price is the report's own header, not a table.
+    header = "中际旭创（300308.SZ）    买入（维持）    目标价:150元\n公司三季度净利润同比增长125%。\n"
+    assert segment(header).sentences[0].kind != "table_row"
