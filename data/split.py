@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
-from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING_WORDS_EN, RATING_WORDS_ZH
+from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING_WORDS_EN, RATING_WORDS_TW_HK, RATING_WORDS_ZH
 from fintag.data.unwrap import joiner, soft_breaks
 
 MAX_WEIGHT = 160  # longer units (CJK characters count 1, others 0.4) are cut at a comma near their middle
@@ -45,6 +45,7 @@ _SECTION_NUMBER_RE = re.compile(r"^[一二三四五六七八九十]{1,3}、")
 _SECTION_TITLE_RE = re.compile(r"^[^,，。!?;！？；:：%]{2,20}$")
 _INLINE_BULLET_RE = re.compile(r"\s+(?:[-•]|\d{1,2}\.)\s+(?=\S)")
 _ABBREV = {
+    "adj",
     "u.s",
     "u.k",
     "e.g",
@@ -125,7 +126,7 @@ _CONTACT_RE = re.compile(
 # A research visit's participants and arrangements, from the line's start (`match`).
 _VISIT_RE = re.compile(
     r"(?:公司)?(?:参会|出席|接待|参与)(?:人员|机构|嘉宾)\s*[:：]|(?:调研|会议)(?:方式|时间|地点|形式)\s*[:：]|"
-    r"纪要整理\s*[:：]|"
+    r"纪要整理\s*[:：]|专家(?:背景|介绍|简介)\s*[:：]|"
     r"原创\s+\S.{0,40}\d{4}年\d{1,2}月\d{1,2}日"  # a WeChat byline: "原创 作者 公众号 2025年11月03日 08:15"
 )
 _RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
@@ -133,19 +134,25 @@ _RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
 _INDUSTRY_WORDS = "强于大市|弱于大市|领先大市|落后大市"
 # A short line that names a rating level ("Rating: BUY", "Maintain Outperform", "增持") is a stated rating,
 # kept however short it is.
+_TW_HK_WORDS = "|".join(RATING_WORDS_TW_HK)  # only in the rating scale's definitions
 _SHORT_RATING_RE = re.compile(rf"(?<![A-Za-z]){_RATING_WORDS}(?![A-Za-z])", re.IGNORECASE)
 # Disclaimer units: the rating scale's definitions ("买入:预期未来6个月...", "评级分为..."), legal notices
 # and analyst certifications. A definition starts with a rating word; a rating stated in the report's
 # own sentence ("维持买入评级") does not.
 _DISCLAIMER_RE = re.compile(
     r"评级.{0,8}分为|评级(?:标准|说明|体系|定义)|投资评级的?(?:说明|定义|含义)|"
-    rf"^(?:(?:股票|行业|公司)?(?:投资)?评级\s*)?(?:{_RATING_WORDS}|{_INDUSTRY_WORDS})(?:\s*\([A-Z]{{1,4}}\))?\s*"
-    r"(?:[:：]?\s*(?:\(|（)?(?:预期|预计|指|相对|未来|股价|行业指数|公司股价|expected|we expect|the stock)|"
+    rf"^(?:(?:股票|行业|公司)?(?:投资)?评[级等]\s*)?(?:{_RATING_WORDS}|{_INDUSTRY_WORDS}|{_TW_HK_WORDS})"
+    r"(?:\s*\([A-Z]{1,4}\))?\s*"
+    r"(?:[:：]?\s*(?:\(|（)?(?:预期|预计|指|相对|未来|股价|行业指数|公司股价|涨幅|跌幅|绝对报酬|"
+    r"expected|we expect|the stock)|"
     r"[:：]\s*[-+]?\d+(?:\.\d+)?%)|"
     r"免责声明|免责条款|请务必阅读|本报告仅供|本报告(?:版权|由|基于|所载|不构成)|版权(?:所有|归)|"
     r"不构成.{0,12}(?:投资建议|要约|邀请)|未经.{0,10}(?:许可|授权)|特此声明|证券投资咨询业务资格|"
     r"本人(?:承诺|已在|对证券研究报告|不曾因)|反映本人|Disclaimer|Analyst Certification|"
-    r"^(?:股市|市场|投资)有风险[,，]?\s*(?:投资|入市)需谨慎|本订阅号|若您并非专业投资者",
+    r"^(?:股市|市场|投资)有风险[,，]?\s*(?:投资|入市)需谨慎|本订阅号|若您并非专业投资者|自负投资风险|"
+    r"^(?:分析师声明|分析师承诺|法律声明|重要声明|特别声明)\s*[:：]|"
+    r"not an offer to (?:buy|sell)|past performance is not|^rating definitions?\s*:|"
+    r"\banalysts?\b.{0,80}\bcertif(?:y|ies)\b",
     re.IGNORECASE,
 )
 # A heading that opens a disclaimer section: every unit after it is a disclaimer (or a contact) until a
@@ -155,7 +162,7 @@ _DISCLAIMER_RE = re.compile(
 _BROKER = r"[^\s:：]{0,10}?(?:证券|证券股份有限公司|研究所|研究院|研究部|研究中心)"
 _LEGAL = (
     r"(?:免责声明|免责条款|法律声明|重要声明|特别声明|一般声明|分析师声明|分析师承诺|"
-    r"(?:股票|行业|公司)?(?:投资)?评级(?:说明|标准|体系|定义)|信息披露|证券投资咨询业务的说明|"
+    r"(?:股票|行业|公司)?(?:投资)?评[级等](?:说明|标准|体系|定义)|信息披露|证券投资咨询业务的说明|"
     r"Disclaimers?|Disclosures?|Analyst Certification|Ratings? (?:System|Definitions?))"
 )
 _DISCLAIMER_SECTION_RE = re.compile(
@@ -173,14 +180,16 @@ _FIELD_KEYS = {
     r"(?:(?:Investment|Stock)\s+)?Rating",
     "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:股?价(?:格)?|估值)|合理价值|"
     r"(?:12-month\s+)?Target[_\s]+price|Price\s+target|TP",
-    "price": r"(?:(?:当前|最新|昨)(?:收盘)?|收盘)(?:股)?价(?:格)?|股价|现价|(?:Current|Last|Closing)\s+price",
+    "price": r"(?:(?:当前|最新|昨)(?:收盘)?|收盘)(?:股)?价(?:格)?|股价|现价|市价|"
+    r"(?:Current|Last|Closing)\s+price",
     "market_value": r"(?:总|流通)?市值|Market\s+cap(?:italisation|italization)?",
     "date": r"(?:报告|发布)?日期|(?:(?:Report|Publish(?:ed)?|Publication|Release)[_\s]+)?Date",
 }
 FIELD_KEYS = tuple(_FIELD_KEYS)
 RATING_FIELD_KEYS = ("industry_rating", "rating", "previous_rating")  # the others' values need a number
 _FIELD_RE = re.compile(
-    r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")\s*"
+    r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")"
+    r"(?:\s*\([^()]{1,6}\))?\s*"  # a currency after the key: "目标价(人民币):96.00元"
     r"(?:[】\]]\s*[:：]?|[:：]|\s)\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
     re.IGNORECASE,
 )
@@ -189,7 +198,7 @@ _FIELD_RE = re.compile(
 # 目标价        286.00元", which the normaliser runs into "投资评级买入(维持) 目标价 286.00元"); not inside a
 # word ("Update:"), and not after 前次/上次/原 ("(前次目标价:75元)" belongs to the value before it).
 _FIELD_KEY_RE = re.compile(
-    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + r")"
+    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + r")(?:\s*\([^()]{1,6}\))?"
     rf"(?:\s*[】\]]?\s*[:：]|(?=\s?(?:[\d$¥]|(?:US|HK|NT|S)\$|RMB|HKD|USD|{_RATING_WORDS}|{_INDUSTRY_WORDS})))",
     re.IGNORECASE,
 )

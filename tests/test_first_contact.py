@@ -195,10 +195,37 @@ def test_seed_report_non_sentences_get_their_kind():
         # A statement under a section label in brackets stays a statement.
         ("【盈利预测】我们预计公司2025-2027年归母净利润分别为7.2/8.9/10.6亿元,维持买入评级", "sentence"),
         ("公司管理层表示调研方式将更加灵活,参会机构数量创新高。", "sentence"),
+        # Rating scales of Taiwan's and smaller brokers, legal boilerplate in Chinese and English (analysts'
+        # tests, forty-fourth session).
+        ("買進：預期未來12個月絕對報酬率大於15%；", "disclaimer"),
+        ("強力買進：預期未來12個月內股價報酬率超過30%；", "disclaimer"),
+        ("回避：跌幅在5%以上。", "disclaimer"),
+        ("投資評等說明", "disclaimer"),
+        ("投資人應審慎評估並自負投資風險。", "disclaimer"),
+        ("分析师声明：作者具有中国证券业协会授予的证券投资咨询执业资格。", "disclaimer"),
+        ("This report is not an offer to buy or sell any security.", "disclaimer"),
+        ("Past performance is not indicative of future results.", "disclaimer"),
+        (
+            "The research analysts primarily responsible for this report certify that the views are theirs.",
+            "disclaimer",
+        ),
+        ("专家背景：某头部光模块厂商前产品总监，从业15年。", "contact"),
+        ("目标价（人民币）：96.00元", "field"),
+        ("市价（人民币）：71.46元", "field"),
+        # ...but a sentence about a stock's rise stays a sentence.
+        ("公司股价年内涨幅在30%以上,跑赢行业指数。", "sentence"),
     ],
 )
 def test_kind_of_typical_lines(text, kind):
     assert segment(text).sentences[-1].kind == kind
+
+
+def test_adj_is_an_abbreviation():
+    units = [
+        s.text
+        for s in segment("Net debt/adj. EBITDA stayed at 6.8x; we raise our adj. EBITDA by 4%.").sentences
+    ]
+    assert units == ["Net debt/adj. EBITDA stayed at 6.8x;", "we raise our adj. EBITDA by 4%."]
 
 
 def test_a_bold_or_field_line_starts_a_unit_of_its_own_in_wrapped_text():
