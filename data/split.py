@@ -178,6 +178,8 @@ _FIELD_KEYS = {
     "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
     "rating": r"(?:(?:6|12|六|十二)个月)?(?:公司|股票)?(?:投资)?评[级等]|投资建议|"
     r"(?:(?:Investment|Stock)\s+)?Rating",
+    "previous_target_price": r"(?:前次|上次|此前|之前|原)目标(?:股?价(?:格)?)|"
+    r"(?:Previous|Prior)\s+(?:target\s+price|TP)",
     "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:股?价(?:格)?|估值)|合理价值|"
     r"(?:12-month\s+)?Target[_\s]+price|Price\s+target|TP",
     "price": r"(?:(?:当前|最新|昨)(?:收盘)?|收盘)(?:股)?价(?:格)?|股价|现价|市价|"
@@ -405,6 +407,8 @@ def _logical_lines(
     # A title in 《》 cut at a narrow column (a sidebar's related research) runs on to where it closes, and
     # to its date on a line of its own.
     joins |= {i for i in range(skip, len(physical) - 1) if _opens_title(physical[i], physical[i + 1])}
+    # A sidebar's cells one a line, a field's key and then its value ("目标价格:" / "510.00元").
+    joins |= {i for i in range(skip, len(physical) - 1) if _is_bare_key(physical[i], physical[i + 1])}
     out: list[tuple[str, int | list[int]]] = []
     i = 0
     while i < len(physical):
@@ -433,6 +437,18 @@ def _opens_title(line: str, nxt: str) -> bool:
         return line.endswith("》") and _DATE_ONLY_RE.match(nxt.strip()) is not None
     close = nxt.find("》")
     return close >= 0 and "《" not in nxt[:close]
+
+
+def _is_bare_key(line: str, nxt: str) -> bool:
+    """Whether `line` is only a header field's key and colon, and `nxt` its value ("投资评级:" /
+    "增持(首次)")."""
+    line = line.strip()
+    return (
+        line.endswith((":", "："))
+        and len(line) <= 16
+        and _FIELD_KEY_RE.match(line.lstrip("*_【[ ")) is not None
+        and _field_value(line + nxt.strip()) is not None
+    )
 
 
 def ends_sentence(line: str) -> bool:
@@ -738,7 +754,7 @@ def _front_matter_end(text: str) -> int:
 # line of the company and its code only (`_CODE_LINE_RE`). A sentence before it that cannot be the title
 # means the text has begun: no title.
 TITLE_SEARCH = 3
-_TITLE_LOOK = 10  # units looked at in all, those passed over included
+_TITLE_LOOK = 20  # units looked at in all, those passed over included (a PDF's sidebar may come first)
 _TITLE_WEIGHT = (6.0, 80.0)
 _TITLE_MARKUP = "#*_ \t"
 # A line naming the broker's report series anywhere ("电子 | 证券研究报告 — 公司点评", "Asia Pacific Equity
@@ -765,7 +781,7 @@ _DIGEST_RE = re.compile(
     re.IGNORECASE,
 )
 _DIGEST_WORDS = ("晨会", "晨报", "早报", "早参", "早间", "orning")  # a quick test before `_DIGEST_RE`
-_LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*")
+_LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*|\s+·\s+")  # "海川证券 · 公司研究 · 家用电器"
 _LABEL_WEIGHT = 8.0
 _PIPE_RE = re.compile(r"\s*[|｜]\s*")
 _BROKER_RE = re.compile(
@@ -851,6 +867,7 @@ def _passed_over(core: str, kind: str) -> bool:
         or (len(labels) > 1 and any(_REPORT_KIND_LABEL_RE.fullmatch(x) for x in labels))
         or (len(labels) > 1 and date_in(core) is not None)  # "China Autos & Mobility | 21 November 2025"
         or _is_dated_label(core)  # a page header's "公司点评 2025年8月25日"
+        or _RELATED_REPORT_RE.match(core) is not None  # a sidebar's related research
         or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0])
     )
 

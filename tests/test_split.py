@@ -1,6 +1,6 @@
 import pytest
 from fintag.data.normalize import normalize_text
-from fintag.data.split import drop_reason, segment, sentence_id, split_sentences
+from fintag.data.split import drop_reason, field_values, segment, sentence_id, split_sentences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -497,3 +497,21 @@ def test_rows_of_a_table_of_companies_are_table_rows_and_a_single_header_line_is
     # One line of the company, its rating and its price is the report's own header, not a table.
     header = "中际旭创（300308.SZ）    买入（维持）    目标价:150元\n公司三季度净利润同比增长125%。\n"
     assert segment(header).sentences[0].kind != "table_row"
+
+
+def test_a_pdf_sidebar_before_the_title_gives_its_fields_and_the_title_is_still_found():
+    """pypdf may give a first page's sidebar before the title: its cells one a line (a key, then its value),
+    the previous target price, analysts, related research; the title is found after them."""
+    text = (
+        "海川证券 · 公司研究 · 家用电器\n2025年10月29日\n评级：\n中性（下调）\n上次评级： 买入\n"
+        "目标价格：\n158.00元\n"
+        "前次目标价： 245.00元\n最新收盘价： 171.35元\n总市值： 316.6亿元\n分析师\n孙韬\n"
+        "SAC执业证书编号：S0570519040002\n相关研究\n《石头科技：海外高增，洗地机份额\n提升》2025-08-18\n"
+        "证券研究报告 | 季报点评\n石头科技（688169.SH）\n价格战侵蚀盈利，下调至“中性”评级\n"
+        "公司三季度营收同比下降12.4%,价格战导致毛利率承压。\n"
+    )
+    seg = segment(text)
+    assert seg.title is not None and seg.title.text == "价格战侵蚀盈利，下调至“中性”评级"
+    fields = dict(f for s in seg.sentences if s.kind == "field" for f in field_values(s.text))
+    assert fields["rating"] == "中性(下调)" and fields["target_price"] == "158.00元"
+    assert fields["previous_target_price"] == "245.00元" and fields["previous_rating"] == "买入"
