@@ -126,7 +126,7 @@ _CONTACT_RE = re.compile(
 # A research visit's participants and arrangements, from the line's start (`match`).
 _VISIT_RE = re.compile(
     r"(?:公司)?(?:参会|出席|接待|参与)(?:人员|机构|嘉宾)\s*[:：]|(?:调研|会议)(?:方式|时间|地点|形式)\s*[:：]|"
-    r"纪要整理\s*[:：]|专家(?:背景|介绍|简介)\s*[:：]|"
+    r"纪要整理\s*[:：]|专家(?:背景|介绍|简介)\s*[:：]|(?:主持人|主讲人)\s*[:：]|"
     r"原创\s+\S.{0,40}\d{4}年\d{1,2}月\d{1,2}日"  # a WeChat byline: "原创 作者 公众号 2025年11月03日 08:15"
 )
 _RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
@@ -534,8 +534,8 @@ def drop_reason(unit: str) -> str | None:
     field is kept whatever its digits: "目标价:118.00元", "2025年10月22日")."""
     if _DEBRIS_RE.search(unit) or _NAVIGATION_RE.match(unit):
         return "debris"
-    if field_value(unit) is not None or _RELATED_REPORT_RE.match(unit):  # "《...(300308):800G...》2025-08-26"
-        return None
+    if field_value(unit) is not None or _RELATED_REPORT_RE.match(unit) or _VISIT_RE.match(unit):
+        return None  # "《...(300308):800G...》2025-08-26", "会议时间:2026年10月31日(周五)20:00-21:10"
     cjk = len(CJK_RE.findall(unit))
     words = re.findall(r"[A-Za-z]{2,}", unit)
     letters = cjk + sum(len(w) for w in words)

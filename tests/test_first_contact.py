@@ -210,6 +210,8 @@ def test_seed_report_non_sentences_get_their_kind():
             "disclaimer",
         ),
         ("专家背景：某头部光模块厂商前产品总监，从业15年。", "contact"),
+        ("会议时间：2026年10月31日（周五）20:00-21:10", "contact"),  # mostly figures, kept: it holds the date
+        ("主持人：浙商通信 张远航", "contact"),
         ("目标价（人民币）：96.00元", "field"),
         ("市价（人民币）：71.46元", "field"),
         # ...but a sentence about a stock's rise stays a sentence.
