@@ -72,6 +72,9 @@ _OTHER_BROKER_RE = re.compile(
     r"\b(?:other|another)\s+(?:brokers?|houses?|analysts?)\s+(?:rate|have|maintain|give)|\bconsensus\s+rating\b",
     re.IGNORECASE,
 )
+# A list of picks: every level stands in brackets after a company's name ("招商银行(增持)", "重点推荐中际旭创
+# (买入)、新易盛(买入)"), with no 评级: the companies' ratings, as a strategy or industry report lists them.
+_PICK_RE = re.compile(r"\((?:" + "|".join(map(re.escape, _LEVELS_ZH)) + r")\)")
 _ACTION_RE = re.compile(
     r"(?:维持|首次|上调|下调|调升|调降|调高|调低).{0,12}?评[级等]|评[级等].{0,6}?(?:上调|下调|调升|调降|维持)|"
     r"(?:上调|下调|调升|调降|调高|调低)至|"
@@ -97,9 +100,16 @@ def rating_tier(unit: dict[str, Any]) -> int | None:
         return None
     if _CREDIT_RE.search(text) and not _LEVEL_RE.search(text):
         return None
+    if _names_picks(text):
+        return None
     if _ACTION_RE.search(text):
         return 2
     return 4 if _PREVIOUS_RE.search(text) or _PEER_RE.search(text) else 3
+
+
+def _names_picks(text: str) -> bool:
+    picks = len(_PICK_RE.findall(text))
+    return picks > 0 and picks == len(_LEVEL_RE.findall(text)) and "评级" not in text and "评等" not in text
 
 
 def is_previous(unit: dict[str, Any]) -> bool:

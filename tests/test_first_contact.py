@@ -901,3 +901,14 @@ def test_a_markdown_reports_front_matter_gives_title_date_rating_and_target_pric
     assert summary["fields"]["date"]["value"] == "2025-11-12"
     assert summary["fields"]["target_price"]["value"] == "168.00"
     assert summary["sentences"] == 2 and summary["restated"] == [4]  # the heading restates the title
+
+
+def test_companies_ratings_in_brackets_are_a_list_of_picks_not_the_reports_rating():
+    pick = "银行:息差压力边际缓和,高股息仍具配置价值,招商银行(增持)。"
+    picks = "通信:重点关注中际旭创(买入)、新易盛(买入)。"
+    text = f"A股策略周报\n流动性宽松延续,科技成长主线不改\n{pick}\n{picks}\n"
+    summary, _ = _summary_of(text, {pick: "outperform", picks: "buy"})
+    assert summary["rating"]["label"] == "none"
+    own = "我们维持公司“增持”评级(招商银行(增持)为行业首选)。"  # 评级 names the report's own rating
+    summary, _ = _summary_of(f"招商银行点评\n{own}\n", {own: "outperform"})
+    assert summary["rating"]["label"] == "outperform"
