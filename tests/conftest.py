@@ -28,6 +28,27 @@ CORPUS = ROOT / "data" / "corpus"
 LABELS = ROOT / "data" / "labels"
 
 
+def summary_of(text: str, rated: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
+    """`segment` a report and summarise it, each unit positive with no theme and the rating `rated` gives
+    its text (none for the others); the summary and the tagged units."""
+    from fintag.data.split import segment
+    from fintag.serve.summary import summarize
+    from fintag.serve.tagger import sentence_results
+
+    seg = segment(text)
+    rated = rated or {}
+    labels = [
+        {
+            "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
+            "themes": {"labels": [], "scores": {}},
+            "rating": {"label": rated.get(s.text, "none"), "score": 0.95, "scores": {}},
+        }
+        for s in seg.sentences
+    ]
+    units = sentence_results(seg.sentences, labels)
+    return summarize(units, seg.title), units
+
+
 def write_pdf(path: Path, lines: list[str]) -> Path:
     """A PDF at `path` whose text layer holds `lines` (reportlab, a CJK font), one per line; no lines: a page
     with a drawing and no text, as a scan without OCR."""

@@ -23,6 +23,8 @@ from fintag.data.split import KINDS, SUMMARY_KIND, field_key, segment
 from fintag.serve.batch import tag_main
 from fintag.serve.summary import summarize
 
+from tests.conftest import summary_of
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "corpus"
 HEAVY = ("torch", "transformers", "sklearn", "fastapi", "datasets", "accelerate")
@@ -705,34 +707,14 @@ def test_the_title_line_states_a_rating_but_is_not_counted_among_the_sentences()
     assert untitled["title"] is None and untitled["sentences"] == 3 and untitled["sentiment_index"] == 0.3333
 
 
-def _summary_of(text: str, rated: dict[str, str] | None = None) -> tuple[dict, list[dict]]:
-    """`segment` a report and summarise it, each unit positive with no theme and the rating `rated` gives
-    its text (none for the others); the summary and the tagged units."""
-    from fintag.data.split import segment
-    from fintag.serve.tagger import sentence_results
-
-    seg = segment(text)
-    rated = rated or {}
-    labels = [
-        {
-            "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
-            "themes": {"labels": [], "scores": {}},
-            "rating": {"label": rated.get(s.text, "none"), "score": 0.95, "scores": {}},
-        }
-        for s in seg.sentences
-    ]
-    units = sentence_results(seg.sentences, labels)
-    return summarize(units, seg.title), units
-
-
 def test_a_copy_of_the_title_line_in_the_text_is_a_restatement():
     title = "山证通信周跟踪--字节跳动大幅催化算力产业链,O3推理表现震撼,光模块订单持续超预期"
-    summary, _ = _summary_of(f"{title}\n{title}\n字节跳动资本开支大幅增加。\n")
+    summary, _ = summary_of(f"{title}\n{title}\n字节跳动资本开支大幅增加。\n")
     assert summary["title"]["index"] == 0 and summary["restated"] == [1] and summary["sentences"] == 2
     assert summary["sentiment_counts"]["positive"] == 1
     # Under a bracketed column name (seed 002's "【山证通信】周跟踪--..."), title and copy are headlines:
     # the title still, the copy counted nowhere.
-    summary, units = _summary_of(f"【山证通信】{title}\n【山证通信】{title}\n字节跳动资本开支大幅增加。\n")
+    summary, units = summary_of(f"【山证通信】{title}\n【山证通信】{title}\n字节跳动资本开支大幅增加。\n")
     assert summary["title"]["index"] == 0 and [u["kind"] for u in units[:2]] == ["heading", "heading"]
     assert summary["sentences"] == 1 and summary["restated"] == []
 
@@ -744,7 +726,7 @@ def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
         "【通信】光迅科技(002281.SZ):毛利率不及预期\n我们将公司评级由“增持”下调至“中性”。\n"
     )
     rated = {"我们维持“买入”评级,目标价358元。": "buy", "我们将公司评级由“增持”下调至“中性”。": "neutral"}
-    summary, _ = _summary_of(text, rated)
+    summary, _ = summary_of(text, rated)
     assert (
         summary["title"]["text"] == "晨会纪要"
         and summary["fields"]["date"]["value"] == "2025年11月18日星期二"
@@ -752,7 +734,7 @@ def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
     assert summary["rating"] == {"label": "none", "score": None, "evidence": None}
     assert sorted(r["label"] for r in summary["ratings_stated"]) == ["buy", "neutral"]
     # The same items under a company report's header state its rating.
-    summary, _ = _summary_of(text.replace("晨会纪要", "公司点评"), rated)
+    summary, _ = summary_of(text.replace("晨会纪要", "公司点评"), rated)
     assert summary["rating"]["label"] in ("buy", "neutral")
 
 
@@ -769,7 +751,7 @@ def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
     ],
 )
 def test_the_reports_date_is_read_from_a_header_line_that_holds_one(header, date):
-    summary, _ = _summary_of(f"{header}光模块需求旺盛\n2025年10月22日,公司发布三季报,营收同比增长44%。\n")
+    summary, _ = summary_of(f"{header}光模块需求旺盛\n2025年10月22日,公司发布三季报,营收同比增长44%。\n")
     assert summary["fields"].get("date", {}).get("value") == date
 
 
@@ -865,13 +847,13 @@ def test_the_reports_own_rating_is_stated_whatever_else_the_sentence_names(text)
 def test_a_running_header_of_the_company_and_the_title_is_a_restatement(title, header):
     """A PDF's running header puts "company (code):" before the title on each page (or the title has it and
     the header not); companies' lines of a morning note that say the same after their names stay apart."""
-    summary, _ = _summary_of(
+    summary, _ = summary_of(
         f"{title}\n公司前三季度新签订单约96亿元。\n{header}\n公司前三季度新签订单约96亿元。\n"
     )
     assert summary["title"]["index"] == 0 and summary["restated"] == [2, 3]
     assert summary["sentences"] == 3 and summary["sentiment_counts"]["positive"] == 1
 
-    note, _ = _summary_of("晨会纪要\n中际旭创(300308):维持买入评级。\n新易盛(300502):维持买入评级。\n")
+    note, _ = summary_of("晨会纪要\n中际旭创(300308):维持买入评级。\n新易盛(300502):维持买入评级。\n")
     assert note["restated"] == []
 
 
@@ -895,7 +877,7 @@ def test_a_markdown_reports_front_matter_gives_title_date_rating_and_target_pric
         "rating: 增持(维持)\ntarget_price: 168.00\nauthors: [张三]\n---\n\n"
         "# 中际旭创(300308.SZ):800G放量,盈利能力持续提升\n\n公司三季度净利润同比增长125%,超出市场预期。\n"
     )
-    summary, _ = _summary_of(text, {"rating: 增持(维持)": "outperform"})
+    summary, _ = summary_of(text, {"rating: 增持(维持)": "outperform"})
     assert summary["title"]["text"] == "中际旭创(300308.SZ):800G放量,盈利能力持续提升"
     assert summary["rating"]["label"] == "outperform" and summary["rating"]["evidence"]["index"] == 2
     assert summary["fields"]["date"]["value"] == "2025-11-12"
@@ -907,8 +889,8 @@ def test_companies_ratings_in_brackets_are_a_list_of_picks_not_the_reports_ratin
     pick = "银行:息差压力边际缓和,高股息仍具配置价值,招商银行(增持)。"
     picks = "通信:重点关注中际旭创(买入)、新易盛(买入)。"
     text = f"A股策略周报\n流动性宽松延续,科技成长主线不改\n{pick}\n{picks}\n"
-    summary, _ = _summary_of(text, {pick: "outperform", picks: "buy"})
+    summary, _ = summary_of(text, {pick: "outperform", picks: "buy"})
     assert summary["rating"]["label"] == "none"
     own = "我们维持公司“增持”评级(招商银行(增持)为行业首选)。"  # 评级 names the report's own rating
-    summary, _ = _summary_of(f"招商银行点评\n{own}\n", {own: "outperform"})
+    summary, _ = summary_of(f"招商银行点评\n{own}\n", {own: "outperform"})
     assert summary["rating"]["label"] == "outperform"
