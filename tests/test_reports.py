@@ -50,3 +50,20 @@ def test_the_trained_default_states_each_reports_rating_and_target_price():
         if got != (want["stated_rating"], want["target_price"]):
             wrong.append((name, got, (want["stated_rating"], want["target_price"])))
     assert not wrong
+
+
+def test_reading_each_pages_column_keeps_the_pdfs_sentences_whole():
+    """`bench/pdf_reports.py`'s count: with each page's column read, at least 90% of the twelve PDFs' sentence
+    units end a sentence, and fewer than half as many are cut as with one column for the whole text."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("pdf_reports", ROOT / "bench" / "pdf_reports.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    pdfs = sorted((REPORTS / "pdfs").glob("*.pdf"))
+    base, ours = bench.count(pdfs, per_page=False), bench.count(pdfs, per_page=True)
+    assert ours.whole >= 0.9 * ours.sentences
+    assert 2 * (ours.sentences - ours.whole) < base.sentences - base.whole
