@@ -134,7 +134,7 @@ _RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
 _INDUSTRY_WORDS = "强于大市|弱于大市|领先大市|落后大市"
 # A short line that names a rating level ("Rating: BUY", "Maintain Outperform", "增持") is a stated rating,
 # kept however short it is.
-_TW_HK_WORDS = "|".join(RATING_WORDS_TW_HK)  # only in the rating scale's definitions
+_TW_HK_WORDS = "|".join(RATING_WORDS_TW_HK)  # in the rating scale's definitions and a joined rating field
 _SHORT_RATING_RE = re.compile(rf"(?<![A-Za-z]){_RATING_WORDS}(?![A-Za-z])", re.IGNORECASE)
 # Disclaimer units: the rating scale's definitions ("买入:预期未来6个月...", "评级分为..."), legal notices
 # and analyst certifications. A definition starts with a rating word; a rating stated in the report's
@@ -216,7 +216,7 @@ _WHOLE_VALUE_RE = re.compile(
 _FIELD_JOINED_RE = re.compile(
     r"^[*_]*[【\[]?\s*(?:"
     + "|".join(f"(?P<{k}>{_FIELD_KEYS[k]})" for k in RATING_FIELD_KEYS)
-    + rf")[】\]]?(?P<value>(?:{_RATING_WORDS}|{_INDUSTRY_WORDS})"
+    + rf")[】\]]?(?P<value>(?:{_RATING_WORDS}|{_INDUSTRY_WORDS}|{_TW_HK_WORDS})"
     r"(?:\s*[(（][^()（）]{1,8}[)）])?)[*_]*$",
     re.IGNORECASE,
 )

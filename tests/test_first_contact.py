@@ -216,6 +216,7 @@ def test_seed_report_non_sentences_get_their_kind():
         ("主持人：浙商通信 张远航", "contact"),
         ("目标价（人民币）：96.00元", "field"),
         ("市价（人民币）：71.46元", "field"),
+        ("投資評等 買進（維持）", "field"),  # a Taiwan level, key and value run together by the normaliser
         # ...but a sentence about a stock's rise stays a sentence.
         ("公司股价年内涨幅在30%以上,跑赢行业指数。", "sentence"),
     ],
