@@ -42,17 +42,28 @@ def _edges(lines: list[str], bottom: bool = True) -> list[int]:
 
 # A page's footer with its number ("请务必阅读正文之后的免责声明部分  3 / 12", "第 3 页 共 12 页", "- 3 -",
 # "Page 3 of 12").
-_PAGE_NUMBER_RE = re.compile(r"(?:第\s*\d+\s*页|\d+\s*/\s*\d+|^-\s*\d+\s*-$|\bPage\s+\d+)", re.IGNORECASE)
+_PAGE_NUMBER_RE = re.compile(
+    r"(?:第\s*(?P<a>\d{1,3})\s*页(?:\s*[,，/]?\s*共\s*\d{1,3}\s*页)?|(?<![\d./])(?P<b>\d{1,3})\s*/\s*\d{1,3}|"
+    r"^-\s*(?P<c>\d{1,3})\s*-|\bPage\s+(?P<d>\d{1,3})(?:\s+of\s+\d{1,3})?)\s*$",
+    re.IGNORECASE,
+)
 
 
 def pages_of_text(text: str) -> list[str] | None:
     """The pages of a text pasted from a PDF without page breaks, cut after its numbered page footers: a
-    line that carries a page number, does not end a sentence and stands (numbers aside) at least
-    `MIN_PAGES` times; None when the text has no such footer."""
+    line that ends with a page number ("3 / 12", "第3页", "- 3 -", "Page 3"), does not end a sentence and
+    stands (numbers aside) at least `MIN_PAGES` times with its page numbers rising; None when the text has
+    no such footer (a date "2025/11/21" or figures "6.12/8.45" are no page numbers)."""
     lines = text.split("\n")
-    keys = [_key(line) if _PAGE_NUMBER_RE.search(line) and not ends_sentence(line) else "" for line in lines]
-    counts = Counter(k for k in keys if k)
-    footers = {k for k, n in counts.items() if n >= MIN_PAGES}
+    numbers: dict[str, list[int]] = {}
+    keys = []
+    for line in lines:
+        m = None if ends_sentence(line) else _PAGE_NUMBER_RE.search(line)
+        key = _key(line) if m else ""
+        keys.append(key)
+        if m:
+            numbers.setdefault(key, []).append(int(next(g for g in m.groups() if g)))
+    footers = {k for k, n in numbers.items() if len(n) >= MIN_PAGES and all(map(int.__lt__, n, n[1:]))}
     if not footers:
         return None
     pages, start = [], 0

@@ -242,7 +242,8 @@ def _read_pdf(data: bytes, path: str | os.PathLike[str]) -> str:
             f"the PDF cannot be parsed ({type(exc).__name__}: {exc})",
             "check that the file is a complete PDF",
         ) from exc
-    text = "\f".join(pages)  # the splitter reads each page's column width (`fintag.data.split.segment`)
+    # A form feed between pages: the splitter reads each page's column width (`fintag.data.split.segment`).
+    text = "\f".join(page for page in pages if page.strip())
     if not text.strip():
         raise ReportReadError(
             path,
@@ -270,7 +271,7 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
         # PDF): their running lines go as a PDF's.
         pages = text.split("\f") if "\f" in text else pages_of_text(text)
         if pages:
-            text = "\f".join(page.strip("\n") for page in strip_running_lines(pages))
+            text = "\f".join(p.strip("\n") for p in strip_running_lines(pages) if p.strip())
     if not text.strip():
         raise ReportReadError(path, "the report holds no text", "check the export")
     return RawReport(report_id if report_id is not None else report_id_for(name), name, text, encoding)

@@ -31,6 +31,8 @@ MIN_WORDS = 3
 # A unit of mostly figures is a statement, not a table's debris, when it ends a sentence and has this many
 # Chinese characters ("我们预计公司2026-2028年归母净利润分别为59.8/71.6/84.3亿元,同比增长19.2%/19.7%。").
 STATEMENT_CJK = 8
+# A page (of a PDF) is read on its own for hard wrapping when it has this many lines (`_logical_lines`).
+PAGE_MIN_LINES = 8
 
 _END_PUNCT = "。!?;！？；"
 _CLOSERS = "”’\"'」』)）】"
@@ -141,9 +143,9 @@ _SHORT_RATING_RE = re.compile(rf"(?<![A-Za-z]){_RATING_WORDS}(?![A-Za-z])", re.I
 # own sentence ("维持买入评级") does not.
 _DISCLAIMER_RE = re.compile(
     r"评级.{0,8}分为|评级(?:标准|说明|体系|定义)|投资评级的?(?:说明|定义|含义)|"
-    rf"^(?:(?:股票|行业|公司)?(?:投资)?评[级等]\s*)?(?:{_RATING_WORDS}|{_INDUSTRY_WORDS}|{_TW_HK_WORDS})"
-    r"(?:\s*\([A-Z]{1,4}\))?\s*"
-    r"(?:[:：]?\s*(?:\(|（)?(?:预期|预计|指|相对|未来|股价|行业指数|公司股价|涨幅|跌幅|绝对报酬|"
+    rf"^(?:(?:股票|行业|公司)?(?:投资)?评[级等]\s*)?(?:(?:{_RATING_WORDS}|{_INDUSTRY_WORDS})"
+    rf"(?:\s*\([A-Z]{{1,4}}\))?\s*[:：]?|(?:{_TW_HK_WORDS})\s*[:：—-])\s*"  # "加码未来成长" is a verb
+    r"(?:(?:\(|（)?(?:预期|预计|指|相对|未来|股价|行业指数|公司股价|涨幅|跌幅|绝对报酬|"
     r"expected|we expect|the stock)|"
     r"[:：]\s*[-+]?\d+(?:\.\d+)?%)|"
     r"免责声明|免责条款|请务必阅读|本报告仅供|本报告(?:版权|由|基于|所载|不构成)|版权(?:所有|归)|"
@@ -152,7 +154,7 @@ _DISCLAIMER_RE = re.compile(
     r"^(?:股市|市场|投资)有风险[,，]?\s*(?:投资|入市)需谨慎|本订阅号|若您并非专业投资者|自负投资风险|"
     r"^(?:分析师声明|分析师承诺|法律声明|重要声明|特别声明)\s*[:：]|"
     r"not an offer to (?:buy|sell)|past performance is not|^rating definitions?\s*:|"
-    r"\banalysts?\b.{0,80}\bcertif(?:y|ies)\b",
+    r"\banalysts?\b.{0,80}\bcertif(?:y|ies) that\b",
     re.IGNORECASE,
 )
 # A heading that opens a disclaimer section: every unit after it is a disclaimer (or a contact) until a
@@ -401,12 +403,16 @@ def _logical_lines(
     joins = {i + skip for i in wrapped_breaks(physical[skip:])}
     bounds = [skip, *(p for p in pages if p > skip), len(physical)]
     for a, b in itertools.pairwise(bounds):  # each page, and the next page's first line it may run into
-        if len(bounds) > 2 and b > a:
+        if len(bounds) > 2 and b - a >= PAGE_MIN_LINES:  # a few lines (a list of headlines) tell nothing
             after = physical[b] if b < len(physical) else None
             joins |= {i + a for i in wrapped_breaks(physical[a:b], after)}
     # A title in 《》 cut at a narrow column (a sidebar's related research) runs on to where it closes, and
     # to its date on a line of its own.
-    joins |= {i for i in range(skip, len(physical) - 1) if _opens_title(physical[i], physical[i + 1])}
+    entry = False  # whether line i belongs to a related report's entry ("《..." and the lines it runs on to)
+    for i in range(skip, len(physical) - 1):
+        entry = _is_entry(physical[i]) or (entry and i - 1 in joins)
+        if entry and _opens_title(physical[i], physical[i + 1]):
+            joins.add(i)
     # A sidebar's cells one a line, a field's key and then its value ("目标价格:" / "510.00元").
     joins |= {i for i in range(skip, len(physical) - 1) if _is_bare_key(physical[i], physical[i + 1])}
     out: list[tuple[str, int | list[int]]] = []
@@ -430,10 +436,16 @@ def _logical_lines(
     return out
 
 
+def _is_entry(line: str) -> bool:
+    """A related report's entry starts here: "《...", "1.《..."."""
+    return line.lstrip("0123456789.、)） ").startswith("《")
+
+
 def _opens_title(line: str, nxt: str) -> bool:
-    """Whether `line` leaves a 《 open that `nxt` closes ("《中际旭创:800G龙头地位稳" / "固,1.6T蓄势待发》
-    2025-08-26"), or closes one before `nxt`, a date alone ("《...》" / "2025-07-30")."""
-    if "《" not in line or line.rfind("《") < line.rfind("》"):
+    """Whether a line of a related report's entry leaves a 《 open that `nxt` closes ("《中际旭创:800G龙头
+    地位稳" / "固,1.6T蓄势待发》2025-08-26"), or closes it before `nxt`, a date alone ("...》" /
+    "2025-07-30")."""
+    if line.rfind("《") < line.rfind("》") or "《" not in line:
         return line.endswith("》") and _DATE_ONLY_RE.match(nxt.strip()) is not None
     close = nxt.find("》")
     return close >= 0 and "《" not in nxt[:close]
@@ -594,9 +606,11 @@ def field_values(unit: str) -> list[tuple[str, str]]:
     whole before the next key (`_WHOLE_VALUE_RE`), and so does a line of cells apart by "|" each of which is a
     field, a date or a rating level ("买入(维持) | 目标价:62.3元 | 当前价:48.15元 | 2026年11月28日"); [] when
     the line is no field."""
-    if "|" in unit or "｜" in unit:
-        cells = [_field_value(c) or _rating_cell(c) for c in _PIPE_RE.split(unit.strip(" *_|｜"))]
-        if len(cells) > 1 and all(cells):
+    if ("|" in unit or "｜" in unit) and not unit.startswith(("|", "｜")) and _FIELD_KEY_RE.search(unit):
+        pieces = _PIPE_RE.split(unit.strip(" *_|｜"))
+        cells = [_field_value(c) or _rating_cell(c) for c in pieces]
+        keyed = any(_FIELD_KEY_RE.match(c.strip("*_ ")) for c in pieces)  # a rating history's rows have none
+        if len(cells) > 1 and all(cells) and keyed:
             return [c for c in cells if c is not None]
     lead = len(unit) - len(unit.lstrip("*_【[ "))
     if _FIELD_KEY_RE.match(unit, lead):
@@ -724,7 +738,8 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
 # indented continuations), a closing `---` or `...` line. Its title is the report's title, its date, rating
 # and target price are header fields (`_FIELD_KEYS`: "publish_date: 2025-11-12"), the rest (tags, authors'
 # ids, file paths) is metadata, dropped as "front_matter".
-_FRONT_MATTER_LINE_RE = re.compile(r"^(?:[A-Za-z_][\w-]{0,40}\s*:(?:\s.*)?|\s+\S.*|-\s.*|#.*|)$")
+_FRONT_MATTER_KEY_RE = re.compile(r"^[A-Za-z_][\w-]{0,40}\s*:(?P<value>(?:\s.*)?)$")
+_FRONT_MATTER_ITEM_RE = re.compile(r"^-\s.*$|^$")
 _FRONT_MATTER_MAX_LINES = 60
 _FRONT_MATTER_TITLE_RE = re.compile(r"^title\s*:\s*(?P<q>[\"']?)(?P<value>.+?)(?P=q)\s*$", re.IGNORECASE)
 
@@ -733,15 +748,19 @@ def _front_matter_end(text: str) -> int:
     """Where the normalised `text`'s YAML front matter ends (after its closing line), 0 when it has none."""
     if not text.startswith("---\n"):
         return 0
-    at, keys = 4, 0
+    at, keys, block = 4, 0, False
     for _ in range(_FRONT_MATTER_MAX_LINES):
         end = _line_end(text, at)
         line = text[at:end]
         if line.strip() in ("---", "...") and keys:
             return min(end + 1, len(text))
-        if end >= len(text) or not _FRONT_MATTER_LINE_RE.match(line):
-            return 0
-        keys += line[:1].isalpha() or line[:1] == "_"
+        key = _FRONT_MATTER_KEY_RE.match(line)
+        if end >= len(text) or not (key or block or _FRONT_MATTER_ITEM_RE.match(line)):
+            return 0  # a markdown heading or prose between two rules is no front matter
+        if key:
+            keys += 1
+            # A block's lines follow "key: |", "key: >" or "key:" (the normaliser took their indent).
+            block = key.group("value").strip() in ("", "|", ">", "|-", ">-", "|+", ">+")
         at = end + 1
     return 0
 
@@ -867,6 +886,7 @@ def _passed_over(core: str, kind: str) -> bool:
         or (len(labels) > 1 and any(_REPORT_KIND_LABEL_RE.fullmatch(x) for x in labels))
         or (len(labels) > 1 and date_in(core) is not None)  # "China Autos & Mobility | 21 November 2025"
         or _is_dated_label(core)  # a page header's "公司点评 2025年8月25日"
+        or (_CODE_START_RE.match(core) is not None and date_in(core) is not None)  # "X(300308) 8月25日"
         or _RELATED_REPORT_RE.match(core) is not None  # a sidebar's related research
         or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0])
     )
@@ -934,7 +954,12 @@ def _is_company_row(original: str) -> bool:
         return False
     cells = _COLUMN_GAP_RE.split(original.strip())
     company = next((m for m in map(_CODE_START_RE.match, cells) if m), None)
-    return company is not None and len(cells) + bool(company.string[company.end() :].strip()) >= 3
+    return (
+        company is not None
+        and len(cells) + bool(company.string[company.end() :].strip()) >= 3
+        and all(_weight(c) <= _COLUMN_MAX_WEIGHT for c in cells if c is not company.string)
+        and not ends_sentence(original)
+    )
 
 
 def _company_rows(originals: list[str]) -> set[int]:

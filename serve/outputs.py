@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -169,8 +170,11 @@ SUMMARY_COLUMNS = [
 CSV_COLUMNS = list(dict.fromkeys(SENTENCE_COLUMNS + SUMMARY_COLUMNS))
 
 
+_LINE_BREAKS_RE = re.compile("[\r\n\f\v\x1c\x1d\x1e\x85\u2028\u2029]")  # what str.splitlines splits at
+
+
 def _one_line(value: Any) -> Any:
-    return value.replace("\r", " ").replace("\n", " ") if isinstance(value, str) else value
+    return _LINE_BREAKS_RE.sub(" ", value) if isinstance(value, str) else value
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:

@@ -73,8 +73,13 @@ _OTHER_BROKER_RE = re.compile(
     re.IGNORECASE,
 )
 # A list of picks: every level stands in brackets after a company's name ("招商银行(增持)", "重点推荐中际旭创
-# (买入)、新易盛(买入)"), with no 评级: the companies' ratings, as a strategy or industry report lists them.
-_PICK_RE = re.compile(r"\((?:" + "|".join(map(re.escape, _LEVELS_ZH)) + r")\)")
+# (买入)、新易盛(买入)"), with no 评级: the companies' ratings, as a strategy or industry report lists them;
+# not after a rating action's verb ("上调至(买入)", "给予(买入)", "维持(增持)").
+_PICK_RE = re.compile(
+    r"(?<!维持)(?<!给予)(?<!上调至)(?<!下调至)(?<!调整为)(?<!调升至)(?<!调降至)(?<!评级为)(?<!首次覆盖)"
+    r"\((?:" + "|".join(map(re.escape, _LEVELS_ZH)) + r")\)"
+)
+_PICK_VERBS_RE = re.compile(r"重点推荐|推荐关注|建议关注")  # "推荐" that recommends the picks, no level
 _ACTION_RE = re.compile(
     r"(?:维持|首次|上调|下调|调升|调降|调高|调低).{0,12}?评[级等]|评[级等].{0,6}?(?:上调|下调|调升|调降|维持)|"
     r"(?:上调|下调|调升|调降|调高|调低)至|"
@@ -108,8 +113,9 @@ def rating_tier(unit: dict[str, Any]) -> int | None:
 
 
 def _names_picks(text: str) -> bool:
-    picks = len(_PICK_RE.findall(text))
-    return picks > 0 and picks == len(_LEVEL_RE.findall(text)) and "评级" not in text and "评等" not in text
+    if "评级" in text or "评等" in text or not _PICK_RE.search(text):
+        return False
+    return _LEVEL_RE.search(_PICK_VERBS_RE.sub("", _PICK_RE.sub("", text))) is None
 
 
 def is_previous(unit: dict[str, Any]) -> bool:

@@ -775,3 +775,21 @@ def test_the_tagger_counts_a_roberta_models_positions_as_training_does():
     config = SimpleNamespace(max_position_embeddings=514, model_type="xlm-roberta", pad_token_id=1)
     with pytest.raises(TaggerSettingsError, match="longer than the model's 512 positions"):
         Tagger(SimpleNamespace(config=config), tokenizer=None, max_length=513)
+
+
+def test_a_csv_row_is_one_line_whatever_breaks_the_text_holds():
+    """A unit that runs over a PDF's page break holds a form feed; a CSV row stays one line (what
+    `str.splitlines` splits at is written as a space), so resuming and line-based tools see one row."""
+    from fintag.data.taxonomy import THEMES
+    from fintag.serve.outputs import CsvFormat
+
+    record = {
+        "type": "sentence", "report_id": "r", "path": "r.pdf", "sentence_index": 0, "start": 0, "end": 9,
+        "text": "随着良率提升\f,毛利率\v回升\r\n至55.4%\u2028。",
+        "text_normalized": "随着良率提升,毛利率回升至55.4%。", "kind": "sentence", "lang": "zh-Hans",
+        "sentiment": {"label": "positive", "score": 0.9, "scores": {}},
+        "themes": {"labels": [], "scores": dict.fromkeys(THEMES.labels, 0.1)},
+        "rating": {"label": "none", "score": 0.9, "scores": {}},
+    }  # fmt: skip
+    line = CsvFormat().line(record)
+    assert len(line.splitlines()) == 1 and "随着良率提升 ,毛利率 回升  至55.4% 。" in line

@@ -895,3 +895,18 @@ def test_companies_ratings_in_brackets_are_a_list_of_picks_not_the_reports_ratin
     own = "我们维持公司“增持”评级(招商银行(增持)为行业首选)。"  # 评级 names the report's own rating
     summary, _ = summary_of(f"招商银行点评\n{own}\n", {own: "outperform"})
     assert summary["rating"]["label"] == "outperform"
+
+
+@pytest.mark.parametrize(
+    ("text", "tier"),
+    [
+        ("汽车交付超预期,上调至(买入)", 2),  # a rating action's level in brackets is the report's
+        ("首次覆盖:AI算力龙头,给予(买入)", 2),
+        ("业绩超预期,维持(增持)", 3),
+        ("重点推荐中际旭创(买入)、新易盛(买入)", None),  # 推荐 recommends the picks: no level of its own
+    ],
+)
+def test_a_level_in_brackets_after_a_verb_is_no_pick(text, tier):
+    from fintag.serve.stated_rating import rating_tier
+
+    assert rating_tier({"kind": "sentence", "text": text}) == tier

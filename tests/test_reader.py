@@ -330,3 +330,33 @@ def test_numbered_lines_that_end_sentences_cut_no_pages():
 
     text = "\n".join(f"第{i}页的要点:公司营收同比增长{i}0%。" for i in range(1, 6))
     assert pages_of_text(text) is None
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["公司{}盈利预测:2025-2027年EPS分别为6.12/8.45/10.23元"],  # figures with slashes
+        ["资料来源:Wind,数据截至2025/11/2{}", "单位:亿元"],  # a date with slashes
+        ["| 2025/11/1{} | 148.15 | 2.1% |"],  # a table's rows
+    ],
+)
+def test_repeated_lines_with_figures_are_no_page_footers_and_stay(tmp_path, lines):
+    from fintag.data.pdf_pages import pages_of_text
+
+    text = "\n".join(
+        line.format(i) for i in range(1, 4) for line in [*lines, "正文中的一句话,说明公司业绩增长。"]
+    )
+    assert pages_of_text(text) is None
+    path = tmp_path / "r.txt"
+    path.write_text(text, encoding="utf-8")
+    assert read_report(path).text == text
+
+
+def test_page_footers_must_count_up():
+    from fintag.data.pdf_pages import pages_of_text
+
+    body = "正文中的一句话,说明公司业绩增长。"
+    rising = "\n".join(f"{body}\n请务必阅读正文之后的免责声明部分  {n} / 9" for n in (2, 3, 4))
+    assert pages_of_text(rising) is not None
+    same = "\n".join(f"{body}\n请务必阅读正文之后的免责声明部分  3 / 9" for _ in range(3))
+    assert pages_of_text(same) is None

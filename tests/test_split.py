@@ -515,3 +515,49 @@ def test_a_pdf_sidebar_before_the_title_gives_its_fields_and_the_title_is_still_
     fields = dict(f for s in seg.sentences if s.kind == "field" for f in field_values(s.text))
     assert fields["rating"] == "中性(下调)" and fields["target_price"] == "158.00元"
     assert fields["previous_target_price"] == "245.00元" and fields["previous_rating"] == "买入"
+
+
+@pytest.mark.parametrize(
+    ("text", "kinds"),
+    [
+        # A rating history's rows and a line of levels are no header fields.
+        ("| 2024-04-30 | 增持 |\n| 增持 | 2024-04-30 |\n买入 | 增持 | 中性 | 减持\n", None),
+        # Full sentences after a company's code, in columns, are sentences, not a table of companies.
+        (
+            "中际旭创(300308.SZ)  三季度业绩超预期，1.6T放量在即  维持买入评级。\n"
+            "新易盛(300502.SZ)  海外客户份额提升，盈利能力改善  维持买入评级。\n",
+            ["sentence", "sentence"],
+        ),
+        # A verb among Taiwan's levels is no rating scale; an analyst who certifies nothing, no certification.
+        ("加码未来成长，公司拟定增募资50亿元投向1.6T光模块产能。", ["sentence"]),
+        ("Our analysts expect the FDA to certify the device in 2H26, opening the US market.", ["sentence"]),
+        # A title in 《》 inside a sentence's line keeps the date after it a date.
+        ("点评《关于深入实施“人工智能+”行动的意见》\n2025年8月27日\n", ["heading", "field"]),
+    ],
+)
+def test_the_reviews_false_positives_stay_what_they_are(text, kinds):
+    units = segment(text).sentences
+    assert not any(s.kind == "field" for s in units) if kinds is None else [s.kind for s in units] == kinds
+
+
+def test_markdown_between_two_rules_is_no_front_matter_and_a_block_scalar_is():
+    rules = "---\n# Cambricon (688256.SH): Strong 3Q; maintain Outperform\nRating: Outperform\n---\n正文。\n"
+    seg = segment(rules)
+    assert seg.dropped["front_matter"] == 0
+    assert seg.title is not None and seg.title.text.startswith("Cambricon")
+    block = "---\ntitle: 寒武纪:业绩拐点确立\nsummary: |\n  云端芯片放量。\ntags: [AI]\n---\n业绩增长。\n"
+    seg = segment(block)
+    assert seg.title is not None and seg.title.text == "寒武纪:业绩拐点确立"
+    assert [s.kind for s in seg.sentences] == ["heading", "sentence"]
+
+
+def test_a_page_of_a_few_headlines_is_not_unwrapped_on_its_own():
+    body = "公司发布三季报,前三季度实现营业收入45.62亿元,同比增长23.5%,归母净利润6.81亿元,同比增长13.5%。" * 6
+    page = "\n".join(body[i : i + 34] for i in range(0, len(body), 34))
+    heads = [
+        "中际旭创:三季度业绩超预期,1.6T放量在即",
+        "新易盛:海外客户份额提升,盈利能力改善",
+        "天孚通信:光引擎放量叠加CPO布局",
+    ]
+    alone = len(segment(page).sentences)
+    assert len(segment(page + "\f" + "\n".join(heads)).sentences) == alone + len(heads)
