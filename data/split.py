@@ -546,17 +546,18 @@ def drop_reason(unit: str) -> str | None:
     field is kept whatever its digits: "目标价:118.00元", "2025年10月22日")."""
     if _DEBRIS_RE.search(unit) or _NAVIGATION_RE.match(unit):
         return "debris"
-    if field_value(unit) is not None or _RELATED_REPORT_RE.match(unit) or _VISIT_RE.match(unit):
-        return None  # "《...(300308):800G...》2025-08-26", "会议时间:2026年10月31日(周五)20:00-21:10"
     cjk = len(CJK_RE.findall(unit))
     words = re.findall(r"[A-Za-z]{2,}", unit)
     letters = cjk + sum(len(w) for w in words)
     visible = sum(1 for ch in unit if not ch.isspace())
+    reason = None
     if visible and letters / visible < 0.4 and not (cjk >= STATEMENT_CJK and unit[-1] in _END_PUNCT):
-        return "numeric"
-    if cjk < MIN_CJK and len(words) < MIN_WORDS and not _SHORT_RATING_RE.search(unit):
-        return "too_short"
-    return None
+        reason = "numeric"
+    elif cjk < MIN_CJK and len(words) < MIN_WORDS and not _SHORT_RATING_RE.search(unit):
+        reason = "too_short"
+    if reason and (field_value(unit) is not None or _RELATED_REPORT_RE.match(unit) or _VISIT_RE.match(unit)):
+        return None  # "目标价:118.00元", "《...(300308):800G...》2025-08-26", "会议时间:2026年10月31日 20:00"
+    return reason
 
 
 def _is_table_row(unit: str) -> bool:
