@@ -16,7 +16,8 @@ import logging
 import re
 from collections import Counter
 
-from fintag.data.split import date_in, ends_sentence
+from fintag.data.fields import date_in
+from fintag.data.split import ends_sentence
 
 logger = logging.getLogger(__name__)
 

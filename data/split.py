@@ -21,8 +21,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from fintag.data.fields import (
+    DATE_ONLY_RE,
+    DATE_PATTERN,
+    FIELD_KEY_RE,
+    INDUSTRY_LEVELS,
+    PIPE_RE,
+    RATING_LEVELS,
+    TW_HK_LEVELS,
+    date_in,
+    field_key,
+    field_value,
+)
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
-from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING_WORDS_EN, RATING_WORDS_TW_HK, RATING_WORDS_ZH
 from fintag.data.unwrap import joiner, soft_breaks
 
 MAX_WEIGHT = 160  # longer units (CJK characters count 1, others 0.4) are cut at a comma near their middle
@@ -131,20 +142,16 @@ _VISIT_RE = re.compile(
     r"纪要整理\s*[:：]|专家(?:背景|介绍|简介)\s*[:：]|(?:主持人|主讲人)\s*[:：]|"
     r"原创\s+\S.{0,40}\d{4}年\d{1,2}月\d{1,2}日"  # a WeChat byline: "原创 作者 公众号 2025年11月03日 08:15"
 )
-_RATING_WORDS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
-# Industry scales' levels that the rating words leave out (they name a rating only after an industry key).
-_INDUSTRY_WORDS = "强于大市|弱于大市|领先大市|落后大市"
 # A short line that names a rating level ("Rating: BUY", "Maintain Outperform", "增持") is a stated rating,
 # kept however short it is.
-_TW_HK_WORDS = "|".join(RATING_WORDS_TW_HK)  # in the rating scale's definitions and a joined rating field
-_SHORT_RATING_RE = re.compile(rf"(?<![A-Za-z]){_RATING_WORDS}(?![A-Za-z])", re.IGNORECASE)
+_SHORT_RATING_RE = re.compile(rf"(?<![A-Za-z]){RATING_LEVELS}(?![A-Za-z])", re.IGNORECASE)
 # Disclaimer units: the rating scale's definitions ("买入:预期未来6个月...", "评级分为..."), legal notices
 # and analyst certifications. A definition starts with a rating word; a rating stated in the report's
 # own sentence ("维持买入评级") does not.
 _DISCLAIMER_RE = re.compile(
     r"评级.{0,8}分为|评级(?:标准|说明|体系|定义)|投资评级的?(?:说明|定义|含义)|"
-    rf"^(?:(?:股票|行业|公司)?(?:投资)?评[级等]\s*)?(?:(?:{_RATING_WORDS}|{_INDUSTRY_WORDS})"
-    rf"(?:\s*\([A-Z]{{1,4}}\))?\s*[:：]?|(?:{_TW_HK_WORDS})\s*[:：—-])\s*"  # "加码未来成长" is a verb
+    rf"^(?:(?:股票|行业|公司)?(?:投资)?评[级等]\s*)?(?:(?:{RATING_LEVELS}|{INDUSTRY_LEVELS})"
+    rf"(?:\s*\([A-Z]{{1,4}}\))?\s*[:：]?|(?:{TW_HK_LEVELS})\s*[:：—-])\s*"  # "加码未来成长" is a verb
     r"(?:(?:\(|（)?(?:预期|预计|指|相对|未来|股价|行业指数|公司股价|涨幅|跌幅|绝对报酬|"
     r"expected|we expect|the stock)|"
     r"[:：]\s*[-+]?\d+(?:\.\d+)?%)|"
@@ -172,81 +179,6 @@ _DISCLAIMER_SECTION_RE = re.compile(
     rf"{_LEGAL}(?:\s*(?:及|与|和|、|&|and)\s*{_LEGAL})*|{_BROKER}投资评级)\s*[】\])）]?\s*[:：]?$",
     re.IGNORECASE,
 )
-# A field of the header: a short `key: value` line, or `【key】value`, whose key is the company's or the
-# industry's rating (评级; 評等 in Taiwan), the previous rating, the target price, the share price, the
-# market value or the date. `field_value` says which and what; the keys are `FIELD_KEYS`.
-_FIELD_KEYS = {
-    "previous_rating": PREVIOUS_RATING_WORDS,
-    "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
-    "rating": r"(?:(?:6|12|六|十二)个月)?(?:公司|股票)?(?:投资)?评[级等]|投资建议|"
-    r"(?:(?:Investment|Stock)\s+)?Rating",
-    "previous_target_price": r"(?:前次|上次|此前|之前|原)目标(?:股?价(?:格)?)|"
-    r"(?:Previous|Prior)\s+(?:target\s+price|TP)",
-    "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:股?价(?:格)?|估值)|合理价值|"
-    r"(?:12-month\s+)?Target[_\s]+price|Price\s+target|TP",
-    "price": r"(?:(?:当前|最新|昨)(?:收盘)?|收盘)(?:股)?价(?:格)?|股价|现价|市价|"
-    r"(?:Current|Last|Closing)\s+price",
-    "market_value": r"(?:总|流通)?市值|Market\s+cap(?:italisation|italization)?",
-    "date": r"(?:报告|发布)?日期|(?:(?:Report|Publish(?:ed)?|Publication|Release)[_\s]+)?Date",
-}
-FIELD_KEYS = tuple(_FIELD_KEYS)
-RATING_FIELD_KEYS = ("industry_rating", "rating", "previous_rating")  # the others' values need a number
-_FIELD_RE = re.compile(
-    r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")"
-    r"(?:\s*\([^()]{1,6}\))?\s*"  # a currency after the key: "目标价(人民币):96.00元"
-    r"(?:[】\]]\s*[:：]?|[:：]|\s)\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
-    re.IGNORECASE,
-)
-# Where a field's key stands, to cut a line of several fields: before its colon, or right before its value
-# (a figure, a currency or a rating level: a table's row as a PDF gives it, "投资评级        买入（维持）
-# 目标价        286.00元", which the normaliser runs into "投资评级买入(维持) 目标价 286.00元"); not inside a
-# word ("Update:"), and not after 前次/上次/原 ("(前次目标价:75元)" belongs to the value before it).
-_FIELD_KEY_RE = re.compile(
-    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + r")(?:\s*\([^()]{1,6}\))?"
-    rf"(?:\s*[】\]]?\s*[:：]|(?=\s?(?:[\d$¥]|(?:US|HK|NT|S)\$|RMB|HKD|USD|{_RATING_WORDS}|{_INDUSTRY_WORDS})))",
-    re.IGNORECASE,
-)
-# A value that ends where the next key starts: a rating level with its bracket ("买入(维持)"), or a figure
-# with its unit ("168.00元", "US$14.50", "3,452亿元", "2025年11月10日"); "买入最新" is not one.
-_WHOLE_VALUE_RE = re.compile(
-    rf"(?:(?:{_RATING_WORDS}|{_INDUSTRY_WORDS}|[\u4e00-\u9fff]{{2,4}})(?:\s*\([^()]{{1,12}}\))?|"
-    r"[^:：]{0,12}\d(?:[\d.,%]|\s?(?:元|港元|美元|亿元|万元|亿|倍|日|bn|mn|m|HK\$|US\$))*(?:\s*\([^()]{1,24}\))?)",
-    re.IGNORECASE,
-)
-# A rating key and its value with nothing between them: the normaliser joins "投资评级 增持(首次)" into
-# "投资评级增持(首次)" (no space between Chinese characters).
-_FIELD_JOINED_RE = re.compile(
-    r"^[*_]*[【\[]?\s*(?:"
-    + "|".join(f"(?P<{k}>{_FIELD_KEYS[k]})" for k in RATING_FIELD_KEYS)
-    + rf")[】\]]?(?P<value>(?:{_RATING_WORDS}|{_INDUSTRY_WORDS}|{_TW_HK_WORDS})"
-    r"(?:\s*[(（][^()（）]{1,8}[)）])?)[*_]*$",
-    re.IGNORECASE,
-)
-_RATING_CELL_RE = re.compile(rf"(?:{_RATING_WORDS}|{_INDUSTRY_WORDS})(?:\s*\([^()]{{1,8}}\))?", re.IGNORECASE)
-# A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
-_DATE = (
-    r"(?:\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|"
-    r"\d{1,2}\s+[A-Z][a-z]{2,8}\.?,?\s+\d{4}|[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+\d{4})"
-)
-_DATE_ONLY_RE = re.compile(
-    rf"^{_DATE}(?:\s*[(（]?(?:星期|周|礼拜)[一二三四五六日天][)）]?)?$"  # "2025年11月18日 星期二"
-)
-# A date inside a header line that is no field ("证券研究报告 | 2025年11月20日", "2025-11-14 09:32 来源:...").
-_DATE_IN_LINE_RE = re.compile(rf"(?<!\d){_DATE}(?!\d)")
-# A target price inside a sentence: the key, a verb or "of"/"to" at most, the figure and its currency.
-_TARGET_PRICE_IN_RE = re.compile(
-    r"(?:目标价(?:格)?|合理价值|target\s+price|price\s+target|\bPT)\s*"
-    r"(?:为|至|是|调整为|(?:上调|下调|提高|下修|上修|调升|调降)(?:至|到)|of|to|at|[:：])?\s*"
-    r"(?P<value>(?:(?:US|HK|S|NT)?\$|RMB\s?|HKD\s?|USD\s?|¥)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-    r"(?:\s*(?:元|港元|港币|美元|新台币|块))?)",
-    re.IGNORECASE,
-)
-# A value of a header field, not a statement: a rating without a clause after it ("买入(维持)", not
-# "买入,现下调至中性"); a price or date with a number, few words and no clause ("128.00元", "2025年11月10日",
-# "US$12.00 (from US$22.00)"), not "本周碳酸锂价格下跌3%" or "短期承压,估值已处低位".
-_CLAUSE_RE = re.compile(r"[，,;](?!\d)")
-_FIELD_MAX_CJK = 8
-_FIELD_MAX_WORDS = 3
 
 
 _CAPTION_RE = re.compile(
@@ -446,7 +378,7 @@ def _opens_title(line: str, nxt: str) -> bool:
     地位稳" / "固,1.6T蓄势待发》2025-08-26"), or closes it before `nxt`, a date alone ("...》" /
     "2025-07-30")."""
     if line.rfind("《") < line.rfind("》") or "《" not in line:
-        return line.endswith("》") and _DATE_ONLY_RE.match(nxt.strip()) is not None
+        return line.endswith("》") and DATE_ONLY_RE.match(nxt.strip()) is not None
     close = nxt.find("》")
     return close >= 0 and "《" not in nxt[:close]
 
@@ -458,8 +390,8 @@ def _is_bare_key(line: str, nxt: str) -> bool:
     return (
         line.endswith((":", "："))
         and len(line) <= 16
-        and _FIELD_KEY_RE.match(line.lstrip("*_【[ ")) is not None
-        and _field_value(line + nxt.strip()) is not None
+        and FIELD_KEY_RE.match(line.lstrip("*_【[ ")) is not None
+        and field_value(line + nxt.strip()) is not None
     )
 
 
@@ -600,97 +532,10 @@ class _Section:
     disclaimer_level: int | None = None
 
 
-def field_values(unit: str) -> list[tuple[str, str]]:
-    """The fields of a header line, each (key, value) as `field_value` reads it; a line of several
-    ("评级:买入  上次评级:买入  目标价:168.00元", which the normaliser runs together) gives each, when every
-    piece from one key to the next (outside brackets, "|", "【" and markup aside) is a field whose value ends
-    whole before the next key (`_WHOLE_VALUE_RE`), and so does a line of cells apart by "|" each of which is a
-    field, a date or a rating level ("买入(维持) | 目标价:62.3元 | 当前价:48.15元 | 2026年11月28日"); [] when
-    the line is no field."""
-    if ("|" in unit or "｜" in unit) and not unit.startswith(("|", "｜")) and _FIELD_KEY_RE.search(unit):
-        pieces = _PIPE_RE.split(unit.strip(" *_|｜"))
-        cells = [_field_value(c) or _rating_cell(c) for c in pieces]
-        keyed = any(_FIELD_KEY_RE.match(c.strip("*_ ")) for c in pieces)  # a rating history's rows have none
-        if len(cells) > 1 and all(cells) and keyed:
-            return [c for c in cells if c is not None]
-    lead = len(unit) - len(unit.lstrip("*_【[ "))
-    if _FIELD_KEY_RE.match(unit, lead):
-        starts, depth, scanned = [], 0, 0
-        for m in _FIELD_KEY_RE.finditer(unit):  # one pass: the bracket depth where each key starts
-            gap = unit[scanned : m.start()]
-            depth += gap.count("(") + gap.count("（") - gap.count(")") - gap.count("）")
-            scanned = m.start()
-            if depth <= 0:
-                starts.append(m.start())
-        pieces = [unit[a:b].strip(" *_|｜【[") for a, b in zip(starts, [*starts[1:], len(unit)])]
-        found = [_field_value(p) for p in pieces]
-        if (
-            len(found) > 1
-            and all(found)
-            and all(_WHOLE_VALUE_RE.fullmatch(f[1]) for f in found[:-1] if f is not None)
-        ):
-            return [f for f in found if f is not None]
-    one = _field_value(unit)
-    return [one] if one else []
-
-
-def _rating_cell(cell: str) -> tuple[str, str] | None:
-    """("rating", level) of a cell that is only a rating level, with its bracket ("买入(维持)")."""
-    cell = cell.strip("*_ ")
-    return ("rating", cell) if _RATING_CELL_RE.fullmatch(cell) else None
-
-
-def target_price_in(text: str) -> str | None:
-    """The target price a sentence gives ("...对应目标价34.00元,首次覆盖..." -> "34.00元", "raise our PT to
-    US$26" -> "US$26"), or None."""
-    m = _TARGET_PRICE_IN_RE.search(text)
-    return m.group("value") if m else None
-
-
 def names_another_document(line: str) -> bool:
     """Whether a line names another report, a figure, a table or a source ("《...》2025-08-26", "图1:...",
     "资料来源:..."), whose dates are not the report's."""
     return bool(_RELATED_REPORT_RE.match(line) or _CAPTION_RE.match(line))
-
-
-def date_in(line: str) -> str | None:
-    """The first date written in `line` ("证券研究报告 | 2025年11月20日" -> "2025年11月20日"), or None."""
-    m = _DATE_IN_LINE_RE.search(line)
-    return m.group(0) if m else None
-
-
-def field_value(unit: str) -> tuple[str, str] | None:
-    """(key, value) of a field of the report's header ("投资评级:买入(维持)" -> ("rating", "买入(维持)"); the
-    keys: `FIELD_KEYS`; a line that is only a date is the date), or None if `unit` is not one. The key
-    and value may stand apart by a colon, a bracket or a space ("目标价 286.00元"); of a line of several
-    fields, the first (`field_values`)."""
-    found = field_values(unit)
-    return found[0] if found else None
-
-
-def _field_value(unit: str) -> tuple[str, str] | None:
-    if _DATE_ONLY_RE.match(unit.strip("*_ ")):
-        return "date", unit.strip("*_ ")
-    m = _FIELD_RE.match(unit) or _FIELD_JOINED_RE.match(unit)
-    if m is None:
-        return None
-    key = next(k for k in m.groupdict() if k != "value" and m.group(k))
-    value = m.group("value").rstrip("*_ ")
-    if _CLAUSE_RE.search(value):
-        return None
-    if key not in RATING_FIELD_KEYS and not (
-        any(ch.isdigit() for ch in value)
-        and len(CJK_RE.findall(value)) <= _FIELD_MAX_CJK
-        and len(re.findall(r"[A-Za-z]{2,}", value)) <= _FIELD_MAX_WORDS
-    ):
-        return None
-    return key, value
-
-
-def field_key(unit: str) -> str | None:
-    """Which field of the report's header `unit` is (one of `FIELD_KEYS`), or None if it is not one."""
-    found = field_value(unit)
-    return found[0] if found else None
 
 
 def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> str:
@@ -735,10 +580,10 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
     return "sentence"
 
 
-# A markdown file's YAML front matter: a `---` line first, `key: value` lines (with YAML's lists and
-# indented continuations), a closing `---` or `...` line. Its title is the report's title, its date, rating
-# and target price are header fields (`_FIELD_KEYS`: "publish_date: 2025-11-12"), the rest (tags, authors'
-# ids, file paths) is metadata, dropped as "front_matter".
+# A markdown file's YAML front matter: a `---` line first, `key: value` lines (with YAML's lists and block
+# scalars' lines), a closing `---` or `...` line. Its title is the report's title, its date, rating and
+# target price are header fields (`fintag.data.fields`: "publish_date: 2025-11-12"), the rest (tags,
+# authors' ids, file paths) is metadata, dropped as "front_matter".
 _FRONT_MATTER_KEY_RE = re.compile(r"^[A-Za-z_][\w-]{0,40}\s*:(?P<value>(?:\s.*)?)$")
 _FRONT_MATTER_ITEM_RE = re.compile(r"^-\s.*$|^$")
 _FRONT_MATTER_MAX_LINES = 60
@@ -797,13 +642,12 @@ _REPORT_KIND_WEIGHT = 20.0
 _DIGEST_RE = re.compile(
     r"[^\s:：,，。!?]{0,10}?(?:晨会(?:纪要|集萃|聚焦|精选|速递|报告)?|晨报|早报|早参|每日早参|早间资讯|"
     r"Morning\s+(?:Notes?|Call|Brief(?:ing)?|Meeting))"
-    rf"(?:[\s:：()（）—–\-]*(?:第\s*\d{{1,5}}\s*期|{_DATE}|\d{{8}}|(?:星期|周)[一二三四五六日天]))*[\s()（）]*",
+    rf"(?:[\s:：()（）—–\-]*(?:第\s*\d{{1,5}}\s*期|{DATE_PATTERN}|\d{{8}}|(?:星期|周)[一二三四五六日天]))*[\s()（）]*",
     re.IGNORECASE,
 )
 _DIGEST_WORDS = ("晨会", "晨报", "早报", "早参", "早间", "orning")  # a quick test before `_DIGEST_RE`
 _LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*|\s+·\s+")  # "海川证券 · 公司研究 · 家用电器"
 _LABEL_WEIGHT = 8.0
-_PIPE_RE = re.compile(r"\s*[|｜]\s*")
 _BROKER_RE = re.compile(
     r"^(?:[A-Z][\w&'.-]*\s+){0,4}(?:Securities|Capital Markets|Research|Bank|Group|Limited|Ltd\.?|Inc\.?|"
     r"LLC|Partners|International)$|"
@@ -853,7 +697,7 @@ def names_a_digest(line: str) -> bool:
     晨会纪要", "Morning Call"), not a report on one."""
     if not any(word in line for word in _DIGEST_WORDS):
         return False
-    return any(_DIGEST_RE.fullmatch(label) for label in _PIPE_RE.split(line.strip()))
+    return any(_DIGEST_RE.fullmatch(label) for label in PIPE_RE.split(line.strip()))
 
 
 def without_company_code(text: str) -> str:
@@ -867,7 +711,7 @@ def _is_label_path(unit: str) -> bool:
     15日"): a page header, not a statement."""
     if "|" not in unit and "｜" not in unit:
         return False
-    labels = _PIPE_RE.split(unit)
+    labels = PIPE_RE.split(unit)
     return (
         len(labels) > 1 and not ends_sentence(unit) and all(0 < _weight(x) <= _LABEL_WEIGHT for x in labels)
     )

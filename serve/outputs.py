@@ -9,7 +9,7 @@ Formats (one record per line in both):
   sentiment, `themes` = themes found in the report, `<theme>_share` = share of its sentences with that
   theme, `<theme>_sentiment_index` = the sentiment index of those sentences, `rating` = the report's stated
   rating and `rating_evidence` the sentence that states it, `field_<key>` = the header's fields (target
-  price, date...: `fintag.data.split.FIELD_KEYS`); shares and indices empty where there is no
+  price, date...: `fintag.data.fields.FIELD_KEYS`); shares and indices empty where there is no
   sentence to count);
   the other columns stay empty. With `--summary_only` the file has the summary columns only. Line breaks
   inside a field are written as spaces so that every record is one line.
@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from fintag.data.fields import FIELD_KEYS
 from fintag.data.fsutil import atomic_file
-from fintag.data.split import FIELD_KEYS
 from fintag.data.taxonomy import SENTIMENT, THEMES
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from fintag.data.split import FIELD_KEYS, KINDS
+from fintag.data.fields import FIELD_KEYS
+from fintag.data.split import KINDS
 from fintag.data.taxonomy import LANGS, RATING, SENTIMENT, TAXONOMY, THEMES, LabelGroup
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fintag.data.split import field_key
+from fintag.data.fields import field_key
 from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING_WORDS_EN, RATING_WORDS_TW_HK, RATING_WORDS_ZH
 
 # The stated rating: among the units that state one with a probability of at least `RATING_FLOOR` (all of

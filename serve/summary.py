@@ -14,17 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 from fintag.data.dedup import NEAR_DUP_THRESHOLD, jaccard, restatements
+from fintag.data.fields import date_in, field_values, target_price_in
 from fintag.data.split import (
     KINDS,
     RATING_KINDS,
     SUMMARY_KIND,
     Title,
-    date_in,
     ends_sentence,
-    field_values,
     names_a_digest,
     names_another_document,
-    target_price_in,
     without_company_code,
 )
 from fintag.data.taxonomy import RATING, SENTIMENT, THEMES

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from fintag.data.fields import FIELD_KEYS
 from fintag.data.reader import read_report
-from fintag.data.split import FIELD_KEYS, segment
+from fintag.data.split import segment
 from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
 from fintag.serve.batch import tag_main
 from fintag.serve.outputs import CSV_COLUMNS, RECORD_FORMAT, SUMMARY_COLUMNS

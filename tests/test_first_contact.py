@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from fintag.cli.commands import COMMANDS
 from fintag.cli.main import main
+from fintag.data.fields import field_key
 from fintag.data.normalize import normalize_text
 from fintag.data.reader import read_report
-from fintag.data.split import KINDS, SUMMARY_KIND, field_key, segment
+from fintag.data.split import KINDS, SUMMARY_KIND, segment
 from fintag.serve.batch import tag_main
 from fintag.serve.summary import summarize
 

@@ -1,6 +1,7 @@
 import pytest
+from fintag.data.fields import field_values
 from fintag.data.normalize import normalize_text
-from fintag.data.split import drop_reason, field_values, segment, sentence_id, split_sentences
+from fintag.data.split import drop_reason, segment, sentence_id, split_sentences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -271,7 +272,7 @@ def test_a_title_line_of_two_units_is_one_title_and_lines_given_one_by_one_have_
     ],
 )
 def test_header_field_lines_are_kept_and_read(line, key, value):
-    from fintag.data.split import field_value
+    from fintag.data.fields import field_value
 
     (unit,) = segment(line).sentences
     assert unit.kind == "field" and field_value(unit.text) == (key, value)
@@ -329,7 +330,7 @@ def test_header_field_lines_are_kept_and_read(line, key, value):
     ],
 )
 def test_a_header_line_of_several_fields_gives_each(line, fields):
-    from fintag.data.split import field_values
+    from fintag.data.fields import field_values
 
     (unit,) = segment(line).sentences
     assert unit.kind == "field" and field_values(unit.text) == fields
@@ -344,7 +345,7 @@ def test_a_header_line_of_several_fields_gives_each(line, fields):
     ],
 )
 def test_a_sentence_that_starts_with_a_key_is_not_cut_into_fields(line):
-    from fintag.data.split import field_values
+    from fintag.data.fields import field_values
 
     (unit,) = segment(line).sentences
     assert unit.kind == "sentence" and field_values(unit.text) == []
@@ -395,7 +396,7 @@ def test_a_digests_name_is_the_line_or_a_label_of_it(line, digest):
 def test_a_line_of_many_fields_is_read_in_linear_time():
     import time
 
-    from fintag.data.split import field_values
+    from fintag.data.fields import field_values
 
     assert ("target_price", "75元") not in field_values("评级:买入前次目标价:75元")
     timings = []
@@ -416,7 +417,7 @@ def test_a_morning_notes_name_is_its_title():
 
 
 def test_a_rating_key_run_into_a_statement_is_not_a_field():
-    from fintag.data.split import field_value
+    from fintag.data.fields import field_value
 
     assert field_value("投资评级调整为买入,理由是估值回落") is None
     assert field_value("股价表现强于大市") is None

@@ -1,0 +1,184 @@
+"""The fields of a report's header: its rating, previous rating, target and current price, market value
+and date, as broker reports write them ("投资评级:买入(维持)", "【目标价】128元", "Rating: BUY", a table's
+row as a PDF gives it, "买入(维持) | 目标价:62.3元 | 2026年11月28日"), and the dates and target prices
+written inside other lines. `fintag.data.split` classifies a unit as a
+field with `field_key`; the summary reads the values with `field_values`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fintag.data.normalize import CJK_RE
+from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING_WORDS_EN, RATING_WORDS_TW_HK, RATING_WORDS_ZH
+
+# Rating levels as a pattern: mainland and English scales' words, industry scales' levels the words leave
+# out (they name a rating only after an industry key), and Taiwan's and Hong Kong's levels.
+RATING_LEVELS = f"(?:{'|'.join((*RATING_WORDS_ZH, *RATING_WORDS_EN))})"
+INDUSTRY_LEVELS = "强于大市|弱于大市|领先大市|落后大市"
+TW_HK_LEVELS = "|".join(RATING_WORDS_TW_HK)  # in the rating scale's definitions and a joined rating field
+# A field of the header: a short `key: value` line, or `【key】value`, whose key is the company's or the
+# industry's rating (评级; 評等 in Taiwan), the previous rating, the target price, the share price, the
+# market value or the date. `field_value` says which and what; the keys are `FIELD_KEYS`.
+_FIELD_KEYS = {
+    "previous_rating": PREVIOUS_RATING_WORDS,
+    "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
+    "rating": r"(?:(?:6|12|六|十二)个月)?(?:公司|股票)?(?:投资)?评[级等]|投资建议|"
+    r"(?:(?:Investment|Stock)\s+)?Rating",
+    "previous_target_price": r"(?:前次|上次|此前|之前|原)目标(?:股?价(?:格)?)|"
+    r"(?:Previous|Prior)\s+(?:target\s+price|TP)",
+    "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:股?价(?:格)?|估值)|合理价值|"
+    r"(?:12-month\s+)?Target[_\s]+price|Price\s+target|TP",
+    "price": r"(?:(?:当前|最新|昨)(?:收盘)?|收盘)(?:股)?价(?:格)?|股价|现价|市价|"
+    r"(?:Current|Last|Closing)\s+price",
+    "market_value": r"(?:总|流通)?市值|Market\s+cap(?:italisation|italization)?",
+    "date": r"(?:报告|发布)?日期|(?:(?:Report|Publish(?:ed)?|Publication|Release)[_\s]+)?Date",
+}
+FIELD_KEYS = tuple(_FIELD_KEYS)
+RATING_FIELD_KEYS = ("industry_rating", "rating", "previous_rating")  # the others' values need a number
+_FIELD_RE = re.compile(
+    r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")"
+    r"(?:\s*\([^()]{1,6}\))?\s*"  # a currency after the key: "目标价(人民币):96.00元"
+    r"(?:[】\]]\s*[:：]?|[:：]|\s)\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
+    re.IGNORECASE,
+)
+# Where a field's key stands, to cut a line of several fields: before its colon, or right before its value
+# (a figure, a currency or a rating level: a table's row as a PDF gives it, "投资评级        买入（维持）
+# 目标价        286.00元", which the normaliser runs into "投资评级买入(维持) 目标价 286.00元"); not inside a
+# word ("Update:"), and not after 前次/上次/原 ("(前次目标价:75元)" belongs to the value before it).
+FIELD_KEY_RE = re.compile(
+    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + r")(?:\s*\([^()]{1,6}\))?"
+    rf"(?:\s*[】\]]?\s*[:：]|(?=\s?(?:[\d$¥]|(?:US|HK|NT|S)\$|RMB|HKD|USD|{RATING_LEVELS}|{INDUSTRY_LEVELS})))",
+    re.IGNORECASE,
+)
+# A value that ends where the next key starts: a rating level with its bracket ("买入(维持)"), or a figure
+# with its unit ("168.00元", "US$14.50", "3,452亿元", "2025年11月10日"); "买入最新" is not one.
+_WHOLE_VALUE_RE = re.compile(
+    rf"(?:(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|[\u4e00-\u9fff]{{2,4}})(?:\s*\([^()]{{1,12}}\))?|"
+    r"[^:：]{0,12}\d(?:[\d.,%]|\s?(?:元|港元|美元|亿元|万元|亿|倍|日|bn|mn|m|HK\$|US\$))*(?:\s*\([^()]{1,24}\))?)",
+    re.IGNORECASE,
+)
+# A rating key and its value with nothing between them: the normaliser joins "投资评级 增持(首次)" into
+# "投资评级增持(首次)" (no space between Chinese characters).
+_FIELD_JOINED_RE = re.compile(
+    r"^[*_]*[【\[]?\s*(?:"
+    + "|".join(f"(?P<{k}>{_FIELD_KEYS[k]})" for k in RATING_FIELD_KEYS)
+    + rf")[】\]]?(?P<value>(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|{TW_HK_LEVELS})"
+    r"(?:\s*[(（][^()（）]{1,8}[)）])?)[*_]*$",
+    re.IGNORECASE,
+)
+_RATING_CELL_RE = re.compile(
+    rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|{TW_HK_LEVELS})(?:\s*\([^()]{{1,8}}\))?", re.IGNORECASE
+)
+# A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
+DATE_PATTERN = (
+    r"(?:\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|"
+    r"\d{1,2}\s+[A-Z][a-z]{2,8}\.?,?\s+\d{4}|[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+\d{4})"
+)
+DATE_ONLY_RE = re.compile(
+    rf"^{DATE_PATTERN}(?:\s*[(（]?(?:星期|周|礼拜)[一二三四五六日天][)）]?)?$"  # "2025年11月18日 星期二"
+)
+# A date inside a header line that is no field ("证券研究报告 | 2025年11月20日", "2025-11-14 09:32 来源:...").
+_DATE_IN_LINE_RE = re.compile(rf"(?<!\d){DATE_PATTERN}(?!\d)")
+# A target price inside a sentence: the key, a verb or "of"/"to" at most, the figure and its currency.
+_TARGET_PRICE_IN_RE = re.compile(
+    r"(?:目标价(?:格)?|合理价值|target\s+price|price\s+target|\bPT)\s*"
+    r"(?:为|至|是|调整为|(?:上调|下调|提高|下修|上修|调升|调降)(?:至|到)|of|to|at|[:：])?\s*"
+    r"(?P<value>(?:(?:US|HK|S|NT)?\$|RMB\s?|HKD\s?|USD\s?|¥)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+    r"(?:\s*(?:元|港元|港币|美元|新台币|块))?)",
+    re.IGNORECASE,
+)
+# A value of a header field, not a statement: a rating without a clause after it ("买入(维持)", not
+# "买入,现下调至中性"); a price or date with a number, few words and no clause ("128.00元", "2025年11月10日",
+# "US$12.00 (from US$22.00)"), not "本周碳酸锂价格下跌3%" or "短期承压,估值已处低位".
+_CLAUSE_RE = re.compile(r"[，,;](?!\d)")
+_FIELD_MAX_CJK = 8
+_FIELD_MAX_WORDS = 3
+PIPE_RE = re.compile(r"\s*[|｜]\s*")
+
+
+def field_values(unit: str) -> list[tuple[str, str]]:
+    """The fields of a header line, each (key, value) as `field_value` reads it; a line of several
+    ("评级:买入  上次评级:买入  目标价:168.00元", which the normaliser runs together) gives each, when every
+    piece from one key to the next (outside brackets, "|", "【" and markup aside) is a field whose value ends
+    whole before the next key (`_WHOLE_VALUE_RE`), and so does a line of cells apart by "|" each of which is a
+    field, a date or a rating level ("买入(维持) | 目标价:62.3元 | 当前价:48.15元 | 2026年11月28日"); [] when
+    the line is no field."""
+    if ("|" in unit or "｜" in unit) and not unit.startswith(("|", "｜")) and FIELD_KEY_RE.search(unit):
+        pieces = PIPE_RE.split(unit.strip(" *_|｜"))
+        cells = [_field_value(c) or _rating_cell(c) for c in pieces]
+        keyed = any(FIELD_KEY_RE.match(c.strip("*_ ")) for c in pieces)  # a rating history's rows have none
+        if len(cells) > 1 and all(cells) and keyed:
+            return [c for c in cells if c is not None]
+    lead = len(unit) - len(unit.lstrip("*_【[ "))
+    if FIELD_KEY_RE.match(unit, lead):
+        starts, depth, scanned = [], 0, 0
+        for m in FIELD_KEY_RE.finditer(unit):  # one pass: the bracket depth where each key starts
+            gap = unit[scanned : m.start()]
+            depth += gap.count("(") + gap.count("（") - gap.count(")") - gap.count("）")
+            scanned = m.start()
+            if depth <= 0:
+                starts.append(m.start())
+        pieces = [unit[a:b].strip(" *_|｜【[") for a, b in zip(starts, [*starts[1:], len(unit)])]
+        found = [_field_value(p) for p in pieces]
+        if (
+            len(found) > 1
+            and all(found)
+            and all(_WHOLE_VALUE_RE.fullmatch(f[1]) for f in found[:-1] if f is not None)
+        ):
+            return [f for f in found if f is not None]
+    one = _field_value(unit)
+    return [one] if one else []
+
+
+def _rating_cell(cell: str) -> tuple[str, str] | None:
+    """("rating", level) of a cell that is only a rating level, with its bracket ("买入(维持)")."""
+    cell = cell.strip("*_ ")
+    return ("rating", cell) if _RATING_CELL_RE.fullmatch(cell) else None
+
+
+def target_price_in(text: str) -> str | None:
+    """The target price a sentence gives ("...对应目标价34.00元,首次覆盖..." -> "34.00元", "raise our PT to
+    US$26" -> "US$26"), or None."""
+    m = _TARGET_PRICE_IN_RE.search(text)
+    return m.group("value") if m else None
+
+
+def date_in(line: str) -> str | None:
+    """The first date written in `line` ("证券研究报告 | 2025年11月20日" -> "2025年11月20日"), or None."""
+    m = _DATE_IN_LINE_RE.search(line)
+    return m.group(0) if m else None
+
+
+def field_value(unit: str) -> tuple[str, str] | None:
+    """(key, value) of a field of the report's header ("投资评级:买入(维持)" -> ("rating", "买入(维持)"); the
+    keys: `FIELD_KEYS`; a line that is only a date is the date), or None if `unit` is not one. The key
+    and value may stand apart by a colon, a bracket or a space ("目标价 286.00元"); of a line of several
+    fields, the first (`field_values`)."""
+    found = field_values(unit)
+    return found[0] if found else None
+
+
+def _field_value(unit: str) -> tuple[str, str] | None:
+    if DATE_ONLY_RE.match(unit.strip("*_ ")):
+        return "date", unit.strip("*_ ")
+    m = _FIELD_RE.match(unit) or _FIELD_JOINED_RE.match(unit)
+    if m is None:
+        return None
+    key = next(k for k in m.groupdict() if k != "value" and m.group(k))
+    value = m.group("value").rstrip("*_ ")
+    if _CLAUSE_RE.search(value):
+        return None
+    if key not in RATING_FIELD_KEYS and not (
+        any(ch.isdigit() for ch in value)
+        and len(CJK_RE.findall(value)) <= _FIELD_MAX_CJK
+        and len(re.findall(r"[A-Za-z]{2,}", value)) <= _FIELD_MAX_WORDS
+    ):
+        return None
+    return key, value
+
+
+def field_key(unit: str) -> str | None:
+    """Which field of the report's header `unit` is (one of `FIELD_KEYS`), or None if it is not one."""
+    found = field_value(unit)
+    return found[0] if found else None
