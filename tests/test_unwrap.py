@@ -261,17 +261,6 @@ def test_a_figure_cut_after_its_decimal_point_is_joined_whole():
     assert not any(u.endswith("13.") for u in units)
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    """`text` broken into lines of `width` display columns at most, as a typesetter fills them."""
-    lines, line = [], ""
-    for ch in text:
-        if display_width(line + ch) > width:
-            lines.append(line)
-            line = ""
-        line += ch
-    return [*lines, line] if line else lines
-
-
 def test_each_pages_column_is_read_so_a_narrow_first_page_beside_a_sidebar_unwraps():
     """A broker PDF's first page sets the text in a column beside a sidebar, narrower than the later pages':
     over the whole text those lines are short of the column, so only the page's own widths say they wrap.
