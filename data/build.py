@@ -12,7 +12,7 @@ from typing import Any
 from fintag.data.dedup import NEAR_DUP_THRESHOLD, duplicate_clusters
 from fintag.data.fsutil import atomic_directory, read_jsonl, write_json, write_jsonl
 from fintag.data.normalize import detect_lang, normalize
-from fintag.data.reader import ReportReadError, iter_report_paths, read_report
+from fintag.data.reader import SUPPORTED_SUFFIXES, ReportReadError, iter_report_paths, read_report
 from fintag.data.reviews import ReviewFileError, reviews_for_build
 from fintag.data.split import segment, sentence_id
 from fintag.data.taxonomy import LANGS, ORIGINS, TAXONOMY, check_labels
@@ -88,7 +88,10 @@ def report_records(cfg: BuildConfig) -> tuple[list[dict[str, Any]], Counter[str]
     """Sentences of every report in the corpus (exact duplicates removed), with their drop counts."""
     paths = iter_report_paths([cfg.corpus_dir])
     if not paths:
-        raise BuildError(f"no report files in {cfg.corpus_dir}; pass --corpus_dir with .txt/.md/.pdf reports")
+        raise BuildError(
+            f"no report files in {cfg.corpus_dir}; "
+            f"pass --corpus_dir with reports ({', '.join(SUPPORTED_SUFFIXES)})"
+        )
     dropped: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
     seen: set[str] = set()

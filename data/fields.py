@@ -20,6 +20,9 @@ TW_HK_LEVELS = "|".join(RATING_WORDS_TW_HK)  # in the rating scale's definitions
 # A field of the header: a short `key: value` line, or `【key】value`, whose key is the company's or the
 # industry's rating (评级; 評等 in Taiwan), the previous rating, the target price, the share price, the
 # market value or the date. `field_value` says which and what; the keys are `FIELD_KEYS`.
+# What a key may carry in brackets: a currency or unit ("目标价(人民币)"), the day of a price ("收盘价
+# (2026/11/20)", "收盘价(11月26日)").
+_KEY_BRACKET = r"(?:\s*\((?:[^()]{1,6}|\d{4}[-/.]\d{1,2}[-/.]\d{1,2})\))?"
 _FIELD_KEYS = {
     "previous_rating": PREVIOUS_RATING_WORDS,
     "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
@@ -38,7 +41,7 @@ FIELD_KEYS = tuple(_FIELD_KEYS)
 RATING_FIELD_KEYS = ("industry_rating", "rating", "previous_rating")  # the others' values need a number
 _FIELD_RE = re.compile(
     r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")"
-    r"(?:\s*\([^()]{1,6}\))?\s*"  # a currency after the key: "目标价(人民币):96.00元"
+    rf"{_KEY_BRACKET}\s*"  # a currency or date after the key: "目标价(人民币):96.00元", "收盘价(2026/11/20)"
     r"(?:[】\]]\s*[:：]?|[:：]|\s)\s*(?P<value>[^\s。!?;！？；][^。!?;！？；]{0,29})$",
     re.IGNORECASE,
 )
@@ -47,8 +50,9 @@ _FIELD_RE = re.compile(
 # 目标价        286.00元", which the normaliser runs into "投资评级买入(维持) 目标价 286.00元"); not inside a
 # word ("Update:"), and not after 前次/上次/原 ("(前次目标价:75元)" belongs to the value before it).
 FIELD_KEY_RE = re.compile(
-    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + r")(?:\s*\([^()]{1,6}\))?"
-    rf"(?:\s*[】\]]?\s*[:：]|(?=\s?(?:[\d$¥]|(?:US|HK|NT|S)\$|RMB|HKD|USD|{RATING_LEVELS}|{INDUSTRY_LEVELS})))",
+    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + rf"){_KEY_BRACKET}"
+    rf"(?:\s*[】\]]?\s*[:：]|\s*[】\]]|"  # "【投资评级】审慎推荐(维持)【目标价】148.00元"
+    rf"(?=\s?(?:[\d$¥]|(?:US|HK|NT|S)\$|RMB|HKD|USD|{RATING_LEVELS}|{INDUSTRY_LEVELS})))",
     re.IGNORECASE,
 )
 # A value that ends where the next key starts: a rating level with its bracket ("买入(维持)"), or a figure
@@ -72,7 +76,7 @@ _RATING_CELL_RE = re.compile(
 )
 # A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
 DATE_PATTERN = (
-    r"(?:\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|"
+    r"(?:(?:\d{4}|\d{2})\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|"
     r"\d{1,2}\s+[A-Z][a-z]{2,8}\.?,?\s+\d{4}|[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+\d{4})"
 )
 DATE_ONLY_RE = re.compile(
@@ -104,7 +108,9 @@ def field_values(unit: str) -> list[tuple[str, str]]:
     whole before the next key (`_WHOLE_VALUE_RE`), and so does a line of cells apart by "|" each of which is a
     field, a date or a rating level ("买入(维持) | 目标价:62.3元 | 当前价:48.15元 | 2026年11月28日"); [] when
     the line is no field."""
-    if ("|" in unit or "｜" in unit) and not unit.startswith(("|", "｜")) and FIELD_KEY_RE.search(unit):
+    if unit.startswith(("|", "｜")):  # a markdown or web page's table of keys and values
+        return _key_value_cells(unit)
+    if ("|" in unit or "｜" in unit) and FIELD_KEY_RE.search(unit):
         pieces = PIPE_RE.split(unit.strip(" *_|｜"))
         cells = [_field_value(c) or _rating_cell(c) for c in pieces]
         keyed = any(FIELD_KEY_RE.match(c.strip("*_ ")) for c in pieces)  # a rating history's rows have none
@@ -129,6 +135,21 @@ def field_values(unit: str) -> list[tuple[str, str]]:
             return [f for f in found if f is not None]
     one = _field_value(unit)
     return [one] if one else []
+
+
+def _key_value_cells(row: str) -> list[tuple[str, str]]:
+    """The fields of a table row of keys and values in cells ("| 投资评级 | 买入(维持) |", "| 目标价 |
+    21.50元 | 收盘价(2026/11/20) | 27.84元 |"); [] unless every other cell is a key and each pair a field."""
+    cells = [c.strip("*_ ") for c in PIPE_RE.split(row.strip(" |｜"))]
+    if len(cells) % 2 or not all(cells):
+        return []
+    keys = [k.rstrip(":：") + ":" for k in cells[::2]]
+    if not all(FIELD_KEY_RE.fullmatch(k) for k in keys) or any(
+        FIELD_KEY_RE.fullmatch(v + ":") for v in cells[1::2]
+    ):
+        return []  # a row of keys only is a table's header
+    found = [_field_value(k + v) for k, v in zip(keys, cells[1::2], strict=True)]
+    return [f for f in found if f is not None] if all(found) else []
 
 
 def _rating_cell(cell: str) -> tuple[str, str] | None:

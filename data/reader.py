@@ -1,6 +1,7 @@
-"""Read report files (.txt, .md, .pdf) into text, detecting the encoding of text files; a PDF's text layer
-loses its running headers and footers (`fintag.data.pdf_pages`), and so does text whose pages stand apart
-by form feeds (`pdftotext`'s output) or end in numbered footers (text copied out of a PDF).
+"""Read report files (.txt, .md, .pdf, .html, .docx) into text, detecting the encoding of text files; a
+PDF's text layer loses its running headers and footers (`fintag.data.pdf_pages`), and so does text whose
+pages stand apart by form feeds (`pdftotext`'s output) or end in numbered footers (text copied out of a
+PDF); a web page or Word file is laid out one paragraph a line (`fintag.data.markup`).
 
 Reports arrive as UTF-8 (with or without BOM), UTF-16, GB18030/GBK or Big5. A file that cannot be read
 raises `ReportReadError`, which names the file, the problem and the fix.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charset_normalizer import from_bytes
+from fintag.data.markup import DOCX_SUFFIXES, HTML_SUFFIXES, declared_charset, docx_to_text, html_to_text
 from fintag.data.normalize import CJK_RE
 from fintag.data.pdf_pages import pages_of_text, strip_running_lines
 
@@ -23,7 +25,16 @@ logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".markdown")
 PDF_SUFFIXES = (".pdf",)
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES + PDF_SUFFIXES
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + PDF_SUFFIXES + HTML_SUFFIXES + DOCX_SUFFIXES
+# Formats a report comes in that are not read, with what to do instead.
+_UNSUPPORTED_FIXES = {
+    ".doc": "it is a Word 97-2003 file: save it as .docx (File > Save As) or as PDF",
+    ".wps": "it is a WPS Office file: save it as .docx or as PDF",
+    ".rtf": "save it as .docx, as PDF or as plain text",
+    ".mht": "save the page as HTML (.html) instead of a web archive",
+    ".mhtml": "save the page as HTML (.html) instead of a web archive",
+}
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a Word 97-2003 file, or an encrypted Office file
 MAX_FILE_BYTES = 200 * 1024 * 1024
 # Chinese legacy encodings tried when a file is not UTF-8, most specific first. Big5 is read as cp950,
 # Windows' Big5, which Hong Kong and Taiwan reports are saved in: strict Big5 lacks some of its characters
@@ -253,6 +264,48 @@ def _read_pdf(data: bytes, path: str | os.PathLike[str]) -> str:
     return text
 
 
+def check_suffix(path: str | os.PathLike[str]) -> None:
+    """Raise `ReportReadError` unless the file's name says a kind of report that is read."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise ReportReadError(
+            path,
+            f"unsupported file type {suffix or '(none)'!r}",
+            _UNSUPPORTED_FIXES.get(suffix, f"pass one of {', '.join(SUPPORTED_SUFFIXES)}"),
+        )
+
+
+def _read_docx(data: bytes, path: str | os.PathLike[str]) -> str:
+    """A Word file's text (`fintag.data.markup.docx_to_text`); one that is not a readable .docx raises
+    `ReportReadError` saying what it is instead."""
+    if data.startswith(_OLE_MAGIC):
+        raise ReportReadError(
+            path,
+            "the file is a Word 97-2003 .doc or a password-protected .docx, not a readable .docx",
+            "open it in Word and save an unprotected copy as .docx (or as PDF)",
+        )
+    try:
+        return docx_to_text(data)
+    except Exception as exc:  # python-docx raises zipfile's, lxml's or its own errors on a damaged file
+        raise ReportReadError(
+            path,
+            f"the file is not a readable .docx ({type(exc).__name__}: {exc})",
+            "check that the file is complete, or save it again as .docx or PDF",
+        ) from exc
+
+
+def _decode_html(data: bytes, path: str | os.PathLike[str]) -> tuple[str, str]:
+    """A web page's markup and its encoding: the charset its <meta> declares when the bytes decode in it,
+    else as a text file's (`decode_bytes`)."""
+    charset = declared_charset(data)
+    if charset is not None:
+        try:
+            return data.decode(charset).removeprefix("\ufeff"), _ENCODING_NAMES.get(charset, charset)
+        except UnicodeDecodeError:
+            logger.warning("%s: the page declares %s but is not in it; detecting its encoding", path, charset)
+    return decode_bytes(data, path)
+
+
 def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str | None = None) -> RawReport:
     """A report from its bytes (a file's, an upload's, standard input's): a PDF when it starts with the PDF
     signature (whatever it is named: a PDF saved as .txt or piped in is read as a PDF), else text in the
@@ -265,6 +318,11 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
         if Path(name).suffix.lower() not in PDF_SUFFIXES:
             logger.warning("%s: the content is a PDF (it starts with %%PDF); read as a PDF", name)
         text, encoding = _read_pdf(data, path), "pdf"
+    elif Path(name).suffix.lower() in DOCX_SUFFIXES:
+        text, encoding = _read_docx(data, path), "docx"
+    elif Path(name).suffix.lower() in HTML_SUFFIXES:
+        markup, encoding = _decode_html(data, path)
+        text = html_to_text(markup)
     else:
         text, encoding = decode_bytes(data, path)
         # Pages apart by form feeds (pdftotext's output) or ending in numbered footers (text copied out of a
@@ -286,12 +344,7 @@ def read_report(path: str | os.PathLike[str]) -> RawReport:
         raise ReportReadError(p, "the file does not exist", "check the path")
     if not p.is_file():
         raise ReportReadError(p, "the path is not a regular file", "pass report files or a folder of them")
-    if p.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise ReportReadError(
-            p,
-            f"unsupported file type {p.suffix or '(none)'!r}",
-            f"pass one of {', '.join(SUPPORTED_SUFFIXES)}",
-        )
+    check_suffix(p)
     try:
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:

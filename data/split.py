@@ -738,10 +738,16 @@ def _passed_over(core: str, kind: str) -> bool:
 
 
 def _is_dated_label(core: str) -> bool:
-    """A short label and a date, apart by a space ("公司点评 2025年8月25日", "策略周报 2025年11月23日")."""
+    """A short label and a date, apart by a space or a colon ("公司点评 2025年8月25日", "策略周报
+    2025年11月23日", "中金公司研究部:2026年11月27日")."""
     date = date_in(core)
     rest = core.replace(date, " ").strip() if date else ""
-    return bool(rest) and " " in core and _weight(rest) <= _LABEL_WEIGHT and not ends_sentence(rest)
+    return (
+        bool(rest)
+        and (" " in core or rest.endswith((":", "：")))
+        and _weight(rest.rstrip(":：")) <= _LABEL_WEIGHT
+        and not ends_sentence(rest)
+    )
 
 
 def _reads_as_title(core: str, kind: str) -> bool:

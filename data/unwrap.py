@@ -120,9 +120,11 @@ def joiner(left: str, right: str) -> str:
     if a in "-([{/" or b in ",.;:!?)]}%":
         return ""
     if (a.isdigit() or a == ".") and b.isdigit():  # a figure cut at the column ("超过1" / "10%", "增长3." /
-        # "5%"), in Chinese text
+        # "5%", "。202" / "5年"), in Chinese text: Chinese before the figure or right after it
         before = left.rstrip("0123456789.,")[-1:]
-        return "" if before and CJK_RE.match(before) else " "
+        after = right.lstrip("0123456789.,%")[:1]
+        chinese = any(ch and CJK_RE.match(ch) for ch in (before, after))
+        return "" if chinese and not (before.isascii() and before.isalpha()) else " "
     if any(CJK_RE.match(ch) or unicodedata.east_asian_width(ch) in "WF" for ch in (a, b)):
         return ""
     return " "

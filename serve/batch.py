@@ -1,4 +1,5 @@
-"""`fintag tag`: tag report files (.txt, .md, .pdf) or stdin into JSONL or CSV, fast and resumably.
+"""`fintag tag`: tag report files (.txt, .md, .pdf, .html, .docx) or stdin into JSONL or CSV, fast and
+resumably.
 
 Reports are read with the project's reader, then tagged `--reports_per_chunk` at a time: the sentences of
 a whole chunk go through `Tagger.tag_reports` in one batched pass (sorted by length, padded per batch).
@@ -806,7 +807,7 @@ def _add_inputs(parser: Any) -> None:
     parser.add_argument(
         "inputs",
         nargs="*",
-        help="report files (.txt, .md, .pdf), folders or globs; '-' (or none) reads stdin",
+        help="report files (.txt, .md, .pdf, .html, .docx), folders or globs; '-' (or none) reads stdin",
     )
 
 

@@ -174,7 +174,7 @@ def test_binary_with_nul_bytes_is_not_taken_for_utf16():
         ("empty.txt", b"", "empty"),
         ("blank.txt", b"   \n\n", "empty"),
         ("binary.txt", b"\x00\x01\x02PK\x03\x04" * 50, "binary"),
-        ("report.docx", "文本".encode(), "unsupported file type"),
+        ("report.doc", "文本".encode(), "unsupported file type"),
         ("fake.pdf", b"this is not a pdf", "not a PDF"),
     ],
 )

@@ -18,7 +18,7 @@ EXPECTED: dict[str, dict] = json.loads((REPORTS / "expected.json").read_text(enc
 
 def test_every_report_has_expectations_and_every_expectation_a_report():
     files = {str(p.relative_to(REPORTS)) for p in REPORTS.glob("*/*") if p.suffix in (".txt", ".md", ".pdf")}
-    assert files == set(EXPECTED) and len(files) == 28
+    assert files == set(EXPECTED) and len(files) == 40
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

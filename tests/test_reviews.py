@@ -333,7 +333,21 @@ def test_read_report_decodes_gb18030_and_names_a_bad_file(client):
     assert bad.status_code == 422
     assert "r.pdf" in bad.json()["error"] and "not a PDF" in bad.json()["error"]
     docx = client.post("/v1/read-report?filename=r.docx", content=b"PK\x03\x04")
-    assert "unsupported file type '.docx'" in docx.json()["error"]
+    assert docx.status_code == 422 and "not a readable .docx" in docx.json()["error"]
+    doc = client.post("/v1/read-report?filename=r.doc", content=b"\xd0\xcf\x11\xe0")
+    assert "unsupported file type '.doc'" in doc.json()["error"] and "save it as .docx" in doc.json()["error"]
+    page = "<html><meta charset='gbk'><body><p>公司维持买入评级。</p><p>算力需求持续增长。</p></body></html>"
+    html = client.post("/v1/read-report?filename=r.html", content=page.encode("gbk"))
+    assert html.status_code == 200 and html.json()["text"] == text.replace("。", "。\n", 1)
+    assert html.json()["encoding"] == "gb18030"
+
+
+def test_the_page_takes_every_kind_of_file_the_reader_reads(client):
+    from fintag.data.reader import SUPPORTED_SUFFIXES
+
+    accept = re.search(r'accept="([^"]+)"', client.get("/").text)
+    assert accept is not None and accept.group(1).split(",") == list(SUPPORTED_SUFFIXES)
+    assert {".docx", ".html", ".pdf"} <= set(SUPPORTED_SUFFIXES)
 
 
 def test_a_review_with_a_lone_surrogate_or_a_huge_offset_is_a_422(client):

@@ -5,6 +5,8 @@ from fintag.data.split import drop_reason, segment, sentence_id, split_sentences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import summary_of
+
 
 def test_chinese_sentence_ends():
     assert split_sentences("算力需求旺盛。国产替代加速!风险提示:需求不及预期;竞争加剧?") == [
@@ -327,6 +329,22 @@ def test_header_field_lines_are_kept_and_read(line, key, value):
             ],
         ),
         ("6个月评级         增持（下调评级）", [("rating", "增持(下调评级)")]),
+        # Keys in 【】 with no colon, each value run on to the next key.
+        (
+            "【投资评级】审慎推荐（维持）【目标价】148.00元【当前价】121.60元【报告日期】2026/11/28",
+            [
+                ("rating", "审慎推荐(维持)"),
+                ("target_price", "148.00元"),
+                ("price", "121.60元"),
+                ("date", "2026/11/28"),
+            ],
+        ),
+        # A markdown or web page's table of keys and values: each row its fields; a price's key with its day.
+        ("| 投资评级 | 弱于大市（维持） |", [("rating", "弱于大市(维持)")]),
+        (
+            "| 收盘价（2026/11/20） | 27.84元 | 总市值 | 110.6亿元 |",
+            [("price", "27.84元"), ("market_value", "110.6亿元")],
+        ),
     ],
 )
 def test_a_header_line_of_several_fields_gives_each(line, fields):
@@ -350,6 +368,26 @@ def test_a_sentence_that_starts_with_a_key_is_not_cut_into_fields(line):
     (unit,) = segment(line).sentences
     assert unit.kind == "sentence" and field_values(unit.text) == []
     assert field_values("买入 | 光模块龙头业绩超预期") == []  # a cell neither a field nor a rating level
+    # A table's row of keys with no values, or of a company's figures, is no field.
+    assert field_values("| 投资评级 | 目标价 |") == field_values("| 营业收入 | 358.1 |") == []
+    assert field_values("| 项目 | 内容 |") == []
+
+
+def test_a_header_lines_date_may_have_a_two_digit_year():
+    from fintag.data.fields import date_in
+
+    assert date_in("证券研究报告 | 公司点评报告 | 26年11月26日") == "26年11月26日"
+    assert date_in("发布于2026年11月26日") == "2026年11月26日"  # never the last two digits of a year
+    summary, _ = summary_of(
+        "证券研究报告 | 公司点评报告 | 26年11月26日\n兆易创新:利基DRAM涨价周期开启\n公司业绩超预期。"
+    )
+    assert summary["fields"]["date"]["value"] == "26年11月26日"
+
+
+def test_a_brokers_name_and_date_apart_by_a_colon_is_no_title():
+    header = "中金公司研究部：2026年11月27日\n公司研究 | 点评 | 港股\n"
+    seg = segment(header + "3Q26业绩超预期，先进制程产能利用率维持满载\n公司三季度收入超预期。")
+    assert seg.title is not None and seg.title.text == "3Q26业绩超预期，先进制程产能利用率维持满载"
 
 
 @pytest.mark.parametrize(

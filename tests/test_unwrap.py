@@ -66,6 +66,10 @@ def test_joiner_spaces_words_but_not_chinese_or_punctuation():
     assert joiner("归母净利润同比增长3.", "5%,扣非") == ""  # cut after the decimal point
     assert joiner("the U.S.", "5 largest banks") == " "
     assert joiner("shipments rose in 2025", "10 new customers") == " "
+    # After a sentence's end, the figure is Chinese by what follows it ("...短板。202" / "5年公司实现...").
+    assert joiner("补齐短板。202", "5年公司实现营业收入") == ""
+    assert joiner("补齐短板。202", "5 new customers") == " "
+    assert joiner("Q202", "5年") == " "  # a word's digits: no figure of Chinese text
 
 
 def test_paragraph_per_line_reports_have_no_soft_breaks():

@@ -1,19 +1,20 @@
 """The analysts' page (`GET /` and its assets under `/static`), `POST /v1/read-report` (the page's file
-reader: txt/md/pdf in any encoding `fintag.data.reader` takes) and the offline API docs at `/docs`
+reader: txt/md/pdf/html/docx in any encoding `fintag.data.reader` takes) and the offline API docs at `/docs`
 (Swagger UI served from the `swagger-ui-bundle-v2` package, never from a CDN)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from fintag.data.reader import SUPPORTED_SUFFIXES, RawReport, ReportReadError, read_report_bytes
+from fintag.data.reader import SUPPORTED_SUFFIXES, RawReport, ReportReadError, check_suffix, read_report_bytes
 from fintag.serve.errors import ApiError, error_responses
 from fintag.serve.routes.tag import json_response
 from fintag.serve.schemas import ReadReportResponse
@@ -36,14 +37,16 @@ def _swagger_dir() -> Path | None:
 
 def _read_bytes(data: bytes, filename: str) -> RawReport:
     """Decode an uploaded report exactly as `fintag tag` reads a file (same checks, same messages)."""
-    suffix = Path(filename).suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise ReportReadError(
-            filename,
-            f"unsupported file type {suffix or '(none)'!r}",
-            f"pass one of {', '.join(SUPPORTED_SUFFIXES)}",
-        )
+    check_suffix(filename)
     return read_report_bytes(data, filename)
+
+
+@functools.cache
+def _index_html() -> str:
+    """The page, with the kinds of report file it takes (`SUPPORTED_SUFFIXES`, the reader's own list)."""
+    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    kinds = " / ".join(SUPPORTED_SUFFIXES)
+    return html.replace("__ACCEPT__", ",".join(SUPPORTED_SUFFIXES)).replace("__FILE_KINDS__", kinds)
 
 
 def router(settings: ServerSettings) -> APIRouter:
@@ -52,8 +55,8 @@ def router(settings: ServerSettings) -> APIRouter:
 
     # HEAD too: uptime monitors and link checkers ask with it.
     @api.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+    async def page() -> HTMLResponse:
+        return HTMLResponse(_index_html())
 
     @api.post(
         "/v1/read-report",

@@ -382,7 +382,7 @@ async function tagAll() {
     try { inputs.push(await readFile(f)); } catch (e) { problems.push(`${f.name}: ${e.message}`); }
   }
   if (!inputs.length && !problems.length) {
-    showError("Nothing to tag: paste a report's text or drop .txt, .md or .pdf files.");
+    showError(`Nothing to tag: paste a report's text or drop report files (${$("file-input").accept.split(",").join(" ")}).`);
     return;
   }
   $("busy").hidden = false;

@@ -1,0 +1,230 @@
+"""Web pages (.html) and Word files (.docx) as the plain text the splitter reads.
+
+A report saved from a browser (a broker's site, a research portal, a WeChat article) or written in Word
+holds its paragraphs as elements, not lines. Each paragraph, heading, list item and table row becomes one
+line, as the same report pasted into a text file reads: inline markup (bold, links, spans) runs on in its
+line, HTML's whitespace collapses as a browser shows it, a list item starts with "- ", and a table row is
+"| cell | cell |" (a markdown row: the splitter reads a rating or target price in its cells as a field and
+the row itself as a table row). Page furniture that is not the report (scripts, styles, navigation, forms)
+is left out; so are a Word file's running headers and footers, as a PDF's are (`fintag.data.pdf_pages`),
+while its text boxes (a first page's sidebar of rating, target price and analysts) are read where they are
+anchored. Parsing is BeautifulSoup's and python-docx's; this module only lays the elements out as lines.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator
+
+logger = logging.getLogger(__name__)
+
+HTML_SUFFIXES = (".html", ".htm")
+DOCX_SUFFIXES = (".docx",)
+
+# Elements that start and end a line; everything else is inline and runs on in the line it stands in.
+_BLOCKS = frozenset(
+    "address article aside blockquote body caption center dd details dialog div dl dt fieldset figcaption "
+    "figure footer h1 h2 h3 h4 h5 h6 header hgroup hr html li main ol p section summary table tbody thead "
+    "tfoot ul".split()
+)
+# Elements whose text is not the report's: code, styles, navigation, forms, embedded media.
+_SKIPPED = frozenset(
+    "script style noscript template head title meta link nav form button select option textarea input "
+    "svg canvas iframe object embed audio video map".split()
+)
+_SPACE_RE = re.compile(r"\s+")
+_WIDE = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef"  # CJK characters and punctuation, full-width forms
+_WIDE_BREAK_RE = re.compile(rf"(?<=[{_WIDE}])[ \t\r]*\n\s*(?=[{_WIDE}])")
+# A charset a page declares (<meta charset="gbk">, <meta http-equiv=... content="text/html; charset=gb2312">),
+# looked for in its first bytes as a browser does.
+_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_CHARSET_LOOK = 4096
+# Chinese pages declare GB2312 or GBK and are written in their superset; Big5 pages in Windows' Big5.
+_CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "big5": "cp950"}
+
+
+def declared_charset(data: bytes) -> str | None:
+    """The Python codec for the charset an HTML page declares in a <meta> tag, or None (no declaration,
+    or one Python does not know)."""
+    import codecs
+
+    m = _CHARSET_RE.search(data[:_CHARSET_LOOK])
+    if m is None:
+        return None
+    name = m.group(1).decode("ascii", "replace").lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def html_to_text(html: str) -> str:
+    """The text of an HTML page, one block (paragraph, heading, list item, table row) a line."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    lines: list[str] = []
+    _html_block(soup, lines, [])
+    return "\n".join(lines)
+
+
+def _collapse(text: str) -> str:
+    """Whitespace as a browser shows it: a line break of the source between two Chinese characters is
+    nothing (CSS Text's segment-break rule), any other run of whitespace one space."""
+    return _SPACE_RE.sub(" ", _WIDE_BREAK_RE.sub("", text)).strip()
+
+
+def _flush(lines: list[str], line: list[str]) -> None:
+    text = _collapse("".join(line))
+    if text:
+        lines.append(text)
+    line.clear()
+
+
+def _html_block(node, lines: list[str], line: list[str]) -> None:
+    """Lay `node`'s children out: inline text into `line`, each block on lines of its own."""
+    from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
+
+    for child in node.children:
+        if isinstance(child, NavigableString):
+            if not isinstance(child, Comment | Declaration | Doctype | ProcessingInstruction):
+                line.append(str(child))
+            continue
+        if not isinstance(child, Tag) or child.name in _SKIPPED:
+            continue
+        name = child.name
+        if name == "br":
+            _flush(lines, line)
+        elif name == "tr":
+            _flush(lines, line)
+            row = _row_line([_cell_text(c) for c in child.find_all(["td", "th"], recursive=False)])
+            if row:
+                lines.append(row)
+        elif name == "pre":
+            _flush(lines, line)
+            lines.extend(s.strip() for s in child.get_text().split("\n") if s.strip())
+        elif name == "li":
+            _flush(lines, line)
+            item: list[str] = []
+            item_line: list[str] = []
+            _html_block(child, item, item_line)
+            _flush(item, item_line)
+            if item:
+                item[0] = "- " + item[0]
+            lines.extend(item)
+        elif name in _BLOCKS or name in ("td", "th"):
+            _flush(lines, line)
+            _html_block(child, lines, line)
+            _flush(lines, line)
+        else:
+            _html_block(child, lines, line)
+
+
+def _cell_text(cell) -> str:
+    """A table cell's text on one line (its paragraphs, or a nested table's rows, apart by spaces)."""
+    lines: list[str] = []
+    line: list[str] = []
+    _html_block(cell, lines, line)
+    _flush(lines, line)
+    return " ".join(lines)
+
+
+def _row_line(cells: list[str]) -> str:
+    """A table row as a markdown row ("| 投资评级 | 买入(维持) |": `fintag.data.fields` reads a row of keys
+    and values as header fields, the splitter any other row as a table row); "" for a row with no text."""
+    cells = [c.replace("|", "/") for c in cells if c]
+    return "| " + " | ".join(cells) + " |" if cells else ""
+
+
+def docx_to_text(data: bytes) -> str:
+    """The text of a Word .docx file, one paragraph or table row a line; raises what python-docx raises
+    for a file that is not a .docx (`fintag.data.reader` names the problem)."""
+    from docx import Document
+    from docx.enum.style import WD_STYLE_TYPE
+
+    doc = Document(io.BytesIO(data))
+    listed = set()  # paragraph styles that number or bullet their paragraphs ("List Bullet"), or inherit it
+    for style in doc.styles:
+        if style.type == WD_STYLE_TYPE.PARAGRAPH:
+            s = style
+            while s is not None and (s.element.pPr is None or s.element.pPr.numPr is None):
+                s = s.base_style
+            if s is not None:
+                listed.add(style.style_id)
+    return "\n".join(line for line in _docx_lines(doc.element.body, frozenset(listed)) if line)
+
+
+def _qn(tag: str) -> str:
+    from docx.oxml.ns import qn
+
+    return qn(tag)
+
+
+def _docx_lines(body, listed: frozenset[str]) -> Iterator[str]:
+    for el in body.iterchildren():
+        if el.tag == _qn("w:p"):
+            for box in _text_boxes(el):
+                yield from _docx_lines(box, listed)
+            text = _SPACE_RE.sub(" ", _paragraph_text(el)).strip()
+            if text:
+                yield ("- " if _is_list_item(el, listed) else "") + text
+        elif el.tag == _qn("w:tbl"):
+            for row in el.iterchildren(_qn("w:tr")):
+                cells = [
+                    _SPACE_RE.sub(" ", " ".join(_paragraph_text(p) for p in tc.iter(_qn("w:p")))).strip()
+                    for tc in row.iterchildren(_qn("w:tc"))
+                ]
+                yield _row_line(cells)
+        elif el.tag == _qn("w:sdt"):  # a content control (a cover page, a table of contents)
+            content = el.find(_qn("w:sdtContent"))
+            if content is not None:
+                yield from _docx_lines(content, listed)
+
+
+def _paragraph_text(p) -> str:
+    """A paragraph's own text: its runs (in hyperlinks and fields too), tabs and breaks as spaces, but not
+    the text of the text boxes anchored in it."""
+    out: list[str] = []
+    for el in p.iter(_qn("w:t"), _qn("w:tab"), _qn("w:br"), _qn("w:cr")):
+        if _in_text_box(el, p):
+            continue
+        out.append((el.text or "") if el.tag == _qn("w:t") else " ")
+    return "".join(out)
+
+
+def _in_text_box(el, p) -> bool:
+    parent = el.getparent()
+    while parent is not None and parent is not p:
+        if parent.tag == _qn("w:txbxContent"):
+            return True
+        parent = parent.getparent()
+    return False
+
+
+def _text_boxes(p) -> list:
+    """The text boxes anchored in paragraph `p`, outermost only, each once: Word writes a shape both as
+    DrawingML (mc:Choice) and as VML (mc:Fallback); the fallback copy is skipped."""
+    fallback = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+    boxes = []
+    for box in p.iter(_qn("w:txbxContent")):
+        parent, inner = box.getparent(), False
+        while parent is not None and parent is not p:
+            if parent.tag in (fallback, _qn("w:txbxContent")):
+                inner = True
+                break
+            parent = parent.getparent()
+        if not inner:
+            boxes.append(box)
+    return boxes
+
+
+def _is_list_item(p, listed: frozenset[str]) -> bool:
+    """Whether paragraph `p` is a list's item: numbered itself, or in a style of `listed`."""
+    ppr = p.find(_qn("w:pPr"))
+    if ppr is None:
+        return False
+    style = ppr.find(_qn("w:pStyle"))
+    return ppr.find(_qn("w:numPr")) is not None or (style is not None and style.get(_qn("w:val")) in listed)

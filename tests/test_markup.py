@@ -1,0 +1,199 @@
+"""Web pages (.html) and Word files (.docx) read as reports (`fintag.data.markup` through the reader)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from fintag.data.markup import declared_charset, docx_to_text, html_to_text
+from fintag.data.reader import ReportReadError, read_report, read_report_bytes
+
+from tests.conftest import summary_of
+
+PAGE = """<!DOCTYPE html>
+<html><head><meta http-equiv="Content-Type" content="text/html; charset=gb2312">
+<title>中际旭创研报_东方财富网</title><script>var rating = "卖出";</script>
+<style>p {color: red}</style></head>
+<body>
+<nav><a href="/">首页</a> <a href="/report">研报中心</a></nav>
+<h1>中际旭创(300308)：1.6T光模块放量，
+盈利能力再上台阶</h1>
+<table class="sidebar"><tr><td>投资评级</td><td>买入（维持）</td></tr>
+<tr><td>目标价</td><td><span>562.80</span>元</td></tr></table>
+<p>我们认为公司<b>2026年</b>净利润有望达到178.6亿元，
+同比增长74.4%。<br>参考可比公司估值，给予公司2026年35倍PE，对应目标价562.80元，维持“买入”评级。</p>
+<ul><li>数据中心需求强劲，800G出货量环比增长三成；</li><li><p>1.6T良率爬坡顺利。</p></li></ul>
+<table><thead><tr><th>指标</th><th>2025E</th><th>2026E</th></tr></thead>
+<tbody><tr><td>营业收入（百万元）</td><td>35,810</td><td>58,420</td></tr></tbody></table>
+<!-- 评级：卖出 -->
+<form><input value="搜索"><button>提交</button></form>
+</body></html>"""
+
+
+def test_a_web_page_reads_as_its_report_one_block_a_line():
+    text = html_to_text(PAGE)
+    lines = text.split("\n")
+    assert lines[0] == "中际旭创(300308)：1.6T光模块放量，盈利能力再上台阶"  # a source line break between
+    # Chinese characters is nothing, as a browser shows it
+    assert (
+        "| 投资评级 | 买入（维持） |" in lines and "| 目标价 | 562.80元 |" in lines
+    )  # inline markup runs on
+    assert "我们认为公司2026年净利润有望达到178.6亿元，同比增长74.4%。" in lines  # <b> inline, <br> a break
+    assert "- 数据中心需求强劲，800G出货量环比增长三成；" in lines and "- 1.6T良率爬坡顺利。" in lines
+    assert "| 营业收入（百万元） | 35,810 | 58,420 |" in lines
+    for furniture in ("首页", "卖出", "color", "东方财富网", "搜索", "提交"):  # nav, script, comment, style,
+        assert furniture not in text  # title, form
+
+
+def test_a_web_page_in_gbk_is_decoded_by_its_declared_charset_and_summarised(tmp_path):
+    path = tmp_path / "report.html"
+    path.write_bytes(PAGE.encode("gbk"))
+    report = read_report(path)
+    assert report.encoding == "gb18030"  # GB2312 pages are written in its superset
+    summary, units = summary_of(report.text)
+    assert summary["title"]["text"] == "中际旭创(300308)：1.6T光模块放量，盈利能力再上台阶"
+    assert {k: v["value"] for k, v in summary["fields"].items()} == {
+        "rating": "买入(维持)",  # a sidebar table of keys and values gives the header's fields
+        "target_price": "562.80元",
+    }
+    sentences = [u["text_normalized"] for u in units if u["kind"] == "sentence"]
+    assert "参考可比公司估值,给予公司2026年35倍PE,对应目标价562.80元,维持“买入”评级。" in sentences
+    assert not any("35,810" in s for s in sentences)
+
+
+@pytest.mark.parametrize(
+    ("head", "charset"),
+    [
+        (b'<meta charset="GBK">', "gb18030"),
+        (b"<meta http-equiv='Content-Type' content='text/html; charset=big5'>", "cp950"),
+        (b'<meta charset="utf-8">', "utf-8"),
+        (b'<meta charset="no-such-charset">', None),
+        (b"<p>no declaration</p>", None),
+    ],
+)
+def test_the_declared_charset_is_read_from_the_meta_tag(head, charset):
+    assert declared_charset(b"<html><head>" + head + b"</head>") == charset
+
+
+def test_a_page_that_is_not_in_its_declared_charset_is_detected_instead(tmp_path, caplog):
+    path = tmp_path / "mislabelled.htm"
+    path.write_bytes(PAGE.replace("gb2312", "utf-8").encode("gb18030"))
+    report = read_report(path)
+    assert report.encoding == "gb18030" and "盈利能力再上台阶" in report.text
+    assert "declares utf-8" in caplog.text
+
+
+def _docx(build) -> bytes:
+    from docx import Document
+
+    doc = Document()
+    build(doc)
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def _add_text_box(paragraph, lines: list[str]) -> None:
+    """A text box anchored in `paragraph`, written twice as Word writes it (DrawingML and a VML fallback)."""
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    body = "".join(f"<w:p><w:r><w:t>{line}</w:t></w:r></w:p>" for line in lines)
+    mc = 'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006"'
+    run = parse_xml(
+        f'<w:r {nsdecls("w")} {mc}><mc:AlternateContent><mc:Choice Requires="wps"><w:drawing>'
+        f"<w:txbxContent>{body}</w:txbxContent></w:drawing></mc:Choice>"
+        f"<mc:Fallback><w:pict><w:txbxContent>{body}</w:txbxContent></w:pict></mc:Fallback>"
+        "</mc:AlternateContent></w:r>"
+    )
+    paragraph._p.append(run)
+
+
+def _word_report(doc) -> None:
+    section = doc.sections[0]
+    section.header.paragraphs[0].text = "东岳证券 公司点评 请务必阅读正文之后的免责声明"
+    doc.add_heading("中际旭创(300308)：1.6T光模块放量，盈利能力再上台阶", level=1)
+    table = doc.add_table(rows=2, cols=2)
+    for row, (key, value) in zip(
+        table.rows, [("投资评级", "买入（维持）"), ("目标价", "562.80元")], strict=True
+    ):
+        row.cells[0].text, row.cells[1].text = key, value
+    p = doc.add_paragraph("我们认为公司2026年净利润有望达到178.6亿元，")
+    p.add_run("同比增长74.4%。").bold = True
+    _add_text_box(p, ["分析师：张三", "执业证书编号：S0100521010001"])
+    doc.add_paragraph("数据中心需求强劲；", style="List Bullet")
+    doc.add_paragraph("参考可比公司估值，给予公司2026年35倍PE，对应目标价562.80元，维持“买入”评级。")
+
+
+def test_a_word_file_reads_one_paragraph_or_row_a_line_its_text_boxes_once():
+    text = docx_to_text(_docx(_word_report))
+    lines = text.split("\n")
+    assert lines[:3] == [
+        "中际旭创(300308)：1.6T光模块放量，盈利能力再上台阶",
+        "| 投资评级 | 买入（维持） |",
+        "| 目标价 | 562.80元 |",
+    ]
+    # the text box anchored in the paragraph, once (not its VML copy), before the paragraph's own runs
+    assert lines[3:6] == [
+        "分析师：张三",
+        "执业证书编号：S0100521010001",
+        "我们认为公司2026年净利润有望达到178.6亿元，同比增长74.4%。",
+    ]
+    assert lines[6] == "- 数据中心需求强劲；"
+    assert "免责声明" not in text  # the running header is page furniture
+
+
+def test_a_word_report_is_summarised_like_its_text(tmp_path):
+    path = tmp_path / "report.docx"
+    path.write_bytes(_docx(_word_report))
+    report = read_report(path)
+    assert report.encoding == "docx"
+    summary, units = summary_of(report.text)
+    assert summary["title"]["text"] == "中际旭创(300308)：1.6T光模块放量，盈利能力再上台阶"
+    assert {k: v["value"] for k, v in summary["fields"].items()} == {
+        "rating": "买入(维持)",
+        "target_price": "562.80元",
+    }
+    kinds = {u["text_normalized"]: u["kind"] for u in units}
+    assert kinds["分析师:张三"] == "contact"
+    assert kinds["我们认为公司2026年净利润有望达到178.6亿元,同比增长74.4%。"] == "sentence"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "problem", "fix"),
+    [
+        (
+            "old.doc",
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600,
+            "unsupported file type '.doc'",
+            "save it as .docx",
+        ),
+        (
+            "locked.docx",
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600,
+            "password-protected .docx",
+            "unprotected",
+        ),
+        ("text.docx", "投资评级:买入".encode(), "not a readable .docx", "save it again"),
+        ("report.wps", b"\0" * 100, "unsupported file type '.wps'", "WPS Office"),
+    ],
+)
+def test_word_files_that_cannot_be_read_name_what_they_are(tmp_path, name, data, problem, fix):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ReportReadError) as info:
+        read_report(path)
+    assert problem in info.value.problem and fix in info.value.fix
+
+
+def test_a_docx_zip_without_a_document_is_refused_and_a_pdf_named_docx_is_read_as_a_pdf(tmp_path):
+    broken = io.BytesIO()
+    with zipfile.ZipFile(broken, "w") as z:
+        z.writestr("hello.txt", "not a document")
+    with pytest.raises(ReportReadError, match=r"not a readable \.docx"):
+        read_report_bytes(broken.getvalue(), "broken.docx")
+    from tests.conftest import write_pdf
+
+    pdf = write_pdf(tmp_path / "x.pdf", ["投资评级:买入(维持)", "公司业绩超预期。"]).read_bytes()
+    assert read_report_bytes(pdf, "misnamed.docx").encoding == "pdf"
