@@ -71,6 +71,25 @@ _FIELD_JOINED_RE = re.compile(
     r"(?:\s*[(（][^()（）]{1,8}[)）])?)[*_]*$",
     re.IGNORECASE,
 )
+# A rating level with its action in brackets, alone on its line: the rating, its key left out.
+_RATING_ACTION_RE = re.compile(
+    rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS})(?:-[A-Z])?\s*\((?:维持|首次|首次覆盖|上调|下调|调高|调低|"
+    r"maintained?|initiated?|upgraded?|downgraded?|首次评级|维持评级|上调评级|下调评级)\)",
+    re.IGNORECASE,
+)
+# Market data of a sidebar that are no header field ("总股本:14.63亿股", "52周区间:58.20-139.90元"): a line
+# of fields may hold them, which end the field before them ("总市值:898.7亿元总股本:14.63亿股").
+MARKET_DATA_KEYS = (
+    r"总股本|流通股本?|流通A股|已上市流通股|已发行股数|发行股数|52\s*周|一年内|12个月|每股净资产|净资产|"
+    r"资产负债率|主要股东|大股东|第一大股东|ROE|市盈率|市净率|股价区间|日均成交|成交额|换手率|"
+    r"Free\s+float|52-week|Avg\.?\s+daily|Shares\s+outstanding|Major\s+shareholder|Net\s+debt|BVPS|Beta"
+)
+_MARKET_DATA_KEY_RE = re.compile(rf"(?:{MARKET_DATA_KEYS})[^:：\d]{{0,12}}[:：]", re.IGNORECASE)
+_ANY_KEY_RE = re.compile(
+    rf"(?P<field>{FIELD_KEY_RE.pattern})|(?<![\u4e00-\u9fff])(?:{MARKET_DATA_KEYS})[^:：\d]{{0,12}}[:：]|"
+    rf"(?<=[元股%倍\d)])(?:{MARKET_DATA_KEYS})[^:：\d]{{0,12}}[:：]",
+    re.IGNORECASE,
+)
 _RATING_CELL_RE = re.compile(
     rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|{TW_HK_LEVELS})(?:\s*\([^()]{{1,8}}\))?", re.IGNORECASE
 )
@@ -117,22 +136,24 @@ def field_values(unit: str) -> list[tuple[str, str]]:
         if len(cells) > 1 and all(cells) and keyed:
             return [c for c in cells if c is not None]
     lead = len(unit) - len(unit.lstrip("*_【[ "))
-    if FIELD_KEY_RE.match(unit, lead):
+    if FIELD_KEY_RE.match(unit, lead) or _MARKET_DATA_KEY_RE.match(unit, lead):
         starts, depth, scanned = [], 0, 0
-        for m in FIELD_KEY_RE.finditer(unit):  # one pass: the bracket depth where each key starts
+        for m in _ANY_KEY_RE.finditer(unit):  # one pass: the bracket depth where each key starts
             gap = unit[scanned : m.start()]
             depth += gap.count("(") + gap.count("（") - gap.count(")") - gap.count("）")
             scanned = m.start()
             if depth <= 0:
-                starts.append(m.start())
-        pieces = [unit[a:b].strip(" *_|｜【[") for a, b in zip(starts, [*starts[1:], len(unit)])]
-        found = [_field_value(p) for p in pieces]
+                starts.append((m.start(), m.group("field") is not None))
+        ends = [a for a, _ in starts[1:]] + [len(unit)]
+        pieces = [(unit[a:b].strip(" *_|｜【["), known) for (a, known), b in zip(starts, ends, strict=True)]
+        found = [(_field_value(p), p is not pieces[-1][0]) for p, known in pieces if known]
         if (
-            len(found) > 1
-            and all(found)
-            and all(_WHOLE_VALUE_RE.fullmatch(f[1]) for f in found[:-1] if f is not None)
+            len(pieces) > 1
+            and found
+            and all(f for f, _ in found)
+            and all(_WHOLE_VALUE_RE.fullmatch(f[1]) for f, cut in found if f is not None and cut)
         ):
-            return [f for f in found if f is not None]
+            return [f for f, _ in found if f is not None]
     one = _field_value(unit)
     return [one] if one else []
 
@@ -183,6 +204,8 @@ def field_value(unit: str) -> tuple[str, str] | None:
 def _field_value(unit: str) -> tuple[str, str] | None:
     if DATE_ONLY_RE.match(unit.strip("*_ ")):
         return "date", unit.strip("*_ ")
+    if _RATING_ACTION_RE.fullmatch(unit.strip("*_ ")):  # a sidebar's rating without its key: "强烈推荐(维持)"
+        return "rating", unit.strip("*_ ")
     m = _FIELD_RE.match(unit) or _FIELD_JOINED_RE.match(unit)
     if m is None:
         return None

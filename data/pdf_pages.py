@@ -22,7 +22,7 @@ from fintag.data.split import ends_sentence
 logger = logging.getLogger(__name__)
 
 EDGE_LINES = 3  # lines looked at from the top and from the bottom of each page
-MIN_PAGES = 3  # fewer pages than this: nothing is furniture
+MIN_PAGES = 3  # fewer pages than this: nothing is furniture (but a two-page report's running lines)
 MIN_SHARE = 0.6  # a line is furniture when it stands at an edge of at least this share of the pages
 
 _DIGITS_RE = re.compile(r"\d+")
@@ -76,17 +76,40 @@ def pages_of_text(text: str) -> list[str] | None:
     return pages
 
 
+# A watermark a reader's copy is stamped with ("仅供XX基金内部使用 李明远 2026-11-28 09:41"), which the text
+# layer puts anywhere on the page, in the middle of a sentence too: the same line on most pages, naming
+# whom the copy is for.
+_WATERMARK_RE = re.compile(
+    r"仅供|内部使用|仅限|专用|下载|授权|For\s+(?:internal|the\s+exclusive)\s+use|Confidential|Prepared\s+for",
+    re.IGNORECASE,
+)
+
+
+def _watermarks(split: list[list[str]]) -> set[str]:
+    """Keys of the watermark lines: on most pages, anywhere, naming whom the copy is for."""
+    seen: Counter[str] = Counter()
+    for lines in split:
+        seen.update({_key(line) for line in lines if _WATERMARK_RE.search(line) and not ends_sentence(line)})
+    return {key for key, n in seen.items() if n >= max(2, MIN_SHARE * len(split))}
+
+
 def strip_running_lines(pages: list[str]) -> list[str]:
-    """`pages` (the text of each page) without the lines that repeat at the top or bottom of most pages."""
-    if len(pages) < MIN_PAGES:
+    """`pages` (the text of each page) without the lines that repeat at the top or bottom of most pages
+    (of both pages of a two-page report), and without a watermark that repeats anywhere on them."""
+    if len(pages) < 2:
         return pages
     split = [page.split("\n") for page in pages]
+    marks = _watermarks(split)
+    if marks:  # first: a stamp at the top or bottom would hide the header or footer behind it
+        split = [[line for line in lines if _key(line) not in marks] for lines in split]
+        logger.debug("dropped the watermark lines %s", sorted(marks))
     seen: Counter[str] = Counter()
     for lines in split:
         seen.update({_key(lines[i]) for i in _edges(lines)})
-    running = {key for key, n in seen.items() if n >= max(MIN_PAGES, MIN_SHARE * len(pages))}
+    least = 2 if len(pages) == 2 else MIN_PAGES
+    running = {key for key, n in seen.items() if n >= max(least, MIN_SHARE * len(pages))}
     if not running:
-        return pages
+        return ["\n".join(lines) for lines in split]
     out: list[str] = []
     dropped = 0
     for n, lines in enumerate(split):

@@ -26,6 +26,7 @@ from fintag.data.fields import (
     DATE_PATTERN,
     FIELD_KEY_RE,
     INDUSTRY_LEVELS,
+    MARKET_DATA_KEYS,
     PIPE_RE,
     RATING_LEVELS,
     TW_HK_LEVELS,
@@ -34,7 +35,7 @@ from fintag.data.fields import (
     field_value,
 )
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
-from fintag.data.unwrap import joiner, soft_breaks
+from fintag.data.unwrap import joiner, soft_breaks, soft_hyphen
 
 MAX_WEIGHT = 160  # longer units (CJK characters count 1, others 0.4) are cut at a comma near their middle
 MIN_CJK = 4
@@ -131,8 +132,12 @@ RATING_KINDS = (SUMMARY_KIND, "heading", "field")
 # Contact lines: e-mail, SAC registration number, phone or fax, a named analyst, a street address.
 _CONTACT_RE = re.compile(
     r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,4}|\bS\d{13}\b|执业(?:证书)?编号|登记编号|SAC\s*(?:No|编号)|"
+    r"中央编号|\bCE\s*(?:No|Ref|Number)\b|"  # Hong Kong's SFC registration
+    r"^[A-Z][a-z]+(?:\s+[A-Z][a-z]+){1,3},\s*(?:CFA|CPA|FRM|PhD|ACA)$|"  # an analyst: "Daniel Koh, CFA"
     r"(?:电话|联系电话|传真|Tel|Fax|TEL|FAX)\s*[:：]|\+86[\d\s-]{6,}|\b\d{3,4}-\d{7,8}\b|"
     r"^(?:证券)?(?:分析师|研究助理|联系人|Analysts?|Contacts?)\s*[:：]\s*\S.{0,40}$|"
+    # "研究助理 顾安然": a name after it
+    r"^(?:证券)?(?:分析师|研究助理|联系人)\s*(?!介绍|简介|声明|承诺|团队|观点)[\u4e00-\u9fff]{2,4}$|"
     r"^.{0,20}(?:路|街|道)\s*\d+\s*(?:号|弄).{0,30}$",
     re.IGNORECASE,
 )
@@ -155,7 +160,7 @@ _DISCLAIMER_RE = re.compile(
     r"(?:(?:\(|（)?(?:预期|预计|指|相对|未来|股价|行业指数|公司股价|涨幅|跌幅|绝对报酬|"
     r"expected|we expect|the stock)|"
     r"[:：]\s*[-+]?\d+(?:\.\d+)?%)|"
-    r"免责声明|免责条款|请务必阅读|本报告仅供|本报告(?:版权|由|基于|所载|不构成)|版权(?:所有|归)|"
+    r"免责声明|免责条款|请务必阅读|敬请(?:参阅|阅读)[^。]{0,12}(?:声明|说明)|本报告仅供|本报告(?:版权|由|基于|所载|不构成)|版权(?:所有|归)|"
     r"不构成.{0,12}(?:投资建议|要约|邀请)|未经.{0,10}(?:许可|授权)|特此声明|证券投资咨询业务资格|"
     r"本人(?:承诺|已在|对证券研究报告|不曾因)|反映本人|Disclaimer|Analyst Certification|"
     r"^(?:股市|市场|投资)有风险[,，]?\s*(?:投资|入市)需谨慎|本订阅号|若您并非专业投资者|自负投资风险|"
@@ -356,6 +361,9 @@ def _logical_lines(
             while i in joins:
                 nxt = physical[i + 1]
                 sep = joiner(pieces[-1], nxt)
+                if soft_hyphen(pieces[-1], nxt):  # "track-" / "ing": "tracking"
+                    pieces[-1], sep = pieces[-1][:-1], ""
+                    offsets.pop()
                 if sep:
                     pieces.append(sep)
                     offsets.append(starts[i + 1] - 1)
@@ -405,7 +413,14 @@ def ends_sentence(line: str) -> bool:
 
 
 def _can_continue(line: str) -> bool:
-    return not ends_sentence(line) and not _is_table_row(line)
+    """Whether a line may run on into the next: not when it ends a sentence, is a table's row, a header's
+    fields ("投资评级:谨慎推荐(首次) 目标价:78.00元") or an analyst's contact line."""
+    return (
+        not ends_sentence(line)
+        and not _is_table_row(line)
+        and field_key(line.strip()) is None
+        and _CONTACT_RE.search(line) is None
+    )
 
 
 def _opens_unit(line: str) -> bool:
@@ -414,6 +429,7 @@ def _opens_unit(line: str) -> bool:
     return (
         line.startswith(("#", "**"))  # a markdown heading or bold line
         or field_key(line.strip()) is not None
+        or _CONTACT_RE.match(line) is not None  # an analyst's line ("分析师:沈嘉言 执业证书编号:S0190...")
         or _BULLET_RE.match(line) is not None
         or _CAPTION_RE.match(line) is not None
         or _is_table_row(line)
@@ -424,9 +440,14 @@ def wrapped_breaks(lines: Sequence[str], after: str | None = None) -> set[int]:
     """Indices i of the normalised `lines` whose break after `lines[i]` is hard wrapping, by this
     splitter's own idea of where a unit ends and starts (`fintag.data.unwrap`); `after`: the line after
     them (the next page's first), which the last may run into."""
-    return soft_breaks(
-        lines, _can_continue, _opens_unit, lambda line: _DISCLAIMER_RE.search(line) is not None, after
-    )
+    plate, section = [], False
+    for line in lines:  # a disclaimer's lines, and every line after a legal section's heading
+        tail = line[line.rfind("。") + 1 :].strip()  # "...上调至“买入”。分析师声明": a heading run on
+        section = section or _DISCLAIMER_SECTION_RE.match(line.strip()) is not None
+        section = section or (tail != line.strip() and _DISCLAIMER_SECTION_RE.match(tail) is not None)
+        plate.append(section or _DISCLAIMER_RE.search(line) is not None)
+    after_plate = after is not None and _DISCLAIMER_RE.search(after) is not None
+    return soft_breaks(lines, _can_continue, _opens_unit, plate, after, after_plate)
 
 
 def _units(text: str, front_end: int = 0, pages: Sequence[int] = ()) -> list[tuple[int, int, str, str]]:
@@ -619,7 +640,7 @@ def _front_matter_end(text: str) -> int:
 # line of the company and its code only (`_CODE_LINE_RE`). A sentence before it that cannot be the title
 # means the text has begun: no title.
 TITLE_SEARCH = 3
-_TITLE_LOOK = 20  # units looked at in all, those passed over included (a PDF's sidebar may come first)
+_TITLE_LOOK = 40  # units looked at in all, those passed over included (a PDF's sidebar may come first)
 _TITLE_WEIGHT = (6.0, 80.0)
 _TITLE_MARKUP = "#*_ \t"
 # A line naming the broker's report series anywhere ("电子 | 证券研究报告 — 公司点评", "Asia Pacific Equity
@@ -668,6 +689,17 @@ _CODE_LINE_RE = re.compile(
 )
 _CODE_PREFIX_RE = re.compile(rf"^{_COMPANY_CODE}\s*[:：]\s*(?=\S)")
 _CODE_START_RE = re.compile(rf"^{_COMPANY_CODE}")
+# A sidebar's market data and chart labels ("总股本 7.09亿股", "52周区间 61.20-195.80元", "主要股东:联想控股
+# (31.5%)", "52-week range: US$13.05-28.90", "股价相对走势", "Share price performance"): never the title.
+_SIDEBAR_DATUM_RE = re.compile(
+    rf"^(?:{MARKET_DATA_KEYS})(?:[^:：。!?,，]{{0,12}}[:：]\s*[^。!?:：]{{1,40}}|"
+    r"[^:：。!?\s,，]{0,12}(?:\s*(?:[^。!?:：,，]|,(?=\d)){0,30}\d(?:[^。!?:：,，]|,(?=\d)){0,20}|"
+    r"\s*[^。!?:：,，\s]{1,8}))$|"
+    r"^(?:(?:股价|行业指数|指数|市场)?(?:相对)?(?:走势|表现)(?:图|比较|对比)?|"
+    r"(?:Share|Stock|Relative)?\s*price\s+performance|Price\s+chart)$|"
+    r"^(?:(?:[A-Z][a-z]{2}[-/ ]?\d{2}|\d{4}[-/]\d{1,2}|\d{4}年\d{1,2}月)\s*){2,}$",  # a chart's axis
+    re.IGNORECASE,
+)
 _NOT_A_TITLE_RE = re.compile(
     r"^(?:[\s|｜/·•\-—_]*(?:研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"
     r"(?:公司|行业)(?:点评|深度|报告|周报|月报|专题|简评|快评)|点评报告|深度报告|首次覆盖|跟踪报告|"
@@ -706,6 +738,16 @@ def without_company_code(text: str) -> str:
     return _CODE_PREFIX_RE.sub("", text, count=1)
 
 
+_PAIRS = (("“", "”"), ("(", ")"), ("《", "》"), ("「", "」"))
+
+
+def _closes_next(line: str, nxt: str) -> bool:
+    """Whether `line` leaves a quote or bracket open that the short line `nxt` closes."""
+    return len(nxt) <= 40 and any(
+        line.count(a) > line.count(b) and b in nxt and nxt.count(a) < nxt.count(b) for a, b in _PAIRS
+    )
+
+
 def _is_label_path(unit: str) -> bool:
     """A line of short labels set apart by "|" ("Equity Research | 15 September 2025", "行业研究 | 2025年9月
     15日"): a page header, not a statement."""
@@ -724,6 +766,7 @@ def _passed_over(core: str, kind: str) -> bool:
     return bool(
         kind not in ("sentence", "heading")  # a header field, a contact line
         or _NOT_A_TITLE_RE.match(core)
+        or _SIDEBAR_DATUM_RE.match(core)
         or _FURNITURE_RE.search(core)
         or _CODE_LINE_RE.match(core)
         or _BROKER_RE.match(core)
@@ -772,6 +815,8 @@ def _find_title(text: str, units: list[tuple[int, int, str]]) -> tuple[int, int,
             end = max(end, _line_end(text, units[last][1] - 1))
             if last + 1 < len(units) and units[last + 1][0] < end:
                 last += 1
+            elif _closes_next(text[line_start:end], text[end + 1 : _line_end(text, end + 1)]):
+                end = _line_end(text, end + 1)  # a title cut inside its quotes: "从“能用”到“好" / "用”,..."
             else:
                 break
         line = text[line_start:end]

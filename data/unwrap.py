@@ -18,6 +18,7 @@ markdown heading, a figure caption or source line, a table row).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Sequence
 
@@ -60,20 +61,21 @@ def soft_breaks(
     lines: Sequence[str],
     can_continue: Callable[[str], bool],
     opens_unit: Callable[[str], bool],
-    boilerplate: Callable[[str], bool] = lambda line: False,
+    boilerplate: Sequence[bool] | None = None,
     after: str | None = None,
+    after_boilerplate: bool = False,
 ) -> set[int]:
     """Indices i such that the break after `lines[i]` is hard wrapping (join `lines[i]` and `lines[i+1]`).
 
     `lines` are the lines of normalised text. The splitter says what its units look like: only a line for
     which `can_continue` is true (it does not end a sentence, it is not a table row) runs on into the next,
     and never into one for which `opens_unit` is true (a bullet, a heading, a caption, a table row). Lines
-    for which `boilerplate` is true (a disclaimer pasted as whole paragraphs after a wrapped report) do not
+    whose `boilerplate` flag is true (a disclaimer pasted as whole paragraphs after a wrapped report) do not
     count in the widths that say whether the document is wrapped. `after`: the line that follows `lines`
     (the next page's first), which the last of them may run into (index `len(lines) - 1`); it counts in no
-    width."""
+    width (`after_boilerplate`: its flag)."""
     widths = [display_width(line) for line in lines]
-    plate = [boilerplate(line) for line in lines]
+    plate = list(boilerplate) if boilerplate is not None else [False] * len(lines)
     counted = [(w, line) for w, line, p in zip(widths, lines, plate, strict=True) if w and not p]
     present = sorted(w for w, _ in counted)
     if len(present) < MIN_LINES:
@@ -100,7 +102,7 @@ def soft_breaks(
     ):
         return set()
     if after is not None:
-        lines, widths, plate = [*lines, after], [*widths, display_width(after)], [*plate, boilerplate(after)]
+        lines, widths, plate = [*lines, after], [*widths, display_width(after)], [*plate, after_boilerplate]
     return {
         i
         for i in range(len(lines) - 1)
@@ -113,14 +115,32 @@ def soft_breaks(
     }
 
 
+# An English word hyphenated at the column ("track-" / "ing ahead") is one word when the word without the
+# hyphen is common (wordfreq's Zipf frequency); a compound keeps its hyphen ("fleet-" / "scale",
+# "in-" / "house", "Non-" / "GAAP").
+_WORD_ZIPF = 3.0
+_HYPHENATED_RE = re.compile(r"(?<![A-Za-z-])([A-Za-z]*[a-z])-$")
+_WORD_START_RE = re.compile(r"^[a-z]+")
+
+
+def soft_hyphen(left: str, right: str) -> bool:
+    """Whether `left` ends with a hyphen the typesetter added to cut a word that `right` finishes."""
+    m, n = _HYPHENATED_RE.search(left), _WORD_START_RE.match(right)
+    if m is None or n is None:
+        return False
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(m.group(1) + n.group(0), "en") >= _WORD_ZIPF
+
+
 def joiner(left: str, right: str) -> str:
     """What replaces a wrapped line break: nothing next to Chinese, after a hyphen or an opening bracket or
     before closing punctuation, or inside a figure that follows Chinese, else a space."""
     a, b = left[-1], right[0]
     if a in "-([{/" or b in ",.;:!?)]}%":
         return ""
-    if (a.isdigit() or a == ".") and b.isdigit():  # a figure cut at the column ("超过1" / "10%", "增长3." /
-        # "5%", "。202" / "5年"), in Chinese text: Chinese before the figure or right after it
+    if (a.isdigit() or a in ".,") and b.isdigit():  # a figure cut at the column ("超过1" / "10%", "增长3." /
+        # "5%", "约为1," / "234.56亿元", "。202" / "5年"), in Chinese text: Chinese before or right after it
         before = left.rstrip("0123456789.,")[-1:]
         after = right.lstrip("0123456789.,%")[:1]
         chinese = any(ch and CJK_RE.match(ch) for ch in (before, after))

@@ -18,7 +18,7 @@ EXPECTED: dict[str, dict] = json.loads((REPORTS / "expected.json").read_text(enc
 
 def test_every_report_has_expectations_and_every_expectation_a_report():
     files = {str(p.relative_to(REPORTS)) for p in REPORTS.glob("*/*") if p.suffix in (".txt", ".md", ".pdf")}
-    assert files == set(EXPECTED) and len(files) == 40
+    assert files == set(EXPECTED) and len(files) == 50
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -26,7 +26,9 @@ def test_title_fields_and_whole_sentences(name):
     want = EXPECTED[name]
     summary, units = summary_of(read_report(REPORTS / name).text)
     assert (summary["title"] or {}).get("text") == want["title"]
-    assert {k: v["value"] for k, v in summary["fields"].items()} == want["fields"]
+    fields = {k: v["value"] for k, v in summary["fields"].items()}
+    assert fields == want["fields"]
+    assert fields != want.get("fields_not_yet"), "a known gap is closed: move `fields_not_yet` to `fields`"
     sentences = {u["text_normalized"] for u in units if u["kind"] == "sentence"}
     assert set(want.get("whole", [])) <= sentences
     assert not set(want.get("whole_not_yet", [])) & sentences, "a known gap is closed: move it to `whole`"

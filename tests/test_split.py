@@ -600,3 +600,78 @@ def test_a_page_of_a_few_headlines_is_not_unwrapped_on_its_own():
     ]
     alone = len(segment(page).sentences)
     assert len(segment(page + "\f" + "\n".join(heads)).sentences) == alone + len(heads)
+
+
+def test_a_sidebars_market_data_chart_labels_and_analysts_are_passed_over_for_the_title():
+    sidebar = [
+        "强烈推荐（维持）",
+        "总股本 7.09亿股",
+        "52周区间 61.20-195.80元",
+        "主要股东 浪潮集团",
+        "股价相对走势",
+        "Nov-25 May-26 Nov-26",
+        "研究助理 顾安然",
+        "Daniel Koh, CFA",
+        "證監會中央編號：BQK218",
+        "敬请阅读末页的重要说明 1",
+    ]
+    seg = segment(
+        "\n".join(
+            [
+                *sidebar,
+                "浪潮信息(000977.SZ)",
+                "AI服务器订单饱满，液冷整机柜放量在即",
+                "公司三季度收入超预期。",
+            ]
+        )
+    )
+    assert seg.title is not None and seg.title.text == "AI服务器订单饱满，液冷整机柜放量在即"
+    kinds = {s.text: s.kind for s in seg.sentences}
+    assert kinds["强烈推荐(维持)"] == "field" and kinds["敬请阅读末页的重要说明 1"] == "disclaimer"
+    assert [kinds[k] for k in ("研究助理顾安然", "Daniel Koh, CFA", "证监会中央编号:BQK218")] == [
+        "contact"
+    ] * 3
+    assert (
+        "ROE持续改善，估值修复空间较大"
+        == segment("ROE持续改善，估值修复空间较大\n公司业绩超预期。").title.text
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "fields"),
+    [
+        ("强烈推荐（维持）", [("rating", "强烈推荐(维持)")]),  # a sidebar's rating without its key
+        ("Overweight (maintained)", [("rating", "Overweight (maintained)")]),
+        ("买入", []),  # a bare level: a table's cell as often as a rating
+        # Market data that are no field end the fields before them.
+        (
+            "总市值：898.7亿元 总股本：14.63亿股 报告日期：2026年11月20日",
+            [("market_value", "898.7亿元"), ("date", "2026年11月20日")],
+        ),
+    ],
+)
+def test_a_rating_with_its_action_is_a_field_and_market_data_end_a_field(line, fields):
+    assert field_values(normalize_text(line)) == fields
+
+
+def test_header_lines_at_the_column_width_do_not_run_into_each_other_or_the_body():
+    """A two-column PDF's header lines are as wide as its column: a line of fields or an analyst's line
+    does not run on, and a title cut inside its quotes is one title."""
+    body = [
+        "国内智算服务器龙头，深度受益国产算力集群建设。公司是国内高",
+        "性能计算与智算服务器的龙头厂商，2025年智算相关收入占比已提",
+        "升至58.6%，在国产AI芯片服务器市场的份额约为31.4%，位居行业",
+        "第一。我们预计公司液冷业务收入将达到42.35亿元，同比增长86",
+    ] * 3
+    header = [
+        "国产算力芯片行业深度：从“能用”到“好",
+        "用”，生态拐点渐近",
+        "投资评级：谨慎推荐（首次） 目标价：78.00元 当前股价：61.42",
+        "总市值：898.7亿元 总股本：14.63亿股 报告日期：2026年11月2",
+        "分析师：沈嘉言  执业证书编号：S0190519100003  shenjy@bc.com",
+    ]
+    seg = segment("\n".join([*header, *body, "%。"]))
+    assert seg.title is not None and seg.title.text == "国产算力芯片行业深度：从“能用”到“好用”，生态拐点渐近"
+    kinds = [(s.kind, s.text[:4]) for s in seg.sentences[seg.title.units :]]
+    assert kinds[:3] == [("field", "投资评级"), ("field", "总市值:"), ("contact", "分析师:")]
+    assert seg.sentences[seg.title.units + 3].text == "国内智算服务器龙头,深度受益国产算力集群建设。"

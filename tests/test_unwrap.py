@@ -243,7 +243,43 @@ def test_running_headers_and_footers_are_dropped_and_nothing_else():
     assert out[0].split("\n")[:2] == [f"{header} 2025年10月1日", "第1部分的开头7。"]
     assert out[1].split("\n")[0] == "第2部分的开头14。"
     assert out[2].split("\n")[-2:] == ["第3部分的结尾。", "仅此一页的脚注。"]
-    assert strip_running_lines(pages[:2]) == pages[:2]  # two pages: too few to tell furniture
+    # Two pages: a line at the edge of both is furniture too; one page tells nothing.
+    assert strip_running_lines(pages[:2])[1].split("\n") == ["第2部分的开头14。", *body, "第2部分的结尾。"]
+    assert strip_running_lines(pages[:1]) == pages[:1]
+
+
+def test_a_watermark_anywhere_on_most_pages_is_dropped_and_the_sentence_it_cut_runs_on(tmp_path):
+    """A reader's copy stamped "仅供...内部使用 <name> <time>" gets the stamp in the middle of the text layer,
+    inside a sentence too; a line that repeats on most pages without naming a licensee stays."""
+    mark = "仅供鹭岛基金研究部内部使用 李明远 2026-11-28 09:41"
+    pages = [
+        f"第{n}页正文开头。\n{mark}\n第{n}页正文。\n第{n}页正文第二段。\n资料来源:Wind,海川证券研究所\n第{n}页"
+        f"正文第三段。\n第{n}页正文第四段。\n{mark}\n第{n}页正文结尾。"
+        for n in range(1, 4)
+    ]
+    out = strip_running_lines(pages)
+    assert all(mark not in page for page in out)
+    assert all(page.count("资料来源:Wind,海川证券研究所") == 1 for page in out)
+    assert strip_running_lines([pages[0]]) == [pages[0]]  # one page: no watermark to tell
+
+
+def test_an_english_word_hyphenated_at_the_column_is_one_word_and_a_compound_keeps_its_hyphen():
+    from fintag.data.unwrap import soft_hyphen
+
+    assert soft_hyphen("ADAS lidar volumes are track-", "ing ahead of our forecasts")
+    assert soft_hyphen("Hesai's in-house semiconduc-", "tor design has cut")
+    assert not soft_hyphen("moved from pilot orders to fleet-", "scale contracts")
+    assert not soft_hyphen("gross margin reached 44.7%. Non-", "GAAP net income was")
+    assert not soft_hyphen("a so-called in-", "house design")
+    assert not soft_hyphen("国产替代-", "ing")  # no English word before it
+    lines = [
+        "We upgrade Hesai to BUY and raise our target price to US$34.00 from US$22.50 as robotaxi",
+        "operators have moved from pilot orders to fleet-scale contracts, ADAS lidar volumes are track-",
+        "ing ahead of our forecasts, and gross margin has held up despite aggressive price cuts by the",
+        "domestic competitors in the second half of the year, in our view, which supports the upgrade.",
+    ] * 3
+    (unit, *_) = segment("\n".join(lines)).sentences
+    assert "are tracking ahead" in unit.text and "fleet-scale" in unit.text
 
 
 def test_a_figure_cut_after_its_decimal_point_is_joined_whole():
