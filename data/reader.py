@@ -34,6 +34,7 @@ _UNSUPPORTED_FIXES = {
     ".mht": "save the page as HTML (.html) instead of a web archive",
     ".mhtml": "save the page as HTML (.html) instead of a web archive",
 }
+_HTML_START_RE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<(?:!doctype\s+html|html[\s>])", re.IGNORECASE)
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a Word 97-2003 file, or an encrypted Office file
 MAX_FILE_BYTES = 200 * 1024 * 1024
 # Chinese legacy encodings tried when a file is not UTF-8, most specific first. Big5 is read as cp950,
@@ -320,7 +321,9 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
         text, encoding = _read_pdf(data, path), "pdf"
     elif Path(name).suffix.lower() in DOCX_SUFFIXES:
         text, encoding = _read_docx(data, path), "docx"
-    elif Path(name).suffix.lower() in HTML_SUFFIXES:
+    elif Path(name).suffix.lower() in HTML_SUFFIXES or _HTML_START_RE.match(data[:64]):
+        if Path(name).suffix.lower() not in HTML_SUFFIXES:  # a page saved as .txt, or piped in by curl
+            logger.warning("%s: the content is a web page (it starts with <html>); read as HTML", name)
         markup, encoding = _decode_html(data, path)
         text = html_to_text(markup)
     else:

@@ -62,6 +62,14 @@ def test_a_web_page_in_gbk_is_decoded_by_its_declared_charset_and_summarised(tmp
     assert not any("35,810" in s for s in sentences)
 
 
+def test_a_web_page_piped_in_or_saved_as_text_is_read_as_a_page(caplog):
+    report = read_report_bytes(PAGE.replace("gb2312", "utf-8").encode(), "<stdin>")
+    assert report.text.startswith("中际旭创(300308)") and "<p>" not in report.text
+    assert "read as HTML" in caplog.text
+    plain = read_report_bytes("<公司点评> 维持买入评级。".encode(), "note.txt")  # text that opens with "<"
+    assert plain.text == "<公司点评> 维持买入评级。"
+
+
 @pytest.mark.parametrize(
     ("head", "charset"),
     [
