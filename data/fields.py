@@ -59,7 +59,8 @@ FIELD_KEY_RE = re.compile(
 # with its unit ("168.00元", "US$14.50", "3,452亿元", "2025年11月10日"); "买入最新" is not one.
 _WHOLE_VALUE_RE = re.compile(
     rf"(?:(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|[\u4e00-\u9fff]{{2,4}})(?:\s*\([^()]{{1,12}}\))?|"
-    r"[^:：]{0,12}\d(?:[\d.,%]|\s?(?:元|港元|美元|亿元|万元|亿|倍|日|bn|mn|m|HK\$|US\$))*(?:\s*\([^()]{1,24}\))?)",
+    r"[^:：]{0,12}\d(?:[\d.,%/~-]|\s?(?:元|港元|美元|亿元|万元|亿|万|股|倍|日|bn|mn|m|x|HK\$|US\$))*"
+    r"(?:\s*\([^()]{1,24}\))?)",
     re.IGNORECASE,
 )
 # A rating key and its value with nothing between them: the normaliser joins "投资评级 增持(首次)" into
@@ -71,9 +72,11 @@ _FIELD_JOINED_RE = re.compile(
     r"(?:\s*[(（][^()（）]{1,8}[)）])?)[*_]*$",
     re.IGNORECASE,
 )
-# A rating level with its action in brackets, alone on its line: the rating, its key left out.
+# A rating level with its action in brackets, alone on its line: the company's rating, its key left out (an
+# industry's levels, "强于大市(维持)", say nothing of whose rating it is without their key).
+_INDUSTRY_ONLY = rf"(?:{INDUSTRY_LEVELS}|看好|看淡|超配|标配|低配)"
 _RATING_ACTION_RE = re.compile(
-    rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS})(?:-[A-Z])?\s*\((?:维持|首次|首次覆盖|上调|下调|调高|调低|"
+    rf"(?!{_INDUSTRY_ONLY})(?:{RATING_LEVELS})(?:-[A-Z])?\s*\((?:维持|首次|首次覆盖|上调|下调|调高|调低|"
     r"maintained?|initiated?|upgraded?|downgraded?|首次评级|维持评级|上调评级|下调评级)\)",
     re.IGNORECASE,
 )
@@ -91,7 +94,7 @@ _ANY_KEY_RE = re.compile(
     re.IGNORECASE,
 )
 _RATING_CELL_RE = re.compile(
-    rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|{TW_HK_LEVELS})(?:\s*\([^()]{{1,8}}\))?", re.IGNORECASE
+    rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|{TW_HK_LEVELS})(?:-[A-Z])?(?:\s*\([^()]{{1,8}}\))?", re.IGNORECASE
 )
 # A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
 DATE_PATTERN = (
@@ -146,16 +149,30 @@ def field_values(unit: str) -> list[tuple[str, str]]:
                 starts.append((m.start(), m.group("field") is not None))
         ends = [a for a, _ in starts[1:]] + [len(unit)]
         pieces = [(unit[a:b].strip(" *_|｜【["), known) for (a, known), b in zip(starts, ends, strict=True)]
-        found = [(_field_value(p), p is not pieces[-1][0]) for p, known in pieces if known]
+        found = [_field_value(p) if known else _market_datum(p) for p, known in pieces]
         if (
             len(pieces) > 1
-            and found
-            and all(f for f, _ in found)
-            and all(_WHOLE_VALUE_RE.fullmatch(f[1]) for f, cut in found if f is not None and cut)
+            and any(known for _, known in pieces)
+            and all(found)
+            and all(_WHOLE_VALUE_RE.fullmatch(f[1]) for f in found[:-1] if f is not None)
         ):
-            return [f for f, _ in found if f is not None]
+            return [f for f, (_, known) in zip(found, pieces, strict=True) if known and f is not None]
     one = _field_value(unit)
     return [one] if one else []
+
+
+def whole_fields(line: str) -> bool:
+    """Whether `line` is a header line of fields each of whose values ends whole ("投资评级:谨慎推荐(首次)
+    目标价:78.00元"): a line that ends there, not the start of a paragraph wrapped after its key
+    ("投资建议:我们预计公司2025-2027年归母净利润分别为25.6/")."""
+    found = field_values(line)
+    return bool(found) and all(_WHOLE_VALUE_RE.fullmatch(value) for _, value in found)
+
+
+def _market_datum(piece: str) -> tuple[str, str] | None:
+    """(key, value) of a piece of market data on a line of fields ("总股本:14.63亿股"), or None."""
+    m = _MARKET_DATA_KEY_RE.match(piece)
+    return None if m is None else ("", piece[m.end() :].strip())
 
 
 def _key_value_cells(row: str) -> list[tuple[str, str]]:
@@ -164,13 +181,19 @@ def _key_value_cells(row: str) -> list[tuple[str, str]]:
     cells = [c.strip("*_ ") for c in PIPE_RE.split(row.strip(" |｜"))]
     if len(cells) % 2 or not all(cells):
         return []
-    keys = [k.rstrip(":：") + ":" for k in cells[::2]]
-    if not all(FIELD_KEY_RE.fullmatch(k) for k in keys) or any(
-        FIELD_KEY_RE.fullmatch(v + ":") for v in cells[1::2]
-    ):
-        return []  # a row of keys only is a table's header
-    found = [_field_value(k + v) for k, v in zip(keys, cells[1::2], strict=True)]
-    return [f for f in found if f is not None] if all(found) else []
+    found: list[tuple[str, str]] = []
+    for key, value in zip(cells[::2], cells[1::2], strict=True):
+        key = key.rstrip(":：") + ":"
+        if _MARKET_DATA_KEY_RE.fullmatch(key):  # "| 52周区间 | 58.20-139.90元 |": no field, a value
+            if not _WHOLE_VALUE_RE.fullmatch(value):
+                return []
+            continue
+        field = _field_value(key + value) if FIELD_KEY_RE.fullmatch(key) else None
+        # A rating's value is a level: "| 投资评级 | 说明 |" is a table's header, not a rating.
+        if field is None or (field[0] in RATING_FIELD_KEYS and not _RATING_CELL_RE.fullmatch(value)):
+            return []
+        found.append(field)
+    return found
 
 
 def _rating_cell(cell: str) -> tuple[str, str] | None:

@@ -17,6 +17,7 @@ import io
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ _CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)
 _CHARSET_LOOK = 4096
 # Chinese pages declare GB2312 or GBK and are written in their superset; Big5 pages in Windows' Big5.
 _CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "big5": "cp950"}
+_WESTERN = ("iso8859-1", "cp1252", "ascii")
 
 
 def declared_charset(data: bytes) -> str | None:
@@ -56,18 +58,29 @@ def declared_charset(data: bytes) -> str | None:
     name = m.group(1).decode("ascii", "replace").lower()
     name = _CHARSET_ALIASES.get(name, name)
     try:
-        return codecs.lookup(name).name
+        codec = codecs.lookup(name).name
     except LookupError:
         return None
+    if codec.startswith("utf-16") or codec.startswith("utf-32"):
+        return "utf-8"  # a page that says UTF-16 in ASCII is not UTF-16: browsers read it as UTF-8
+    if codec in _WESTERN:  # a Chinese page left with an editor's default: UTF-8 when its bytes are UTF-8
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return codec
+        return "utf-8"
+    return codec
 
 
 def html_to_text(html: str) -> str:
     """The text of an HTML page, one block (paragraph, heading, list item, table row) a line."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(html, "html.parser")
+    soup = BeautifulSoup(html, "lxml")  # closes what a page may leave open (<p>, <li>, <td>) as browsers do
     lines: list[str] = []
-    _html_block(soup, lines, [])
+    line: list[str] = []
+    _html_block(soup, lines, line)
+    _flush(lines, line)  # text outside any block ("<div>...</div>第二段。", a page of plain text)
     return "\n".join(lines)
 
 
@@ -100,9 +113,7 @@ def _html_block(node, lines: list[str], line: list[str]) -> None:
             _flush(lines, line)
         elif name == "tr":
             _flush(lines, line)
-            row = _row_line([_cell_text(c) for c in child.find_all(["td", "th"], recursive=False)])
-            if row:
-                lines.append(row)
+            lines.extend(_row_lines([_cell_lines(c) for c in child.find_all(["td", "th"], recursive=False)]))
         elif name == "pre":
             _flush(lines, line)
             lines.extend(s.strip() for s in child.get_text().split("\n") if s.strip())
@@ -123,20 +134,24 @@ def _html_block(node, lines: list[str], line: list[str]) -> None:
             _html_block(child, lines, line)
 
 
-def _cell_text(cell) -> str:
-    """A table cell's text on one line (its paragraphs, or a nested table's rows, apart by spaces)."""
+def _cell_lines(cell) -> list[str]:
+    """A table cell's lines (its paragraphs, a nested table's rows)."""
     lines: list[str] = []
     line: list[str] = []
     _html_block(cell, lines, line)
     _flush(lines, line)
-    return " ".join(lines)
+    return lines
 
 
-def _row_line(cells: list[str]) -> str:
-    """A table row as a markdown row ("| 投资评级 | 买入(维持) |": `fintag.data.fields` reads a row of keys
-    and values as header fields, the splitter any other row as a table row); "" for a row with no text."""
-    cells = [c.replace("|", "/") for c in cells if c]
-    return "| " + " | ".join(cells) + " |" if cells else ""
+def _row_lines(cells: list[list[str]]) -> list[str]:
+    """A table row's lines: one markdown row when each cell holds a line at most ("| 投资评级 | 买入(维持) |":
+    `fintag.data.fields` reads a row of keys and values as header fields, the splitter any other row as a
+    table row), or each cell's lines in turn when one holds several, as a page or a Word template laid out
+    in a table does (the body in one cell, the sidebar in the next)."""
+    if any(len(c) > 1 for c in cells):
+        return [line for c in cells for line in c]
+    texts = [c[0].replace("|", "/") for c in cells if c]
+    return ["| " + " | ".join(texts) + " |"] if texts else []
 
 
 def docx_to_text(data: bytes) -> str:
@@ -146,15 +161,29 @@ def docx_to_text(data: bytes) -> str:
     from docx.enum.style import WD_STYLE_TYPE
 
     doc = Document(io.BytesIO(data))
-    listed = set()  # paragraph styles that number or bullet their paragraphs ("List Bullet"), or inherit it
+    listed, headings = set(), set()  # paragraph styles that bullet or number their paragraphs ("List
+    # Bullet", or inherit it), and headings, which their numbering ("1.1 ...") leaves headings
     for style in doc.styles:
-        if style.type == WD_STYLE_TYPE.PARAGRAPH:
-            s = style
-            while s is not None and (s.element.pPr is None or s.element.pPr.numPr is None):
-                s = s.base_style
-            if s is not None:
-                listed.add(style.style_id)
-    return "\n".join(line for line in _docx_lines(doc.element.body, frozenset(listed)) if line)
+        if style.type != WD_STYLE_TYPE.PARAGRAPH:
+            continue
+        s = style
+        while s is not None and (s.element.pPr is None or s.element.pPr.numPr is None):
+            s = s.base_style
+        ppr = style.element.pPr
+        if (style.name or "").lower().startswith(("heading", "title")) or (
+            ppr is not None and ppr.find(_qn("w:outlineLvl")) is not None
+        ):
+            headings.add(style.style_id)
+        elif s is not None:
+            listed.add(style.style_id)
+    styles = _Styles(frozenset(listed), frozenset(headings))
+    return "\n".join(line for line in _docx_lines(doc.element.body, styles) if line)
+
+
+@dataclass(frozen=True)
+class _Styles:
+    listed: frozenset[str]
+    headings: frozenset[str]
 
 
 def _qn(tag: str) -> str:
@@ -163,35 +192,32 @@ def _qn(tag: str) -> str:
     return qn(tag)
 
 
-def _docx_lines(body, listed: frozenset[str]) -> Iterator[str]:
+def _docx_lines(body, styles: _Styles) -> Iterator[str]:
     for el in body.iterchildren():
         if el.tag == _qn("w:p"):
             for box in _text_boxes(el):
-                yield from _docx_lines(box, listed)
+                yield from _docx_lines(box, styles)
             text = _SPACE_RE.sub(" ", _paragraph_text(el)).strip()
             if text:
-                yield ("- " if _is_list_item(el, listed) else "") + text
+                yield ("- " if _is_list_item(el, styles) else "") + text
         elif el.tag == _qn("w:tbl"):
             for row in el.iterchildren(_qn("w:tr")):
-                cells = [
-                    _SPACE_RE.sub(" ", " ".join(_paragraph_text(p) for p in tc.iter(_qn("w:p")))).strip()
-                    for tc in row.iterchildren(_qn("w:tc"))
-                ]
-                yield _row_line(cells)
+                yield from _row_lines([list(_docx_lines(tc, styles)) for tc in row.iterchildren(_qn("w:tc"))])
         elif el.tag == _qn("w:sdt"):  # a content control (a cover page, a table of contents)
             content = el.find(_qn("w:sdtContent"))
             if content is not None:
-                yield from _docx_lines(content, listed)
+                yield from _docx_lines(content, styles)
 
 
 def _paragraph_text(p) -> str:
     """A paragraph's own text: its runs (in hyperlinks and fields too), tabs and breaks as spaces, but not
     the text of the text boxes anchored in it."""
     out: list[str] = []
-    for el in p.iter(_qn("w:t"), _qn("w:tab"), _qn("w:br"), _qn("w:cr")):
+    special = {_qn("w:noBreakHyphen"): "-", _qn("w:softHyphen"): ""}  # "Non‑GAAP", "2025‑2027E"
+    for el in p.iter(_qn("w:t"), _qn("w:tab"), _qn("w:br"), _qn("w:cr"), *special):
         if _in_text_box(el, p):
             continue
-        out.append((el.text or "") if el.tag == _qn("w:t") else " ")
+        out.append((el.text or "") if el.tag == _qn("w:t") else special.get(el.tag, " "))
     return "".join(out)
 
 
@@ -221,10 +247,17 @@ def _text_boxes(p) -> list:
     return boxes
 
 
-def _is_list_item(p, listed: frozenset[str]) -> bool:
-    """Whether paragraph `p` is a list's item: numbered itself, or in a style of `listed`."""
+def _is_list_item(p, styles: _Styles) -> bool:
+    """Whether paragraph `p` is a list's item: numbered itself or by its style, and not a heading."""
     ppr = p.find(_qn("w:pPr"))
     if ppr is None:
         return False
     style = ppr.find(_qn("w:pStyle"))
-    return ppr.find(_qn("w:numPr")) is not None or (style is not None and style.get(_qn("w:val")) in listed)
+    style_id = style.get(_qn("w:val")) if style is not None else None
+    if style_id in styles.headings or ppr.find(_qn("w:outlineLvl")) is not None:
+        return False
+    num = ppr.find(_qn("w:numPr"))
+    if num is not None:  # numbering turned off on the paragraph: numId 0
+        num_id = num.find(_qn("w:numId"))
+        return num_id is None or num_id.get(_qn("w:val")) != "0"
+    return style_id in styles.listed

@@ -80,16 +80,25 @@ def pages_of_text(text: str) -> list[str] | None:
 # layer puts anywhere on the page, in the middle of a sentence too: the same line on most pages, naming
 # whom the copy is for.
 _WATERMARK_RE = re.compile(
-    r"仅供|内部使用|仅限|专用|下载|授权|For\s+(?:internal|the\s+exclusive)\s+use|Confidential|Prepared\s+for",
+    r"仅供|内部使用|仅限|机构专用|专用版|下载|授权给?\S{2,20}使用|For\s+(?:internal|the\s+exclusive)\s+use|"
+    r"Confidential|Prepared\s+for",
     re.IGNORECASE,
 )
+_WATERMARK_MAX = 80  # characters: a stamp is one short line, never a table's row
 
 
 def _watermarks(split: list[list[str]]) -> set[str]:
     """Keys of the watermark lines: on most pages, anywhere, naming whom the copy is for."""
     seen: Counter[str] = Counter()
     for lines in split:
-        seen.update({_key(line) for line in lines if _WATERMARK_RE.search(line) and not ends_sentence(line)})
+        seen.update(
+            _key(line)
+            for line in lines
+            if len(line) <= _WATERMARK_MAX
+            and "|" not in line
+            and _WATERMARK_RE.search(line)
+            and not ends_sentence(line)
+        )
     return {key for key, n in seen.items() if n >= max(2, MIN_SHARE * len(split))}
 
 
@@ -114,7 +123,9 @@ def strip_running_lines(pages: list[str]) -> list[str]:
     dropped = 0
     for n, lines in enumerate(split):
         drop = {i for i in _edges(lines) if _key(lines[i]) in running}
-        if n == 0:  # the first page's header line with a date stays: often the report's only date
+        if n == 0 and len(pages) == 2:  # a two-page report's second header may repeat the first page's title:
+            drop = {i for i in drop if 2 * i >= len(lines)}  # its first page keeps the lines at its top
+        elif n == 0:  # the first page's header line with a date stays: often the report's only date
             drop = {i for i in drop if date_in(lines[i]) is None or i not in _edges(lines, bottom=False)}
         dropped += len(drop)
         out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))

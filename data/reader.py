@@ -325,7 +325,12 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
         if Path(name).suffix.lower() not in HTML_SUFFIXES:  # a page saved as .txt, or piped in by curl
             logger.warning("%s: the content is a web page (it starts with <html>); read as HTML", name)
         markup, encoding = _decode_html(data, path)
-        text = html_to_text(markup)
+        try:
+            text = html_to_text(markup)
+        except RecursionError as exc:
+            raise ReportReadError(
+                path, "the page's elements are nested too deeply to lay out", "save it as text or PDF"
+            ) from exc
     else:
         text, encoding = decode_bytes(data, path)
         # Pages apart by form feeds (pdftotext's output) or ending in numbered footers (text copied out of a

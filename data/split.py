@@ -33,6 +33,7 @@ from fintag.data.fields import (
     date_in,
     field_key,
     field_value,
+    whole_fields,
 )
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
 from fintag.data.unwrap import joiner, soft_breaks, soft_hyphen
@@ -137,7 +138,8 @@ _CONTACT_RE = re.compile(
     r"(?:电话|联系电话|传真|Tel|Fax|TEL|FAX)\s*[:：]|\+86[\d\s-]{6,}|\b\d{3,4}-\d{7,8}\b|"
     r"^(?:证券)?(?:分析师|研究助理|联系人|Analysts?|Contacts?)\s*[:：]\s*\S.{0,40}$|"
     # "研究助理 顾安然": a name after it
-    r"^(?:证券)?(?:分析师|研究助理|联系人)\s*(?!介绍|简介|声明|承诺|团队|观点)[\u4e00-\u9fff]{2,4}$|"
+    r"^(?:证券)?(?:分析师|研究助理|联系人)\s*"
+    r"(?!介绍|简介|声明|承诺|团队|观点|一致|会议|预期|认为|指出|表示|调研|点评|纪要|观点)[\u4e00-\u9fff]{2,3}$|"
     r"^.{0,20}(?:路|街|道)\s*\d+\s*(?:号|弄).{0,30}$",
     re.IGNORECASE,
 )
@@ -179,6 +181,9 @@ _LEGAL = (
     r"(?:股票|行业|公司)?(?:投资)?评[级等](?:说明|标准|体系|定义)|信息披露|证券投资咨询业务的说明|"
     r"Disclaimers?|Disclosures?|Analyst Certification|Ratings? (?:System|Definitions?))"
 )
+_LEGAL_HEADING_RE = re.compile(
+    r"分析师(?:声明|承诺)|免责(?:声明|条款)|(?:投资)?评级说明|(?:法律|重要|特别)声明"
+)  # a legal section's heading run on after a body line's full stop
 _DISCLAIMER_SECTION_RE = re.compile(
     rf"^(#*)\s*[【\[(（]?\s*(?:(?:{_BROKER}|重要|特别|一般|其他|法律|相关|Important|General|Other|Required)?\s*"
     rf"{_LEGAL}(?:\s*(?:及|与|和|、|&|and)\s*{_LEGAL})*|{_BROKER}投资评级)\s*[】\])）]?\s*[:：]?$",
@@ -418,7 +423,7 @@ def _can_continue(line: str) -> bool:
     return (
         not ends_sentence(line)
         and not _is_table_row(line)
-        and field_key(line.strip()) is None
+        and not whole_fields(line.strip())
         and _CONTACT_RE.search(line) is None
     )
 
@@ -441,10 +446,14 @@ def wrapped_breaks(lines: Sequence[str], after: str | None = None) -> set[int]:
     splitter's own idea of where a unit ends and starts (`fintag.data.unwrap`); `after`: the line after
     them (the next page's first), which the last may run into."""
     plate, section = [], False
-    for line in lines:  # a disclaimer's lines, and every line after a legal section's heading
-        tail = line[line.rfind("。") + 1 :].strip()  # "...上调至“买入”。分析师声明": a heading run on
-        section = section or _DISCLAIMER_SECTION_RE.match(line.strip()) is not None
-        section = section or (tail != line.strip() and _DISCLAIMER_SECTION_RE.match(tail) is not None)
+    for i, line in enumerate(lines):  # a disclaimer's lines, and the lines of a legal section at the end
+        if section and line.startswith("#") and not _DISCLAIMER_SECTION_RE.match(line.strip()):
+            section = False  # a markdown heading of the report's own ends it
+        elif not section and 2 * i >= len(lines):  # legal sections close a report
+            tail = line[line.rfind("。") + 1 :].strip()  # "...上调至“买入”。分析师声明": a heading run on
+            section = _DISCLAIMER_SECTION_RE.match(line.strip()) is not None or (
+                tail != line.strip() and _LEGAL_HEADING_RE.fullmatch(tail) is not None
+            )
         plate.append(section or _DISCLAIMER_RE.search(line) is not None)
     after_plate = after is not None and _DISCLAIMER_RE.search(after) is not None
     return soft_breaks(lines, _can_continue, _opens_unit, plate, after, after_plate)
@@ -691,10 +700,11 @@ _CODE_PREFIX_RE = re.compile(rf"^{_COMPANY_CODE}\s*[:：]\s*(?=\S)")
 _CODE_START_RE = re.compile(rf"^{_COMPANY_CODE}")
 # A sidebar's market data and chart labels ("总股本 7.09亿股", "52周区间 61.20-195.80元", "主要股东:联想控股
 # (31.5%)", "52-week range: US$13.05-28.90", "股价相对走势", "Share price performance"): never the title.
+_FIGURE = r"(?:US\$|HK\$|NT\$|RMB|¥|\$)?\s*[-+]?\d[\d.,]*\s*(?:%|x|倍|bn|mn|m|[\u4e00-\u9fff]{1,3})?"
 _SIDEBAR_DATUM_RE = re.compile(
-    rf"^(?:{MARKET_DATA_KEYS})(?:[^:：。!?,，]{{0,12}}[:：]\s*[^。!?:：]{{1,40}}|"
-    r"[^:：。!?\s,，]{0,12}(?:\s*(?:[^。!?:：,，]|,(?=\d)){0,30}\d(?:[^。!?:：,，]|,(?=\d)){0,20}|"
-    r"\s*[^。!?:：,，\s]{1,8}))$|"
+    rf"^(?:{MARKET_DATA_KEYS})[^:：。!?,，\d]{{0,10}}(?:\s*\([^()]{{1,8}}\))?\s*[:：]?\s*"
+    rf"{_FIGURE}(?:\s*[-~–/至]\s*{_FIGURE})?(?:\s*\([^()]{{1,12}}\))?$|"
+    r"^(?:主要股东|大股东|第一大股东|Major\s+shareholders?)\s*[:：]?\s*[^。!?:：,，\s]{2,10}(?:\([^()]{1,10}\))?$|"
     r"^(?:(?:股价|行业指数|指数|市场)?(?:相对)?(?:走势|表现)(?:图|比较|对比)?|"
     r"(?:Share|Stock|Relative)?\s*price\s+performance|Price\s+chart)$|"
     r"^(?:(?:[A-Z][a-z]{2}[-/ ]?\d{2}|\d{4}[-/]\d{1,2}|\d{4}年\d{1,2}月)\s*){2,}$",  # a chart's axis

@@ -116,9 +116,12 @@ def soft_breaks(
 
 
 # An English word hyphenated at the column ("track-" / "ing ahead") is one word when the word without the
-# hyphen is common (wordfreq's Zipf frequency); a compound keeps its hyphen ("fleet-" / "scale",
-# "in-" / "house", "Non-" / "GAAP").
+# hyphen is common (wordfreq's Zipf frequency), unless both halves are common words themselves, as a
+# compound's are ("in-" / "line", "e-" / "commerce", "well-" / "being"; "fleet-" / "scale" is no word
+# joined), or the word joined is a very common one ("be-" / "cause").
 _WORD_ZIPF = 3.0
+_HALF_ZIPF = 4.3
+_VERY_COMMON_ZIPF = 5.0
 _HYPHENATED_RE = re.compile(r"(?<![A-Za-z-])([A-Za-z]*[a-z])-$")
 _WORD_START_RE = re.compile(r"^[a-z]+")
 
@@ -130,7 +133,10 @@ def soft_hyphen(left: str, right: str) -> bool:
         return False
     from wordfreq import zipf_frequency
 
-    return zipf_frequency(m.group(1) + n.group(0), "en") >= _WORD_ZIPF
+    left_word, right_word = m.group(1), n.group(0)
+    joined = zipf_frequency(left_word + right_word, "en")
+    compound = min(zipf_frequency(left_word, "en"), zipf_frequency(right_word, "en")) >= _HALF_ZIPF
+    return joined >= _WORD_ZIPF and (joined >= _VERY_COMMON_ZIPF or not compound)
 
 
 def joiner(left: str, right: str) -> str:

@@ -205,3 +205,74 @@ def test_a_docx_zip_without_a_document_is_refused_and_a_pdf_named_docx_is_read_a
 
     pdf = write_pdf(tmp_path / "x.pdf", ["投资评级:买入(维持)", "公司业绩超预期。"]).read_bytes()
     assert read_report_bytes(pdf, "misnamed.docx").encoding == "pdf"
+
+
+def test_html_that_leaves_its_elements_open_is_read_as_a_browser_shows_it():
+    rows = html_to_text("<table><tr><td>投资评级<td>买入(维持)<tr><td>目标价<td>21.50元</table>")
+    assert rows.split("\n") == ["| 投资评级 | 买入(维持) |", "| 目标价 | 21.50元 |"]
+    many = html_to_text("<body>" + "<p>段落。" * 3000 + "</body>")  # 3,000 unclosed <p>: no recursion
+    assert many.count("\n") == 2999
+    assert html_to_text("<div>第一段。</div>第二段。") == "第一段。\n第二段。"  # text outside any block
+    assert html_to_text("<a href=x>立讯精密(002475):业绩超预期</a>") == "立讯精密(002475):业绩超预期"
+
+
+def test_a_page_nested_too_deeply_is_a_read_error(tmp_path):
+    path = tmp_path / "deep.html"
+    path.write_text("<div>" * 5000 + "公司业绩超预期。" + "</div>" * 5000, encoding="utf-8")
+    try:
+        report = read_report(path)
+    except ReportReadError as exc:
+        assert "nested too deeply" in exc.problem and "save it as text or PDF" in exc.fix
+    else:
+        assert "公司业绩超预期。" in report.text
+
+
+def test_a_layout_table_is_read_cell_by_cell_not_as_one_row():
+    page = (
+        "<table><tr><td><h1>AI服务器订单饱满</h1><p>公司三季度收入超预期。</p><p>维持买入评级。</p></td>"
+        "<td>投资评级:买入(维持)<br>目标价:21.5元</td></tr></table>"
+    )
+    assert html_to_text(page).split("\n") == [
+        "AI服务器订单饱满",
+        "公司三季度收入超预期。",
+        "维持买入评级。",
+        "投资评级:买入(维持)",
+        "目标价:21.5元",
+    ]
+
+    def layout(doc) -> None:
+        cells = doc.add_table(rows=1, cols=2).rows[0].cells
+        cells[0].text = "投资要点"
+        cells[0].add_paragraph("公司发布三季报,收入超预期。")
+        cells[1].text = "投资评级:买入(维持)"
+        cells[1].add_paragraph("目标价:21.5元")
+
+    lines = docx_to_text(_docx(layout)).split("\n")
+    assert lines == ["投资要点", "公司发布三季报,收入超预期。", "投资评级:买入(维持)", "目标价:21.5元"]
+
+
+def test_word_numbering_turned_off_headings_and_non_breaking_hyphens():
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    def build(doc) -> None:
+        p = doc.add_paragraph("不是列表的段落。", style="List Bullet")
+        p._p.get_or_add_pPr().append(parse_xml(f'<w:numPr {nsdecls("w")}><w:numId w:val="0"/></w:numPr>'))
+        doc.add_heading("投资要点", level=1)
+        q = doc.add_paragraph("Non")
+        q._p.append(parse_xml(f"<w:r {nsdecls('w')}><w:noBreakHyphen/><w:t>GAAP净利润2025</w:t></w:r>"))
+        q._p.append(parse_xml(f"<w:r {nsdecls('w')}><w:noBreakHyphen/><w:t>2027E持续增长。</w:t></w:r>"))
+        cell = doc.add_table(rows=1, cols=2).rows[0].cells[0]
+        _add_text_box(cell.paragraphs[0], ["框内文字"])
+
+    lines = docx_to_text(_docx(build)).split("\n")
+    assert lines[:3] == ["不是列表的段落。", "投资要点", "Non-GAAP净利润2025-2027E持续增长。"]
+    assert lines[3] == "| 框内文字 |"  # a text box in a table's cell, once
+
+
+def test_a_page_declaring_a_western_charset_but_written_in_utf8_is_read_as_utf8(tmp_path):
+    path = tmp_path / "p.html"
+    path.write_bytes('<meta charset="iso-8859-1"><p>公司维持买入评级。</p>'.encode())
+    assert read_report(path).text == "公司维持买入评级。"
+    path.write_bytes('<meta charset="utf-16"><p>算力需求持续增长。</p>'.encode())
+    assert read_report(path).text == "算力需求持续增长。"

@@ -675,3 +675,69 @@ def test_header_lines_at_the_column_width_do_not_run_into_each_other_or_the_body
     kinds = [(s.kind, s.text[:4]) for s in seg.sentences[seg.title.units :]]
     assert kinds[:3] == [("field", "投资评级"), ("field", "总市值:"), ("contact", "分析师:")]
     assert seg.sentences[seg.title.units + 3].text == "国内智算服务器龙头,深度受益国产算力集群建设。"
+
+
+def test_a_paragraph_wrapped_after_a_key_runs_on_and_is_no_field():
+    """A first-page column beside a sidebar is narrow: "投资建议:" opens a paragraph wrapped at the column,
+    whose first line alone reads like a field; only a line of fields whose values end whole stops there."""
+    lines = [
+        "公司发布三季报,前三季度实现营收128.6亿元,同比增长",
+        "35.2%,归母净利润21.4亿元,同比增长41.8%,超出我们",
+        "此前预期。数据中心业务收入同比增长62%,占比提升至",
+        "38%,海外客户拓展顺利,北美两家云厂商完成认证并开",
+        "始小批量供货,我们预计明年海外收入占比将超过三成。",
+        "投资建议:我们预计公司2025-2027年归母净利润分别为25.6/",
+        "33.8/42.1亿元,对应PE分别为28/21/17倍,维持买入评",
+        "级。",
+    ]
+    summary, units = summary_of("\n".join(lines))
+    assert "rating" not in summary["fields"]
+    assert any(
+        u["text_normalized"].startswith("投资建议:我们预计")
+        and u["text_normalized"].endswith("维持买入评级。")
+        for u in units
+    )
+
+
+def test_titles_that_start_with_a_market_data_word_are_found():
+    for title in (
+        "ROE拐点已至 盈利能力持续改善",
+        "大股东增持:彰显长期发展信心",
+        "市盈率处于历史低位 配置价值凸显",
+    ):
+        seg = segment(f"{title}\n公司三季度业绩超预期,维持买入评级。")
+        assert seg.title is not None and seg.title.text == title
+
+
+@pytest.mark.parametrize(
+    ("line", "fields"),
+    [
+        ("| 投资评级 | 说明 |", []),  # a rating definitions table's header
+        ("| Rating | Definition |", []),
+        ("| 投资评级 | 买入(维持) | 52周区间 | 58.20-139.90元 |", [("rating", "买入(维持)")]),
+        ("强于大市（维持）", []),  # an industry's level without its key: whose rating is it?
+        ("大股东:控股股东增持彰显信心,评级:维持买入", []),  # market data before a clause: a sentence
+        ("Net debt: falls to RMB2bn by 2026E, Target price: HK$50", []),
+    ],
+)
+def test_what_is_not_a_header_field(line, fields):
+    assert field_values(normalize_text(line)) == fields
+
+
+def test_a_run_on_word_after_a_full_stop_opens_no_legal_section():
+    body = (
+        "公司治理结构持续完善,董事会运作规范,内控体系健全,经营效率提升。信息披露\n"
+        "义务履行到位,投资者关系管理获得交易所好评,我们认为公司治理溢价有望逐步体\n"
+        "现在估值之中,维持买入评级,目标价对应2026年25倍市盈率,上行空间约三成左右\n"
+    ) * 4
+    kinds = {s.kind for s in segment(body).sentences}
+    assert "disclaimer" not in kinds
+    assert any("信息披露义务履行到位" in s.text for s in segment(body).sentences)
+
+
+def test_an_analysts_name_is_a_contact_but_analysts_words_are_not():
+    kinds = {
+        line: segment(line).sentences[0].kind
+        for line in ("研究助理 顾安然", "分析师一致预期", "分析师会议纪要")
+    }
+    assert kinds == {"研究助理 顾安然": "contact", "分析师一致预期": "heading", "分析师会议纪要": "heading"}

@@ -243,8 +243,11 @@ def test_running_headers_and_footers_are_dropped_and_nothing_else():
     assert out[0].split("\n")[:2] == [f"{header} 2025年10月1日", "第1部分的开头7。"]
     assert out[1].split("\n")[0] == "第2部分的开头14。"
     assert out[2].split("\n")[-2:] == ["第3部分的结尾。", "仅此一页的脚注。"]
-    # Two pages: a line at the edge of both is furniture too; one page tells nothing.
-    assert strip_running_lines(pages[:2])[1].split("\n") == ["第2部分的开头14。", *body, "第2部分的结尾。"]
+    # Two pages: a line at the edge of both is furniture too (the first page keeps its top lines: the
+    # second page's header may repeat the title); one page tells nothing.
+    first, second = strip_running_lines(pages[:2])
+    assert second.split("\n") == ["第2部分的开头14。", *body, "第2部分的结尾。"]
+    assert first.split("\n") == [header, "第1部分的开头7。", *body, "第1部分的结尾。"]
     assert strip_running_lines(pages[:1]) == pages[:1]
 
 
@@ -271,6 +274,9 @@ def test_an_english_word_hyphenated_at_the_column_is_one_word_and_a_compound_kee
     assert not soft_hyphen("moved from pilot orders to fleet-", "scale contracts")
     assert not soft_hyphen("gross margin reached 44.7%. Non-", "GAAP net income was")
     assert not soft_hyphen("a so-called in-", "house design")
+    assert soft_hyphen("roughly 22% of revenue, be-", "cause each robotaxi carries")
+    for left, right in (("in-", "line with consensus"), ("e-", "commerce demand"), ("well-", "being")):
+        assert not soft_hyphen("results broadly " + left, right)  # compounds of two common words
     assert not soft_hyphen("国产替代-", "ing")  # no English word before it
     lines = [
         "We upgrade Hesai to BUY and raise our target price to US$34.00 from US$22.50 as robotaxi",
@@ -323,3 +329,19 @@ def test_each_pages_column_is_read_so_a_narrow_first_page_beside_a_sidebar_unwra
     assert whole in [s.text for s in paged]
     flat = segment("\n".join("\n".join(page) for page in pages)).sentences
     assert whole not in [s.text for s in flat]  # one column for the whole text: page 1's lines stay cut
+
+
+def test_a_table_row_that_repeats_is_no_watermark_and_a_two_page_reports_title_stays():
+    row = "| 行业 | 专用设备 | 通用设备 |"
+    pages = [
+        f"第{n}页开头。\n第{n}页一。\n第{n}页二。\n{row}\n第{n}页三。\n第{n}页四。\n第{n}页结尾。"
+        for n in (1, 2)
+    ]
+    assert all(row in page for page in strip_running_lines(pages))
+    header = "中际旭创(300308.SZ)\n1.6T光模块放量,盈利能力再上台阶"
+    pages = [
+        f"{header}\n公司三季度业绩超预期。\n正文第二段。\n正文第三段。",
+        f"{header}\n正文第四段。\n正文第五段。\n正文第六段。",
+    ]
+    first, second = strip_running_lines(pages)
+    assert first.startswith(header) and header not in second
