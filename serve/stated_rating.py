@@ -23,6 +23,7 @@ from fintag.data.taxonomy import PREVIOUS_RATING_WORDS, RATING_WORDS_EN, RATING_
 #      "可比公司...给予买入评级").
 # A previous-rating field ("上次评级:买入", `PREVIOUS_TIER`) is listed in `ratings_stated` but never the
 # stated rating; a field of another key ("目标价:48.5元") states no rating, whatever its labels.
+PEER_TIER = 4  # a sentence naming a previous rating or a peer's
 PREVIOUS_TIER = 5
 _FIELD_TIERS = {"rating": 0, "industry_rating": 1, "previous_rating": PREVIOUS_TIER}
 RATING_FLOOR = 0.5
@@ -109,7 +110,7 @@ def rating_tier(unit: dict[str, Any]) -> int | None:
         return None
     if _ACTION_RE.search(text):
         return 2
-    return 4 if _PREVIOUS_RE.search(text) or _PEER_RE.search(text) else 3
+    return PEER_TIER if _PREVIOUS_RE.search(text) or _PEER_RE.search(text) else 3
 
 
 def _names_picks(text: str) -> bool:

@@ -26,7 +26,14 @@ from fintag.data.split import (
     without_company_code,
 )
 from fintag.data.taxonomy import RATING, SENTIMENT, THEMES
-from fintag.serve.stated_rating import PREVIOUS_TIER, RATING_FLOOR, is_previous, rating_tier, unit_text
+from fintag.serve.stated_rating import (
+    PEER_TIER,
+    PREVIOUS_TIER,
+    RATING_FLOOR,
+    is_previous,
+    rating_tier,
+    unit_text,
+)
 
 EVIDENCE_PER_LABEL = 3
 HEADER_LOOK = 10  # the units of a report's header looked at for a digest's name ("晨会纪要") or a date
@@ -161,11 +168,25 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
         )
         if found:
             fields["date"] = {"value": found[1], "index": found[0]}
-    # The target price of the unit that states the report's rating ("...目标价34.00元,首次覆盖给予增持"), not
-    # a peer's ("We prefer Cambricon, which we rate Buy with a target price of RMB 1,650").
-    price = target_price_in(unit_text(top)) if top and top.get("kind") != "field" else None
-    if "target_price" not in fields and price:
-        fields["target_price"] = {"value": price, "index": rating["evidence"]["index"]}
+    # The target price of the unit that states the report's rating ("...目标价34.00元,首次覆盖给予增持"), or,
+    # when a field or the title states it, of the first sentence that states the same rating as the report's
+    # own (an action or a plain statement: "...对应目标价292.60元,维持“买入”评级"), never a peer's ("We prefer
+    # Cambricon, which we rate Buy with a target price of RMB 1,650").
+    if top and "target_price" not in fields:
+        stating = sorted(
+            (
+                s
+                for s in current
+                if s.get("kind") != "field"
+                and s["rating"]["label"] == top["rating"]["label"]
+                and tiers[id(s)] < PEER_TIER
+            ),
+            key=lambda s: (s is not top, tiers[id(s)], -s["rating"]["score"]),
+        )
+        found = next(((s, p) for s in stating if (p := target_price_in(unit_text(s)))), None)
+        if found:
+            index = next(i for i, u in enumerate(units) if u is found[0])
+            fields["target_price"] = {"value": found[1], "index": index}
     return {
         "title": {"text": title.text, "index": title.index, "units": title.units} if title else None,
         "sentences": len(where),

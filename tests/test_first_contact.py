@@ -791,6 +791,18 @@ def test_the_target_price_of_the_rating_sentence_is_read_when_no_field_gives_one
     )
 
 
+def test_when_a_field_states_the_rating_the_target_price_is_the_rating_sentences():
+    """A sidebar's "买入(维持)" states the report's rating; the target price is in the sentence that states
+    the same rating, not in a peer's with another rating, nor in a previous rating's."""
+    field = _unit("买入(维持)", "field", "buy", 0.97)
+    peer = _unit("可比公司中,我们给予中科曙光“增持”评级,目标价78.00元。", "sentence", "outperform", 0.9)
+    own = _unit("给予公司2027年32倍PE,对应目标价292.60元,维持“买入”评级。", "sentence", "buy", 0.95)
+    summary = summarize([field, peer, own])
+    assert summary["rating"]["label"] == "buy"
+    assert summary["fields"]["target_price"] == {"value": "292.60元", "index": 2}
+    assert "target_price" not in summarize([field, peer])["fields"]
+
+
 def test_a_unit_naming_no_rating_or_another_brokers_rating_states_none():
     """The model may give a rating to the company's name or a price line; a unit that names no rating
     level states none. Another broker's rating, reported, is not the report's: a news piece that quotes
