@@ -489,17 +489,43 @@ def test_resume_of_a_file_an_earlier_fintag_wrote_is_refused(
     assert out.read_bytes() == before
 
 
+def test_a_folder_of_web_pages_and_word_files_is_tagged(tmp_path, tiny_checkpoint_dir, caplog):
+    import io
+
+    from docx import Document
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sentences = [s.strip() + "。" for s in REPORT_SIMPLIFIED.split("。") if s.strip()]
+    page = "<html><meta charset='gbk'><body>" + "".join(f"<p>{s}</p>" for s in sentences)
+    (folder / "a.html").write_bytes((page + "</body></html>").encode("gbk"))
+    doc = Document()
+    for sentence in sentences:
+        doc.add_paragraph(sentence)
+    buffer = io.BytesIO()
+    doc.save(buffer)
+    (folder / "b.docx").write_bytes(buffer.getvalue())
+    caplog.set_level(logging.INFO, logger="fintag")
+    out = tmp_path / "t.jsonl"
+    assert _tag(folder, "--model", tiny_checkpoint_dir, "--out", out) == 0
+    summaries = [
+        r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines()) if r["type"] == "summary"
+    ]
+    assert {r["report_id"]: r["encoding"] for r in summaries} == {"a": "gb18030", "b": "docx"}
+    assert summaries[0]["summary"]["sentences"] == summaries[1]["summary"]["sentences"] > 0
+
+
 def test_files_of_a_folder_that_are_not_reports_are_named(tmp_path, tiny_checkpoint_dir, caplog):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.txt").write_text(REPORT_SIMPLIFIED, encoding="utf-8")
-    (folder / "b.docx").write_bytes(b"PK\x03\x04")
-    (folder / "c.htm").write_text("<p>x</p>", encoding="utf-8")
+    (folder / "b.xlsx").write_bytes(b"PK\x03\x04")
+    (folder / "c.pptx").write_bytes(b"PK\x03\x04")
     (folder / ".DS_Store").write_bytes(b"\x00")
     caplog.set_level(logging.INFO, logger="fintag")
     assert _tag(folder, "--model", tiny_checkpoint_dir, "--out", tmp_path / "t.jsonl") == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("left out 2 file(s)" in w and ".docx" in w and ".htm" in w for w in warnings), warnings
+    assert any("left out 2 file(s)" in w and ".xlsx" in w and ".pptx" in w for w in warnings), warnings
     assert "tagged 1 report(s)" in caplog.records[-1].getMessage()
 
 

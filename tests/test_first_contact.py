@@ -144,7 +144,7 @@ def test_seed_report_non_sentences_get_their_kind():
         ("二、国产替代与算力需求", "heading"),
         ("三、公司营收同比增长35%,毛利率提升", "sentence"),
         # Only a legal heading opens a disclaimer section, not the report's own rating section.
-        ("投资评级\n买入(维持)", "heading"),
+        ("投资评级\n买入(维持)", "field"),  # a rating with its action: the rating field, no disclaimer
         ("盈利预测与投资评级\n我们预计公司2025年营收30亿元,维持买入评级。", "sentence"),
         ("公司治理与信息披露\n公司治理结构完善,信息披露及时。", "sentence"),
         ("国信证券投资评级\n公司治理结构完善,信息披露及时。", "disclaimer"),

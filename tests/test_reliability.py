@@ -467,13 +467,13 @@ def test_tagging_a_folder_of_hostile_files_skips_and_counts_each_bad_one(
         make(folder / name)
     for name, (make, _) in bad.items():
         make(folder / name)
-    (folder / "notes.docx").write_bytes(b"PK\x03\x04")  # inside a folder: not a report name, ignored
+    (folder / "notes.xlsx").write_bytes(b"PK\x03\x04")  # inside a folder: not a report name, ignored
     explicit_bad = {
-        str(tmp_path / "notes.docx"): "unsupported file type",
+        str(tmp_path / "notes.xlsx"): "unsupported file type",
         str(tmp_path / "missing.txt"): "does not exist",
         str(tmp_path / "nothing-*.txt"): "no file matches",
     }
-    (tmp_path / "notes.docx").write_bytes(b"PK\x03\x04")
+    (tmp_path / "notes.xlsx").write_bytes(b"PK\x03\x04")
     out = tmp_path / "tags.jsonl"
     caplog.set_level(logging.INFO, logger="fintag")
 
