@@ -22,7 +22,9 @@ TW_HK_LEVELS = "|".join(RATING_WORDS_TW_HK)  # in the rating scale's definitions
 # market value or the date. `field_value` says which and what; the keys are `FIELD_KEYS`.
 # What a key may carry in brackets: a currency or unit ("目标价(人民币)"), the day of a price ("收盘价
 # (2026/11/20)", "收盘价(11月26日)").
-_KEY_BRACKET = r"(?:\s*\((?:[^()]{1,6}|\d{4}[-/.]\d{1,2}[-/.]\d{1,2})\))?"
+_KEY_BRACKET = (
+    r"(?:\s*\((?:[^()]{1,6}|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}\s+[A-Z][a-z]{2,8}\.?\s+\d{4})\))?"
+)
 _FIELD_KEYS = {
     "previous_rating": PREVIOUS_RATING_WORDS,
     "industry_rating": r"行业(?:投资)?评[级等]|(?:Industry|Sector)\s+Rating",
@@ -33,7 +35,7 @@ _FIELD_KEYS = {
     "target_price": r"(?:(?:6|12|六|十二)个月)?目标(?:股?价(?:格)?|估值)|合理价值|"
     r"(?:12-month\s+)?Target[_\s]+price|Price\s+target|TP",
     "price": r"(?:(?:当前|最新|昨)(?:收盘)?|收盘)(?:股)?价(?:格)?|股价|现价|市价|"
-    r"(?:Current|Last|Closing)\s+price",
+    r"(?:Current|Last|Closing|Share)\s+price",
     "market_value": r"(?:总|流通)?市值|Market\s+cap(?:italisation|italization)?",
     "date": r"(?:报告|发布)?日期|(?:(?:Report|Publish(?:ed)?|Publication|Release)[_\s]+)?Date",
 }
@@ -85,6 +87,7 @@ _RATING_ACTION_RE = re.compile(
 MARKET_DATA_KEYS = (
     r"总股本|流通股本?|流通A股|已上市流通股|已发行股数|发行股数|52\s*周|一年内|12个月|每股净资产|净资产|"
     r"资产负债率|主要股东|大股东|第一大股东|ROE|市盈率|市净率|股价区间|日均成交|成交额|换手率|"
+    r"潜在(?:升幅|涨幅|空间)|上涨空间|Upside|"
     r"Free\s+float|52-week|Avg\.?\s+daily|Shares\s+outstanding|Major\s+shareholder|Net\s+debt|BVPS|Beta"
 )
 _MARKET_DATA_KEY_RE = re.compile(rf"(?:{MARKET_DATA_KEYS})[^:：\d]{{0,12}}[:：]", re.IGNORECASE)
@@ -105,6 +108,9 @@ DATE_ONLY_RE = re.compile(
     rf"^{DATE_PATTERN}(?:\s*[(（]?(?:星期|周|礼拜)[一二三四五六日天][)）]?)?$"  # "2025年11月18日 星期二"
 )
 # A date inside a header line that is no field ("证券研究报告 | 2025年11月20日", "2025-11-14 09:32 来源:...").
+_DATE_TIME_PLACE_RE = re.compile(
+    rf"^(?P<date>{DATE_PATTERN})\s+\d{{1,2}}:\d{{2}}(?:\s+[\u4e00-\u9fff]{{2,4}})?$"
+)
 _DATE_IN_LINE_RE = re.compile(rf"(?<!\d){DATE_PATTERN}(?!\d)")
 # A target price inside a sentence: the key, a verb or "of"/"to" at most, the figure and its currency.
 _TARGET_PRICE_IN_RE = re.compile(
@@ -227,6 +233,8 @@ def field_value(unit: str) -> tuple[str, str] | None:
 def _field_value(unit: str) -> tuple[str, str] | None:
     if DATE_ONLY_RE.match(unit.strip("*_ ")):
         return "date", unit.strip("*_ ")
+    if m := _DATE_TIME_PLACE_RE.match(unit.strip("*_ ")):  # a WeChat byline: "2026年11月28日 07:45 上海"
+        return "date", m.group("date")
     if _RATING_ACTION_RE.fullmatch(unit.strip("*_ ")):  # a sidebar's rating without its key: "强烈推荐(维持)"
         return "rating", unit.strip("*_ ")
     m = _FIELD_RE.match(unit) or _FIELD_JOINED_RE.match(unit)

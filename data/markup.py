@@ -106,7 +106,7 @@ def _html_block(node, lines: list[str], line: list[str]) -> None:
             if not isinstance(child, Comment | Declaration | Doctype | ProcessingInstruction):
                 line.append(str(child))
             continue
-        if not isinstance(child, Tag) or child.name in _SKIPPED:
+        if not isinstance(child, Tag) or child.name in _SKIPPED or _is_furniture(child):
             continue
         name = child.name
         if name == "br":
@@ -114,6 +114,9 @@ def _html_block(node, lines: list[str], line: list[str]) -> None:
         elif name == "tr":
             _flush(lines, line)
             lines.extend(_row_lines([_cell_lines(c) for c in child.find_all(["td", "th"], recursive=False)]))
+        elif name == "dl":  # a definition list of keys and values: "Rating" / "HOLD (from BUY)"
+            _flush(lines, line)
+            lines.extend(_definition_lines(child))
         elif name == "pre":
             _flush(lines, line)
             lines.extend(s.strip() for s in child.get_text().split("\n") if s.strip())
@@ -132,6 +135,40 @@ def _html_block(node, lines: list[str], line: list[str]) -> None:
             _flush(lines, line)
         else:
             _html_block(child, lines, line)
+
+
+# A page's furniture by its class or id, as sites name it ("nav", "top-menu", "breadcrumb", "share-bar",
+# "footer"): not the report.
+_FURNITURE_RE = re.compile(
+    r"(?:^|[-_\s])(?:nav|navbar|menu|breadcrumbs?|crumbs?|share|social|toolbar|footer|copyright|comments?|"
+    r"login|search|topbar|subnav|sitemap)(?:$|[-_\s\d])",
+    re.IGNORECASE,
+)
+
+
+def _is_furniture(tag) -> bool:
+    names = " ".join([*(tag.get("class") or []), tag.get("id") or ""])
+    return bool(names.strip()) and _FURNITURE_RE.search(names) is not None
+
+
+def _definition_lines(dl) -> list[str]:
+    """A <dl>'s lines: each <dt> with the <dd> after it as "key: value", other items alone."""
+    lines: list[str] = []
+    key = None
+    for item in dl.find_all(["dt", "dd"]):
+        text = " ".join(_cell_lines(item))
+        if item.name == "dt":
+            if key:
+                lines.append(key)
+            key = text.rstrip(":： ")
+        elif key:
+            lines.append(f"{key}: {text}")
+            key = None
+        elif text:
+            lines.append(text)
+    if key:
+        lines.append(key)
+    return lines
 
 
 def _cell_lines(cell) -> list[str]:

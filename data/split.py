@@ -676,7 +676,12 @@ _DIGEST_RE = re.compile(
     re.IGNORECASE,
 )
 _DIGEST_WORDS = ("晨会", "晨报", "早报", "早参", "早间", "orning")  # a quick test before `_DIGEST_RE`
-_LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/]\s*|\s+·\s+")  # "海川证券 · 公司研究 · 家用电器"
+# "海川证券 · 公司研究 · 家用电器", a breadcrumb "首页 > 研报中心 > 个股研报", "Research › Equities"
+_LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/>›»]\s*|\s+·\s+")
+_KIND_LABELS_RE = re.compile(
+    r"^(?:公司|行业|宏观|策略|个股)(?:点评|深度|研究|报告|周报|月报|专题|简评|快评)(?:报告)?[^:：,，。!?;；]{0,10}$"
+)
+_KIND_LABELS_WEIGHT = 12.0
 _LABEL_WEIGHT = 8.0
 _BROKER_RE = re.compile(
     r"^(?:[A-Z][\w&'.-]*\s+){0,4}(?:Securities|Capital Markets|Research|Bank|Group|Limited|Ltd\.?|Inc\.?|"
@@ -779,6 +784,8 @@ def _passed_over(core: str, kind: str) -> bool:
         or _SIDEBAR_DATUM_RE.match(core)
         or _FURNITURE_RE.search(core)
         or _CODE_LINE_RE.match(core)
+        or _CAPTION_RE.match(core)  # a sidebar chart's "资料来源:Wind,..."
+        or _is_spaced_labels(core)
         or _BROKER_RE.match(core)
         or (len(labels) > 1 and all(_weight(x) <= _LABEL_WEIGHT for x in labels))
         or (len(labels) > 1 and any(_REPORT_KIND_LABEL_RE.fullmatch(x) for x in labels))
@@ -788,6 +795,12 @@ def _passed_over(core: str, kind: str) -> bool:
         or _RELATED_REPORT_RE.match(core) is not None  # a sidebar's related research
         or (kind == "heading" and _weight(core) < _TITLE_WEIGHT[0])
     )
+
+
+def _is_spaced_labels(core: str) -> bool:
+    """Short labels after the report's kind, apart by spaces ("公司点评 消费电子 A股", which the normaliser
+    runs into "公司点评消费电子 A股"): a page's tags, not the title."""
+    return _KIND_LABELS_RE.match(core) is not None and _weight(core) <= _KIND_LABELS_WEIGHT
 
 
 def _is_dated_label(core: str) -> bool:

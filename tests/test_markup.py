@@ -276,3 +276,19 @@ def test_a_page_declaring_a_western_charset_but_written_in_utf8_is_read_as_utf8(
     assert read_report(path).text == "公司维持买入评级。"
     path.write_bytes('<meta charset="utf-16"><p>算力需求持续增长。</p>'.encode())
     assert read_report(path).text == "算力需求持续增长。"
+
+
+def test_a_sites_furniture_by_class_and_a_definition_lists_keys_and_values():
+    page = (
+        '<div class="top-nav"><ul><li>数据中心首页</li><li>研报中心</li></ul></div>'
+        '<div id="breadcrumb">首页 > 研报中心</div><div class="share-bar">分享到:微博</div>'
+        '<div class="article"><h1>华虹半导体:估值已充分反映,下调至持有</h1>'
+        "<dl><dt>Rating</dt><dd>HOLD (from BUY)</dd><dt>Target price</dt><dd>HK$58.00</dd></dl>"
+        "<p>公司三季度收入超预期。</p></div><div class='footer'>版权所有</div>"
+    )
+    assert html_to_text(page).split("\n") == [
+        "华虹半导体:估值已充分反映,下调至持有",
+        "Rating: HOLD (from BUY)",
+        "Target price: HK$58.00",
+        "公司三季度收入超预期。",
+    ]

@@ -741,3 +741,27 @@ def test_an_analysts_name_is_a_contact_but_analysts_words_are_not():
         for line in ("研究助理 顾安然", "分析师一致预期", "分析师会议纪要")
     }
     assert kinds == {"研究助理 顾安然": "contact", "分析师一致预期": "heading", "分析师会议纪要": "heading"}
+
+
+def test_a_pages_breadcrumb_tags_and_a_sidebar_charts_source_are_no_title():
+    for furniture in (
+        "首页 > 研报中心 > 个股研报 > 正文",
+        "公司点评 消费电子 A股",
+        "资料来源：Wind，东岳证券研究所",
+    ):
+        seg = segment(f"{furniture}\nAI服务器铜连接与液冷放量，汽车业务扭亏在即\n公司三季度收入超预期。")
+        assert seg.title is not None and seg.title.text == "AI服务器铜连接与液冷放量，汽车业务扭亏在即", (
+            furniture
+        )
+
+
+@pytest.mark.parametrize(
+    ("line", "fields"),
+    [
+        ("2026年11月28日 07:45 上海", [("date", "2026年11月28日")]),  # a WeChat byline
+        ("Share price (25 Nov 2026): HK$55.40", [("price", "HK$55.40")]),
+        ("| 當前股價 | 14.36港元 | 潛在升幅 | 29.5% |", [("price", "14.36港元")]),  # upside: market data
+    ],
+)
+def test_a_bylines_date_a_share_price_and_an_upside(line, fields):
+    assert field_values(normalize_text(line)) == fields
