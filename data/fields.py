@@ -183,7 +183,8 @@ def _market_datum(piece: str) -> tuple[str, str] | None:
 
 def _key_value_cells(row: str) -> list[tuple[str, str]]:
     """The fields of a table row of keys and values in cells ("| 投资评级 | 买入(维持) |", "| 目标价 |
-    21.50元 | 收盘价(2026/11/20) | 27.84元 |"); [] unless every other cell is a key and each pair a field."""
+    21.50元 | 收盘价(2026/11/20) | 27.84元 |"); [] unless every other cell is a key and each pair a field
+    (a rating's value a rating level) or market data with a whole value ("| 52周区间 | 58.20-139.90元 |")."""
     cells = [c.strip("*_ ") for c in PIPE_RE.split(row.strip(" |｜"))]
     if len(cells) % 2 or not all(cells):
         return []

@@ -138,10 +138,11 @@ def _html_block(node, lines: list[str], line: list[str]) -> None:
 
 
 # A page's furniture by its class or id, as sites name it ("nav", "top-menu", "breadcrumb", "share-bar",
-# "footer"): not the report.
+# "footer", "related", "cookie-banner", "ad_top"): not the report.
 _FURNITURE_RE = re.compile(
-    r"(?:^|[-_\s])(?:nav|navbar|menu|breadcrumbs?|crumbs?|share|social|toolbar|footer|copyright|comments?|"
-    r"login|search|topbar|subnav|sitemap)(?:$|[-_\s\d])",
+    r"(?:^|[-_\s])(?:nav|navbar|menu|breadcrumbs?|crumbs?|share[-_]?(?:bar|box|btns?|buttons?|tools?|links?)|"
+    r"social|toolbar|footer|copyright|login|search|topbar|subnav|sitemap|related|recommend\w*|cookies?|"
+    r"ads?|advert\w*|hot-?list)(?:$|[-_\s\d])",
     re.IGNORECASE,
 )
 

@@ -91,13 +91,15 @@ def _watermarks(split: list[list[str]]) -> set[str]:
     """Keys of the watermark lines: on most pages, anywhere, naming whom the copy is for."""
     seen: Counter[str] = Counter()
     for lines in split:
-        seen.update(
-            _key(line)
-            for line in lines
-            if len(line) <= _WATERMARK_MAX
-            and "|" not in line
-            and _WATERMARK_RE.search(line)
-            and not ends_sentence(line)
+        seen.update(  # once a page, however often it is stamped there
+            {
+                _key(line)
+                for line in lines
+                if len(line) <= _WATERMARK_MAX
+                and "|" not in line
+                and _WATERMARK_RE.search(line)
+                and not ends_sentence(line)
+            }
         )
     return {key for key, n in seen.items() if n >= max(2, MIN_SHARE * len(split))}
 

@@ -284,11 +284,15 @@ def test_a_sites_furniture_by_class_and_a_definition_lists_keys_and_values():
         '<div id="breadcrumb">首页 > 研报中心</div><div class="share-bar">分享到:微博</div>'
         '<div class="article"><h1>华虹半导体:估值已充分反映,下调至持有</h1>'
         "<dl><dt>Rating</dt><dd>HOLD (from BUY)</dd><dt>Target price</dt><dd>HK$58.00</dd></dl>"
-        "<p>公司三季度收入超预期。</p></div><div class='footer'>版权所有</div>"
+        "<p>公司三季度收入超预期。</p><div class='share-price'>现价:HK$55.40</div></div>"
+        "<div class='footer'>版权所有</div>"
+        "<div class='related'>海川证券:华虹半导体三季报点评 2026-08-22</div>"
+        "<div id='cookie-banner'>We use cookies to improve your experience.</div>"
     )
     assert html_to_text(page).split("\n") == [
         "华虹半导体:估值已充分反映,下调至持有",
         "Rating: HOLD (from BUY)",
         "Target price: HK$58.00",
         "公司三季度收入超预期。",
+        "现价:HK$55.40",  # "share-price" is no share bar
     ]

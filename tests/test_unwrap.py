@@ -264,6 +264,9 @@ def test_a_watermark_anywhere_on_most_pages_is_dropped_and_the_sentence_it_cut_r
     assert all(mark not in page for page in out)
     assert all(page.count("资料来源:Wind,海川证券研究所") == 1 for page in out)
     assert strip_running_lines([pages[0]]) == [pages[0]]  # one page: no watermark to tell
+    # Stamped twice on one page of three: not on most pages, so no watermark.
+    once = [pages[0], pages[1].replace(mark, "正文。"), pages[2].replace(mark, "正文。")]
+    assert mark in strip_running_lines(once)[0]
 
 
 def test_an_english_word_hyphenated_at_the_column_is_one_word_and_a_compound_keeps_its_hyphen():
