@@ -13,6 +13,7 @@ only the units of kind `SUMMARY_KIND`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import re
@@ -417,6 +418,7 @@ def ends_sentence(line: str) -> bool:
     return not core or core[-1] in _END_PUNCT + ".…"
 
 
+@functools.lru_cache(maxsize=8192)  # a line is asked about once per pass: over the text and over its page
 def _can_continue(line: str) -> bool:
     """Whether a line may run on into the next: not when it ends a sentence, is a table's row, a header's
     fields ("投资评级:谨慎推荐(首次) 目标价:78.00元") or an analyst's contact line."""
@@ -428,6 +430,7 @@ def _can_continue(line: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=8192)
 def _opens_unit(line: str) -> bool:
     """A line that starts a unit of its own: a bullet or number, a markdown heading, a caption or source, a
     table row."""
