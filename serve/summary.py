@@ -161,6 +161,8 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
         for key, value in field_values(unit_text(u)) if u.get("kind") == "field" else []:
             if key not in fields:  # the header's, the first of each key
                 fields[key] = {"value": value, "index": i}
+    if digest:  # an item's rating or price ("买入(维持)" under its company) is none of the digest's fields
+        fields = {k: v for k, v in fields.items() if k in ("date", "industry_rating")}
     if "date" not in fields:  # a date in another header line ("证券研究报告 | 2025年11月20日")
         found = next(
             ((i, d) for i, u in enumerate(header) if (d := header_date(u))),

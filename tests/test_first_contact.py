@@ -735,6 +735,9 @@ def test_a_morning_note_states_no_rating_of_its_own_and_lists_each_items():
     )
     assert summary["rating"] == {"label": "none", "score": None, "evidence": None}
     assert sorted(r["label"] for r in summary["ratings_stated"]) == ["buy", "neutral"]
+    # An item's rating or target price alone on its line ("买入(维持)") is no field of the digest's.
+    items, _ = summary_of(text.replace("我们维持“买入”评级,目标价358元。", "买入(维持)\n目标价:358元"), rated)
+    assert set(items["fields"]) == {"date"} and items["rating"]["label"] == "none"
     # The same items under a company report's header state its rating.
     summary, _ = summary_of(text.replace("晨会纪要", "公司点评"), rated)
     assert summary["rating"]["label"] in ("buy", "neutral")
