@@ -90,10 +90,11 @@ MARKET_DATA_KEYS = (
     r"潜在(?:升幅|涨幅|空间)|上涨空间|Upside|"
     r"Free\s+float|52-week|Avg\.?\s+daily|Shares\s+outstanding|Major\s+shareholder|Net\s+debt|BVPS|Beta"
 )
-_MARKET_DATA_KEY_RE = re.compile(rf"(?:{MARKET_DATA_KEYS})[^:：\d]{{0,12}}[:：]", re.IGNORECASE)
+_MARKET_DATA_KEY = rf"(?:{MARKET_DATA_KEYS})[^:：\d]{{0,12}}[:：]"
+_MARKET_DATA_KEY_RE = re.compile(_MARKET_DATA_KEY, re.IGNORECASE)
+# A field's key, or market data's not inside a word: after no Chinese, or right after a value's unit.
 _ANY_KEY_RE = re.compile(
-    rf"(?P<field>{FIELD_KEY_RE.pattern})|(?<![\u4e00-\u9fff])(?:{MARKET_DATA_KEYS})[^:：\d]{{0,12}}[:：]|"
-    rf"(?<=[元股%倍\d)])(?:{MARKET_DATA_KEYS})[^:：\d]{{0,12}}[:：]",
+    rf"(?P<field>{FIELD_KEY_RE.pattern})|(?:(?<![\u4e00-\u9fff])|(?<=[元股%倍\d)])){_MARKET_DATA_KEY}",
     re.IGNORECASE,
 )
 _RATING_CELL_RE = re.compile(

@@ -5,10 +5,12 @@ holds its paragraphs as elements, not lines. Each paragraph, heading, list item 
 line, as the same report pasted into a text file reads: inline markup (bold, links, spans) runs on in its
 line, HTML's whitespace collapses as a browser shows it, a list item starts with "- ", and a table row is
 "| cell | cell |" (a markdown row: the splitter reads a rating or target price in its cells as a field and
-the row itself as a table row). Page furniture that is not the report (scripts, styles, navigation, forms)
+the row itself as a table row), unless a cell holds several paragraphs (a table used for layout: each cell's
+lines in turn). Page furniture that is not the report (scripts, styles, navigation, forms)
 is left out; so are a Word file's running headers and footers, as a PDF's are (`fintag.data.pdf_pages`),
 while its text boxes (a first page's sidebar of rating, target price and analysts) are read where they are
-anchored. Parsing is BeautifulSoup's and python-docx's; this module only lays the elements out as lines.
+anchored. Parsing is BeautifulSoup's and python-docx's, a page's charset the reader's
+(`fintag.data.reader`); this module only lays the elements out as lines.
 """
 
 from __future__ import annotations
@@ -38,38 +40,6 @@ _SKIPPED = frozenset(
 _SPACE_RE = re.compile(r"\s+")
 _WIDE = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef"  # CJK characters and punctuation, full-width forms
 _WIDE_BREAK_RE = re.compile(rf"(?<=[{_WIDE}])[ \t\r]*\n\s*(?=[{_WIDE}])")
-# A charset a page declares (<meta charset="gbk">, <meta http-equiv=... content="text/html; charset=gb2312">),
-# looked for in its first bytes as a browser does.
-_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_CHARSET_LOOK = 4096
-# Chinese pages declare GB2312 or GBK and are written in their superset; Big5 pages in Windows' Big5.
-_CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "big5": "cp950"}
-_WESTERN = ("iso8859-1", "cp1252", "ascii")
-
-
-def declared_charset(data: bytes) -> str | None:
-    """The Python codec for the charset an HTML page declares in a <meta> tag, or None (no declaration,
-    or one Python does not know)."""
-    import codecs
-
-    m = _CHARSET_RE.search(data[:_CHARSET_LOOK])
-    if m is None:
-        return None
-    name = m.group(1).decode("ascii", "replace").lower()
-    name = _CHARSET_ALIASES.get(name, name)
-    try:
-        codec = codecs.lookup(name).name
-    except LookupError:
-        return None
-    if codec.startswith("utf-16") or codec.startswith("utf-32"):
-        return "utf-8"  # a page that says UTF-16 in ASCII is not UTF-16: browsers read it as UTF-8
-    if codec in _WESTERN:  # a Chinese page left with an editor's default: UTF-8 when its bytes are UTF-8
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return codec
-        return "utf-8"
-    return codec
 
 
 def html_to_text(html: str) -> str:

@@ -9,6 +9,7 @@ raises `ReportReadError`, which names the file, the problem and the fix.
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import os
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charset_normalizer import from_bytes
-from fintag.data.markup import DOCX_SUFFIXES, HTML_SUFFIXES, declared_charset, docx_to_text, html_to_text
+from fintag.data.markup import DOCX_SUFFIXES, HTML_SUFFIXES, docx_to_text, html_to_text
 from fintag.data.normalize import CJK_RE
 from fintag.data.pdf_pages import pages_of_text, strip_running_lines
 
@@ -293,6 +294,39 @@ def _read_docx(data: bytes, path: str | os.PathLike[str]) -> str:
             f"the file is not a readable .docx ({type(exc).__name__}: {exc})",
             "check that the file is complete, or save it again as .docx or PDF",
         ) from exc
+
+
+# A charset a page declares (<meta charset="gbk">, <meta http-equiv=... content="text/html; charset=gb2312">),
+# looked for in its first bytes as a browser does.
+_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_CHARSET_LOOK = 4096
+# Chinese pages declare GB2312 or GBK and are written in their superset; Big5 pages in Windows' Big5 (as
+# `_CJK_ENCODINGS` reads text files).
+_CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "big5": "cp950"}
+_WESTERN = ("iso8859-1", "cp1252", "ascii")
+
+
+def declared_charset(data: bytes) -> str | None:
+    """The Python codec for the charset an HTML page declares in a <meta> tag, or None (no declaration,
+    or one Python does not know)."""
+    m = _CHARSET_RE.search(data[:_CHARSET_LOOK])
+    if m is None:
+        return None
+    name = m.group(1).decode("ascii", "replace").lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        return None
+    if codec.startswith("utf-16") or codec.startswith("utf-32"):
+        return "utf-8"  # a page that says UTF-16 in ASCII is not UTF-16: browsers read it as UTF-8
+    if codec in _WESTERN:  # a Chinese page left with an editor's default: UTF-8 when its bytes are UTF-8
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return codec
+        return "utf-8"
+    return codec
 
 
 def _decode_html(data: bytes, path: str | os.PathLike[str]) -> tuple[str, str]:

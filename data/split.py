@@ -679,10 +679,11 @@ _DIGEST_RE = re.compile(
     re.IGNORECASE,
 )
 _DIGEST_WORDS = ("晨会", "晨报", "早报", "早参", "早间", "orning")  # a quick test before `_DIGEST_RE`
+_KIND_WORDS = "点评|深度|报告|周报|月报|专题|简评|快评"  # what a broker calls a report
 # "海川证券 · 公司研究 · 家用电器", a breadcrumb "首页 > 研报中心 > 个股研报", "Research › Equities"
 _LABEL_SEPARATORS_RE = re.compile(r"\s*[|｜/>›»]\s*|\s+·\s+")
 _KIND_LABELS_RE = re.compile(
-    r"^(?:公司|行业|宏观|策略|个股)(?:点评|深度|研究|报告|周报|月报|专题|简评|快评)(?:报告)?[^:：,，。!?;；]{0,10}$"
+    rf"^(?:公司|行业|宏观|策略|个股)(?:{_KIND_WORDS}|研究)(?:报告)?[^:：,，。!?;；]{{0,10}}$"
 )
 _KIND_LABELS_WEIGHT = 12.0
 _LABEL_WEIGHT = 8.0
@@ -720,7 +721,7 @@ _SIDEBAR_DATUM_RE = re.compile(
 )
 _NOT_A_TITLE_RE = re.compile(
     r"^(?:[\s|｜/·•\-—_]*(?:研究报告|证券研究|(?:公司|行业|宏观|策略|固收|债券|基金)研究|金融工程|"
-    r"(?:公司|行业)(?:点评|深度|报告|周报|月报|专题|简评|快评)|点评报告|深度报告|首次覆盖|跟踪报告|"
+    rf"(?:公司|行业)(?:{_KIND_WORDS})|点评报告|深度报告|首次覆盖|跟踪报告|"
     r"核心观点|投资要点|投资建议|主要观点|报告摘要|摘要|要点|与|和|及|"
     r"research report|(?:company|industry|sector) (?:report|research|update|note)))+"
     r"[\s|｜/·•\-—_]*$",

@@ -187,8 +187,7 @@ def summarize(units: list[dict[str, Any]], title: Title | None = None) -> dict[s
         )
         found = next(((s, p) for s in stating if (p := target_price_in(unit_text(s)))), None)
         if found:
-            index = next(i for i, u in enumerate(units) if u is found[0])
-            fields["target_price"] = {"value": found[1], "index": index}
+            fields["target_price"] = {"value": found[1], "index": brief(found[0], 0.0)["index"]}
     return {
         "title": {"text": title.text, "index": title.index, "units": title.units} if title else None,
         "sentences": len(where),

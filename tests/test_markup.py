@@ -6,8 +6,8 @@ import io
 import zipfile
 
 import pytest
-from fintag.data.markup import declared_charset, docx_to_text, html_to_text
-from fintag.data.reader import ReportReadError, read_report, read_report_bytes
+from fintag.data.markup import docx_to_text, html_to_text
+from fintag.data.reader import ReportReadError, declared_charset, read_report, read_report_bytes
 
 from tests.conftest import summary_of
 
