@@ -252,7 +252,28 @@ def _field_value(unit: str) -> tuple[str, str] | None:
         and len(re.findall(r"[A-Za-z]{2,}", value)) <= _FIELD_MAX_WORDS
     ):
         return None
-    return key, value
+    return key, _with_key_unit(value, unit[m.end(key) : m.start("value")])
+
+
+# A unit or currency the key carries for a bare figure ("总市值(亿元) 792", "目标价(港元):86.00"): the value
+# keeps it ("792亿元"), as it would have had it written after the figure.
+_KEY_UNIT_RE = re.compile(
+    r"\(\s*(亿元|万元|元|港元|港币|美元|人民币|RMB|CNY|HKD|USD|HK\$|US\$|亿|万|%)\s*\)", re.IGNORECASE
+)
+_BARE_FIGURE_RE = re.compile(r"[\d.,]*\d")
+_UNIT_WRITTEN = {"人民币": "元", "rmb": "元", "cny": "元", "港币": "港元", "hkd": "港元", "usd": "美元"}
+
+
+def _with_key_unit(value: str, between: str) -> str:
+    """`value` with the unit in the key's bracket (`between`: what stands between key and value) when it
+    is a bare figure; else `value`."""
+    m = _KEY_UNIT_RE.search(between)
+    if m is None or not _BARE_FIGURE_RE.fullmatch(value):
+        return value
+    unit = m.group(1)
+    if unit.endswith("$"):
+        return unit.upper() + value
+    return value + _UNIT_WRITTEN.get(unit.lower(), unit)
 
 
 def field_key(unit: str) -> str | None:

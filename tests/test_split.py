@@ -345,6 +345,16 @@ def test_header_field_lines_are_kept_and_read(line, key, value):
             "| 收盘价（2026/11/20） | 27.84元 | 总市值 | 110.6亿元 |",
             [("price", "27.84元"), ("market_value", "110.6亿元")],
         ),
+        # A unit or currency in the key's bracket goes with a bare figure; a day in it does not.
+        ("总市值（亿元） 792", [("market_value", "792亿元")]),
+        ("| 目标价（港元） | 86.00 |", [("target_price", "86.00港元")]),
+        ("目标价（人民币）：96.00元", [("target_price", "96.00元")]),
+        ("Target price (US$): 14.50", [("target_price", "US$14.50")]),
+        ("收盘价（2026/11/20） 48.15", [("price", "48.15")]),
+        (
+            "总市值（亿元）：792.5  流通市值（亿元）：600",
+            [("market_value", "792.5亿元"), ("market_value", "600亿元")],
+        ),
     ],
 )
 def test_a_header_line_of_several_fields_gives_each(line, fields):

@@ -52,6 +52,7 @@ def evaluate_main(argv: list[str]) -> int:
         return report_usage_error("evaluate", exc)
     from fintag.model.checkpoint import CheckpointError
     from fintag.train.evaluate import SplitError, check_splits, evaluate, side_by_side
+    from fintag.train.outside import OutsideError
     from fintag.train.probe import ProbeError, probe_table
 
     try:
@@ -63,7 +64,7 @@ def evaluate_main(argv: list[str]) -> int:
         return 1
     try:
         results = evaluate(cfg)
-    except (CheckpointError, FileNotFoundError, ProbeError) as exc:
+    except (CheckpointError, FileNotFoundError, ProbeError, OutsideError) as exc:
         logger.error("%s", exc)
         return 1
     for split in (s for s in results if s != "probe"):

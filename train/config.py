@@ -372,6 +372,13 @@ class EvalConfig:
             "(empty: the bundled data/probes/ratings.jsonl; none: skip)"
         },
     )
+    outside: str = field(
+        default="",
+        metadata={
+            "help": "JSONL of labelled report sentences outside the corpus, scored like a split "
+            "(empty: the bundled data/probes/outside.jsonl; none: skip)"
+        },
+    )
     batch_size: int = field(default=64, metadata={"help": "sentences per forward pass"})
     allow_pickle: bool = field(default=False, metadata={"help": "accept pickled .bin weights (unsafe)"})
 

@@ -16,14 +16,15 @@ from fintag.data.taxonomy import TAXONOMY, LabelGroup
 from fintag.train.baseline import TfidfBaseline
 from fintag.train.config import EvalConfig
 from fintag.train.metrics import all_metrics
+from fintag.train.outside import OUTSIDE, SLICE_KEYS, load_outside, resolve_outside
 from fintag.train.probe import load_probe, probe_report, resolve_probe, score_probe
 
 logger = logging.getLogger(__name__)
 
 
-def _slices(records: list[dict[str, Any]]) -> dict[str, list[int]]:
+def _slices(records: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {"all": list(range(len(records)))}
-    for key in ("origin", "lang"):
+    for key in keys:
         for i, r in enumerate(records):
             out.setdefault(f"{key}={r[key]}", []).append(i)
     return out
@@ -85,7 +86,15 @@ def side_by_side(results: dict[str, Any], split: str) -> str:
     return "\n".join(rows)
 
 
-def _report(results: dict[str, Any], cfg: EvalConfig, splits: list[str], probe: Path | None) -> str:
+def _heading(name: str, outside: Path | None) -> str:
+    if name == OUTSIDE and outside is not None:
+        return f"## {name}: report sentences outside the corpus (`{outside.name}`, in no split)"
+    return f"## {name}"
+
+
+def _report(
+    results: dict[str, Any], cfg: EvalConfig, sets: list[str], probe: Path | None, outside: Path | None
+) -> str:
     lines = [
         "# fintag evaluation",
         "",
@@ -93,8 +102,8 @@ def _report(results: dict[str, Any], cfg: EvalConfig, splits: list[str], probe: 
         f"Dataset: `{cfg.dataset_dir}`. Generated {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
     ]
-    for split in splits:
-        lines += [f"## {split}", "", side_by_side(results, split), ""]
+    for split in sets:
+        lines += [_heading(split, outside), "", side_by_side(results, split), ""]
         lines += ["### By slice (macro-F1: sentiment / themes / rating; model vs baseline)", ""]
         lines += ["| slice | n | model | baseline |", "| --- | --- | --- | --- |"]
         for name, m in results[split]["model"].items():
@@ -161,6 +170,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     splits = check_splits(cfg)  # a bad name fails before the model loads
     probe = resolve_probe(cfg.probe)
     probe_records = load_probe(probe) if probe is not None else []  # a bad probe fails before any work
+    outside = resolve_outside(cfg.outside)
+    outside_records = load_outside(outside) if outside is not None else []  # so does a bad outside file
     loaded = load_tagger(cfg.model, allow_pickle=cfg.allow_pickle)
     train_records = load_split(cfg.dataset_dir, "train")
     baseline = TfidfBaseline().fit(train_records)
@@ -173,8 +184,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     out = Path(cfg.output_dir)
     results: dict[str, Any] = {}
-    for split in splits:
-        records = load_split(cfg.dataset_dir, split)
+    sets = [(split, load_split(cfg.dataset_dir, split), ("origin", "lang")) for split in splits]
+    if outside is not None:
+        sets.append((OUTSIDE, outside_records, SLICE_KEYS))
+    for split, records, keys in sets:
         texts = [r["text"] for r in records]
         m_pred, m_prob = predict(texts)
         b_pred, b_prob = baseline.predict(texts)
@@ -184,7 +197,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 name: all_metrics(
                     [records[i] for i in idx], [pred[i] for i in idx], {k: v[idx] for k, v in prob.items()}
                 )
-                for name, idx in _slices(records).items()
+                for name, idx in _slices(records, keys).items()
             }
             _plot_confusions(
                 results[split][who]["all"], f"{who} on {split}", out / f"confusion_{split}_{who}.png"
@@ -205,6 +218,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             b["n"],
         )
     write_json(out / "metrics.json", {"model": cfg.model, "baseline": TfidfBaseline.name, "results": results})
-    write_text(out / "report.md", _report(results, cfg, splits, probe))
+    sets_done = [name for name, _, _ in sets]
+    write_text(out / "report.md", _report(results, cfg, sets_done, probe, outside))
     logger.info("wrote %s and %s", out / "metrics.json", out / "report.md")
     return results

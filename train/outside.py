@@ -1,0 +1,58 @@
+"""Report sentences outside the corpus: the closest this project has to the sentences it is judged on.
+
+`data/probes/outside.jsonl` holds units of the analysts' test reports (`tests/reports`, written after the
+dataset, never trained on, in no split), cut by the one splitter and labelled blind by two annotators, their
+disagreements adjudicated (`data/probes/README.md`). Each line: {"text", "sentiment", "themes", "rating",
+"lang", "kind", "report"}. `fintag evaluate` scores the model and the baseline on them as on a split (macro-F1
+per group, by kind and language)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fintag.data.normalize import normalize_text
+from fintag.data.split import KINDS
+from fintag.data.taxonomy import LANGS, check_labels
+from fintag.data.validate import json_objects
+
+OUTSIDE = "outside"  # its name among the evaluated sets
+DEFAULT_OUTSIDE = Path(__file__).resolve().parents[1] / "data" / "probes" / "outside.jsonl"
+SLICE_KEYS = ("kind", "lang")
+
+
+class OutsideError(ValueError):
+    """A file of outside sentences that cannot be scored; the message names the file, the line and the fix."""
+
+
+def resolve_outside(path: str) -> Path | None:
+    """`""` is the bundled file, `"none"` skips it, anything else is a path that must exist."""
+    if path == "none":
+        return None
+    found = Path(path) if path else DEFAULT_OUTSIDE
+    if not found.is_file():
+        raise OutsideError(
+            f"outside sentences {found} do not exist; pass --outside PATH, or --outside none to skip"
+        )
+    return found
+
+
+def load_outside(path: str | Path) -> list[dict[str, Any]]:
+    """The records with normalised text (the one normaliser), each checked against the taxonomy, the
+    languages and the splitter's kinds; the first problem is raised naming the file and line."""
+    rows, problems = json_objects(path)
+    if problems:
+        raise OutsideError(f"{problems[0]}; fix the line, or pass --outside none")
+    if not rows:
+        raise OutsideError(f"{path} holds no sentences; add lines or pass --outside none")
+    for line, r in rows:
+        if not isinstance(r.get("text"), str) or not r["text"].strip():
+            raise OutsideError(f"{path}:{line}: `text` must be a non-empty string")
+        found = check_labels(r)
+        if r.get("lang") not in LANGS:
+            found.append(f"lang is {r.get('lang')!r}; allowed: {list(LANGS)}")
+        if r.get("kind") not in KINDS:
+            found.append(f"kind is {r.get('kind')!r}; allowed: {list(KINDS)}")
+        if found:
+            raise OutsideError(f"{path}:{line}: {found[0]}")
+    return [{**r, "text": normalize_text(r["text"])} for _, r in rows]
