@@ -4,6 +4,7 @@ probe held out of every split."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from fintag.data.build import SPLITS, load_split
@@ -262,3 +263,11 @@ def test_a_bad_outside_file_is_refused_with_the_line_and_the_fix(tmp_path, mini_
     assert main([*argv, "--output_dir", str(tmp_path / "e"), "--outside", str(bad)]) == 1
     assert "outside.jsonl:1: not valid JSON" in caplog.text and "no_model" not in caplog.text
     assert not (tmp_path / "e").exists()
+    # A dataset split of the same name would be overwritten: refused, naming both ways out.
+    named = tmp_path / "named"
+    shutil.copytree(mini_dataset, named)
+    shutil.copy(named / "validation.jsonl", named / "outside.jsonl")
+    caplog.clear()
+    both = ["--dataset_dir", str(named), "--splits", "outside", "--output_dir", str(tmp_path / "e")]
+    assert main(["evaluate", "--model", str(tmp_path / "no_model"), *both]) == 1
+    assert "--splits names 'outside'" in caplog.text and "--outside none" in caplog.text

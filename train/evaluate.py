@@ -1,4 +1,5 @@
-"""`fintag evaluate`: the tagger against the TF-IDF baseline, per group, split, origin and language.
+"""`fintag evaluate`: the tagger against the TF-IDF baseline, per group, split, origin and language, and on
+report sentences outside the corpus (`fintag.train.outside`).
 
 Writes `eval/metrics.json`, `eval/report.md` and confusion matrices as PNG, so runs can be compared."""
 
@@ -16,7 +17,7 @@ from fintag.data.taxonomy import TAXONOMY, LabelGroup
 from fintag.train.baseline import TfidfBaseline
 from fintag.train.config import EvalConfig
 from fintag.train.metrics import all_metrics
-from fintag.train.outside import OUTSIDE, SLICE_KEYS, load_outside, resolve_outside
+from fintag.train.outside import OUTSIDE, SLICE_KEYS, OutsideError, load_outside, resolve_outside
 from fintag.train.probe import load_probe, probe_report, resolve_probe, score_probe
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     probe = resolve_probe(cfg.probe)
     probe_records = load_probe(probe) if probe is not None else []  # a bad probe fails before any work
     outside = resolve_outside(cfg.outside)
+    if outside is not None and OUTSIDE in splits:
+        raise OutsideError(
+            f"--splits names {OUTSIDE!r}, the name the outside sentences' results take; rename that split, "
+            "or pass --outside none"
+        )
     outside_records = load_outside(outside) if outside is not None else []  # so does a bad outside file
     loaded = load_tagger(cfg.model, allow_pickle=cfg.allow_pickle)
     train_records = load_split(cfg.dataset_dir, "train")
