@@ -15,6 +15,7 @@ from fintag.data.normalize import normalize_text
 from fintag.data.split import KINDS
 from fintag.data.taxonomy import LANGS, check_labels
 from fintag.data.validate import json_objects
+from fintag.train.probe import resolve_held_out
 
 OUTSIDE = "outside"  # its name among the evaluated sets
 DEFAULT_OUTSIDE = Path(__file__).resolve().parents[1] / "data" / "probes" / "outside.jsonl"
@@ -27,14 +28,7 @@ class OutsideError(ValueError):
 
 def resolve_outside(path: str) -> Path | None:
     """`""` is the bundled file, `"none"` skips it, anything else is a path that must exist."""
-    if path == "none":
-        return None
-    found = Path(path) if path else DEFAULT_OUTSIDE
-    if not found.is_file():
-        raise OutsideError(
-            f"outside sentences {found} do not exist; pass --outside PATH, or --outside none to skip"
-        )
-    return found
+    return resolve_held_out(path, DEFAULT_OUTSIDE, "outside", "file of outside sentences", OutsideError)
 
 
 def load_outside(path: str | Path) -> list[dict[str, Any]]:

@@ -23,14 +23,20 @@ class ProbeError(ValueError):
     """A probe file that cannot be scored; the message names the file, the line and the fix."""
 
 
-def resolve_probe(path: str) -> Path | None:
-    """`""` is the bundled probe, `"none"` skips the probe, anything else is a path that must exist."""
+def resolve_held_out(path: str, bundled: Path, flag: str, what: str, error: type[ValueError]) -> Path | None:
+    """A held-out file's flag (`--probe`, `--outside`): `""` is the `bundled` file, `"none"` skips it,
+    anything else is a path that must exist (else `error`, naming the file and the fix)."""
     if path == "none":
         return None
-    probe = Path(path) if path else DEFAULT_PROBE
-    if not probe.is_file():
-        raise ProbeError(f"rating probe {probe} does not exist; pass --probe PATH, or --probe none to skip")
-    return probe
+    found = Path(path) if path else bundled
+    if not found.is_file():
+        raise error(f"{what} {found} does not exist; pass --{flag} PATH, or --{flag} none to skip")
+    return found
+
+
+def resolve_probe(path: str) -> Path | None:
+    """`""` is the bundled probe, `"none"` skips the probe, anything else is a path that must exist."""
+    return resolve_held_out(path, DEFAULT_PROBE, "probe", "rating probe", ProbeError)
 
 
 def load_probe(path: str | Path) -> list[dict[str, Any]]:
