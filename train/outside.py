@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fintag.data.normalize import normalize_text
 from fintag.data.split import KINDS
 from fintag.data.taxonomy import LANGS, check_labels
-from fintag.data.validate import json_objects
-from fintag.train.probe import resolve_held_out
+from fintag.train.probe import load_held_out, resolve_held_out
 
 OUTSIDE = "outside"  # its name among the evaluated sets
 DEFAULT_OUTSIDE = Path(__file__).resolve().parents[1] / "data" / "probes" / "outside.jsonl"
@@ -31,22 +29,16 @@ def resolve_outside(path: str) -> Path | None:
     return resolve_held_out(path, DEFAULT_OUTSIDE, "outside", "file of outside sentences", OutsideError)
 
 
+def _outside_problem(r: dict[str, Any]) -> str | None:
+    found = check_labels(r)
+    if r.get("lang") not in LANGS:
+        found.append(f"lang is {r.get('lang')!r}; allowed: {list(LANGS)}")
+    if r.get("kind") not in KINDS:
+        found.append(f"kind is {r.get('kind')!r}; allowed: {list(KINDS)}")
+    return found[0] if found else None
+
+
 def load_outside(path: str | Path) -> list[dict[str, Any]]:
-    """The records with normalised text (the one normaliser), each checked against the taxonomy, the
-    languages and the splitter's kinds; the first problem is raised naming the file and line."""
-    rows, problems = json_objects(path)
-    if problems:
-        raise OutsideError(f"{problems[0]}; fix the line, or pass --outside none")
-    if not rows:
-        raise OutsideError(f"{path} holds no sentences; add lines or pass --outside none")
-    for line, r in rows:
-        if not isinstance(r.get("text"), str) or not r["text"].strip():
-            raise OutsideError(f"{path}:{line}: `text` must be a non-empty string")
-        found = check_labels(r)
-        if r.get("lang") not in LANGS:
-            found.append(f"lang is {r.get('lang')!r}; allowed: {list(LANGS)}")
-        if r.get("kind") not in KINDS:
-            found.append(f"kind is {r.get('kind')!r}; allowed: {list(KINDS)}")
-        if found:
-            raise OutsideError(f"{path}:{line}: {found[0]}")
-    return [{**r, "text": normalize_text(r["text"])} for _, r in rows]
+    """The records with normalised text, each checked against the taxonomy, the languages and the splitter's
+    kinds; the first problem is raised naming the file and line."""
+    return load_held_out(path, "outside", OutsideError, _outside_problem)

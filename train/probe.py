@@ -7,7 +7,7 @@ evaluate` scores the model and the baseline on it (rating accuracy per kind) nex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,23 +39,36 @@ def resolve_probe(path: str) -> Path | None:
     return resolve_held_out(path, DEFAULT_PROBE, "probe", "rating probe", ProbeError)
 
 
-def load_probe(path: str | Path) -> list[dict[str, Any]]:
-    """The probe's records with normalised text (the one normaliser), each checked against the taxonomy;
-    the first problem is raised naming the file and line."""
+def load_held_out(
+    path: str | Path, flag: str, error: type[ValueError], problem: Callable[[dict[str, Any]], str | None]
+) -> list[dict[str, Any]]:
+    """A held-out JSONL file's records with normalised text (the one normaliser): each line a JSON object with
+    a non-empty `text` and no `problem`; the first problem is raised as `error`, naming the file, the line and
+    the fix (`--{flag} none` skips the file)."""
     rows, problems = json_objects(path)
     if problems:
-        raise ProbeError(f"{problems[0]}; fix the line, or pass --probe none")
+        raise error(f"{problems[0]}; fix the line, or pass --{flag} none")
     if not rows:
-        raise ProbeError(f"{path} holds no sentences; add lines or pass --probe none")
+        raise error(f"{path} holds no sentences; add lines or pass --{flag} none")
     for line, r in rows:
         if not isinstance(r.get("text"), str) or not r["text"].strip():
-            raise ProbeError(f"{path}:{line}: `text` must be a non-empty string")
-        if r.get("rating") not in RATING.labels:
-            allowed = ", ".join(RATING.labels)
-            raise ProbeError(f"{path}:{line}: rating {r.get('rating')!r} is not one of {allowed}")
-        if r.get("kind") not in PROBE_KINDS:
-            raise ProbeError(f"{path}:{line}: kind {r.get('kind')!r} is not one of {', '.join(PROBE_KINDS)}")
+            raise error(f"{path}:{line}: `text` must be a non-empty string")
+        if found := problem(r):
+            raise error(f"{path}:{line}: {found}")
     return [{**r, "text": normalize_text(r["text"])} for _, r in rows]
+
+
+def _probe_problem(r: dict[str, Any]) -> str | None:
+    if r.get("rating") not in RATING.labels:
+        return f"rating {r.get('rating')!r} is not one of {', '.join(RATING.labels)}"
+    if r.get("kind") not in PROBE_KINDS:
+        return f"kind {r.get('kind')!r} is not one of {', '.join(PROBE_KINDS)}"
+    return None
+
+
+def load_probe(path: str | Path) -> list[dict[str, Any]]:
+    """The probe's records with normalised text, each checked against the taxonomy and the probe's kinds."""
+    return load_held_out(path, "probe", ProbeError, _probe_problem)
 
 
 def score_probe(records: Sequence[dict[str, Any]], predicted: Sequence[str]) -> dict[str, Any]:
