@@ -204,6 +204,45 @@ def _key_value_cells(row: str) -> list[tuple[str, str]]:
     return found
 
 
+# A banner of keys over their values: a line of keys alone, apart by spaces ("投资评级 上次评级 目标价
+# 当前股价 52周区间 总市值", which the normaliser runs into "投资评级上次评级目标价当前股价 52周区间总市值"),
+# each a field's or market data's (a market datum's key ends where the next key or a space starts).
+_FIELD_ALTS = "|".join(_FIELD_KEYS.values())
+_BANNER_KEY_RE = re.compile(
+    rf"\s*(?:(?:{_FIELD_ALTS}){_KEY_BRACKET}|(?:{MARKET_DATA_KEYS})[^\s:：\d()]{{0,4}}?{_KEY_BRACKET})"
+    rf"(?=\s|$|(?:{_FIELD_ALTS})|(?:{MARKET_DATA_KEYS}))",
+    re.IGNORECASE,
+)
+_BANNER_MIN_KEYS = 3
+_BANNER_MAX_CHARS = 80
+Span = tuple[int, int]
+
+
+def banner_cells(keys: str, values: str) -> list[tuple[Span, Span]] | None:
+    """Where each key of a banner's line of keys stands and where its value stands on the next line
+    (`values`: "买入(上调) 增持 156.00元 121.37元 58.20-139.90元 651.4亿元"), or None when the two lines are
+    no banner: at least three keys, two of them a field's, as many values apart by spaces, and each pair
+    a field (a rating's value a rating level) or market data with a whole value, as `_key_value_cells`
+    reads a table's row."""
+    if len(keys) > _BANNER_MAX_CHARS or not _BANNER_KEY_RE.match(keys):
+        return None
+    key_spans: list[Span] = []
+    pos, end = 0, len(keys.rstrip())
+    while pos < end:
+        m = _BANNER_KEY_RE.match(keys, pos)
+        if m is None:
+            return None
+        key_spans.append((m.end() - len(m.group().lstrip()), m.end()))
+        pos = m.end()
+    value_spans = [m.span() for m in re.finditer(r"\S+", values)]
+    if len(key_spans) < _BANNER_MIN_KEYS or len(key_spans) != len(value_spans):
+        return None
+    cells = [keys[a:b] + "|" + values[c:d] for (a, b), (c, d) in zip(key_spans, value_spans, strict=True)]
+    if len(_key_value_cells("|" + "|".join(cells) + "|")) < 2:
+        return None
+    return list(zip(key_spans, value_spans, strict=True))
+
+
 def _rating_cell(cell: str) -> tuple[str, str] | None:
     """("rating", level) of a cell that is only a rating level, with its bracket ("买入(维持)")."""
     cell = cell.strip("*_ ")

@@ -18,6 +18,7 @@ from collections import Counter
 
 from fintag.data.fields import date_in
 from fintag.data.split import ends_sentence
+from fintag.data.unwrap import display_width
 
 logger = logging.getLogger(__name__)
 
@@ -135,3 +136,56 @@ def strip_running_lines(pages: list[str]) -> list[str]:
         "dropped %d running header/footer lines (%d kinds) from %d pages", dropped, len(running), len(pages)
     )
     return out
+
+
+# A footnote at a page's foot: a line that starts with its superscript marker ("¹ 资料来源:...", "⁽²⁾ ...").
+_FOOTNOTE_RE = re.compile(r"^\s*(?:[⁰¹²³⁴⁵⁶⁷⁸⁹]+|⁽[⁰¹²³⁴⁵⁶⁷⁸⁹]+⁾)\s*\S")
+FOOT_LINES = 12  # the lines at a page's foot where its footnotes are looked for
+# A body's last line this share of its column's width or wider may be a wrapped sentence's (figures print
+# narrower than they count: "...预测至610.45/682.30/756.18亿元(原预测为" is 61 of a 70-wide column).
+CUT_WIDTH = 0.75
+
+
+def _foot_start(lines: list[str]) -> int | None:
+    """Where a page's footnotes start: the first footnote line, among the page's last `FOOT_LINES`, below
+    which every line is a footnote or the wrapped rest of the line above it (which ends no sentence); None
+    if the page ends otherwise."""
+    for k in range(max(0, len(lines) - FOOT_LINES), len(lines)):
+        if _FOOTNOTE_RE.match(lines[k]) and all(
+            _FOOTNOTE_RE.match(lines[j]) or not ends_sentence(lines[j - 1]) for j in range(k + 1, len(lines))
+        ):
+            return k
+    return None
+
+
+def _cut_at_column(body: list[str]) -> bool:
+    """Whether the last line of a page's body ends no sentence and is about as wide as its column (the
+    90th percentile of its lines' widths): a sentence wrapped there, not a source line or a heading."""
+    widths = sorted(w for w in map(display_width, body) if w)
+    if not widths or ends_sentence(body[-1]):
+        return False
+    return display_width(body[-1]) >= CUT_WIDTH * widths[int(0.9 * (len(widths) - 1))]
+
+
+def footnotes_after_sentence(pages: list[str]) -> list[str]:
+    """`pages` with the footnotes at a page's foot moved below the sentence they cut: when the body's last
+    line above them runs on to the next page ("...(原预测为" / "¹ 资料来源:..." / next page "628.90/...亿元),
+    对应EPS..."), they go after the next page's first line that ends a sentence, so the sentence is read
+    whole. Footnotes under a finished sentence stay where they are."""
+    split = [page.split("\n") for page in pages]
+    moved = 0
+    for n in range(len(split) - 1):
+        lines = split[n]
+        last = len(lines)
+        while last and not lines[last - 1].strip():
+            last -= 1
+        k = _foot_start(lines[:last])
+        if not k or not _cut_at_column(lines[:k]):
+            continue
+        notes, split[n], nxt = lines[k:last], lines[:k], split[n + 1]
+        end = next((j for j, line in enumerate(nxt) if ends_sentence(line) and line.strip()), len(nxt) - 1)
+        split[n + 1] = nxt[: end + 1] + notes + nxt[end + 1 :]
+        moved += len(notes)
+    if moved:
+        logger.debug("moved %d footnote lines below the sentences they cut", moved)
+    return ["\n".join(lines) for lines in split]

@@ -20,7 +20,7 @@ from pathlib import Path
 from charset_normalizer import from_bytes
 from fintag.data.markup import DOCX_SUFFIXES, HTML_SUFFIXES, docx_to_text, html_to_text
 from fintag.data.normalize import CJK_RE
-from fintag.data.pdf_pages import pages_of_text, strip_running_lines
+from fintag.data.pdf_pages import footnotes_after_sentence, pages_of_text, strip_running_lines
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,9 @@ def _read_pdf(data: bytes, path: str | os.PathLike[str]) -> str:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise FileNotDecryptedError("a password is needed")
-        pages = strip_running_lines([page.extract_text() or "" for page in reader.pages])
+        pages = footnotes_after_sentence(
+            strip_running_lines([page.extract_text() or "" for page in reader.pages])
+        )
     except FileNotDecryptedError as exc:
         raise ReportReadError(
             path,
@@ -371,7 +373,8 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
         # PDF): their running lines go as a PDF's.
         pages = text.split("\f") if "\f" in text else pages_of_text(text)
         if pages:
-            text = "\f".join(p.strip("\n") for p in strip_running_lines(pages) if p.strip())
+            pages = footnotes_after_sentence(strip_running_lines(pages))
+            text = "\f".join(p.strip("\n") for p in pages if p.strip())
     if not text.strip():
         raise ReportReadError(path, "the report holds no text", "check the export")
     return RawReport(report_id if report_id is not None else report_id_for(name), name, text, encoding)

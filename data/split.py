@@ -31,6 +31,8 @@ from fintag.data.fields import (
     PIPE_RE,
     RATING_LEVELS,
     TW_HK_LEVELS,
+    Span,
+    banner_cells,
     date_in,
     field_key,
     field_value,
@@ -362,6 +364,11 @@ def _logical_lines(
     i = 0
     while i < len(physical):
         line, where = physical[i], starts[i]
+        cells = banner_cells(line, physical[i + 1]) if i >= skip and i + 1 < len(physical) else None
+        if cells:  # a banner of keys over their values: one line of fields, "key:value" each
+            out.append(_banner_line(cells, line, physical[i + 1], starts[i], starts[i + 1]))
+            i += 2
+            continue
         if i in joins:
             pieces, offsets = [line], list(range(starts[i], starts[i] + len(line)))
             while i in joins:
@@ -380,6 +387,27 @@ def _logical_lines(
         out.append((line, where))
         i += 1
     return out
+
+
+def _banner_line(
+    cells: list[tuple[Span, Span]], keys: str, values: str, keys_at: int, values_at: int
+) -> tuple[str, list[int]]:
+    """A banner's line of keys and the line of their values below as one line of fields ("投资评级:买入(上调)
+    上次评级:增持 目标价:156.00元 ..."), with where each character is in the text: a key's and a value's
+    where written, the colon after a key at the key's last character, the space before a key at its first."""
+    pieces: list[str] = []
+    offsets: list[int] = []
+    for (ka, kb), (va, vb) in cells:
+        if pieces:
+            pieces.append(" ")
+            offsets.append(keys_at + ka)
+        pieces += [keys[ka:kb], ":", values[va:vb]]
+        offsets += [
+            *range(keys_at + ka, keys_at + kb),
+            keys_at + kb - 1,
+            *range(values_at + va, values_at + vb),
+        ]
+    return "".join(pieces), offsets
 
 
 def _is_entry(line: str) -> bool:

@@ -567,6 +567,57 @@ def test_a_pdf_sidebar_before_the_title_gives_its_fields_and_the_title_is_still_
 
 
 @pytest.mark.parametrize(
+    ("text", "fields"),
+    [
+        (
+            "投资评级 上次评级 目标价 当前股价 52周区间 总市值\n"
+            "买入（上调） 增持 156.00元 121.37元 58.20-139.90元 651.4亿元\n",
+            [
+                ("rating", "买入(上调)"),
+                ("previous_rating", "增持"),
+                ("target_price", "156.00元"),
+                ("price", "121.37元"),
+                ("market_value", "651.4亿元"),
+            ],
+        ),
+        (
+            "Rating  Target price  Share price  Market cap\nBUY  US$14.50  US$11.20  US$3.2bn\n",
+            [
+                ("rating", "BUY"),
+                ("target_price", "US$14.50"),
+                ("price", "US$11.20"),
+                ("market_value", "US$3.2bn"),
+            ],
+        ),
+        (
+            "评级 目标价(港元) 总股本\n增持 86.00 14.63亿股\n",
+            [("rating", "增持"), ("target_price", "86.00港元")],
+        ),
+    ],
+)
+def test_a_banner_of_keys_over_their_values_is_one_line_of_fields(text, fields):
+    """A first page's banner: a line of keys, the next their values in the same order, apart by spaces. One
+    unit of fields that points at both lines as written."""
+    (unit,) = segment(text).sentences
+    assert unit.kind == "field" and field_values(unit.text) == fields
+    assert unit.original == text.rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "投资评级 目标价 当前股价\n买入 156.00元\n",  # a value missing: which is which is not known
+        "投资评级 目标价 当前股价\n说明 156.00元 121.37元\n",  # a rating's value must be a level
+        "会计年度 2025A 2026E 2027E\n营业收入 2,915 4,526 6,380\n",  # a forecast table
+        "总股本 52周区间 日均成交\n14.63亿股 58.20-139.90元 3.2亿元\n",  # market data alone: no field
+        "目标价 当前股价 近期股价表现良好\n156.00元 121.37元 上涨\n",  # a key line with a statement in it
+    ],
+)
+def test_what_is_no_banner_of_fields(text):
+    assert all(s.kind != "field" or len(field_values(s.text)) <= 1 for s in segment(text).sentences)
+
+
+@pytest.mark.parametrize(
     ("text", "kinds"),
     [
         # A rating history's rows and a line of levels are no header fields.

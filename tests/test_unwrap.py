@@ -251,6 +251,41 @@ def test_running_headers_and_footers_are_dropped_and_nothing_else():
     assert strip_running_lines(pages[:1]) == pages[:1]
 
 
+def test_footnotes_at_a_pages_foot_go_below_the_sentence_they_cut():
+    """A sentence wrapped at the column runs on over the page break; the footnotes printed between its
+    halves go below it, whole and kept; footnotes under a finished sentence or a source line stay put."""
+    from fintag.data.pdf_pages import footnotes_after_sentence
+    from fintag.data.reader import read_report_bytes
+
+    body = [
+        "公司三季度实现营业收入128.6亿元,同比增长23.4%,归母净利润为15.2亿元,同比增长",
+        "31.7%,盈利能力持续提升。储能业务出货量同比增长68%,海外收入占比提升至三成以上,",
+        "我们认为公司在全球储能市场的份额将继续提升。考虑到碳酸锂价格反弹,我们下调",
+        "公司2026-2028年归母净利润预测至61.05/68.23/75.62亿元(原预测为",
+    ]
+    notes = [
+        "¹ 资料来源:中国汽车动力电池产业创新联盟。",
+        "² 碳酸锂价格为上海有色网电池级碳酸锂现货均价,",
+        "下同。",
+    ]
+    second = ["62.89/71.26/80.14亿元),对应EPS分别为1.39/1.55/1.72元。", "维持“增持”评级。"]
+    pages = ["\n".join(body + notes), "\n".join(second)]
+    moved = footnotes_after_sentence(pages)
+    assert moved == ["\n".join(body), "\n".join(second[:1] + notes + second[1:])]
+    text = "\f".join(pages).encode()
+    units = [s.text for s in segment(read_report_bytes(text, "note.txt").text).sentences]
+    whole = "考虑到碳酸锂价格反弹,我们下调公司2026-2028年归母净利润预测至61.05/68.23/75.62亿元(原预测为"
+    assert whole + "62.89/71.26/80.14亿元),对应EPS分别为1.39/1.55/1.72元。" in units
+    assert "1 资料来源:中国汽车动力电池产业创新联盟。" in units  # kept: NFKC reads the marker as a digit
+    assert units.index("维持“增持”评级。") > units.index("1 资料来源:中国汽车动力电池产业创新联盟。")
+    finished = [*body[:3], "2026-2028年归母净利润预测为61.05/68.23/75.62亿元。"]
+    source = [*body[:3], "资料来源:Wind,某某证券研究所"]
+    for page in (finished, source):
+        assert footnotes_after_sentence(["\n".join(page + notes), "\n".join(second)])[0] == "\n".join(
+            page + notes
+        )
+
+
 def test_a_watermark_anywhere_on_most_pages_is_dropped_and_the_sentence_it_cut_runs_on(tmp_path):
     """A reader's copy stamped "仅供...内部使用 <name> <time>" gets the stamp in the middle of the text layer,
     inside a sentence too; a line that repeats on most pages without naming a licensee stays."""
