@@ -50,6 +50,11 @@ TIGHT_RUNNING_ON = 0.8
 # Inside a wrapped document, a line at least this share of the column wide is full (a long word or a
 # kinsoku rule can push the last few characters to the next line).
 FULL_SHARE = 0.8
+# A shorter line, at least PUSHED_SHARE of the column wide, was wrapped too when the next line's first word
+# (a run of ASCII: a figure, "251.37/306.84/365.12", or an English word) would not have fitted after it: the
+# typesetter pushed it down whole ("我们预计公司2026-2028年营业收入分别为" / "251.37/306.84/365.12亿元,...").
+PUSHED_SHARE = 0.5
+_FIRST_WORD_RE = re.compile(r"[!-~]+")
 
 
 def display_width(line: str) -> int:
@@ -106,13 +111,19 @@ def soft_breaks(
     return {
         i
         for i in range(len(lines) - 1)
-        if widths[i] >= FULL_SHARE * column
+        if (widths[i] >= FULL_SHARE * column or _pushed_down(widths[i], lines[i + 1], column))
         and widths[i + 1]
         and can_continue(lines[i])
         and not opens_unit(lines[i + 1])
         # a page's footer inside a wrapped sentence ("请务必阅读正文之后的免责声明部分") does not continue it
         and (plate[i] or not plate[i + 1])
     }
+
+
+def _pushed_down(width: int, nxt: str, column: int) -> bool:
+    """Whether a line `width` wide ended where it did because `nxt`'s first word did not fit after it."""
+    m = _FIRST_WORD_RE.match(nxt)
+    return m is not None and width >= PUSHED_SHARE * column and width + len(m.group()) > column
 
 
 # An English word hyphenated at the column ("track-" / "ing ahead") is one word when the word without the

@@ -53,6 +53,35 @@ def test_wrapped_lines_are_joined_into_whole_sentences_that_point_into_the_origi
     assert joined.original.count("\n") == 1
 
 
+def test_a_line_the_next_lines_first_figure_did_not_fit_after_is_wrapped_too():
+    """A typesetter pushes a long figure down whole, so the line before it ends short of the column; it
+    runs on when the figure would not have fitted after it, not when it would have, nor from a heading."""
+    column = [
+        "北美云厂商资本开支持续上修,我们认为光模块板块的景气度有望延续至",
+        "2026年,维持行业“推荐”评级。国产算力方面,昇腾910C量产爬坡,寒",
+        "武纪收入高增,国产替代逻辑持续强化,建议关注产业链核心标的与相关",
+        "设备厂商。我们预计公司2026-2028年营业收入分别为",
+        "251.37/306.84/365.12亿元,同比增长26.7%/22.1%/19.0%,维持推荐。",
+    ]
+    assert (
+        "我们预计公司2026-2028年营业收入分别为251.37/306.84/365.12亿元,同比增长26.7%/22.1%/19.0%,维持推荐。"
+        in (_sentences("\n".join(column)))
+    )
+    fits = [
+        *column[:3],
+        "设备厂商。我们预计公司营业收入分别为",
+        "25.1/30.6亿元,同比增长26.7%/22.1%,维持推荐评级不变。",
+    ]
+    assert "我们预计公司营业收入分别为" in _sentences("\n".join(fits))
+    heading = [
+        *column[:3],
+        "设备厂商。",
+        "盈利预测",
+        "251.37/306.84/365.12亿元为公司2026-2028年的营业收入预测。",
+    ]
+    assert "盈利预测" in _sentences("\n".join(heading))
+
+
 def test_joiner_spaces_words_but_not_chinese_or_punctuation():
     assert joiner("net profit rose 35%", "to RMB 4.1bn") == " "
     assert joiner("我们认为", "光模块") == ""
