@@ -139,7 +139,9 @@ def strip_running_lines(pages: list[str]) -> list[str]:
 
 
 # A footnote at a page's foot: a line that starts with its superscript marker ("¹ 资料来源:...", "⁽²⁾ ...").
-_FOOTNOTE_RE = re.compile(r"^\s*(?:[⁰¹²³⁴⁵⁶⁷⁸⁹]+|⁽[⁰¹²³⁴⁵⁶⁷⁸⁹]+⁾)\s*\S")
+# A body line can start with a reference mark the column pushed down ("...联盟的数据" / "¹，2026年..."):
+# punctuation after the marker says it is one.
+_FOOTNOTE_RE = re.compile(r"^\s*(?:[⁰¹²³⁴⁵⁶⁷⁸⁹]+|⁽[⁰¹²³⁴⁵⁶⁷⁸⁹]+⁾)\s*[^\s，,。.、；;：:)）%]")
 FOOT_LINES = 12  # the lines at a page's foot where its footnotes are looked for
 # A body's last line this share of its column's width or wider may be a wrapped sentence's (figures print
 # narrower than they count: "...预测至610.45/682.30/756.18亿元(原预测为" is 61 of a 70-wide column).
@@ -183,8 +185,11 @@ def footnotes_after_sentence(pages: list[str]) -> list[str]:
         if not k or not _cut_at_column(lines[:k]):
             continue
         notes, split[n], nxt = lines[k:last], lines[:k], split[n + 1]
-        end = next((j for j, line in enumerate(nxt) if ends_sentence(line) and line.strip()), len(nxt) - 1)
-        split[n + 1] = nxt[: end + 1] + notes + nxt[end + 1 :]
+        # After the next page's first sentence end above its own footnotes, or else right above them, so the
+        # notes of two pages in a row keep their order.
+        foot = _foot_start(nxt) or len(nxt)
+        end = next((j + 1 for j in range(foot) if nxt[j].strip() and ends_sentence(nxt[j])), foot)
+        split[n + 1] = nxt[:end] + notes + nxt[end:]
         moved += len(notes)
     if moved:
         logger.debug("moved %d footnote lines below the sentences they cut", moved)

@@ -49,6 +49,7 @@ MIN_WORDS = 3
 STATEMENT_CJK = 8
 # A page (of a PDF) is read on its own for hard wrapping when it has this many lines (`_logical_lines`).
 PAGE_MIN_LINES = 8
+BANNER_LINES = 40  # a banner of keys over their values stands among a report's first lines (a header's)
 
 _END_PUNCT = "。!?;！？；"
 _CLOSERS = "”’\"'」』)）】"
@@ -364,7 +365,13 @@ def _logical_lines(
     i = 0
     while i < len(physical):
         line, where = physical[i], starts[i]
-        cells = banner_cells(line, physical[i + 1]) if i >= skip and i + 1 < len(physical) else None
+        cells = (
+            banner_cells(line, physical[i + 1])
+            if skip <= i < min(skip + BANNER_LINES, len(physical) - 1)
+            else None
+        )
+        if cells and i + 2 < len(physical) and banner_cells(line, physical[i + 2]):
+            cells = None  # a table's header over rows of values (a rating history), not a banner
         if cells:  # a banner of keys over their values: one line of fields, "key:value" each
             out.append(_banner_line(cells, line, physical[i + 1], starts[i], starts[i + 1]))
             i += 2

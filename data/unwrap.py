@@ -111,7 +111,10 @@ def soft_breaks(
     return {
         i
         for i in range(len(lines) - 1)
-        if (widths[i] >= FULL_SHARE * column or _pushed_down(widths[i], lines[i + 1], column))
+        if (
+            widths[i] >= FULL_SHARE * column
+            or (_pushed_down(widths[i], lines[i + 1], column) and not opens_unit(lines[i]))
+        )
         and widths[i + 1]
         and can_continue(lines[i])
         and not opens_unit(lines[i + 1])
@@ -123,7 +126,12 @@ def soft_breaks(
 def _pushed_down(width: int, nxt: str, column: int) -> bool:
     """Whether a line `width` wide ended where it did because `nxt`'s first word did not fit after it."""
     m = _FIRST_WORD_RE.match(nxt)
-    return m is not None and width >= PUSHED_SHARE * column and width + len(m.group()) > column
+    return (
+        m is not None
+        and width >= PUSHED_SHARE * column
+        and width + len(m.group()) > column
+        and re.search(r"[0-9A-Za-z]", m.group()) is not None  # a word, not a rule ("=====", "+-----+")
+    )
 
 
 # An English word hyphenated at the column ("track-" / "ing ahead") is one word when the word without the

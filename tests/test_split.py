@@ -826,3 +826,15 @@ def test_a_pages_breadcrumb_tags_and_a_sidebar_charts_source_are_no_title():
 )
 def test_a_bylines_date_a_share_price_and_an_upside(line, fields):
     assert field_values(normalize_text(line)) == fields
+
+
+def test_a_rating_history_is_no_banner():
+    """A table's header over rows of values (a rating history) is no banner, nor one row of it far down."""
+    text = "公司评级历史\n日期 评级 目标价\n2024-05-10 增持 98.00元\n2024-11-02 买入 120.00元\n"
+    assert all(s.kind != "field" for s in segment(text).sentences)
+    body = "".join(f"第{n}段:公司订单饱满,盈利能力持续提升。\n" for n in range(40))
+    one_row = body + "公司评级历史\n日期 评级 目标价\n2024-05-10 增持 98.00元\n"
+    assert all(s.kind != "field" for s in segment(one_row).sentences)
+    assert any(
+        s.kind == "field" for s in segment("日期 评级 目标价\n2024-05-10 增持 98.00元\n" + body).sentences
+    )

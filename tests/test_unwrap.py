@@ -307,6 +307,15 @@ def test_footnotes_at_a_pages_foot_go_below_the_sentence_they_cut():
     assert whole + "62.89/71.26/80.14亿元),对应EPS分别为1.39/1.55/1.72元。" in units
     assert "1 资料来源:中国汽车动力电池产业创新联盟。" in units  # kept: NFKC reads the marker as a digit
     assert units.index("维持“增持”评级。") > units.index("1 资料来源:中国汽车动力电池产业创新联盟。")
+    # Two pages in a row cut above their footnotes: the notes reach the sentence's end in their order.
+    third = ["元),对应EPS分别为1.39/1.55/1.72元。", "维持“增持”评级。"]
+    cut_again = [*body[:3], "公司2026-2028年营业收入预测至612.05/682.23/756.62亿元(原预测为"]
+    pages = ["\n".join(body + notes[:1]), "\n".join([*cut_again, *notes[1:]]), "\n".join(third)]
+    out = footnotes_after_sentence(pages)
+    assert out[2] == "\n".join(third[:1] + notes + third[1:]) and out[:2] == [
+        "\n".join(body),
+        "\n".join(cut_again),
+    ]
     finished = [*body[:3], "2026-2028年归母净利润预测为61.05/68.23/75.62亿元。"]
     source = [*body[:3], "资料来源:Wind,某某证券研究所"]
     for page in (finished, source):
@@ -412,3 +421,29 @@ def test_a_table_row_that_repeats_is_no_watermark_and_a_two_page_reports_title_s
     ]
     first, second = strip_running_lines(pages)
     assert first.startswith(header) and header not in second
+
+
+def test_a_reference_mark_at_a_lines_start_is_no_footnote_and_a_rule_or_a_caption_is_not_pushed_down():
+    """A reference mark the column pushed to a line's start ("¹,同比下降...") is body text; a line of "+---+"
+    is no word pushed down, and a caption does not run on into the figures under it."""
+    from fintag.data.pdf_pages import footnotes_after_sentence
+
+    body = [
+        "公司三季度实现营业收入128.6亿元,同比增长23.4%,归母净利润为15.2亿元,同比增长",
+        "31.7%,盈利能力持续提升。根据动力电池产业创新联盟的数据,公司国内市占率为41.6",
+        "¹,同比下降2.3个百分点,主要受二线电池厂商低价竞争的影响,欧洲与东南亚市场的",
+        "份额提升抵消了国内份额的下滑,我们认为公司在全球储能市场的份额将继续提升。",
+    ]
+    pages = ["\n".join(body), "二、盈利预测\n维持评级。"]
+    assert footnotes_after_sentence(pages) == pages
+    column = [
+        "北美云厂商资本开支持续上修,我们认为光模块板块的景气度有望延续至",
+        "2026年,维持行业“推荐”评级。国产算力方面,昇腾910C量产爬坡,寒",
+        "武纪收入高增,国产替代逻辑持续强化,建议关注产业链核心标的与相关",
+        "设备厂商,公司海外储能订单饱满,我们预计海外收入占比将提升至四成。",
+    ]
+    caption = "表1:主要财务指标与估值(单位:百万元,元,倍)"
+    assert caption in _sentences("\n".join([*column, caption, "+----------+----------+", *column]))
+    assert caption in _sentences(
+        "\n".join([*column, caption, "2,915/4,526/6,380/8,123/9,456 2025A", *column])
+    )
