@@ -7,6 +7,7 @@ field with `field_key`; the summary reads the values with `field_values`.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from fintag.data.normalize import CJK_RE
@@ -234,13 +235,40 @@ def banner_cells(keys: str, values: str) -> list[tuple[Span, Span]] | None:
             return None
         key_spans.append((m.end() - len(m.group().lstrip()), m.end()))
         pos = m.end()
-    value_spans = [m.span() for m in re.finditer(r"\S+", values)]
+    value_spans = _banner_values(values)
     if len(key_spans) < _BANNER_MIN_KEYS or len(key_spans) != len(value_spans):
         return None
     cells = [keys[a:b] + "|" + values[c:d] for (a, b), (c, d) in zip(key_spans, value_spans, strict=True)]
     if len(_key_value_cells("|" + "|".join(cells) + "|")) < 2:
         return None
     return list(zip(key_spans, value_spans, strict=True))
+
+
+# A unit the value line may set apart from its figure ("156.00 元"), which belongs to the figure before it.
+_UNIT_ALONE_RE = re.compile(r"(?:亿元|万元|元|港元|美元|亿股|亿|万|股|倍|%)")
+
+
+def _banner_values(values: str) -> list[Span]:
+    """Where the values of a banner's value line stand: apart by spaces, a unit set apart going with its
+    figure ("156.00 元"), and rating levels the normaliser ran together ("买入 增持" reads "买入增持") each
+    on its own."""
+    spans: list[Span] = []
+    for m in re.finditer(r"\S+", values):
+        a, b = m.span()
+        if spans and _UNIT_ALONE_RE.fullmatch(m.group()) and values[spans[-1][1] - 1].isdigit():
+            spans[-1] = (spans[-1][0], b)
+            continue
+        levels = list(_RATING_CELL_RE.finditer(values, a, b))
+        if (
+            len(levels) > 1
+            and levels[0].start() == a
+            and all(x.end() == y.start() for x, y in itertools.pairwise(levels))
+            and levels[-1].end() == b
+        ):
+            spans += [x.span() for x in levels]
+        else:
+            spans.append((a, b))
+    return spans
 
 
 def _rating_cell(cell: str) -> tuple[str, str] | None:

@@ -593,6 +593,16 @@ def test_a_pdf_sidebar_before_the_title_gives_its_fields_and_the_title_is_still_
             "评级 目标价(港元) 总股本\n增持 86.00 14.63亿股\n",
             [("rating", "增持"), ("target_price", "86.00港元")],
         ),
+        # Levels the normaliser runs together ("买入 增持" reads "买入增持"); a unit apart from its figure.
+        (
+            "投资评级 上次评级 目标价 当前股价\n买入 增持 156.00 元 121.37元\n",
+            [
+                ("rating", "买入"),
+                ("previous_rating", "增持"),
+                ("target_price", "156.00 元"),
+                ("price", "121.37元"),
+            ],
+        ),
     ],
 )
 def test_a_banner_of_keys_over_their_values_is_one_line_of_fields(text, fields):
