@@ -361,6 +361,13 @@ def _logical_lines(
             joins.add(i)
     # A sidebar's cells one a line, a field's key and then its value ("目标价格:" / "510.00元").
     joins |= {i for i in range(skip, len(physical) - 1) if _is_bare_key(physical[i], physical[i + 1])}
+    # A line cut inside its quotes or brackets, closed by a short next line (a title at a narrow column:
+    # "国产算力芯片行业深度:从“能用”到“好" / "用”,生态拐点渐近").
+    joins |= {
+        i
+        for i in range(skip, len(physical) - 1)
+        if _can_continue(physical[i]) and _closes_next(physical[i], physical[i + 1])
+    }
     out: list[tuple[str, int | list[int]]] = []
     i = 0
     while i < len(physical):

@@ -743,9 +743,24 @@ def test_header_lines_at_the_column_width_do_not_run_into_each_other_or_the_body
     ]
     seg = segment("\n".join([*header, *body, "%。"]))
     assert seg.title is not None and seg.title.text == "国产算力芯片行业深度：从“能用”到“好用”，生态拐点渐近"
+    assert (
+        seg.sentences[0].text == "国产算力芯片行业深度:从“能用”到“好用”,生态拐点渐近" and seg.title.units == 1
+    )
     kinds = [(s.kind, s.text[:4]) for s in seg.sentences[seg.title.units :]]
     assert kinds[:3] == [("field", "投资评级"), ("field", "总市值:"), ("contact", "分析师:")]
     assert seg.sentences[seg.title.units + 3].text == "国内智算服务器龙头,深度受益国产算力集群建设。"
+
+
+def test_a_line_left_inside_its_quotes_runs_on_only_into_a_short_line_that_closes_them():
+    """One paragraph a line: a line that opens a quote it does not close runs on into the next only when that
+    line is short and closes it (a title cut at a narrow column), never into a paragraph."""
+    assert split_sentences("公司称为“算力\n底座”的新平台\n") == ["公司称为“算力底座”的新平台"]
+    paragraph = "”这一判断我们认为仍然成立,国产算力芯片的生态建设正在加速,多家厂商的软件栈已可兼容主流框架。"
+    assert split_sentences("管理层提出“国产算力三年倍增\n" + paragraph + "\n") == [
+        "管理层提出“国产算力三年倍增",
+        paragraph,
+    ]
+    assert split_sentences("公司称为“算力。\n底座”的新平台\n") == ["公司称为“算力。", "底座”的新平台"]
 
 
 def test_a_paragraph_wrapped_after_a_key_runs_on_and_is_no_field():
