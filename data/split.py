@@ -213,7 +213,7 @@ _TOC_LEADER_RE = re.compile(r"(?:\.{4,}|·{4,}|-{4,}|_{4,})\s*\d{0,3}$")
 # A line naming another report, with its date: a related-research list ("《中际旭创(300308.SZ):800G龙头地位
 # 稳固》2025-08-26") is titles, not the report's statements.
 _RELATED_REPORT_RE = re.compile(
-    r"^《[^《》]{4,80}》\s*[-—–,，:]?\s*[(（]?(?:\d{4}(?:[-/.]\d{1,2}){1,2}|\d{4}年\d{1,2}月(?:\d{1,2}日)?)[)）]?$"
+    r"^《[^《》]{4,80}》\s*[-—–,，:]{0,2}\s*[(（]?(?:\d{4}(?:[-/.]\d{1,2}){1,2}|\d{4}年\d{1,2}月(?:\d{1,2}日)?)[)）]?$"
 )
 _COLUMN_GAP_RE = re.compile(r" {2,}|\t+")
 _COLUMN_MIN_CELLS = 4

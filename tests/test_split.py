@@ -531,6 +531,11 @@ def test_a_related_reports_title_cut_by_a_narrow_sidebar_is_one_heading_with_its
     assert ("heading", "《中际旭创(300308):800G龙头地位稳固,1.6T蓄势待发》2025-08-26") in units
     assert ("heading", "《半导体设备行业深度:存储扩产周期重启,国产设备迎来新一轮订单》2025-07-30") in units
     assert not any(kind == "field" for kind, _ in units)  # another report's date is not the report's
+    # A date after a double dash ("——"), as a web page's related research writes it.
+    dashed = [
+        (s.kind, s.text) for s in segment("《自动驾驶专题-L4从技术验证到商业验证》 ——2026-03-02\n").sentences
+    ]
+    assert dashed == [("heading", "《自动驾驶专题-L4从技术验证到商业验证》 ——2026-03-02")]
 
 
 def test_rows_of_a_table_of_companies_are_table_rows_and_a_single_header_line_is_not():
