@@ -177,6 +177,14 @@ def whole_fields(line: str) -> bool:
     return bool(found) and all(_WHOLE_VALUE_RE.fullmatch(value) for _, value in found)
 
 
+def market_datum(unit: str) -> str | None:
+    """The value of a line that is one datum of the header's market data, whole ("总股本:14.63亿股" ->
+    "14.63亿股", "52周区间:58.20-139.90元", "主要股东:联想控股(31.5%)"), or None; no header field
+    (`FIELD_KEYS`), but a unit of the header all the same."""
+    found = _market_datum(unit.strip("*_ "))
+    return found[1] if found and found[1] and _WHOLE_VALUE_RE.fullmatch(found[1]) else None
+
+
 def _market_datum(piece: str) -> tuple[str, str] | None:
     """(key, value) of a piece of market data on a line of fields ("总股本:14.63亿股"), or None."""
     m = _MARKET_DATA_KEY_RE.match(piece)

@@ -36,6 +36,7 @@ from fintag.data.fields import (
     date_in,
     field_key,
     field_value,
+    market_datum,
     whole_fields,
 )
 from fintag.data.normalize import CJK_RE, Normalized, detect_lang, normalize
@@ -122,7 +123,7 @@ KINDS: dict[str, str] = {
     "(【计算机】...), a related report (《...》2025-08-26); a source line (资料来源:), a page's label path, "
     "a table of contents' entry",
     "field": "a field of the report's header: rating, previous rating, target or current price, date "
-    "(投资评级:买入(维持), 【目标价】128元, Rating: BUY)",
+    "(投资评级:买入(维持), 【目标价】128元, Rating: BUY), or a datum of its market data (总股本:14.63亿股)",
     "table_row": "a row of a table (cells separated by |, runs of spaces or tabs, or a run of numbers)",
     "contact": "analyst names, e-mail addresses, phone numbers, registration numbers (S0980...), addresses, "
     "a research visit's participants",
@@ -550,7 +551,7 @@ def _is_heading(unit: str) -> bool:
 
 def drop_reason(unit: str) -> str | None:
     """Why `unit` is not a sentence ("debris", "numeric", "too_short"), or None to keep it (a header
-    field is kept whatever its digits: "目标价:118.00元", "2025年10月22日")."""
+    field or datum of market data is kept whatever its digits: "目标价:118.00元", "2025年10月22日")."""
     if _DEBRIS_RE.search(unit) or _NAVIGATION_RE.match(unit):
         return "debris"
     cjk = len(CJK_RE.findall(unit))
@@ -562,9 +563,15 @@ def drop_reason(unit: str) -> str | None:
         reason = "numeric"
     elif cjk < MIN_CJK and len(words) < MIN_WORDS and not _SHORT_RATING_RE.search(unit):
         reason = "too_short"
-    if reason and (field_value(unit) is not None or _RELATED_REPORT_RE.match(unit) or _VISIT_RE.match(unit)):
-        return None  # "目标价:118.00元", "《...(300308):800G...》2025-08-26", "会议时间:2026年10月31日 20:00"
-    return reason
+    # Kept whatever their digits: "目标价:118.00元", "总股本:14.63亿股", "《...(300308):800G...》2025-08-26",
+    # "会议时间:2026年10月31日 20:00".
+    kept = (
+        field_value(unit) is not None
+        or market_datum(unit) is not None
+        or _RELATED_REPORT_RE.match(unit)
+        or _VISIT_RE.match(unit)
+    )
+    return None if reason and kept else reason
 
 
 def _is_table_row(unit: str) -> bool:
@@ -637,8 +644,8 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
         return "contact"
     if section.disclaimer_level is not None or _DISCLAIMER_RE.search(unit):
         return "disclaimer"
-    if field_key(unit) is not None:  # "Date: 15 March 2024" has the shape of a row of numbers too
-        return "field"
+    if field_key(unit) is not None or market_datum(unit) is not None:  # "Date: 15 March 2024" has the
+        return "field"  # shape of a row of numbers too
     if _is_table_row(unit) or _is_column_row(original):
         return "table_row"
     if (

@@ -858,6 +858,18 @@ def test_a_bylines_date_a_share_price_and_an_upside(line, fields):
     assert field_values(normalize_text(line)) == fields
 
 
+def test_a_datum_of_market_data_is_a_unit_of_the_header_and_no_field_of_the_summary():
+    """Market data on a line of its own ("总股本:44.03亿股", "52周最高/最低:312.80/188.60元", "Free float:
+    71%") are kept whatever their digits, as the header's units, not sentences; a statement after such a key
+    stays a sentence."""
+    text = "总股本: 44.03亿股\n52周最高/最低: 312.80/188.60元\nFree float: 71%\n主要股东: 联想控股(31.5%)\n"
+    units = segment(text + "市盈率:当前估值处于近五年的历史低位,安全边际充足。\n").sentences
+    assert [s.kind for s in units] == ["field"] * 4 + ["sentence"]
+    assert all(field_values(s.text) == [] for s in units)
+    summary, _ = summary_of(text + "目标价:98.00元\n")
+    assert {k: v["value"] for k, v in summary["fields"].items()} == {"target_price": "98.00元"}
+
+
 def test_a_rating_history_is_no_banner():
     """A table's header over rows of values (a rating history) is no banner, nor one row of it far down."""
     text = "公司评级历史\n日期 评级 目标价\n2024-05-10 增持 98.00元\n2024-11-02 买入 120.00元\n"
