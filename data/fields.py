@@ -177,12 +177,20 @@ def whole_fields(line: str) -> bool:
     return bool(found) and all(_WHOLE_VALUE_RE.fullmatch(value) for _, value in found)
 
 
+# A datum's value starts with its figure ("14.63亿股", "HK$12.3bn") or names a holder and its share ("联想控股
+# (31.5%)"); "拟减持(不超过2%)", "较现价仍有35%" are statements.
+_DATUM_VALUE_RE = re.compile(
+    r"(?:(?:HK\$|US\$|RMB|¥|\$)\s?)?[-+]?\d|[^\d()（）:：]{2,20}\s*[(（]\s*\d[\d.]*\s*%\s*[)）]$"
+)
+
+
 def market_datum(unit: str) -> str | None:
     """The value of a line that is one datum of the header's market data, whole ("总股本:14.63亿股" ->
     "14.63亿股", "52周区间:58.20-139.90元", "主要股东:联想控股(31.5%)"), or None; no header field
     (`FIELD_KEYS`), but a unit of the header all the same."""
     found = _market_datum(unit.strip("*_ "))
-    return found[1] if found and found[1] and _WHOLE_VALUE_RE.fullmatch(found[1]) else None
+    value = found[1] if found else ""
+    return value if _WHOLE_VALUE_RE.fullmatch(value) and _DATUM_VALUE_RE.match(value) else None
 
 
 def _market_datum(piece: str) -> tuple[str, str] | None:

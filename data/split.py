@@ -214,7 +214,7 @@ _TOC_LEADER_RE = re.compile(r"(?:\.{4,}|·{4,}|-{4,}|_{4,})\s*\d{0,3}$")
 # A line naming another report, with its date: a related-research list ("《中际旭创(300308.SZ):800G龙头地位
 # 稳固》2025-08-26") is titles, not the report's statements.
 _RELATED_REPORT_RE = re.compile(
-    r"^《[^《》]{4,80}》\s*[-—–,，:]{0,2}\s*[(（]?(?:\d{4}(?:[-/.]\d{1,2}){1,2}|\d{4}年\d{1,2}月(?:\d{1,2}日)?)[)）]?$"
+    r"^《[^《》]{4,80}》\s*(?:[-—–]{1,2}|[,，:])?\s*[(（]?(?:\d{4}(?:[-/.]\d{1,2}){1,2}|\d{4}年\d{1,2}月(?:\d{1,2}日)?)[)）]?$"
 )
 _COLUMN_GAP_RE = re.compile(r" {2,}|\t+")
 _COLUMN_MIN_CELLS = 4
@@ -367,7 +367,9 @@ def _logical_lines(
     joins |= {
         i
         for i in range(skip, len(physical) - 1)
-        if _can_continue(physical[i]) and _closes_next(physical[i], physical[i + 1])
+        if _can_continue(physical[i])
+        and _closes_next(physical[i], physical[i + 1])
+        and not _opens_unit(physical[i + 1])  # a bullet, heading, field, caption or row of its own
     }
     out: list[tuple[str, int | list[int]]] = []
     i = 0

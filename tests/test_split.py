@@ -866,6 +866,12 @@ def test_a_datum_of_market_data_is_a_unit_of_the_header_and_no_field_of_the_summ
     units = segment(text + "市盈率:当前估值处于近五年的历史低位,安全边际充足。\n").sentences
     assert [s.kind for s in units] == ["field"] * 4 + ["sentence"]
     assert all(field_values(s.text) == [] for s in units)
+    # A statement after a market datum's key is no datum; a line after an open bracket that opens a unit of
+    # its own (a field, a heading) is not run into it.
+    for statement in ("大股东:拟减持(不超过2%)", "上涨空间:较现价仍有35%", "换手率:近一个月明显回升至3.5%"):
+        assert [s.kind for s in segment(statement + "\n").sentences] == ["sentence"]
+    kinds = [(s.kind, s.text) for s in segment("本次发行价格(以公告为准\n目标价:128元)\n").sentences]
+    assert kinds == [("heading", "本次发行价格(以公告为准"), ("field", "目标价:128元)")]
     summary, _ = summary_of(text + "目标价:98.00元\n")
     assert {k: v["value"] for k, v in summary["fields"].items()} == {"target_price": "98.00元"}
 
