@@ -7,7 +7,6 @@ field with `field_key`; the summary reads the values with `field_values`.
 
 from __future__ import annotations
 
-import itertools
 import re
 
 from fintag.data.normalize import CJK_RE
@@ -41,6 +40,7 @@ _FIELD_KEYS = {
     "date": r"(?:报告|发布)?日期|(?:(?:Report|Publish(?:ed)?|Publication|Release)[_\s]+)?Date",
 }
 FIELD_KEYS = tuple(_FIELD_KEYS)
+_FIELD_ALTS = "|".join(_FIELD_KEYS.values())  # any field's key, as a pattern
 RATING_FIELD_KEYS = ("industry_rating", "rating", "previous_rating")  # the others' values need a number
 _FIELD_RE = re.compile(
     r"^[*_]*[【\[]?\s*(?:" + "|".join(f"(?P<{k}>{v})" for k, v in _FIELD_KEYS.items()) + r")"
@@ -53,7 +53,7 @@ _FIELD_RE = re.compile(
 # 目标价        286.00元", which the normaliser runs into "投资评级买入(维持) 目标价 286.00元"); not inside a
 # word ("Update:"), and not after 前次/上次/原 ("(前次目标价:75元)" belongs to the value before it).
 FIELD_KEY_RE = re.compile(
-    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + "|".join(_FIELD_KEYS.values()) + rf"){_KEY_BRACKET}"
+    r"(?<![A-Za-z])(?<!前次)(?<!上次)(?<!原)(?:" + _FIELD_ALTS + rf"){_KEY_BRACKET}"
     rf"(?:\s*[】\]]?\s*[:：]|\s*[】\]]|"  # "【投资评级】审慎推荐(维持)【目标价】148.00元"
     rf"(?=\s?(?:[\d$¥]|(?:US|HK|NT|S)\$|RMB|HKD|USD|{RATING_LEVELS}|{INDUSTRY_LEVELS})))",
     re.IGNORECASE,
@@ -224,7 +224,6 @@ def _key_value_cells(row: str) -> list[tuple[str, str]]:
 # A banner of keys over their values: a line of keys alone, apart by spaces ("投资评级 上次评级 目标价
 # 当前股价 52周区间 总市值", which the normaliser runs into "投资评级上次评级目标价当前股价 52周区间总市值"),
 # each a field's or market data's (a market datum's key ends where the next key or a space starts).
-_FIELD_ALTS = "|".join(_FIELD_KEYS.values())
 _BANNER_KEY_RE = re.compile(
     rf"\s*(?:(?:{_FIELD_ALTS}){_KEY_BRACKET}|(?:{MARKET_DATA_KEYS})[^\s:：\d()]{{0,4}}?{_KEY_BRACKET})"
     rf"(?=\s|$|(?:{_FIELD_ALTS})|(?:{MARKET_DATA_KEYS}))",
@@ -275,12 +274,7 @@ def _banner_values(values: str) -> list[Span]:
             spans[-1] = (spans[-1][0], b)
             continue
         levels = list(_RATING_CELL_RE.finditer(values, a, b))
-        if (
-            len(levels) > 1
-            and levels[0].start() == a
-            and all(x.end() == y.start() for x, y in itertools.pairwise(levels))
-            and levels[-1].end() == b
-        ):
+        if len(levels) > 1 and sum(x.end() - x.start() for x in levels) == b - a:  # levels, nothing else
             spans += [x.span() for x in levels]
         else:
             spans.append((a, b))

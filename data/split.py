@@ -646,8 +646,9 @@ def unit_kind(unit: str, layout: str, section: _Section, original: str = "") -> 
         return "contact"
     if section.disclaimer_level is not None or _DISCLAIMER_RE.search(unit):
         return "disclaimer"
-    if field_key(unit) is not None or market_datum(unit) is not None:  # "Date: 15 March 2024" has the
-        return "field"  # shape of a row of numbers too
+    # Before the table row: "Date: 15 March 2024" has the shape of a row of numbers too.
+    if field_key(unit) is not None or market_datum(unit) is not None:
+        return "field"
     if _is_table_row(unit) or _is_column_row(original):
         return "table_row"
     if (

@@ -54,7 +54,7 @@ FULL_SHARE = 0.8
 # (a run of ASCII: a figure, "251.37/306.84/365.12", or an English word) would not have fitted after it: the
 # typesetter pushed it down whole ("我们预计公司2026-2028年营业收入分别为" / "251.37/306.84/365.12亿元,...").
 PUSHED_SHARE = 0.5
-_FIRST_WORD_RE = re.compile(r"[!-~]+")
+_FIRST_WORD_RE = re.compile(r"[!-~]*[0-9A-Za-z][!-~]*")  # a word, not a rule ("=====", "+-----+")
 
 
 def display_width(line: str) -> int:
@@ -126,12 +126,7 @@ def soft_breaks(
 def _pushed_down(width: int, nxt: str, column: int) -> bool:
     """Whether a line `width` wide ended where it did because `nxt`'s first word did not fit after it."""
     m = _FIRST_WORD_RE.match(nxt)
-    return (
-        m is not None
-        and width >= PUSHED_SHARE * column
-        and width + len(m.group()) > column
-        and re.search(r"[0-9A-Za-z]", m.group()) is not None  # a word, not a rule ("=====", "+-----+")
-    )
+    return m is not None and width >= PUSHED_SHARE * column and width + len(m.group()) > column
 
 
 # An English word hyphenated at the column ("track-" / "ing ahead") is one word when the word without the
