@@ -54,6 +54,22 @@ def html_to_text(html: str) -> str:
     return "\n".join(lines)
 
 
+# A table a PDF-to-markdown converter (MinerU) writes into markdown as HTML, on one line or several, maybe
+# in <html><body>; a table nested in it is read with it.
+_EMBEDDED_TABLE_RE = re.compile(
+    r"(?:<html>\s*<body>\s*)?<table\b(?:(?!<table\b).)*?</table>(?:\s*</body>\s*</html>)?",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def embedded_tables_to_text(text: str) -> str:
+    """Text (markdown, a text file) with each HTML table in it laid out as `html_to_text` lays a page's: a
+    row of keys and values a markdown row ("| 投资评级 | 买入(维持) |"), on lines of its own."""
+    if "<table" not in text.lower():
+        return text
+    return _EMBEDDED_TABLE_RE.sub(lambda m: "\n" + html_to_text(m.group(0)) + "\n", text)
+
+
 def _collapse(text: str) -> str:
     """Whitespace as a browser shows it: a line break of the source between two Chinese characters is
     nothing (CSS Text's segment-break rule), any other run of whitespace one space."""

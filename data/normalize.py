@@ -2,8 +2,9 @@
 
 `normalize` applies, in order: NFKC (full-width to half-width) per grapheme (a circled number before a
 figure becomes "(1)": "①2025年" is not "12025年"), removal of control and
-format characters (zero-width spaces, BOMs, bidi marks, lone surrogates), removal of citation markers
-such as ``[5][26]``, traditional to simplified Chinese (OpenCC ``t2s``) of the lines that read as
+format characters (zero-width spaces, BOMs, bidi marks, lone surrogates), the inline math of PDF-to-markdown
+converters read as plain figures ("$4 4 . 4 \\%$" -> "44.4%", `fintag.data.latex`), removal of citation
+markers such as ``[5][26]``, traditional to simplified Chinese (OpenCC ``t2s``) of the lines that read as
 traditional (`looks_traditional`), with the words of `KEEP_WORDS` kept as written, and whitespace
 collapsing. Simplified text is left as it is: t2s alone would rewrite 昇腾 (Huawei's Ascend) as 升腾
 (figures in docs/normalizer.md).
@@ -20,6 +21,7 @@ import unicodedata
 from dataclasses import dataclass
 
 import opencc
+from fintag.data.latex import has_math, rewrite_math
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +302,14 @@ def normalize(text: str) -> Normalized:
     chars, idx = _nfkc_and_clean(text)
     # Citations first: the line break a citation can leave decides which lines are tested for
     # traditional text, and must be there already, or a second `normalize` would decide differently.
-    _drop_spans(chars, idx, CITATION_RE, repl_newline=True)
+    # Math and citations until neither is left: dropping "[5]" from "$1 [5] 2$" leaves a converter's span,
+    # and reading "$[ 5 ]$" leaves a citation. Each round that changes anything shortens the text.
+    while True:
+        before = len(chars)
+        chars, idx = rewrite_math(chars, idx)
+        _drop_spans(chars, idx, CITATION_RE, repl_newline=True)
+        if len(chars) == before:
+            break
     chars = _to_simplified_chars(chars)
     chars, idx = _collapse_whitespace(chars, idx)
     chars, idx = _recompose(chars, idx)
@@ -376,6 +385,8 @@ def _fast_text(text: str) -> str | None:
             pieces.append("\n")
             last += 1
     pieces.append(nfkc[last:])
+    if has_math("".join(pieces)):  # a converter's inline math: `normalize` reads it character by character
+        return None
     converted = to_simplified("".join(pieces))  # as `_to_simplified_chars`
     lines = (_SPACES_RE.sub(" ", line).strip(" ") for line in converted.split("\n"))
     return _CJK_SPACE_RE.sub("", "\n".join(line for line in lines if line))  # as `_collapse_whitespace`

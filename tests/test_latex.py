@@ -1,0 +1,131 @@
+"""The inline math of PDF-to-markdown converters (MinerU, marker) read back as the PDF's figures."""
+
+import pytest
+from fintag.data.latex import has_math, is_converter_math
+from fintag.data.normalize import normalize, normalize_text
+from fintag.data.reader import read_report_bytes
+from fintag.data.split import segment
+from fintag.serve.summary import summarize
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("同比增长 $4 4 . 4 \\%$ ；归母净利润", "同比增长44.4%;归母净利润"),
+        ("公司 $2 0 2 6 \\mathrm { H } 1$ 实现营收", "公司2026H1实现营收"),
+        ("毛利率约 $5 5 \\% \\sim 6 0 \\%$ 。", "毛利率约55%~60%。"),
+        ("同比增长 $\\mathrm { 4 , 3 4 7 . 8 2 \\% }$", "同比增长4,347.82%"),
+        ("$\\mathrm { Q } 3$ 单季", "Q3单季"),
+        ("trades at $2 5 \\times$ 2027E P/E", "trades at 25× 2027E P/E"),
+        ("revenue $\\mathrm { y o y } + 2 3 \\%$ in $\\mathrm { 3 Q 2 5 }$", "revenue yoy+23% in 3Q25"),
+        ("growth of $3 0 \\% - 4 0 \\%$ yoy", "growth of 30%-40% yoy"),
+        ("毛利率 $- 3 . 2 \\mathrm { p p t }$ ，", "毛利率-3.2ppt,"),
+        ("$\\mathrm { A I ~ P C }$ shipments", "AI PC shipments"),
+        ("工作温度 $8 5 ^ { \\circ } \\mathrm { C }$ 以下", "工作温度85°C以下"),
+        ("( $1 2 \\%$ )", "(12%)"),
+        ("营收 ${ } ^ { 1 }$ 增长", "营收增长"),  # a footnote's marker goes, as "[1]" does
+        ("毛利率${ }^{2,3}$提升", "毛利率提升"),
+        ("up $1 2 \\%$, and", "up 12%, and"),
+    ],
+)
+def test_converter_math_reads_as_the_figures_the_pdf_showed(raw, expected):
+    assert normalize(raw).text == expected
+    assert normalize_text(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "we raise our TP from US$34.00 to US$40.00",
+        "revenue of US$3.30bn ± US$0.1bn",
+        "from $3.2bn to $4.5bn",
+        "目标价HK$88.0(前值:HK$80.0)",
+        "guided $4.55-4.65 from US$4.40",
+        "$\\frac { a } { b }$",  # a formula: not guessed at
+        "$x _ { 1 }$",
+        "$$ 2 0 2 5 $$",  # display math
+        "$5$ alone",
+    ],
+)
+def test_prose_dollars_and_real_formulas_stay_as_written(raw):
+    assert not has_math(raw)
+    assert normalize(raw).text == normalize_text(raw)
+    assert "$" in normalize(raw).text
+
+
+def test_a_currency_dollar_does_not_pair_off_the_span_after_it():
+    assert normalize("costs $5 and grew $1 2 \\%$ in Q3").text == "costs $5 and grew 12% in Q3"
+
+
+def test_what_reads_as_math():
+    assert is_converter_math("2 0 2 5")
+    assert is_converter_math("\\mathrm { E }")
+    assert not is_converter_math("3.2bn to ")
+    assert not is_converter_math("1 2 亿元")  # Chinese inside: not a converter's
+    assert not is_converter_math("5")
+
+
+def test_a_sentence_is_not_cut_inside_a_span_and_maps_back_to_it():
+    raw = "公司前三季度实现营收 $2 5 0 . 0 5$ 亿元，同比增长 $4 4 . 4 \\%$ 。毛利率提升至 $3 3 . 1 \\%$ 。"
+    sentences = segment(raw).sentences
+    assert [s.text for s in sentences] == [
+        "公司前三季度实现营收250.05亿元,同比增长44.4%。",
+        "毛利率提升至33.1%。",
+    ]
+    assert sentences[0].original == raw[: raw.index("。") + 1]
+    assert sentences[1].original == "毛利率提升至 $3 3 . 1 \\%$ 。"
+
+
+_PIECES = st.sampled_from(
+    ["$", "$$", "\\%", "\\mathrm", "\\times", "\\sim", "{", "}", "^", "_", " ", "~", "[5]", "[ 5 ]", "1", "2",
+     ".", "亿", "US", "\\frac", "\\", "\n", "，", "\\$", "a"]
+)  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_PIECES, max_size=40).map("".join))
+def test_math_rewriting_is_idempotent_keeps_offsets_and_agrees_with_the_fast_path(text):
+    n = normalize(text)
+    assert normalize(n.text).text == n.text
+    assert list(n.offsets) == sorted(n.offsets)
+    assert all(0 <= o < len(text) for o in n.offsets)
+    assert normalize_text(text) == n.text
+
+
+MINERU_HEADER = (
+    "# 寒武纪(688256)\n\n"
+    "<table><tr><td>投资评级</td><td>买入（维持）</td></tr><tr><td>目标价</td><td>1680.00元</td></tr>"
+    "<tr><td>当前股价</td><td>1320.50元</td></tr></table>\n\n"
+    "# 云端训练芯片放量，盈利拐点确立\n\n"
+    "公司 $2 0 2 6 \\mathrm { H } 1$ 实现营收 $2 8 . 8 1$ 亿元，同比增长 $1 2 . 3 \\%$ 。\n\n"
+    "<html><body><table><tr><td>财务指标</td><td>2025A</td><td>2026E</td></tr>"
+    "<tr><td>营业收入（亿元）</td><td>64.2</td><td>98.3</td></tr></table></body></html>\n\n"
+    "我们维持公司“买入”评级。\n"
+)
+
+
+def test_a_converters_html_table_in_markdown_reads_as_a_web_pages_table():
+    text = read_report_bytes(MINERU_HEADER.encode(), "mineru.md").text
+    assert "<table" not in text and "<td>" not in text
+    units = segment(text).sentences
+    kinds = {s.text: s.kind for s in units}
+    assert kinds["| 投资评级 | 买入(维持) |"] == "field"
+    assert kinds["| 目标价 | 1680.00元 |"] == "field"
+    assert kinds["公司2026H1实现营收28.81亿元,同比增长12.3%。"] == "sentence"
+    assert not any("<" in s.text for s in units)
+    tagged = [
+        {
+            "text": s.original,
+            "text_normalized": s.text,
+            "kind": s.kind,
+            "sentiment": {"label": "neutral", "score": 1.0},
+            "themes": {"labels": [], "scores": {}},
+            "rating": {"label": "none", "score": 1.0},
+        }
+        for s in units
+    ]
+    fields = summarize(tagged)["fields"]
+    assert fields["rating"]["value"] == "买入(维持)"
+    assert fields["target_price"]["value"] == "1680.00元"
