@@ -62,12 +62,24 @@ _EMBEDDED_TABLE_RE = re.compile(
 )
 
 
-def embedded_tables_to_text(text: str) -> str:
-    """Text (markdown, a text file) with each HTML table in it laid out as `html_to_text` lays a page's: a
-    row of keys and values a markdown row ("| 投资评级 | 买入(维持) |"), on lines of its own."""
-    if "<table" not in text.lower():
-        return text
-    return _EMBEDDED_TABLE_RE.sub(lambda m: "\n" + html_to_text(m.group(0)) + "\n", text)
+# Markdown's images ("![](images/3f1a....jpg)", a converter's figure; its caption is a line of its own) and
+# links to a page or file ("[公司公告](http://...)": the text is the report's, the address is not).
+_MD_IMAGE_RE = re.compile(r"!\[[^\]\n]*\]\([^)\s]*\)")
+_MD_LINK_RE = re.compile(
+    r"\[([^\]\n]+)\]\((?:https?://|www\.|\.{0,2}/|[\w./-]+\.(?:html?|pdf|aspx?)\b)[^)\s]*\)"
+)
+
+
+def plain_markdown(text: str) -> str:
+    """Text (markdown, a text file) without what PDF-to-markdown converters (MinerU, marker) add that is no
+    report text: each HTML table laid out as `html_to_text` lays a page's, a row of keys and values a
+    markdown row ("| 投资评级 | 买入(维持) |") on a line of its own; images dropped; links read as their
+    text."""
+    if "<table" in text.lower():
+        text = _EMBEDDED_TABLE_RE.sub(lambda m: "\n" + html_to_text(m.group(0)) + "\n", text)
+    if "](" in text:
+        text = _MD_LINK_RE.sub(r"\1", _MD_IMAGE_RE.sub("", text))
+    return text
 
 
 def _collapse(text: str) -> str:

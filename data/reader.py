@@ -22,8 +22,8 @@ from fintag.data.markup import (
     DOCX_SUFFIXES,
     HTML_SUFFIXES,
     docx_to_text,
-    embedded_tables_to_text,
     html_to_text,
+    plain_markdown,
 )
 from fintag.data.normalize import CJK_RE
 from fintag.data.pdf_pages import footnotes_after_sentence, pages_of_text, strip_running_lines
@@ -375,7 +375,7 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
             ) from exc
     else:
         text, encoding = decode_bytes(data, path)
-        text = embedded_tables_to_text(text)
+        text = plain_markdown(text)
         # Pages apart by form feeds (pdftotext's output) or ending in numbered footers (text copied out of a
         # PDF): their running lines go as a PDF's.
         pages = text.split("\f") if "\f" in text else pages_of_text(text)

@@ -1,4 +1,5 @@
-"""The inline math of PDF-to-markdown converters (MinerU, marker) read back as the PDF's figures."""
+"""Markdown from PDF-to-markdown converters (MinerU, marker): inline math read back as the PDF's figures,
+HTML tables, images and links."""
 
 import pytest
 from fintag.data.latex import has_math, is_converter_math
@@ -99,14 +100,15 @@ MINERU_HEADER = (
     "<table><tr><td>投资评级</td><td>买入（维持）</td></tr><tr><td>目标价</td><td>1680.00元</td></tr>"
     "<tr><td>当前股价</td><td>1320.50元</td></tr></table>\n\n"
     "# 云端训练芯片放量，盈利拐点确立\n\n"
+    "![](images/3f1a2b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a.jpg)\n\n"
     "公司 $2 0 2 6 \\mathrm { H } 1$ 实现营收 $2 8 . 8 1$ 亿元，同比增长 $1 2 . 3 \\%$ 。\n\n"
     "<html><body><table><tr><td>财务指标</td><td>2025A</td><td>2026E</td></tr>"
     "<tr><td>营业收入（亿元）</td><td>64.2</td><td>98.3</td></tr></table></body></html>\n\n"
-    "我们维持公司“买入”评级。\n"
+    "详见[公司公告](http://www.sse.com.cn/disclosure/a.pdf)，我们维持公司“买入”评级。\n"
 )
 
 
-def test_a_converters_html_table_in_markdown_reads_as_a_web_pages_table():
+def test_a_converters_markdown_reads_as_report_text_html_tables_as_a_pages_images_dropped_links_as_text():
     text = read_report_bytes(MINERU_HEADER.encode(), "mineru.md").text
     assert "<table" not in text and "<td>" not in text
     units = segment(text).sentences
@@ -114,7 +116,8 @@ def test_a_converters_html_table_in_markdown_reads_as_a_web_pages_table():
     assert kinds["| 投资评级 | 买入(维持) |"] == "field"
     assert kinds["| 目标价 | 1680.00元 |"] == "field"
     assert kinds["公司2026H1实现营收28.81亿元,同比增长12.3%。"] == "sentence"
-    assert not any("<" in s.text for s in units)
+    assert not any("<" in s.text or "](" in s.text or "jpg" in s.text for s in units)
+    assert kinds["详见公司公告,我们维持公司“买入”评级。"] == "sentence"
     tagged = [
         {
             "text": s.original,
