@@ -99,7 +99,8 @@ _ANY_KEY_RE = re.compile(
     re.IGNORECASE,
 )
 _RATING_CELL_RE = re.compile(
-    rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|{TW_HK_LEVELS})(?:-[A-Z])?(?:\s*\([^()]{{1,8}}\))?", re.IGNORECASE
+    rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|{TW_HK_LEVELS})(?:-[A-Z])?(?:\s*\([^()]{{1,12}}\))?",
+    re.IGNORECASE,
 )
 # A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
 DATE_PATTERN = (
@@ -128,6 +129,8 @@ _TARGET_PRICE_IN_RE = re.compile(
 _CLAUSE_RE = re.compile(r"[，,;](?!\d)")
 _FIELD_MAX_CJK = 8
 _FIELD_MAX_WORDS = 3
+# Currencies and scales, no words of a value: "HK$201.4bn / US$25.9bn" is two figures.
+_CURRENCY_RE = re.compile(r"(?:HK|US|NT|S)\$|\b(?:RMB|HKD|USD|CNY)|(?<=\d)(?:bn|mn|tn)\b", re.IGNORECASE)
 PIPE_RE = re.compile(r"\s*[|｜]\s*")
 
 
@@ -201,9 +204,14 @@ def _market_datum(piece: str) -> tuple[str, str] | None:
 
 def _key_value_cells(row: str) -> list[tuple[str, str]]:
     """The fields of a table row of keys and values in cells ("| 投资评级 | 买入(维持) |", "| 目标价 |
-    21.50元 | 收盘价(2026/11/20) | 27.84元 |"); [] unless every other cell is a key and each pair a field
-    (a rating's value a rating level) or market data with a whole value ("| 52周区间 | 58.20-139.90元 |")."""
+    21.50元 | 收盘价(2026/11/20) | 27.84元 |") or of cells each a field ("| 投资评级:增持(首次覆盖) |", a
+    converter's table of one full cell beside an empty one); [] unless every other cell is a key and each
+    pair a field (a rating's value a rating level) or market data with a whole value ("| 52周区间 |
+    58.20-139.90元 |")."""
     cells = [c.strip("*_ ") for c in PIPE_RE.split(row.strip(" |｜"))]
+    if all(cells) and all(FIELD_KEY_RE.match(c) for c in cells):  # "| 投资评级:增持(首次) |"
+        fields = [_field_value(c) for c in cells]
+        return [f for f in fields if f is not None] if all(fields) else []
     if len(cells) % 2 or not all(cells):
         return []
     found: list[tuple[str, str]] = []
@@ -321,12 +329,12 @@ def _field_value(unit: str) -> tuple[str, str] | None:
         return None
     key = next(k for k in m.groupdict() if k != "value" and m.group(k))
     value = m.group("value").rstrip("*_ ")
-    if _CLAUSE_RE.search(value):
+    if _CLAUSE_RE.search(value) or PIPE_RE.search(value):  # a clause, or the next cell of a row
         return None
     if key not in RATING_FIELD_KEYS and not (
         any(ch.isdigit() for ch in value)
         and len(CJK_RE.findall(value)) <= _FIELD_MAX_CJK
-        and len(re.findall(r"[A-Za-z]{2,}", value)) <= _FIELD_MAX_WORDS
+        and len(re.findall(r"[A-Za-z]{2,}", _CURRENCY_RE.sub("", value))) <= _FIELD_MAX_WORDS
     ):
         return None
     return key, _with_key_unit(value, unit[m.end(key) : m.start("value")])

@@ -9,8 +9,8 @@ span that is only a superscript figure (a footnote's marker, as the normaliser d
 A span is read only when it is a converter's: between single "$", on one line, no Chinese in it, and either a
 LaTeX command or brace in it or every token a single character ("$2 0 2 5$"). So "$3.2bn to $4.5bn" and
 "US$34.00 ... US$40.00" are prose, and stay. A span with anything this module does not know (\\frac, a
-subscript, a superscript other than a footnote's or "^{\\circ}") stays as written: a formula is not
-guessed at.
+subscript, a superscript other than a power's digits, a footnote's or "^{\\circ}") stays as written: a
+formula is not guessed at.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _SYMBOLS = {
     "times": "×", "cdot": "·", "div": "÷", "sim": "~", "approx": "≈", "pm": "±", "mp": "∓",
     "le": "≤", "leq": "≤", "leqslant": "≤", "ge": "≥", "geq": "≥", "geqslant": "≥", "neq": "≠", "ne": "≠",
     "to": "→", "rightarrow": "→", "longrightarrow": "→", "leftarrow": "←", "uparrow": "↑",
-    "downarrow": "↓", "ldots": "...", "cdots": "...", "dots": "...", "prime": "′", "circ": "°",
+    "downarrow": "↓", "bullet": "•", "ldots": "...", "cdots": "...", "dots": "...", "prime": "′", "circ": "°",
     "left": "", "right": "", "big": "", "Big": "", "bigl": "", "bigr": "", "!": "",
     ",": " ", ";": " ", ":": " ", " ": " ", "quad": " ", "qquad": " ",
 }  # fmt: skip
@@ -132,7 +132,8 @@ def _pieces(body: str, base: int) -> list[tuple[str, int]]:
 
 
 def _script(body: str, i: int, base: int, out: list[tuple[str, int]]) -> int:
-    """A superscript at `body[i]`: "^{\\circ}" (a degree) or "^{\\prime}"; anything else is unknown."""
+    """A superscript at `body[i]`: a power's digits ("m^{2}"), "^{\\circ}" (a degree) or "^{\\prime}";
+    anything else is unknown. (A span that is only a superscript figure is a footnote's marker: `_read`.)"""
     if body[i] != "^":
         raise _Unknown
     k = i + 1
@@ -140,9 +141,12 @@ def _script(body: str, i: int, base: int, out: list[tuple[str, int]]) -> int:
         k += 1
     end = _group(body, k) if k < len(body) and body[k] == "{" else k + 1
     inner = "".join(body[k:end].split()).strip("{}")
-    if inner not in ("\\circ", "\\prime"):
+    if inner.isascii() and inner.isdigit():  # "m^{2}": "m2", as the normaliser reads "m²"
+        out.append((inner, base + k))
+    elif inner in ("\\circ", "\\prime"):
+        out.append((_SYMBOLS[inner[1:]], base + i))
+    else:
         raise _Unknown
-    out.append((_SYMBOLS[inner[1:]], base + i))
     return end
 
 

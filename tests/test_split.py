@@ -886,3 +886,21 @@ def test_a_rating_history_is_no_banner():
     assert any(
         s.kind == "field" for s in segment("日期 评级 目标价\n2024-05-10 增持 98.00元\n" + body).sentences
     )
+
+
+@pytest.mark.parametrize(
+    "row, fields",
+    [
+        # A converter's table: the rating in one cell beside an empty one.
+        ("| 投资评级:增持(首次覆盖) |", [("rating", "增持(首次覆盖)")]),
+        ("| 投资评级:买入 | 目标价:98.00元 |", [("rating", "买入"), ("target_price", "98.00元")]),
+        ("| Rating | Outperform (Maintained) |", [("rating", "Outperform (Maintained)")]),
+        ("| Market cap | HK$201.4bn / US$25.9bn |", [("market_value", "HK$201.4bn / US$25.9bn")]),
+        # A value never runs into the next cell, and a scale's row is no field.
+        ("Market cap: US$8.7bn | 3M ADTV: US$61m", []),
+        ("| 买入 | 预计未来6个月内股价涨幅超过20% |", []),
+        ("| 投资评级:买入 | 说明 |", []),
+    ],
+)
+def test_rows_of_fields_in_cells(row, fields):
+    assert field_values(row) == fields
