@@ -26,6 +26,7 @@ from fintag.data.markup import (
     plain_markdown,
 )
 from fintag.data.normalize import CJK_RE
+from fintag.data.paragraphs import resume_cut_paragraphs
 from fintag.data.pdf_pages import footnotes_after_sentence, pages_of_text, strip_running_lines
 
 logger = logging.getLogger(__name__)
@@ -382,6 +383,7 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
         if pages:
             pages = footnotes_after_sentence(strip_running_lines(pages))
             text = "\f".join(p.strip("\n") for p in pages if p.strip())
+        text = resume_cut_paragraphs(text)
     if not text.strip():
         raise ReportReadError(path, "the report holds no text", "check the export")
     return RawReport(report_id if report_id is not None else report_id_for(name), name, text, encoding)

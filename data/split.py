@@ -367,9 +367,9 @@ def _logical_lines(
     joins |= {
         i
         for i in range(skip, len(physical) - 1)
-        if _can_continue(physical[i])
+        if can_continue(physical[i])
         and _closes_next(physical[i], physical[i + 1])
-        and not _opens_unit(physical[i + 1])  # a bullet, heading, field, caption or row of its own
+        and not opens_unit(physical[i + 1])  # a bullet, heading, field, caption or row of its own
     }
     out: list[tuple[str, int | list[int]]] = []
     i = 0
@@ -464,7 +464,7 @@ def ends_sentence(line: str) -> bool:
 
 
 @functools.lru_cache(maxsize=8192)  # a line is asked about once per pass: over the text and over its page
-def _can_continue(line: str) -> bool:
+def can_continue(line: str) -> bool:
     """Whether a line may run on into the next: not when it ends a sentence, is a table's row, a header's
     fields ("投资评级:谨慎推荐(首次) 目标价:78.00元") or an analyst's contact line."""
     return (
@@ -476,7 +476,7 @@ def _can_continue(line: str) -> bool:
 
 
 @functools.lru_cache(maxsize=8192)
-def _opens_unit(line: str) -> bool:
+def opens_unit(line: str) -> bool:
     """A line that starts a unit of its own: a bullet or number, a markdown heading, a caption or source, a
     table row."""
     return (
@@ -504,7 +504,7 @@ def wrapped_breaks(lines: Sequence[str], after: str | None = None) -> set[int]:
             )
         plate.append(section or _DISCLAIMER_RE.search(line) is not None)
     after_plate = after is not None and _DISCLAIMER_RE.search(after) is not None
-    return soft_breaks(lines, _can_continue, _opens_unit, plate, after, after_plate)
+    return soft_breaks(lines, can_continue, opens_unit, plate, after, after_plate)
 
 
 def _units(text: str, front_end: int = 0, pages: Sequence[int] = ()) -> list[tuple[int, int, str, str]]:
@@ -614,6 +614,12 @@ class _Section:
     """Where `unit_kind` is in the report: inside a disclaimer section (opened at a markdown level) or not."""
 
     disclaimer_level: int | None = None
+
+
+def reads_as_disclaimer(line: str) -> bool:
+    """Whether a line is a disclaimer's: a legal notice, a rating scale's definition, a page's banner
+    ("请务必阅读正文之后的免责声明")."""
+    return _DISCLAIMER_RE.search(line) is not None
 
 
 def names_another_document(line: str) -> bool:

@@ -4,6 +4,7 @@ HTML tables, images and links."""
 import pytest
 from fintag.data.latex import has_math, is_converter_math
 from fintag.data.normalize import normalize, normalize_text
+from fintag.data.paragraphs import resume_cut_paragraphs
 from fintag.data.reader import read_report_bytes
 from fintag.data.split import segment
 from fintag.serve.summary import summarize
@@ -29,6 +30,8 @@ from hypothesis import strategies as st
         ("营收 ${ } ^ { 1 }$ 增长", "营收增长"),  # a footnote's marker goes, as "[1]" does
         ("毛利率${ }^{2,3}$提升", "毛利率提升"),
         ("up $1 2 \\%$, and", "up 12%, and"),
+        ("$\\bullet$ 研发构筑壁垒", "•研发构筑壁垒"),
+        ("洁净厂房约3.6万 $\\mathrm { m } ^ { 2 }$ ，", "洁净厂房约3.6万m2,"),  # as "m²" reads
     ],
 )
 def test_converter_math_reads_as_the_figures_the_pdf_showed(raw, expected):
@@ -132,3 +135,70 @@ def test_a_converters_markdown_reads_as_report_text_html_tables_as_a_pages_image
     fields = summarize(tagged)["fields"]
     assert fields["rating"]["value"] == "买入(维持)"
     assert fields["target_price"]["value"] == "1680.00元"
+
+
+CUT_BY_A_FIGURE = """# 海外算力需求强劲，光模块龙头业绩再超预期
+
+公司发布三季报，前三季度营收同比增长 $4 4 . 4 \\%$ 。
+
+盈利能力持续提升，公司前三季度综合毛利率达到$3 9 . 6 \\%$，同比
+
+![](images/d4c784a42a990c5f227755c2cce7200fc154639d67762fac8158c302155ed2c9.jpg)
+
+图 3：公司单季度毛利率及净利率（%）
+
+资料来源：Wind，华衡证券经济研究所整理
+
+$+ 5 . 2 \\mathrm { p p t }$，主要受益于高速率产品占比提升。研发投入加码，费用率达到$1 8 . 6 \\%$，高于
+
+# 请务必阅读正文之后的免责声明及其项下所有内容
+
+公司研究·首次覆盖
+
+$\\mathrm { A M A T }$、$\\mathrm { L A M }$等海外龙头$1 0 \\% \\sim 1 2 \\%$的水平。
+
+We raise our 2025-27E adjusted net profit by 4-7%, as we now expect ad revenue to grow
+
+Qianfan Interactive (9799 HK) 18 November 2025
+
+$2 2 \\% / 1 7 \\%$ in 2025E/26E (previously $1 9 \\% / 1 5 \\%$).
+"""
+
+
+def test_a_paragraph_cut_by_a_figure_or_a_pages_furniture_reads_whole():
+    units = segment(read_report_bytes(CUT_BY_A_FIGURE.encode(), "mineru.md").text).sentences
+    texts = [s.text for s in units]
+    assert (
+        "盈利能力持续提升,公司前三季度综合毛利率达到39.6%,同比+5.2ppt,主要受益于高速率产品占比提升。" in texts
+    )
+    assert "研发投入加码,费用率达到18.6%,高于AMAT、LAM等海外龙头10%~12%的水平。" in texts
+    assert (
+        "We raise our 2025-27E adjusted net profit by 4-7%, as we now expect ad revenue to grow 22%/17% in "
+        "2025E/26E (previously 19%/15%)." in texts
+    )
+    # What stood between stays, below the joined paragraph: the caption is still a caption.
+    kinds = {s.text: s.kind for s in units}
+    assert kinds["图 3:公司单季度毛利率及净利率(%)"] == "heading"
+    assert texts.index("图 3:公司单季度毛利率及净利率(%)") > texts.index(
+        "研发投入加码,费用率达到18.6%,高于AMAT、LAM等海外龙头10%~12%的水平。"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # The title and the header: no sentence has ended yet.
+        "订单能见度拉长至2027年，刻蚀/薄膜/量测国产化率全面提速\n\n投资要点\n\n2026年国内晶圆厂资本开支继续逆势上行，同比增长14%。\n",
+        # A heading of the report's stands between.
+        "公司发布三季报。\n\n盈利能力持续提升，公司前三季度综合毛利率达到39.6%，同比\n\n# 盈利预测\n\n"
+        "2026年营收预计增长30%，维持买入评级。\n",
+        # An analyst's line stands between.
+        "公司发布三季报。\n\n盈利能力持续提升，公司前三季度综合毛利率达到39.6%，同比\n\n"
+        "分析师：张明远 执业证书编号：S0980521080002\n\n2026年营收预计增长30%，维持买入评级。\n",
+        # English: a capital opens a new sentence.
+        "Revenue grew 18%.\n\nWe raise our 2025-27E adjusted net profit by 4-7%, as we now expect\n\n"
+        "Figure 2: Key financials\n\nCapex guidance for 2026 was kept at RMB5.0-5.5bn, mostly for GPUs.\n",
+    ],
+)
+def test_paragraphs_are_not_joined_across_a_header_a_heading_or_a_new_sentence(text):
+    assert resume_cut_paragraphs(text) == text

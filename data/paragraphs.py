@@ -1,0 +1,131 @@
+"""A paragraph that a figure or a page's furniture cuts in two, read whole.
+
+A PDF-to-markdown converter (MinerU) writes a page's blocks in reading order, each a paragraph apart by blank
+lines: where a figure stands in the middle of a paragraph, or a page ends inside one, the paragraph's first
+half is followed by the figure (its image, caption and source line) or by the page's furniture (the footer's
+"请务必阅读正文之后的免责声明", the next page's running header), and then by its second half:
+
+    盈利能力持续提升，公司前三季度综合毛利率达到$3 9 . 6 \\%$，同比
+    ![](images/d4c7....jpg)
+    图 3：公司单季度毛利率及净利率（%）
+    资料来源：Wind，华衡证券经济研究所整理
+    $+ 5 . 2 \\mathrm { p p t }$，主要受益于800G高速率产品出货占比提升及海外客户结构优化。
+
+`resume_cut_paragraphs` joins the halves and moves what stood between them below the joined paragraph:
+- the first half is body text (a bullet's paragraph too), after the first sentence of the report ends (the
+  title and the header before it are never cut), its last line stopping mid-sentence (`can_continue`: no
+  field, contact or row; no heading, caption or disclaimer; at least `MIN_CUT_CHARS`, a clause in it);
+- between stand at most `MAX_BETWEEN` paragraphs of captions and sources, disclaimers' banners, and short
+  lines with no clause that end no sentence and open no unit of the report's (a running header:
+  "公司研究·首次覆盖", "Qianfan Interactive (9799 HK) 18 November 2025"; never a heading, a field or an
+  analyst's line);
+- the second half is body text too (at least `MIN_CUT_CHARS`, a clause or a sentence's end, no unit's
+  opening), and in English starts in lower case, with a figure or with a converter's math.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from fintag.data.normalize import normalize_text
+from fintag.data.split import (
+    can_continue,
+    ends_sentence,
+    names_another_document,
+    opens_unit,
+    reads_as_disclaimer,
+)
+from fintag.data.unwrap import joiner
+
+logger = logging.getLogger(__name__)
+
+MIN_CUT_CHARS = 20  # a first half this long at least: a paragraph, not a heading or a label
+MAX_BETWEEN = 6  # paragraphs between the halves at most (two figures, each with caption and source)
+RUNNING_MAX_CHARS = 60  # a running header or footer's length at most
+_CLAUSE_RE = re.compile(r"[，,；;、:：。]")
+
+
+def _paragraphs(lines: list[str]) -> list[list[str]]:
+    """The runs of non-blank lines."""
+    out: list[list[str]] = []
+    run: list[str] = []
+    for line in lines:
+        if line.strip():
+            run.append(line)
+        elif run:
+            out.append(run)
+            run = []
+    if run:
+        out.append(run)
+    return out
+
+
+def _cut(line: str) -> bool:
+    """Whether a paragraph's last line (normalised) is the first half of a cut one."""
+    return (
+        len(line) >= MIN_CUT_CHARS
+        and _CLAUSE_RE.search(line) is not None
+        and not line.endswith((":", "："))
+        and can_continue(line)
+        and not line.startswith(("#", "|"))  # a heading, a table's row (a bullet's paragraph may be cut)
+        and not names_another_document(line)
+        and not reads_as_disclaimer(line)
+    )
+
+
+def _between(line: str) -> bool:
+    """Whether a line (normalised) may stand between the halves: a caption or source, a disclaimer's banner,
+    a running header or footer."""
+    if names_another_document(line) or reads_as_disclaimer(line):
+        return True
+    if opens_unit(line):  # a heading, a field, a contact line, a bullet: the report's, never furniture
+        return False
+    return len(line) <= RUNNING_MAX_CHARS and not ends_sentence(line) and _CLAUSE_RE.search(line) is None
+
+
+def _goes_on(line: str) -> bool:
+    """Whether a line (raw) may be a cut paragraph's second half."""
+    text = normalize_text(line)
+    if len(text) < MIN_CUT_CHARS or not (_CLAUSE_RE.search(text) or ends_sentence(text)) or opens_unit(text):
+        return False
+    first = line.lstrip()[:1]  # in English a new sentence starts in upper case
+    return not (first.isascii() and first.isupper())
+
+
+def _second_half(paragraphs: list[list[str]], k: int) -> int | None:
+    """The index of the paragraph that goes on with paragraph `k`, cut after its last line, or None."""
+    if not _cut(normalize_text(paragraphs[k][-1])):
+        return None
+    for m in range(k + 1, min(k + 2 + MAX_BETWEEN, len(paragraphs))):
+        if all(_between(t) for t in map(normalize_text, paragraphs[m]) if t):
+            continue  # a caption, a banner, a running header ("公司研究·首次覆盖" could go on, but stands)
+        return m if m > k + 1 and _goes_on(paragraphs[m][0]) else None
+    return None
+
+
+def resume_cut_paragraphs(text: str) -> str:
+    """`text` with each paragraph a figure or page furniture cuts joined, what stood between below it.
+    Text with form feeds (pages a PDF's way) is left as it is: `fintag.data.pdf_pages` reads its pages."""
+    if "\f" in text:
+        return text
+    paragraphs = _paragraphs(text.split("\n"))
+    out: list[list[str]] = []
+    joins = 0
+    body = False  # whether a sentence has ended yet: before that stand the title and the header, never cut
+    k = 0
+    while k < len(paragraphs):
+        current, moved = paragraphs[k], []
+        while body and (m := _second_half(paragraphs, k)) is not None:
+            left, right = current[-1].rstrip(), paragraphs[m][0].lstrip()
+            current = [*current[:-1], left + joiner(left, right) + right, *paragraphs[m][1:]]
+            moved += paragraphs[k + 1 : m]
+            paragraphs[k : m + 1] = [current]
+            joins += 1
+        out += [current, *moved]
+        body = body or any(ends_sentence(normalize_text(line)) for line in current)
+        k += 1
+    if not joins:
+        return text
+    logger.debug("joined %d paragraph(s) cut by a figure or a page's furniture", joins)
+    return "\n\n".join("\n".join(p) for p in out)
