@@ -30,6 +30,7 @@ CJK_RE = re.compile(f"[{CJK}]")
 # One or more bracketed reference numbers: [5], [5][26], [3,4], [12-14].
 CITATION_RE = re.compile(r"(?:\[\d{1,3}(?:\s*[,\-–]\s*\d{1,3})*\])+")
 _SUMMARY_BREAK_RE = re.compile(r"[ \n]+[A-Z0-9•\-]")
+_DOLLARS = ("$", "＄", "﹩")  # what NFKC makes a "$" of: a converter's math may start there
 
 
 @dataclass(frozen=True)
@@ -304,11 +305,13 @@ def normalize(text: str) -> Normalized:
     # traditional text, and must be there already, or a second `normalize` would decide differently.
     # Math and citations until neither is left: dropping "[5]" from "$1 [5] 2$" leaves a converter's span,
     # and reading "$[ 5 ]$" leaves a citation. Each round that changes anything shortens the text.
+    dollars = any(d in text for d in _DOLLARS)
     while True:
         before = len(chars)
-        chars, idx = rewrite_math(chars, idx)
+        if dollars:
+            chars, idx = rewrite_math(chars, idx)
         _drop_spans(chars, idx, CITATION_RE, repl_newline=True)
-        if len(chars) == before:
+        if not dollars or len(chars) == before:
             break
     chars = _to_simplified_chars(chars)
     chars, idx = _collapse_whitespace(chars, idx)

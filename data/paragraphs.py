@@ -95,7 +95,8 @@ def _goes_on(line: str) -> bool:
 
 def _second_half(paragraphs: list[list[str]], k: int) -> int | None:
     """The index of the paragraph that goes on with paragraph `k`, cut after its last line, or None."""
-    if not _cut(normalize_text(paragraphs[k][-1])):
+    last = paragraphs[k][-1].rstrip()
+    if last.endswith(("。", "！", "？", "!", "?")) or not _cut(normalize_text(last)):  # most end a sentence
         return None
     for m in range(k + 1, min(k + 2 + MAX_BETWEEN, len(paragraphs))):
         if all(_between(t) for t in map(normalize_text, paragraphs[m]) if t):
@@ -123,7 +124,7 @@ def resume_cut_paragraphs(text: str) -> str:
             paragraphs[k : m + 1] = [current]
             joins += 1
         out += [current, *moved]
-        body = body or any(ends_sentence(normalize_text(line)) for line in current)
+        body = body or any("。" in line for line in current) or ends_sentence(normalize_text(current[-1]))
         k += 1
     if not joins:
         return text
