@@ -98,8 +98,10 @@ _ANY_KEY_RE = re.compile(
     rf"(?P<field>{FIELD_KEY_RE.pattern})|(?:(?<![\u4e00-\u9fff])|(?<=[元股%倍\d)])){_MARKET_DATA_KEY}",
     re.IGNORECASE,
 )
+# A rating level in a cell, with its action in brackets ("买入(首次覆盖)", "Outperform (Maintained)"); a
+# scale's definition is no action ("Buy (upside > 15%)", "看好(强于大市10%以上)").
 _RATING_CELL_RE = re.compile(
-    rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|{TW_HK_LEVELS})(?:-[A-Z])?(?:\s*\([^()]{{1,12}}\))?",
+    rf"(?:{RATING_LEVELS}|{INDUSTRY_LEVELS}|{TW_HK_LEVELS})(?:-[A-Z])?(?:\s*\([^()\d%<>]{{1,12}}\))?",
     re.IGNORECASE,
 )
 # A line that is only a date ("2025年10月22日", "2025-10-22", "22 October 2025") is the header's date field.
@@ -142,13 +144,9 @@ def field_values(unit: str) -> list[tuple[str, str]]:
     field, a date or a rating level ("买入(维持) | 目标价:62.3元 | 当前价:48.15元 | 2026年11月28日"); [] when
     the line is no field."""
     if unit.startswith(("|", "｜")):  # a markdown or web page's table of keys and values
-        return _key_value_cells(unit)
-    if ("|" in unit or "｜" in unit) and FIELD_KEY_RE.search(unit):
-        pieces = PIPE_RE.split(unit.strip(" *_|｜"))
-        cells = [_field_value(c) or _rating_cell(c) for c in pieces]
-        keyed = any(FIELD_KEY_RE.match(c.strip("*_ ")) for c in pieces)  # a rating history's rows have none
-        if len(cells) > 1 and all(cells) and keyed:
-            return [c for c in cells if c is not None]
+        return _key_value_cells(unit) or _field_cells(unit)
+    if ("|" in unit or "｜" in unit) and (found := _field_cells(unit)):
+        return found
     lead = len(unit) - len(unit.lstrip("*_【[ "))
     if FIELD_KEY_RE.match(unit, lead) or _MARKET_DATA_KEY_RE.match(unit, lead):
         starts, depth, scanned = [], 0, 0
@@ -202,16 +200,23 @@ def _market_datum(piece: str) -> tuple[str, str] | None:
     return None if m is None else ("", piece[m.end() :].strip())
 
 
+def _field_cells(line: str) -> list[tuple[str, str]]:
+    """The fields of a line of cells apart by "|", each a field, a date or a rating level, one at least with
+    its key ("买入(维持) | 目标价:62.3元 | 2026年11月28日", a converter's "| 投资评级:增持(首次覆盖) |"); a
+    rating history's rows have no key."""
+    if not FIELD_KEY_RE.search(line):
+        return []
+    pieces = [c for c in PIPE_RE.split(line.strip(" *_|｜")) if c.strip("*_ ")]
+    cells = [_field_value(c) or _rating_cell(c) for c in pieces]
+    keyed = any(FIELD_KEY_RE.match(c.strip("*_ ")) for c in pieces)
+    return [c for c in cells if c is not None] if pieces and all(cells) and keyed else []
+
+
 def _key_value_cells(row: str) -> list[tuple[str, str]]:
     """The fields of a table row of keys and values in cells ("| 投资评级 | 买入(维持) |", "| 目标价 |
-    21.50元 | 收盘价(2026/11/20) | 27.84元 |") or of cells each a field ("| 投资评级:增持(首次覆盖) |", a
-    converter's table of one full cell beside an empty one); [] unless every other cell is a key and each
-    pair a field (a rating's value a rating level) or market data with a whole value ("| 52周区间 |
-    58.20-139.90元 |")."""
+    21.50元 | 收盘价(2026/11/20) | 27.84元 |"); [] unless every other cell is a key and each pair a field (a
+    rating's value a rating level) or market data with a whole value ("| 52周区间 | 58.20-139.90元 |")."""
     cells = [c.strip("*_ ") for c in PIPE_RE.split(row.strip(" |｜"))]
-    if all(cells) and all(FIELD_KEY_RE.match(c) for c in cells):  # "| 投资评级:增持(首次) |"
-        fields = [_field_value(c) for c in cells]
-        return [f for f in fields if f is not None] if all(fields) else []
     if len(cells) % 2 or not all(cells):
         return []
     found: list[tuple[str, str]] = []
@@ -329,7 +334,8 @@ def _field_value(unit: str) -> tuple[str, str] | None:
         return None
     key = next(k for k in m.groupdict() if k != "value" and m.group(k))
     value = m.group("value").rstrip("*_ ")
-    if _CLAUSE_RE.search(value) or PIPE_RE.search(value):  # a clause, or the next cell of a row
+    value = PIPE_RE.split(value, maxsplit=1)[0]  # a value ends where the next cell of a row starts
+    if _CLAUSE_RE.search(value) or not value:
         return None
     if key not in RATING_FIELD_KEYS and not (
         any(ch.isdigit() for ch in value)

@@ -16,16 +16,16 @@ formula is not guessed at.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 
-# From a single "$" (not "$$", not "\$") to the next one on the same line; "\$" inside is a dollar sign.
-MATH_RE = re.compile(r"\$(?!\$)((?:\\\$|[^$\n]){1,200}?)(?<!\\)\$(?!\$)")
-_CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# From a single "$" (not "$$", not "\$") to the next one on the same line that no figure follows ("$5 - $6"
+# is two prices); "\$" inside is a dollar sign.
+MATH_RE = re.compile(r"\$(?!\$)((?:\\\$|[^$\n]){1,200}?)(?<!\\)\$(?![$\d])")
 # What a span sits against, past one space, when that space is the converter's: Chinese text and
-# punctuation on either side, an opening bracket before it, closing punctuation after it.
-_WIDE = "\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef"
-_TIGHT_BEFORE = re.compile(f"[{_WIDE}(\\[“‘]")
-_TIGHT_AFTER = re.compile(f"[{_WIDE},.;:!?)\\]%”’]")
+# punctuation (wide characters) on either side, an opening bracket before it, closing punctuation after it.
+_OPENERS = "([“‘"
+_CLOSERS = ",.;:!?)]%”’"
 _COMMAND_RE = re.compile(r"\\(?:[A-Za-z]+|[^A-Za-z\s])")
 
 # Commands that wrap text in a font: their group's contents are kept.
@@ -50,14 +50,20 @@ class _Unknown(Exception):
     """Something in a span this module does not read: the span stays as written."""
 
 
+def _wide(ch: str) -> bool:
+    """A Chinese character or a full-width form (east Asian wide)."""
+    return unicodedata.east_asian_width(ch) in "WF"
+
+
 def is_converter_math(body: str) -> bool:
-    """Whether `body` (between the "$") reads as a converter's inline math, not as prose with two "$"."""
-    if _CJK_RE.search(body) or not body.strip():
+    """Whether `body` (between the "$") reads as a converter's inline math, not as prose with two "$": no
+    Chinese, and a command or brace, or at least two figures, every token one character ("2 0 2 5")."""
+    if not body.strip() or any(_wide(ch) for ch in body):
         return False
     if _COMMAND_RE.search(body) or "{" in body or "}" in body:
         return True
     tokens = body.split()
-    return len(tokens) >= 2 and all(len(t) == 1 for t in tokens)
+    return len(tokens) >= 2 and all(len(t) == 1 for t in tokens) and sum(t.isdigit() for t in tokens) >= 2
 
 
 def _spans(text: str) -> Iterator[tuple[re.Match[str], list[tuple[str, int]]]]:
@@ -66,7 +72,10 @@ def _spans(text: str) -> Iterator[tuple[re.Match[str], list[tuple[str, int]]]]:
     pos = text.find("$")
     while pos != -1:
         m = None
-        if (pos == 0 or text[pos - 1] not in "$\\") and text[pos + 1 : pos + 2] != "$":
+        before = text[pos - 1] if pos else " "
+        # A currency's "$" ("US$5", "HK$ 5 8"), not a footnote's after a word ("agent${ } ^ { 2 }$").
+        currency = before.isascii() and before.isalpha() and text[pos + 1 : pos + 2] in " 0123456789"
+        if not currency and before not in "$\\" and text[pos + 1 : pos + 2] != "$":  # nor "\$", "$$"
             m = MATH_RE.match(text, pos)
         pieces = _read(m.group(1), m.start(1)) if m else None
         if m and pieces is not None:
@@ -187,14 +196,19 @@ def rewrite_math(chars: list[str], idx: list[int]) -> tuple[list[str], list[int]
         if pieces:
             # The spaces a converter sets around a span in Chinese text are not the PDF's
             # ("增长 $4 4 \\%$ ，").
-            if len(out_c) >= 2 and out_c[-1] == " " and _TIGHT_BEFORE.match(out_c[-2]):
+            if len(out_c) >= 2 and out_c[-1] == " " and (_wide(out_c[-2]) or out_c[-2] in _OPENERS):
                 out_c.pop()
                 out_i.pop()
-            if text[last : last + 1] == " " and _TIGHT_AFTER.match(text, last + 1):
+            after = text[last + 1 : last + 2]
+            if text[last : last + 1] == " " and after and (_wide(after) or after in _CLOSERS):
                 last += 1
-        for piece, k in pieces:
-            out_c += list(piece)
-            out_i += [idx[k]] * len(piece)
+        written = [(ch, idx[k]) for piece, k in pieces for ch in piece]
+        if written:  # the span's first and last characters stand for its "$"s: a sentence's span covers them
+            written[0] = (written[0][0], idx[m.start()])
+            if len(written) > 1:
+                written[-1] = (written[-1][0], idx[m.end() - 1])
+        out_c += [ch for ch, _ in written]
+        out_i += [k for _, k in written]
     out_c += chars[last:]
     out_i += idx[last:]
     return out_c, out_i

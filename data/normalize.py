@@ -388,7 +388,8 @@ def _fast_text(text: str) -> str | None:
             pieces.append("\n")
             last += 1
     pieces.append(nfkc[last:])
-    if has_math("".join(pieces)):  # a converter's inline math: `normalize` reads it character by character
+    # A converter's inline math, before or after the citations go: `normalize` reads it by character.
+    if "$" in nfkc and (has_math(nfkc) or has_math("".join(pieces))):
         return None
     converted = to_simplified("".join(pieces))  # as `_to_simplified_chars`
     lines = (_SPACES_RE.sub(" ", line).strip(" ") for line in converted.split("\n"))

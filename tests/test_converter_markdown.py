@@ -51,6 +51,10 @@ def test_converter_math_reads_as_the_figures_the_pdf_showed(raw, expected):
         "$x _ { 1 }$",
         "$$ 2 0 2 5 $$",  # display math
         "$5$ alone",
+        "$5 - $6 a share",  # a "$" before a figure closes nothing
+        "EPS $1 / $2",
+        "$5 ~ $6",
+        "| $ | - | $ | 0.5 |",
     ],
 )
 def test_prose_dollars_and_real_formulas_stay_as_written(raw):
@@ -61,6 +65,14 @@ def test_prose_dollars_and_real_formulas_stay_as_written(raw):
 
 def test_a_currency_dollar_does_not_pair_off_the_span_after_it():
     assert normalize("costs $5 and grew $1 2 \\%$ in Q3").text == "costs $5 and grew 12% in Q3"
+    assert normalize("TP of HK$ 5 8 ($2 0 \\%$ upside)").text == "TP of HK$ 5 8 (20% upside)"
+
+
+def test_a_span_at_a_sentences_edge_maps_back_to_its_dollar_signs():
+    raw = "$\\bullet$ 毛利率为 $3 3 . 1 \\%$"
+    n = normalize(raw)
+    assert n.text == "•毛利率为33.1%"
+    assert n.original_span(0, len(n.text)) == (0, len(raw))
 
 
 def test_what_reads_as_math():

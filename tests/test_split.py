@@ -896,10 +896,14 @@ def test_a_rating_history_is_no_banner():
         ("| 投资评级:买入 | 目标价:98.00元 |", [("rating", "买入"), ("target_price", "98.00元")]),
         ("| Rating | Outperform (Maintained) |", [("rating", "Outperform (Maintained)")]),
         ("| Market cap | HK$201.4bn / US$25.9bn |", [("market_value", "HK$201.4bn / US$25.9bn")]),
-        # A value never runs into the next cell, and a scale's row is no field.
-        ("Market cap: US$8.7bn | 3M ADTV: US$61m", []),
+        ("| 投资评级:买入(维持) | 2025年10月28日 |", [("rating", "买入(维持)"), ("date", "2025年10月28日")]),
+        # A value ends where the next cell starts, and a scale's row is no field.
+        ("Market cap: US$8.7bn | 3M ADTV: US$61m", [("market_value", "US$8.7bn")]),
+        ("投资评级:买入(维持) | 2025年10月28日 | 公司点评", [("rating", "买入(维持)")]),
         ("| 买入 | 预计未来6个月内股价涨幅超过20% |", []),
         ("| 投资评级:买入 | 说明 |", []),
+        ("| Rating | Buy (upside > 15%) |", []),
+        ("| 行业评级 | 看好(强于大市10%以上) |", []),
     ],
 )
 def test_rows_of_fields_in_cells(row, fields):
