@@ -55,30 +55,37 @@ def html_to_text(html: str) -> str:
 
 
 # A table a PDF-to-markdown converter (MinerU) writes into markdown as HTML, on one line or several, maybe
-# in <html><body>; a table nested in it is read with it.
+# in <html><body>: the innermost first, then the tables around it (`plain_markdown`).
 _EMBEDDED_TABLE_RE = re.compile(
     r"(?:<html>\s*<body>\s*)?<table\b(?:(?!<table\b).)*?</table>(?:\s*</body>\s*</html>)?",
     re.IGNORECASE | re.DOTALL,
 )
-
-
-# Markdown's images ("![](images/3f1a....jpg)", a converter's figure; its caption is a line of its own) and
-# links to a page or file ("[公司公告](http://...)": the text is the report's, the address is not).
-_MD_IMAGE_RE = re.compile(r"!\[[^\]\n]*\]\([^)\s]*\)")
+_TABLE_DEPTH = 4  # tables nested this deep are laid out; deeper ones stay as written
+_TABLE_START_RE = re.compile(r"<table\b", re.IGNORECASE)
+# What converters add around the text: markdown's images ("![](images/3f1a....jpg)"; the caption is a line of
+# its own), footnote references ("[^2]", marker's "[1](#fn1)") and marker's page anchors ("<span
+# id="page-5-1"></span>"); links to a page, a file or an anchor read as their text ("[公司公告](http://...)",
+# "[Figure 3](#page-5-1)"). A target may hold one level of brackets ("images/a(1).jpg") and a title.
+_TARGET = r"\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"\n]*\")?\)"
+_MD_IMAGE_RE = re.compile(rf"!\[[^\[\]\n]*\]{_TARGET}")
+_MD_NOTE_RE = re.compile(r"\[\^[^\]\s]{1,20}\](?!:)|\[\d{1,3}\]\(#[^)\s]*\)|</?span\b[^>\n]*>")
 _MD_LINK_RE = re.compile(
-    r"\[([^\]\n]+)\]\((?:https?://|www\.|\.{0,2}/|[\w./-]+\.(?:html?|pdf|aspx?)\b)[^)\s]*\)"
+    rf"\[([^\[\]\n]+)\](?=\((?:https?://|www\.|#|\.{{1,2}}/|/[A-Za-z0-9_.~-]|[A-Za-z0-9_./-]+\.(?:html?|pdf|aspx?)\b))"
+    rf"{_TARGET}"
 )
 
 
 def plain_markdown(text: str) -> str:
     """Text (markdown, a text file) without what PDF-to-markdown converters (MinerU, marker) add that is no
     report text: each HTML table laid out as `html_to_text` lays a page's, a row of keys and values a
-    markdown row ("| 投资评级 | 买入(维持) |") on a line of its own; images dropped; links read as their
-    text."""
-    if "<table" in text.lower():
+    markdown row ("| 投资评级 | 买入(维持) |") on a line of its own; images, footnote references and page
+    anchors dropped; links read as their text."""
+    for _ in range(_TABLE_DEPTH):
+        if not _TABLE_START_RE.search(text):
+            break
         text = _EMBEDDED_TABLE_RE.sub(lambda m: "\n" + html_to_text(m.group(0)) + "\n", text)
-    if "](" in text:
-        text = _MD_LINK_RE.sub(r"\1", _MD_IMAGE_RE.sub("", text))
+    if "](" in text or "[^" in text or "<span" in text:
+        text = _MD_LINK_RE.sub(r"\1", _MD_NOTE_RE.sub("", _MD_IMAGE_RE.sub("", text)))
     return text
 
 

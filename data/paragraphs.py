@@ -18,9 +18,11 @@ half is followed by the figure (its image, caption and source line) or by the pa
 - between stand at most `MAX_BETWEEN` paragraphs of captions and sources, disclaimers' banners, and short
   lines with no clause that end no sentence and open no unit of the report's (a running header:
   "公司研究·首次覆盖", "Qianfan Interactive (9799 HK) 18 November 2025"; never a heading, a field or an
-  analyst's line);
+  analyst's line), a caption, a source or a banner among them (`_evidence`): a short line alone may be a
+  heading of the report's ("盈利预测与投资建议", a transcript's "Q");
 - the second half is body text too (at least `MIN_CUT_CHARS`, a clause or a sentence's end, no unit's
-  opening), and in English starts in lower case, with a figure or with a converter's math.
+  opening) that starts where no sentence starts: a figure, a converter's math, punctuation, a word in lower
+  case. A Chinese character can start a sentence as well as go on with one, so such a half stays apart.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ MIN_CUT_CHARS = 20  # a first half this long at least: a paragraph, not a headin
 MAX_BETWEEN = 6  # paragraphs between the halves at most (two figures, each with caption and source)
 RUNNING_MAX_CHARS = 60  # a running header or footer's length at most
 _CLAUSE_RE = re.compile(r"[，,；;、:：。]")
+# How a second half starts: a figure, a converter's math, a sign, closing or clause punctuation, a word in
+# lower case ("高于" / "$\mathrm { A M A T }$、...", "同比" / "$+ 5 . 2 ...", "to grow" / "22%/17% in ...").
+# A Chinese character may start a new sentence as well as go on with one: not joined.
+_GOES_ON_RE = re.compile(r"[0-9$+\-%，,、；;）)”a-z]")
 
 
 def _paragraphs(lines: list[str]) -> list[list[str]]:
@@ -84,13 +90,19 @@ def _between(line: str) -> bool:
     return len(line) <= RUNNING_MAX_CHARS and not ends_sentence(line) and _CLAUSE_RE.search(line) is None
 
 
+def _evidence(line: str) -> bool:
+    """Whether a line (normalised) shows a figure or a page's end stands there: a caption or source, a
+    disclaimer's banner (a short line alone may be the report's heading)."""
+    return names_another_document(line) or reads_as_disclaimer(line)
+
+
 def _goes_on(line: str) -> bool:
-    """Whether a line (raw) may be a cut paragraph's second half."""
+    """Whether a line (raw) may be a cut paragraph's second half: body text that starts where no sentence
+    starts (`_GOES_ON_RE`: a figure, a converter's math, punctuation, a word in lower case)."""
     text = normalize_text(line)
     if len(text) < MIN_CUT_CHARS or not (_CLAUSE_RE.search(text) or ends_sentence(text)) or opens_unit(text):
         return False
-    first = line.lstrip()[:1]  # in English a new sentence starts in upper case
-    return not (first.isascii() and first.isupper())
+    return _GOES_ON_RE.match(line.lstrip()) is not None
 
 
 def _second_half(paragraphs: list[list[str]], k: int) -> int | None:
@@ -98,10 +110,13 @@ def _second_half(paragraphs: list[list[str]], k: int) -> int | None:
     last = paragraphs[k][-1].rstrip()
     if last.endswith(("。", "！", "？", "!", "?")) or not _cut(normalize_text(last)):  # most end a sentence
         return None
+    evidence = False
     for m in range(k + 1, min(k + 2 + MAX_BETWEEN, len(paragraphs))):
-        if all(_between(t) for t in map(normalize_text, paragraphs[m]) if t):
-            continue  # a caption, a banner, a running header ("公司研究·首次覆盖" could go on, but stands)
-        return m if m > k + 1 and _goes_on(paragraphs[m][0]) else None
+        lines = [t for t in map(normalize_text, paragraphs[m]) if t]
+        if all(_between(t) for t in lines):  # a caption, a banner, a running header
+            evidence = evidence or any(_evidence(t) for t in lines)
+            continue
+        return m if evidence and _goes_on(paragraphs[m][0]) else None
     return None
 
 

@@ -1,8 +1,11 @@
 """Markdown from PDF-to-markdown converters (MinerU, marker): inline math read back as the PDF's figures,
 HTML tables, images and links."""
 
+import time
+
 import pytest
 from fintag.data.latex import has_math, is_converter_math
+from fintag.data.markup import plain_markdown
 from fintag.data.normalize import normalize, normalize_text
 from fintag.data.paragraphs import resume_cut_paragraphs
 from fintag.data.reader import read_report_bytes
@@ -171,6 +174,8 @@ $\\mathrm { A M A T }$、$\\mathrm { L A M }$等海外龙头$1 0 \\% \\sim 1 2 \
 
 We raise our 2025-27E adjusted net profit by 4-7%, as we now expect ad revenue to grow
 
+# Please read the disclaimer and analyst certification at the end of this report
+
 Qianfan Interactive (9799 HK) 18 November 2025
 
 $2 2 \\% / 1 7 \\%$ in 2025E/26E (previously $1 9 \\% / 1 5 \\%$).
@@ -207,6 +212,12 @@ def test_a_paragraph_cut_by_a_figure_or_a_pages_furniture_reads_whole():
         # An analyst's line stands between.
         "公司发布三季报。\n\n盈利能力持续提升，公司前三季度综合毛利率达到39.6%，同比\n\n"
         "分析师：张明远 执业证书编号：S0980521080002\n\n2026年营收预计增长30%，维持买入评级。\n",
+        # A short line alone may be a heading: no caption, source or banner stands between.
+        "公司发布三季报。\n\n盈利能力持续提升，公司前三季度综合毛利率达到39.6%，同比\n\n盈利预测与投资建议\n\n"
+        "+5.2ppt，主要受益于高速率产品占比提升。\n",
+        # A Chinese character may open a new sentence.
+        "公司发布三季报。\n\n产能与客户：泰国基地加速爬坡，第二增长曲线清晰\n\n图 1：公司营收及增速\n\n"
+        "资料来源：Wind\n\n公司泰国二期工厂已于9月投产，达产后可新增年产能约300万只。\n",
         # English: a capital opens a new sentence.
         "Revenue grew 18%.\n\nWe raise our 2025-27E adjusted net profit by 4-7%, as we now expect\n\n"
         "Figure 2: Key financials\n\nCapex guidance for 2026 was kept at RMB5.0-5.5bn, mostly for GPUs.\n",
@@ -214,3 +225,32 @@ def test_a_paragraph_cut_by_a_figure_or_a_pages_furniture_reads_whole():
 )
 def test_paragraphs_are_not_joined_across_a_header_a_heading_or_a_new_sentence(text):
     assert resume_cut_paragraphs(text) == text
+
+
+@pytest.mark.parametrize(
+    "raw, plain",
+    [
+        ("详见[公司公告](http://www.sse.com.cn/a.pdf)，维持", "详见公司公告，维持"),
+        ("See [Figure 3](#page-5-1) now", "See Figure 3 now"),  # marker's anchor
+        ("[Wiki](https://en.wikipedia.org/wiki/Foo_(bar)) text", "Wiki text"),
+        ("![](images/a(1).jpg)\n图1", "\n图1"),
+        ('![chart](images/x.jpg "title")\nx', "\nx"),
+        ("footnote[1](#fn1) here", "footnote here"),  # a footnote's reference goes, as "[1]" does
+        ("cheap[^2] stock", "cheap stock"),
+        ('# <span id="page-0-0"></span>Tencent', "# Tencent"),
+        # Brackets in prose are no link.
+        ("营收增速[同比](/环比)均提升", "营收增速[同比](/环比)均提升"),
+        ("引用[5]和[同比]说明(见下)", "引用[5]和[同比]说明(见下)"),
+        ("[^2]: the note", "[^2]: the note"),
+    ],
+)
+def test_a_converters_links_images_notes_and_anchors(raw, plain):
+    assert plain_markdown(raw) == plain
+
+
+def test_a_table_inside_a_table_is_laid_out_with_it_and_hostile_brackets_cost_nothing():
+    nested = "<table><tr><td>A</td><td><table><tr><td>x</td><td>y</td></tr></table></td></tr></table>"
+    assert "<t" not in plain_markdown(nested) and "A" in plain_markdown(nested)
+    start = time.perf_counter()
+    plain_markdown("[" * 20000 + "](" + "x" * 1000)
+    assert time.perf_counter() - start < 0.5
