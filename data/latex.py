@@ -35,7 +35,7 @@ _FONTS = frozenset(
 )
 # Commands that stand for a character (or for nothing: sizing of delimiters).
 _SYMBOLS = {
-    "%": "%", "&": "&", "#": "#", "_": "_", "{": "{", "}": "}",
+    "%": "%", "$": "$", "&": "&", "#": "#", "_": "_", "{": "{", "}": "}",
     "times": "×", "cdot": "·", "div": "÷", "sim": "~", "approx": "≈", "pm": "±", "mp": "∓",
     "le": "≤", "leq": "≤", "leqslant": "≤", "ge": "≥", "geq": "≥", "geqslant": "≥", "neq": "≠", "ne": "≠",
     "to": "→", "rightarrow": "→", "longrightarrow": "→", "leftarrow": "←", "uparrow": "↑",
@@ -122,12 +122,15 @@ def _pieces(body: str, base: int) -> list[tuple[str, int]]:
                 raise _Unknown
             name = m.group(0)[1:]
             i = m.end()
-            if name in _FONTS:
+            if name in _FONTS or name == "textcircled":
                 while i < len(body) and body[i] in _SPACES:
                     i += 1
                 if i < len(body) and body[i] == "{":
                     end = _group(body, i)
-                    out += _pieces(body[i + 1 : end - 1], base + i + 1)
+                    inner = _pieces(body[i + 1 : end - 1], base + i + 1)
+                    if name == "textcircled":  # "①" as a list's number: "(1)"
+                        inner = [("(", base + m.start()), *inner, (")", base + end - 1)]
+                    out += inner
                     i = end
             elif name in _SYMBOLS:
                 if _SYMBOLS[name]:

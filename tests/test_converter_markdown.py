@@ -34,6 +34,8 @@ from hypothesis import strategies as st
         ("毛利率${ }^{2,3}$提升", "毛利率提升"),
         ("up $1 2 \\%$, and", "up 12%, and"),
         ("$\\bullet$ 研发构筑壁垒", "•研发构筑壁垒"),
+        ("$\\textcircled { 1 }$ 云端训练芯片放量", "(1)云端训练芯片放量"),
+        ("目标价 $\\mathrm { H K } \\$ 5 8$ ，", "目标价HK$58,"),
         ("洁净厂房约3.6万 $\\mathrm { m } ^ { 2 }$ ，", "洁净厂房约3.6万m2,"),  # as "m²" reads
     ],
 )
