@@ -75,11 +75,19 @@ _MD_LINK_RE = re.compile(
 )
 
 
-def plain_markdown(text: str) -> str:
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+_BOLD_RE = re.compile(r"\*\*(?=\S)|(?<=\S)\*\*")  # bold's marks, against the text they mark
+
+
+def plain_markdown(text: str, markdown: bool = False) -> str:
     """Text (markdown, a text file) without what PDF-to-markdown converters (MinerU, marker) add that is no
     report text: each HTML table laid out as `html_to_text` lays a page's, a row of keys and values a
     markdown row ("| 投资评级 | 买入(维持) |") on a line of its own; images, footnote references and page
-    anchors dropped; links read as their text."""
+    anchors dropped; links read as their text. `markdown` (a .md file): bold's "**" go too, so a bold
+    lead-in ("**毛利率短期承压。**前三季度...") is a sentence of its own and an analyst's "**分析师：**
+    周景行" a contact line (text files keep them: the seeds' "**" are in the dataset as written)."""
+    if markdown and "**" in text:
+        text = _BOLD_RE.sub("", text)
     for _ in range(_TABLE_DEPTH):
         if not _TABLE_START_RE.search(text):
             break

@@ -22,7 +22,9 @@ half is followed by the figure (its image, caption and source line) or by the pa
   heading of the report's ("盈利预测与投资建议", a transcript's "Q");
 - the second half is body text too (at least `MIN_CUT_CHARS`, a clause or a sentence's end, no unit's
   opening) that starts where no sentence starts: a figure, a converter's math, punctuation, a word in lower
-  case. A Chinese character can start a sentence as well as go on with one, so such a half stays apart.
+  case; or with a Chinese character when the first half ends on a word no sentence or heading ends on
+  ("...收入占比有望" / "进一步提升至65%以上..."): a Chinese character can start a sentence as well as go on
+  with one.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import logging
 import re
 
-from fintag.data.normalize import normalize_text
+from fintag.data.normalize import CJK_RE, normalize_text
 from fintag.data.split import (
     can_continue,
     ends_sentence,
@@ -48,8 +50,13 @@ RUNNING_MAX_CHARS = 60  # a running header or footer's length at most
 _CLAUSE_RE = re.compile(r"[，,；;、:：。]")
 # How a second half starts: a figure, a converter's math, a sign, closing or clause punctuation, a word in
 # lower case ("高于" / "$\mathrm { A M A T }$、...", "同比" / "$+ 5 . 2 ...", "to grow" / "22%/17% in ...").
-# A Chinese character may start a new sentence as well as go on with one: not joined.
+# A Chinese character may start a new sentence as well as go on with one: joined only after a first half
+# that ends on a word no sentence or heading ends on (`_MID_CLAUSE_RE`: a preposition, a particle, a verb
+# that wants its object).
 _GOES_ON_RE = re.compile(r"[0-9$+\-%，,、；;）)”a-z]")
+_MID_CLAUSE_RE = re.compile(
+    r"(?:的|将|有望|由|为|至|于|在|和|及|与|对|从|向|较|达|达到|超过|高于|低于|同比|环比|约|并|且|但|而|以|把|被|使|占|则)$"
+)
 
 
 def _paragraphs(lines: list[str]) -> list[list[str]]:
@@ -96,27 +103,33 @@ def _evidence(line: str) -> bool:
     return names_another_document(line) or reads_as_disclaimer(line)
 
 
-def _goes_on(line: str) -> bool:
+def _goes_on(line: str, mid_clause: bool) -> bool:
     """Whether a line (raw) may be a cut paragraph's second half: body text that starts where no sentence
-    starts (`_GOES_ON_RE`: a figure, a converter's math, punctuation, a word in lower case)."""
+    starts (`_GOES_ON_RE`: a figure, a converter's math, punctuation, a word in lower case), or with a
+    Chinese character after a first half cut mid-clause (`mid_clause`: "...占比有望" / "进一步提升至...")."""
     text = normalize_text(line)
     if len(text) < MIN_CUT_CHARS or not (_CLAUSE_RE.search(text) or ends_sentence(text)) or opens_unit(text):
         return False
-    return _GOES_ON_RE.match(line.lstrip()) is not None
+    start = line.lstrip()
+    return _GOES_ON_RE.match(start) is not None or (mid_clause and CJK_RE.match(start) is not None)
 
 
 def _second_half(paragraphs: list[list[str]], k: int) -> int | None:
     """The index of the paragraph that goes on with paragraph `k`, cut after its last line, or None."""
     last = paragraphs[k][-1].rstrip()
-    if last.endswith(("。", "！", "？", "!", "?")) or not _cut(normalize_text(last)):  # most end a sentence
+    if last.endswith(("。", "！", "？", "!", "?")):  # most paragraphs end a sentence
         return None
+    cut = normalize_text(last)
+    if not _cut(cut):
+        return None
+    mid_clause = _MID_CLAUSE_RE.search(cut) is not None
     evidence = False
     for m in range(k + 1, min(k + 2 + MAX_BETWEEN, len(paragraphs))):
         lines = [t for t in map(normalize_text, paragraphs[m]) if t]
         if all(_between(t) for t in lines):  # a caption, a banner, a running header
             evidence = evidence or any(_evidence(t) for t in lines)
             continue
-        return m if evidence and _goes_on(paragraphs[m][0]) else None
+        return m if evidence and _goes_on(paragraphs[m][0], mid_clause) else None
     return None
 
 

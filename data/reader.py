@@ -21,6 +21,7 @@ from charset_normalizer import from_bytes
 from fintag.data.markup import (
     DOCX_SUFFIXES,
     HTML_SUFFIXES,
+    MARKDOWN_SUFFIXES,
     docx_to_text,
     html_to_text,
     plain_markdown,
@@ -376,7 +377,7 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
             ) from exc
     else:
         text, encoding = decode_bytes(data, path)
-        text = plain_markdown(text)
+        text = plain_markdown(text, markdown=Path(name).suffix.lower() in MARKDOWN_SUFFIXES)
         # Pages apart by form feeds (pdftotext's output) or ending in numbered footers (text copied out of a
         # PDF): their running lines go as a PDF's.
         pages = text.split("\f") if "\f" in text else pages_of_text(text)

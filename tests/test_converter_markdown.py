@@ -203,6 +203,30 @@ def test_a_paragraph_cut_by_a_figure_or_a_pages_furniture_reads_whole():
     )
 
 
+def test_a_chinese_second_half_joins_only_after_a_first_half_cut_mid_clause():
+    text = (
+        "公司发布三季报。\n\n我们预计随着新平台产品批量出货，公司AI服务器收入占比有望\n\n请务必阅读正文之后的免责声明\n\n"
+        "图1：公司单季度营业收入\n\n进一步提升至65%以上，带动整体毛利率回升至10.5%左右。\n"
+    )
+    joined = "公司AI服务器收入占比有望进一步提升至65%以上，带动整体毛利率回升至10.5%左右。"
+    assert joined in resume_cut_paragraphs(text)
+    # A first half that ends where a heading may end stays apart from a Chinese second half.
+    apart = text.replace("收入占比有望", "收入占比提升")
+    assert resume_cut_paragraphs(apart) == apart
+
+
+def test_bold_marks_go_in_a_markdown_file_not_in_a_text_file():
+    raw = (
+        "公司发布三季报。\n\n**毛利率短期承压，费用率持续摊薄。**前三季度综合毛利率为9.8%。\n\n"
+        "**分析师：** 周景行 执业证书编号：S0860523070004\n"
+    )
+    units = {s.text: s.kind for s in segment(read_report_bytes(raw.encode(), "r.md").text).sentences}
+    assert units["毛利率短期承压,费用率持续摊薄。"] == "sentence"
+    assert units["前三季度综合毛利率为9.8%。"] == "sentence"
+    assert [kind for text, kind in units.items() if text.startswith("分析师:")] == ["contact"]
+    assert "**" in read_report_bytes(raw.encode(), "r.txt").text
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -19,7 +19,7 @@ EXPECTED: dict[str, dict] = json.loads((REPORTS / "expected.json").read_text(enc
 def test_every_report_has_expectations_and_every_expectation_a_report():
     kinds = (".txt", ".md", ".pdf", ".html", ".docx")
     files = {str(p.relative_to(REPORTS)) for p in REPORTS.glob("*/*") if p.suffix in kinds}
-    assert files == set(EXPECTED) and len(files) == 63
+    assert files == set(EXPECTED) and len(files) == 65
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
