@@ -7,10 +7,11 @@ MinerU and marker turn many of a report's figures into inline LaTeX, a space bet
 span that is only a superscript figure (a footnote's marker, as the normaliser drops "[5]").
 
 A span is read only when it is a converter's: between single "$", on one line, no Chinese in it, and either a
-LaTeX command or brace in it or every token a single character ("$2 0 2 5$"). So "$3.2bn to $4.5bn" and
-"US$34.00 ... US$40.00" are prose, and stay. A span with anything this module does not know (\\frac, a
-subscript, a superscript other than a power's digits, a footnote's or "^{\\circ}") stays as written: a
-formula is not guessed at.
+LaTeX command or brace in it or at least two figures and every token a single character ("$2 0 2 5$"); its
+"$" opens no currency's amount ("US$5", "HK$ 5 8") and no figure follows its closing "$" ("$5 - $6"). So
+"$3.2bn to $4.5bn", "$5 ~ $6" and "US$34.00 ... US$40.00" are prose, and stay. A span with anything this
+module does not know (\\frac, a subscript, a superscript other than a power's digits, a footnote's or
+"^{\\circ}") stays as written: a formula is not guessed at.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def _cut(line: str) -> bool:
 def _between(line: str) -> bool:
     """Whether a line (normalised) may stand between the halves: a caption or source, a disclaimer's banner,
     a running header or footer."""
-    if names_another_document(line) or reads_as_disclaimer(line):
+    if _evidence(line):
         return True
     if opens_unit(line):  # a heading, a field, a contact line, a bullet: the report's, never furniture
         return False
