@@ -46,8 +46,9 @@ MAX_WEIGHT = 160  # longer units (CJK characters count 1, others 0.4) are cut at
 MIN_CJK = 4
 MIN_WORDS = 3
 # A unit of mostly figures is a statement, not a table's debris, when it ends a sentence and has this many
-# Chinese characters ("我们预计公司2026-2028年归母净利润分别为59.8/71.6/84.3亿元,同比增长19.2%/19.7%。").
-STATEMENT_CJK = 8
+# Chinese characters ("我们预计公司2026-2028年归母净利润分别为59.8/71.6/84.3亿元,同比增长19.2%/19.7%。", a
+# results line "3Q24营收98.6亿元,季增21.4%。"; eight until the forty-eighth session: the seeds read the same).
+STATEMENT_CJK = 6
 # A page (of a PDF) is read on its own for hard wrapping when it has this many lines (`_logical_lines`).
 PAGE_MIN_LINES = 8
 BANNER_LINES = 40  # a banner of keys over their values stands among a report's first lines (a header's)

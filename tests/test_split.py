@@ -83,6 +83,8 @@ def test_a_forecast_sentence_of_mostly_figures_is_a_statement():
     assert drop_reason("营业收入 52.36 86.40 118.25 146.90 61.3% 65.0% 36.9% 24.2%") == "numeric"
     assert drop_reason("归母净利润分别为59.8/71.6/84.3亿元,同比增长19.2%/19.7%/17.7%") == "numeric"  # no end
     assert drop_reason("EPS为2.23/2.67/3.15元。") == "numeric"  # too few words to state anything
+    assert drop_reason("3Q24营收98.6亿元,季增21.4%。") is None  # a short results line states something
+    assert drop_reason("3Q24营收98.6亿元,季增21.4%") == "numeric"
 
 
 def test_a_short_line_stating_a_rating_is_kept():
