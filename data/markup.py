@@ -76,18 +76,17 @@ _MD_LINK_RE = re.compile(
 
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
-_BOLD_RE = re.compile(r"\*\*(?=\S)|(?<=\S)\*\*")  # bold's marks, against the text they mark
+# A pair of bold marks on one line, against the text they mark and after no figure or star ("**事件**:",
+# "**毛利率短期承压。**前三季度"); a significance level's "0.05**", a masked "138****5678" or "王**" is
+# no pair.
+_BOLD_RE = re.compile(r"(?<![\d*])\*\*(?=[^\s*])([^*\n]*?[^\s*])\*\*(?!\*)")
 
 
-def plain_markdown(text: str, markdown: bool = False) -> str:
+def plain_markdown(text: str) -> str:
     """Text (markdown, a text file) without what PDF-to-markdown converters (MinerU, marker) add that is no
     report text: each HTML table laid out as `html_to_text` lays a page's, a row of keys and values a
     markdown row ("| 投资评级 | 买入(维持) |") on a line of its own; images, footnote references and page
-    anchors dropped; links read as their text. `markdown` (a .md file): bold's "**" go too, so a bold
-    lead-in ("**毛利率短期承压。**前三季度...") is a sentence of its own and an analyst's "**分析师：**
-    周景行" a contact line (text files keep them: the seeds' "**" are in the dataset as written)."""
-    if markdown and "**" in text:
-        text = _BOLD_RE.sub("", text)
+    anchors dropped; links read as their text."""
     for _ in range(_TABLE_DEPTH):
         if not _TABLE_START_RE.search(text):
             break
@@ -95,6 +94,14 @@ def plain_markdown(text: str, markdown: bool = False) -> str:
     if "](" in text or "[^" in text or "<span" in text:
         text = _MD_LINK_RE.sub(r"\1", _MD_NOTE_RE.sub("", _MD_IMAGE_RE.sub("", text)))
     return text
+
+
+def without_bold(text: str) -> str:
+    """A markdown file's text without its bold marks, so that a bold lead-in ("**毛利率短期承压。**前三季度
+    ...") is a sentence of its own and an analyst's "**分析师：** 周景行" a contact line. For .md files only,
+    after the paragraphs are read (a line that opens with "**" opens a unit there): text files keep theirs,
+    as the seeds' are in the dataset."""
+    return _BOLD_RE.sub(r"\1", text) if "**" in text else text
 
 
 def _collapse(text: str) -> str:

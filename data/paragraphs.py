@@ -54,8 +54,16 @@ _CLAUSE_RE = re.compile(r"[，,；;、:：。]")
 # that ends on a word no sentence or heading ends on (`_MID_CLAUSE_RE`: a preposition, a particle, a verb
 # that wants its object).
 _GOES_ON_RE = re.compile(r"[0-9$+\-%，,、；;）)”a-z]")
+# Not a name's or a noun's last character: "华为", "英伟达", "激光雷达", "碳中和", "方向" and "合约" end
+# headings.
 _MID_CLAUSE_RE = re.compile(
-    r"(?:的|将|有望|由|为|至|于|在|和|及|与|对|从|向|较|达|达到|超过|高于|低于|同比|环比|约|并|且|但|而|以|把|被|使|占|则)$"
+    r"(?:的|将|有望|由|至|于|在|及|与|对|从|较|达到|超过|高于|低于|同比|环比|并|且|但|而|以|把|被|使|占|则)$"
+)
+# A line that opens with a label: a speaker's or a section's ("问:", "专家:", "风险提示:"), a bullet or a
+# number ("1.2 ", "二、"): a heading, a list's item or a question, not half of a body paragraph.
+_LABEL_RE = re.compile(r"[^\s,，。:：]{1,6}[:：]|\d+(?:\.\d+)+\s")
+MAX_CHAIN = (
+    4  # halves joined onto one paragraph at most (a chain of cuts is hostile input: each join reads it)
 )
 
 
@@ -103,6 +111,11 @@ def _evidence(line: str) -> bool:
     return names_another_document(line) or reads_as_disclaimer(line)
 
 
+def _labelled(line: str) -> bool:
+    """Whether a line (normalised) opens with a label, a bullet or a number."""
+    return _LABEL_RE.match(line) is not None or opens_unit(line)
+
+
 def _goes_on(line: str, mid_clause: bool) -> bool:
     """Whether a line (raw) may be a cut paragraph's second half: body text that starts where no sentence
     starts (`_GOES_ON_RE`: a figure, a converter's math, punctuation, a word in lower case), or with a
@@ -111,7 +124,8 @@ def _goes_on(line: str, mid_clause: bool) -> bool:
     if len(text) < MIN_CUT_CHARS or not (_CLAUSE_RE.search(text) or ends_sentence(text)) or opens_unit(text):
         return False
     start = line.lstrip()
-    return _GOES_ON_RE.match(start) is not None or (mid_clause and CJK_RE.match(start) is not None)
+    chinese = mid_clause and CJK_RE.match(start) is not None and not _labelled(text)
+    return _GOES_ON_RE.match(start) is not None or chinese
 
 
 def _second_half(paragraphs: list[list[str]], k: int) -> int | None:
@@ -122,7 +136,8 @@ def _second_half(paragraphs: list[list[str]], k: int) -> int | None:
     cut = normalize_text(last)
     if not _cut(cut):
         return None
-    mid_clause = _MID_CLAUSE_RE.search(cut) is not None
+    first = normalize_text(paragraphs[k][0]) if len(paragraphs[k]) > 1 else cut
+    mid_clause = _MID_CLAUSE_RE.search(cut) is not None and not _labelled(first)
     evidence = False
     for m in range(k + 1, min(k + 2 + MAX_BETWEEN, len(paragraphs))):
         lines = [t for t in map(normalize_text, paragraphs[m]) if t]
@@ -144,8 +159,9 @@ def resume_cut_paragraphs(text: str) -> str:
     body = False  # whether a sentence has ended yet: before that stand the title and the header, never cut
     k = 0
     while k < len(paragraphs):
-        current, moved = paragraphs[k], []
-        while body and (m := _second_half(paragraphs, k)) is not None:
+        current, moved, chain = paragraphs[k], [], 0
+        while body and chain < MAX_CHAIN and (m := _second_half(paragraphs, k)) is not None:
+            chain += 1
             left, right = current[-1].rstrip(), paragraphs[m][0].lstrip()
             current = [*current[:-1], left + joiner(left, right) + right, *paragraphs[m][1:]]
             moved += paragraphs[k + 1 : m]

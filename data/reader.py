@@ -25,6 +25,7 @@ from fintag.data.markup import (
     docx_to_text,
     html_to_text,
     plain_markdown,
+    without_bold,
 )
 from fintag.data.normalize import CJK_RE
 from fintag.data.paragraphs import resume_cut_paragraphs
@@ -377,7 +378,7 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
             ) from exc
     else:
         text, encoding = decode_bytes(data, path)
-        text = plain_markdown(text, markdown=Path(name).suffix.lower() in MARKDOWN_SUFFIXES)
+        text = plain_markdown(text)
         # Pages apart by form feeds (pdftotext's output) or ending in numbered footers (text copied out of a
         # PDF): their running lines go as a PDF's.
         pages = text.split("\f") if "\f" in text else pages_of_text(text)
@@ -385,6 +386,8 @@ def read_report_bytes(data: bytes, path: str | os.PathLike[str], report_id: str 
             pages = footnotes_after_sentence(strip_running_lines(pages))
             text = "\f".join(p.strip("\n") for p in pages if p.strip())
         text = resume_cut_paragraphs(text)
+        if Path(name).suffix.lower() in MARKDOWN_SUFFIXES:
+            text = without_bold(text)
     if not text.strip():
         raise ReportReadError(path, "the report holds no text", "check the export")
     return RawReport(report_id if report_id is not None else report_id_for(name), name, text, encoding)

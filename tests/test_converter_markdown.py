@@ -5,7 +5,7 @@ import time
 
 import pytest
 from fintag.data.latex import has_math, is_converter_math
-from fintag.data.markup import plain_markdown
+from fintag.data.markup import plain_markdown, without_bold
 from fintag.data.normalize import normalize, normalize_text
 from fintag.data.paragraphs import resume_cut_paragraphs
 from fintag.data.reader import read_report_bytes
@@ -210,9 +210,16 @@ def test_a_chinese_second_half_joins_only_after_a_first_half_cut_mid_clause():
     )
     joined = "公司AI服务器收入占比有望进一步提升至65%以上，带动整体毛利率回升至10.5%左右。"
     assert joined in resume_cut_paragraphs(text)
-    # A first half that ends where a heading may end stays apart from a Chinese second half.
-    apart = text.replace("收入占比有望", "收入占比提升")
-    assert resume_cut_paragraphs(apart) == apart
+    # A first half that ends where a heading may end stays apart from a Chinese second half: a verb, a name
+    # ("华为"), a numbered heading, a question before its answer.
+    for first, second in (
+        ("收入占比有望", "收入占比提升"),
+        ("收入占比有望", "客户包括谷歌与华为"),
+        ("我们预计随着新平台产品批量出货，公司AI服务器收入占比有望", "1.2 客户结构持续优化，深度绑定谷歌的"),
+        ("进一步提升至65%以上", "专家：进一步提升至65%以上"),
+    ):
+        apart = text.replace(first, second)
+        assert resume_cut_paragraphs(apart) == apart, second
 
 
 def test_bold_marks_go_in_a_markdown_file_not_in_a_text_file():
@@ -225,6 +232,9 @@ def test_bold_marks_go_in_a_markdown_file_not_in_a_text_file():
     assert units["前三季度综合毛利率为9.8%。"] == "sentence"
     assert [kind for text, kind in units.items() if text.startswith("分析师:")] == ["contact"]
     assert "**" in read_report_bytes(raw.encode(), "r.txt").text
+    # Stars that are content stay: a significance level, a masked number or name, an unpaired mark.
+    for kept in ("显著性0.05**与2.35***", "电话138****5678", "联系人王**", "**公司点评 **"):
+        assert without_bold(kept) == kept
 
 
 @pytest.mark.parametrize(
