@@ -22,9 +22,10 @@ half is followed by the figure (its image, caption and source line) or by the pa
   heading of the report's ("盈利预测与投资建议", a transcript's "Q");
 - the second half is body text too (at least `MIN_CUT_CHARS`, a clause or a sentence's end, no unit's
   opening) that starts where no sentence starts: a figure, a converter's math, punctuation, a word in lower
-  case; or with a Chinese character when the first half ends on a word no sentence or heading ends on
-  ("...收入占比有望" / "进一步提升至65%以上..."): a Chinese character can start a sentence as well as go on
-  with one.
+  case; or with a Chinese character when the first half ends on a word no sentence, heading or name ends on
+  ("...收入占比有望" / "进一步提升至65%以上...") and neither half opens with a label, a bullet or a number
+  ("问:", "专家:", "1.2 "): a Chinese character can start a sentence as well as go on with one;
+- at most `MAX_CHAIN` halves join one paragraph.
 """
 
 from __future__ import annotations
