@@ -388,10 +388,11 @@ def _fast_text(text: str) -> str | None:
             pieces.append("\n")
             last += 1
     pieces.append(nfkc[last:])
+    cited = "".join(pieces)
     # A converter's inline math, before or after the citations go: `normalize` reads it by character.
-    if "$" in nfkc and (has_math(nfkc) or has_math("".join(pieces))):
+    if "$" in nfkc and (has_math(nfkc) or has_math(cited)):
         return None
-    converted = to_simplified("".join(pieces))  # as `_to_simplified_chars`
+    converted = to_simplified(cited)  # as `_to_simplified_chars`
     lines = (_SPACES_RE.sub(" ", line).strip(" ") for line in converted.split("\n"))
     return _CJK_SPACE_RE.sub("", "\n".join(line for line in lines if line))  # as `_collapse_whitespace`
 
